@@ -1,0 +1,170 @@
+"""HTTP client of one backend: batch reads with deadlines, bounded retries and a circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from gateway.breaker import CircuitBreaker
+from gateway.config import Settings
+from gateway.errors import SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
+from gateway.sources import Source
+
+log = logging.getLogger("ucgw.client")
+
+BATCH_LIMIT = 500  # the backends' own limit per batch request
+
+
+@dataclass
+class SourceHealth:
+    """What /readyz and the `sources` query report about one backend."""
+
+    last_success_at: float | None = None
+    last_error_at: float | None = None
+    last_error: str | None = None
+    calls: int = 0
+    retries: int = 0
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """A quantile (0..1) of recent call latencies, or None before any call."""
+        if not self.latencies_ms:
+            return None
+        if len(self.latencies_ms) == 1:
+            return self.latencies_ms[0]
+        cuts = statistics.quantiles(self.latencies_ms, n=100, method="inclusive")
+        return cuts[min(98, max(0, round(quantile * 100) - 1))]
+
+
+def _validate_batch(source: Source, body: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    """Check the batch response's shape; anything else is a schema-drifted answer."""
+    if not isinstance(body, dict):
+        raise SourceError(source, SOURCE_BAD_RESPONSE, "batch answer is not a JSON object", retryable=False)
+    records, missing = body.get("records"), body.get("missing", [])
+    if not isinstance(records, list) or not isinstance(missing, list):
+        raise SourceError(source, SOURCE_BAD_RESPONSE, "batch answer lacks records/missing lists", retryable=False)
+    for rec in records:
+        if not (isinstance(rec, dict) and isinstance(rec.get("a_number"), str)
+                and isinstance(rec.get("updated_at"), str)):
+            raise SourceError(source, SOURCE_BAD_RESPONSE, "record without a_number/updated_at", retryable=False)
+    if not all(isinstance(m, str) for m in missing):
+        raise SourceError(source, SOURCE_BAD_RESPONSE, "missing list holds non-strings", retryable=False)
+    return records, missing
+
+
+class SourceClient:
+    """One backend's client; owns one aiohttp ClientSession for the app's lifetime."""
+
+    def __init__(self, source: Source, settings: Settings) -> None:
+        self.source = source
+        self.base_url = settings.source_url(source).rstrip("/")
+        self.settings = settings
+        self.breaker = CircuitBreaker(
+            source.value, settings.breaker_failure_threshold, settings.breaker_reset_seconds
+        )
+        self.health = SourceHealth()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        connector = aiohttp.TCPConnector(limit=self.settings.source_connection_limit, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector, json_serialize=json.dumps, raise_for_status=False
+        )
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def fetch_batch(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+        """Records by A-number (None where the backend has no record), chunked by the backend's limit."""
+        out: dict[str, dict[str, Any] | None] = {}
+        chunks = [a_numbers[i : i + BATCH_LIMIT] for i in range(0, len(a_numbers), BATCH_LIMIT)]
+        results = await asyncio.gather(*(self._fetch_chunk(c, deadline) for c in chunks))
+        for part in results:
+            out.update(part)
+        return out
+
+    async def _fetch_chunk(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(a_numbers, deadline)
+            except SourceError as exc:
+                remaining = deadline - time.monotonic()
+                backoff = self.settings.retry_backoff_seconds * (2**attempt) * (0.5 + random.random())
+                if not exc.retryable or attempt >= self.settings.retry_attempts or backoff >= remaining:
+                    raise
+                attempt += 1
+                self.health.retries += 1
+                log.info("retrying %s after %s (attempt %d)", self.source.value, exc.code, attempt + 1)
+                await asyncio.sleep(backoff)
+
+    async def _attempt(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+        if self._session is None:
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, "client not started", retryable=False)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
+        if not self.breaker.allow():
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, "circuit breaker open", retryable=False)
+        timeout = min(self.settings.source_timeout_seconds, remaining)
+        url = f"{self.base_url}/v1/{self.source.collection}/batch"
+        started = time.monotonic()
+        self.health.calls += 1
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._session.post(url, json={"a_numbers": a_numbers}) as resp:
+                    if resp.status >= 500:
+                        raise SourceError(self.source, SOURCE_UNAVAILABLE, f"HTTP {resp.status}")
+                    if resp.status != 200:
+                        raise SourceError(
+                            self.source, SOURCE_BAD_RESPONSE, f"HTTP {resp.status}", retryable=False
+                        )
+                    try:
+                        body = await resp.json(content_type=None)
+                    except (ValueError, aiohttp.ContentTypeError) as exc:
+                        raise SourceError(
+                            self.source, SOURCE_BAD_RESPONSE, "answer is not JSON", retryable=False
+                        ) from exc
+        except TimeoutError as exc:
+            self._failed(SOURCE_TIMEOUT, f"no answer within {timeout:.2f} s")
+            raise SourceError(self.source, SOURCE_TIMEOUT, f"no answer within {timeout:.2f} s") from exc
+        except aiohttp.ClientError as exc:
+            detail = f"connection failed ({type(exc).__name__})"
+            self._failed(SOURCE_UNAVAILABLE, detail)
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, detail) from exc
+        except SourceError as exc:
+            self._failed(exc.code, exc.detail)
+            raise
+        try:
+            records, missing = _validate_batch(self.source, body)
+        except SourceError as exc:
+            self._failed(exc.code, exc.detail)
+            raise
+        self.breaker.record_success()
+        self.health.last_success_at = time.time()
+        self.health.latencies_ms.append((time.monotonic() - started) * 1000)
+        out: dict[str, dict[str, Any] | None] = {a: None for a in missing}
+        for rec in records:
+            out[rec["a_number"]] = rec
+        for a in a_numbers:
+            out.setdefault(a, None)
+        return out
+
+    def _failed(self, code: str, detail: str) -> None:
+        self.breaker.record_failure()
+        self.health.last_error_at = time.time()
+        self.health.last_error = f"{code}: {detail}"
+        log.warning("source %s failed: %s: %s", self.source.value, code, detail)

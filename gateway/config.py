@@ -1,0 +1,159 @@
+"""Gateway settings: defaults, overridden by a TOML file, overridden by `UCGW_*` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gateway.sources import Source
+
+DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # clearly-marked demo value
+
+
+class ConfigError(ValueError):
+    """A setting is missing or has a value of the wrong form."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway reads at start. Field `x` is env `UCGW_X` and TOML key `x`."""
+
+    orr_url: str = "http://127.0.0.1:8101"
+    ice_url: str = "http://127.0.0.1:8102"
+    eoir_url: str = "http://127.0.0.1:8103"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    env: str = "development"
+    data_dir: str = "./var"
+    # cache
+    cache_ttl_seconds: float = 60.0
+    orr_ttl_seconds: float | None = None
+    ice_ttl_seconds: float | None = None
+    eoir_ttl_seconds: float | None = None
+    cache_max_entries: int = 300_000
+    max_stale_seconds: float = 86_400.0
+    stale_while_revalidate_seconds: float = 0.0
+    # backends
+    source_timeout_seconds: float = 2.0
+    request_deadline_seconds: float = 5.0
+    retry_attempts: int = 2
+    retry_backoff_seconds: float = 0.05
+    breaker_failure_threshold: int = 5
+    breaker_reset_seconds: float = 10.0
+    source_connection_limit: int = 64
+    # access control and abuse limits
+    jwt_secret: str = DEMO_JWT_SECRET
+    jwt_public_key_file: str = ""
+    jwt_jwks_file: str = ""
+    jwt_audience: str = "uc-status-gateway"
+    jwt_issuer: str = "ucgw-demo"
+    api_keys_file: str = ""
+    auth_required: bool = True
+    rate_limit_rps: float = 20.0
+    rate_limit_burst: int = 40
+    max_query_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2_000
+    max_query_cost: int = 5_000
+    max_body_bytes: int = 100_000
+    max_children: int = 100
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def production(self) -> bool:
+        """True when running with production hardening."""
+        return self.env == "production"
+
+    def source_url(self, source: Source) -> str:
+        """Base URL of one backend."""
+        return {Source.ORR: self.orr_url, Source.ICE: self.ice_url, Source.EOIR: self.eoir_url}[source]
+
+    def ttl(self, source: Source) -> float:
+        """Cache TTL of one backend: its own setting, else the common one."""
+        own = getattr(self, f"{source.value.lower()}_ttl_seconds")
+        return self.cache_ttl_seconds if own is None else own
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, raw: object) -> object:
+    """Convert a TOML or environment value to the type of setting `name`."""
+    kind = str(_FIELDS[name].type)
+    try:
+        if raw is None or (isinstance(raw, str) and raw == "" and "None" in kind):
+            return None
+        if kind.startswith("bool"):
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind.startswith("int"):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)  # type: ignore[arg-type]
+        if kind.startswith("float"):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)  # type: ignore[arg-type]
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name!r}: {raw!r} is not a valid {kind}") from exc
+
+
+def _validate(settings: Settings) -> Settings:
+    for name in _FIELDS:
+        value = getattr(settings, name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise ConfigError(f"setting {name!r} must not be negative (got {value})")
+    if settings.env not in {"development", "production", "test"}:
+        raise ConfigError("setting 'env' must be development, production or test")
+    if settings.request_deadline_seconds <= 0 or settings.source_timeout_seconds <= 0:
+        raise ConfigError("timeouts and deadlines must be positive")
+    if settings.cache_max_entries < 1:
+        raise ConfigError("setting 'cache_max_entries' must be at least 1")
+    return settings
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, toml_path: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
+    """Build settings from defaults, the TOML file (`UCGW_CONFIG` or `toml_path`), env, then `overrides`."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    path = toml_path or environ.get("UCGW_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        section = data.get("gateway", data)
+        for key, raw in section.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"unknown setting {key!r} in {path}")
+            values[key] = _coerce(key, raw)
+    for name in _FIELDS:
+        env_name = f"UCGW_{name.upper()}"
+        if env_name in environ:
+            values[name] = _coerce(name, environ[env_name])
+    for name, raw in overrides.items():
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    return _validate(Settings(**values))  # type: ignore[arg-type]
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, type) for every setting; feeds the README table."""
+    rows = []
+    for name, f in _FIELDS.items():
+        rows.append((f"UCGW_{name.upper()}", repr(f.default), str(f.type)))
+    return rows

@@ -1,0 +1,67 @@
+"""`ucgw demo`: the three mocks and the gateway in one process, with a ready sample query."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import urllib.parse
+import urllib.request
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import load_settings
+from mocks.runner import running_mocks
+
+SAMPLE_QUERY = """query Status($a: ID!) {
+  child(aNumber: $a) {
+    aNumber
+    location { status since facility { name city state } provenance { source cacheStatus ageSeconds } }
+    sponsor { name relationship category address { city state quality } }
+    nta { status issuedOn servedOn filedOn fieldOffice provenance { source sourceUpdatedAt cacheStatus } }
+    hearing { caseStatus missedHearingCount nextHearing { startsAt courtName judge }
+              provenance { source fetchedAt ageSeconds cacheStatus stale } }
+  }
+}"""
+
+
+def _sample_a_numbers(orr_url: str, n: int = 3) -> list[str]:
+    with urllib.request.urlopen(f"{orr_url}/_admin/sample?n={n}", timeout=10) as resp:
+        return list(json.load(resp)["a_numbers"])
+
+
+def sample_query(a_number: str) -> str:
+    """The sample query with an A-number written in (GraphiQL links carry no variables)."""
+    return SAMPLE_QUERY.replace("query Status($a: ID!)", "query Status").replace("$a", json.dumps(a_number))
+
+
+async def _run(args: argparse.Namespace) -> None:
+    ports = {"orr": args.orr_port, "ice": args.ice_port, "eoir": args.eoir_port}
+    async with running_mocks(host=args.host, ports=ports, seed=args.seed, children=args.children,
+                             clock_speed=args.clock_speed) as urls:
+        settings = load_settings(
+            toml_path=args.config, host=args.host, port=args.port,
+            orr_url=urls["orr"], ice_url=urls["ice"], eoir_url=urls["eoir"],
+        )
+        app = create_app(settings)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                                               access_log=False, timeout_graceful_shutdown=10))
+        a_numbers = await asyncio.to_thread(_sample_a_numbers, urls["orr"])
+        base = f"http://{settings.host}:{settings.port}"
+        query = sample_query(a_numbers[0])
+        print("\nuc-status-gateway demo", flush=True)
+        for name, url in urls.items():
+            print(f"  mock {name.upper():<4} {url}")
+        print(f"  GraphiQL  {base}/graphql")
+        print(f"  sample    {base}/graphql?query={urllib.parse.quote(query)}")
+        print(f"\nSample A-numbers: {', '.join(a_numbers)}\nSample query:\n{query}\n", flush=True)
+        for line in getattr(app.state, "demo_banner", []):
+            print(line, flush=True)
+        await server.serve()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run until interrupted."""
+    asyncio.run(_run(args))
+    return 0

@@ -1,0 +1,25 @@
+"""Errors the gateway raises about its backends, each with a stable GraphQL `extensions.code`."""
+
+from __future__ import annotations
+
+from gateway.sources import Source
+
+SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
+SOURCE_TIMEOUT = "SOURCE_TIMEOUT"
+SOURCE_BAD_RESPONSE = "SOURCE_BAD_RESPONSE"
+
+
+class SourceError(Exception):
+    """A backend could not give a usable answer; `code` is one of the SOURCE_* constants."""
+
+    def __init__(self, source: Source, code: str, detail: str, *, retryable: bool = True) -> None:
+        super().__init__(f"{source.value}: {detail}")
+        self.source = source
+        self.code = code
+        self.detail = detail
+        self.retryable = retryable
+
+    @property
+    def message(self) -> str:
+        """Human-readable message for the GraphQL error."""
+        return f"{self.source.value} is unavailable: {self.detail}"

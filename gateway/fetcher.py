@@ -1,0 +1,188 @@
+"""Cached, coalesced reads of one backend: the only way resolvers get records.
+
+Per A-number: a fresh cache entry is a HIT; otherwise one batch call fetches every miss
+(concurrent identical misses wait on the same call: MISS for all of them). When the call
+fails, an expired entry inside the max-stale window is served as STALE with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.cache import Cache, CacheEntry
+from gateway.client import SourceClient
+from gateway.config import Settings
+from gateway.errors import SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SourceError
+from gateway.sources import Source
+
+log = logging.getLogger("ucgw.fetcher")
+
+HIT, MISS, STALE = "HIT", "MISS", "STALE"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One backend's answer for one A-number as served to a request."""
+
+    source: Source
+    record: dict[str, Any] | None
+    fetched_at: float
+    cache_status: str
+    warning: SourceError | None = None  # why an expired value was served
+
+
+@dataclass
+class FetchStats:
+    """Counters for tests and benchmarks."""
+
+    hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    coalesced: int = 0
+    batches: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class SourceFetcher:
+    """Cache + coalescing + stale handling in front of one `SourceClient`."""
+
+    def __init__(self, client: SourceClient, cache: Cache, settings: Settings) -> None:
+        self.client = client
+        self.source = client.source
+        self.cache = cache
+        self.ttl = settings.ttl(self.source)
+        self.max_stale = settings.max_stale_seconds
+        self.swr = settings.stale_while_revalidate_seconds
+        self.revalidate_timeout = settings.source_timeout_seconds * (settings.retry_attempts + 1)
+        self.stats = FetchStats()
+        self._inflight: dict[str, asyncio.Future[Fetched | SourceError]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def key(self, a_number: str) -> str:
+        """Cache key of one record."""
+        return f"{self.source.value}:{a_number}"
+
+    def invalidate(self, a_number: str) -> None:
+        """Drop the cached record of one A-number (the source says it changed)."""
+        self.cache.delete(self.key(a_number))
+
+    async def load_many(
+        self, a_numbers: Sequence[str], max_age: float | None, deadline: float
+    ) -> list[Fetched | SourceError]:
+        """Answers in the order asked; `max_age` (seconds) bounds the age of anything served."""
+        now = time.time()
+        limit = self.ttl if max_age is None else min(self.ttl, max_age)
+        results: dict[str, Fetched | SourceError] = {}
+        to_fetch: list[str] = []
+        to_revalidate: list[str] = []
+        for a in dict.fromkeys(a_numbers):
+            entry = self.cache.get(self.key(a))
+            if entry is not None:
+                age = now - entry.fetched_at
+                if age <= limit:
+                    self.stats.hits += 1
+                    results[a] = Fetched(self.source, entry.record, entry.fetched_at, HIT)
+                    continue
+                if self.swr > 0 and age <= self.ttl + self.swr and (max_age is None or age <= max_age):
+                    self.stats.stale += 1
+                    results[a] = Fetched(self.source, entry.record, entry.fetched_at, STALE)
+                    to_revalidate.append(a)
+                    continue
+            to_fetch.append(a)
+        if to_revalidate:
+            self._start_batch(to_revalidate, time.monotonic() + self.revalidate_timeout)
+        if to_fetch:
+            fetched = await self._fetch(to_fetch, deadline)
+            for a in to_fetch:
+                results[a] = self._fallback(a, fetched[a], max_age)
+        return [results[a] for a in a_numbers]
+
+    def _fallback(self, a: str, outcome: Fetched | SourceError, max_age: float | None) -> Fetched | SourceError:
+        """On a failed fetch, an expired entry within the stale window (and `max_age`) is served instead."""
+        if not isinstance(outcome, SourceError):
+            return outcome
+        entry = self.cache.get(self.key(a))
+        if entry is None:
+            return outcome
+        age = time.time() - entry.fetched_at
+        if age <= self.ttl + self.max_stale and (max_age is None or age <= max_age):
+            self.stats.stale += 1
+            return Fetched(self.source, entry.record, entry.fetched_at, STALE, warning=outcome)
+        return outcome
+
+    async def _fetch(self, a_numbers: list[str], deadline: float) -> dict[str, Fetched | SourceError]:
+        """Join in-flight calls for keys already being fetched; one new batch call for the rest."""
+        futures: dict[str, asyncio.Future[Fetched | SourceError]] = {}
+        new: list[str] = []
+        for a in a_numbers:
+            fut = self._inflight.get(self.key(a))
+            if fut is None:
+                new.append(a)
+            else:
+                self.stats.coalesced += 1
+                futures[a] = fut
+        if new:
+            futures.update(self._start_batch(new, deadline))
+        remaining = max(0.0, deadline - time.monotonic())
+        await asyncio.wait(futures.values(), timeout=remaining)
+        out: dict[str, Fetched | SourceError] = {}
+        for a, fut in futures.items():
+            if fut.done():
+                out[a] = fut.result()
+            else:
+                out[a] = SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
+        return out
+
+    def _start_batch(
+        self, a_numbers: list[str], deadline: float
+    ) -> dict[str, asyncio.Future[Fetched | SourceError]]:
+        """Register futures for `a_numbers` (skipping ones in flight) and start one batch call for them."""
+        loop = asyncio.get_running_loop()
+        futures: dict[str, asyncio.Future[Fetched | SourceError]] = {}
+        for a in a_numbers:
+            key = self.key(a)
+            if key not in self._inflight:
+                futures[a] = self._inflight[key] = loop.create_future()
+        if futures:
+            self.stats.misses += len(futures)
+            self.stats.batches += 1
+            self.stats.batch_sizes.append(len(futures))
+            task = asyncio.create_task(self._run_batch(futures, deadline))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return futures
+
+    async def _run_batch(self, futures: dict[str, asyncio.Future[Fetched | SourceError]], deadline: float) -> None:
+        try:
+            records = await self.client.fetch_batch(list(futures), deadline)
+            fetched_at = time.time()
+            for a, fut in futures.items():
+                record = records.get(a)
+                self.cache.set(self.key(a), CacheEntry(record, fetched_at))
+                fut.set_result(Fetched(self.source, record, fetched_at, MISS))
+        except SourceError as exc:
+            for fut in futures.values():
+                if not fut.done():
+                    fut.set_result(exc)
+        except Exception as exc:  # a bug or an unforeseen answer must not hang the waiters
+            log.exception("unexpected failure fetching from %s", self.source.value)
+            err = SourceError(self.source, SOURCE_BAD_RESPONSE, f"unexpected {type(exc).__name__}", retryable=False)
+            for fut in futures.values():
+                if not fut.done():
+                    fut.set_result(err)
+        finally:
+            for a, fut in futures.items():
+                if self._inflight.get(self.key(a)) is fut:
+                    del self._inflight[self.key(a)]
+
+    async def aclose(self) -> None:
+        """Wait briefly for background refreshes, then cancel what is left."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=2)
+            for task in pending:
+                task.cancel()

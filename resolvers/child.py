@@ -1,0 +1,134 @@
+"""The `Child` type: each section fetches only the sources it needs, through the request's DataLoaders."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
+
+from gateway.errors import SourceError
+from gateway.fetcher import Fetched
+from gateway.sources import Source
+from resolvers import build
+from resolvers.context import RequestContext, bad_response
+from resolvers.errors import source_error
+from resolvers.types import (
+    AgencyAddress,
+    FollowUpCall,
+    HearingStatus,
+    Identity,
+    Location,
+    NoticeToAppear,
+    Sponsor,
+)
+
+ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
+
+SECTION_SOURCES: dict[str, tuple[Source, ...]] = {
+    "identity": (ICE, ORR),
+    "location": (ORR, ICE),
+    "sponsor": (ORR,),
+    "followUpCall": (ORR,),
+    "nta": (ICE,),
+    "hearing": (EOIR,),
+    "addressesOnFile": (ORR, ICE, EOIR),
+}
+
+
+async def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
+                   make: Callable[..., Any]) -> Any:
+    """Fetch `sources` for the child and build the section; a record of the wrong shape is a source error."""
+    fetched = await info.context.records(child.a_number, child.max_age, *sources)
+    try:
+        return make(*fetched)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        culprit = _culprit(sources, fetched, make)
+        raise source_error(bad_response(culprit, exc)) from None
+
+
+def _culprit(sources: tuple[Source, ...], fetched: list[Fetched], make: Callable[..., Any]) -> Source:
+    """For a multi-source section, the first source whose record alone breaks the builder."""
+    if len(sources) == 1:
+        return sources[0]
+    for i, source in enumerate(sources):
+        probe = [f if j == i else Fetched(f.source, None, f.fetched_at, f.cache_status) for j, f in enumerate(fetched)]
+        try:
+            make(*probe)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return source
+    return sources[0]
+
+
+@strawberry.type(description="One child's status across ORR, ICE and EOIR, section by section.")
+class Child:
+    a_number: strawberry.ID = strawberry.field(description="Canonical A-number: A + 9 digits.")
+    max_age: strawberry.Private[float | None] = None
+
+    @strawberry.field(description="Name and birth data (ICE, with ORR's case id).")
+    async def identity(self, info: Info[RequestContext, None]) -> Identity | None:
+        return await _section(info, self, SECTION_SOURCES["identity"], build.identity)
+
+    @strawberry.field(description="Where the child is now, derived from ORR and ICE.")
+    async def location(self, info: Info[RequestContext, None]) -> Location | None:
+        return await _section(info, self, SECTION_SOURCES["location"], build.location)
+
+    @strawberry.field(description="Who the child was released to (ORR); null when not released.")
+    async def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
+        return await _section(info, self, SECTION_SOURCES["sponsor"], build.sponsor)
+
+    @strawberry.field(description="ORR's 30-day safety and well-being call; null before one is due.")
+    async def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
+        return await _section(info, self, SECTION_SOURCES["followUpCall"], build.follow_up)
+
+    @strawberry.field(description="The Notice to Appear as ICE records it.")
+    async def nta(self, info: Info[RequestContext, None]) -> NoticeToAppear | None:
+        return await _section(info, self, SECTION_SOURCES["nta"], build.nta)
+
+    @strawberry.field(description="The immigration-court case and hearings (EOIR).")
+    async def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
+        return await _section(info, self, SECTION_SOURCES["hearing"], build.hearing_status)
+
+    @strawberry.field(description="The address each agency has on file for the child or sponsor.")
+    async def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
+        return await _section(info, self, SECTION_SOURCES["addressesOnFile"], build.addresses_on_file)
+
+
+def _field_names(selections: Iterable[Selection]) -> set[str]:
+    names: set[str] = set()
+    for sel in selections:
+        if isinstance(sel, SelectedField):
+            names.add(sel.name)
+        else:
+            names |= _field_names(sel.selections)
+    return names
+
+
+def needed_sources(info: Info[RequestContext, None]) -> list[Source]:
+    """The sources the child selection of the current field reads, in a stable order."""
+    names = _field_names(info.selected_fields[0].selections) if info.selected_fields else set()
+    wanted = {s for name in names for s in SECTION_SOURCES.get(name, ())}
+    return [s for s in Source if s in wanted]
+
+
+async def resolve_child(info: Info[RequestContext, None], a_number: str, max_age: float | None,
+                        sources: list[Source]) -> Child | None:
+    """A Child when any system knows the A-number (or one could not answer); None when none does.
+
+    The sources the selection needs are asked first; the others only when those have no record.
+    """
+    ctx = info.context
+
+    async def known(group: list[Source]) -> bool:
+        outcomes = await asyncio.gather(*(ctx.fetch(s, a_number, max_age) for s in group))
+        return any(isinstance(o, SourceError) or o.record is not None for o in outcomes)
+
+    if sources and await known(sources):
+        return Child(a_number=strawberry.ID(a_number), max_age=max_age)
+    rest = [s for s in Source if s not in sources]
+    if rest and await known(rest):
+        return Child(a_number=strawberry.ID(a_number), max_age=max_age)
+    return None

@@ -1,0 +1,82 @@
+"""Per-request state: one DataLoader per source (and max age), the deadline and warnings."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.dataloader import DataLoader
+
+from gateway.errors import SOURCE_BAD_RESPONSE, SourceError
+from gateway.fetcher import STALE, Fetched
+from gateway.services import Services
+from gateway.sources import Source
+from resolvers.errors import source_error
+
+
+@dataclass
+class RequestContext:
+    """Built by the HTTP layer for each GraphQL request."""
+
+    services: Services
+    request: Any = None
+    response: Any = None
+    deadline: float = field(default=0.0)
+    warnings: list[dict[str, str]] = field(default_factory=list)
+    principal: Any = None
+    _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
+        default_factory=dict
+    )
+
+    def __post_init__(self) -> None:
+        if not self.deadline:
+            self.deadline = time.monotonic() + self.services.settings.request_deadline_seconds
+
+    def loader(self, source: Source, max_age: float | None) -> DataLoader[str, Fetched | SourceError]:
+        """The request's DataLoader for one source and freshness bound."""
+        key = (source, max_age)
+        loader = self._loaders.get(key)
+        if loader is None:
+            fetcher = self.services.fetchers[source]
+
+            async def load(keys: Sequence[str]) -> list[Fetched | SourceError]:
+                return await fetcher.load_many(keys, max_age, self.deadline)
+
+            loader = self._loaders[key] = DataLoader(load_fn=load)
+        return loader
+
+    async def fetch(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError:
+        """One source's answer, or the SourceError explaining why there is none."""
+        outcome = await self.loader(source, max_age).load(a_number)
+        if isinstance(outcome, Fetched) and outcome.warning is not None:
+            self.warn_stale(outcome)
+        return outcome
+
+    async def records(self, a_number: str, max_age: float | None, *sources: Source) -> list[Fetched]:
+        """Every named source's answer, fetched concurrently; raises the first failure as a GraphQL error."""
+        outcomes = await asyncio.gather(*(self.fetch(s, a_number, max_age) for s in sources))
+        for outcome in outcomes:
+            if isinstance(outcome, SourceError):
+                raise source_error(outcome)
+        return list(outcomes)  # type: ignore[arg-type]
+
+    def warn_stale(self, fetched: Fetched) -> None:
+        """Note, once per source, that an expired value was served because the source failed."""
+        err = fetched.warning
+        assert err is not None and fetched.cache_status == STALE
+        if any(w["source"] == err.source.value for w in self.warnings):
+            return
+        self.warnings.append({
+            "source": err.source.value,
+            "code": err.code,
+            "message": f"{err.source.value} failed ({err.detail}); serving cached data marked STALE",
+        })
+
+
+def bad_response(source: Source, exc: Exception) -> SourceError:
+    """A record that does not fit the expected shape (schema drift) is the source's fault."""
+    return SourceError(source, SOURCE_BAD_RESPONSE, f"record does not fit the expected shape "
+                                                    f"({type(exc).__name__})", retryable=False)

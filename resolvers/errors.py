@@ -1,0 +1,17 @@
+"""GraphQL errors with stable `extensions.code` values."""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+
+from gateway.errors import SourceError
+
+
+def bad_input(message: str) -> GraphQLError:
+    """An argument the caller must correct."""
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+
+
+def source_error(err: SourceError) -> GraphQLError:
+    """A backend that gave no usable answer, with its code and name."""
+    return GraphQLError(err.message, extensions={"code": err.code, "source": err.source.value})
