@@ -7,6 +7,7 @@ from typing import Any
 
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, ParserCache, QueryDepthLimiter, SchemaExtension
+from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from gateway.config import Settings
@@ -24,7 +25,9 @@ def _max_age(value: int | None) -> float | None:
 
 
 @strawberry.type
-class Query:
+class StatusQuery:
+    """One child, a list of children, and the sources' health."""
+
     @strawberry.field(description="One child by A-number (any common typed form); null when no system knows it.")
     async def child(
         self,
@@ -65,11 +68,23 @@ class ResponseWarnings(SchemaExtension):
         return {"warnings": list(warnings)} if warnings else {}
 
 
+# Each feature contributes its root fields here (one class per feature module).
+QUERIES: tuple[type, ...] = (StatusQuery,)
+MUTATIONS: tuple[type, ...] = ()
+SUBSCRIPTIONS: tuple[type, ...] = ()
+
+Query = merge_types("Query", QUERIES)
+Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
+Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with its extensions; limits come from `settings` (defaults when None)."""
     settings = settings or Settings()
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
         extensions=[
             ParserCache(maxsize=256),
             QueryDepthLimiter(max_depth=settings.max_query_depth),
