@@ -62,12 +62,23 @@ class Settings:
     max_query_cost: int = 5_000
     max_body_bytes: int = 100_000
     max_children: int = 100
+    # safety concerns and push
+    concerns_db: str = ""  # SQLite file of safety concerns; empty: <data_dir>/concerns.sqlite3
+    change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
+    change_feed_batch_limit: int = 500
+    webhook_secret: str = ""  # shared secret of POST /hooks/changes; empty disables the webhook
+    subscription_queue_size: int = 1000
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def production(self) -> bool:
         """True when running with production hardening."""
         return self.env == "production"
+
+    @property
+    def concerns_path(self) -> Path:
+        """Where the safety-concern database lives."""
+        return Path(self.concerns_db) if self.concerns_db else Path(self.data_dir) / "concerns.sqlite3"
 
     def source_url(self, source: Source) -> str:
         """Base URL of one backend."""
