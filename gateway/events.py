@@ -16,9 +16,13 @@ def child_topic(a_number: str) -> str:
     return f"child:{a_number}"
 
 
+def _office_key(field_office: str) -> str:
+    return " ".join(field_office.split()).casefold()
+
+
 def office_topic(field_office: str) -> str:
-    """Record changes of children a field office is responsible for."""
-    return f"office:{field_office}"
+    """Record changes of children a field office is responsible for (office names compare casefolded)."""
+    return f"office:{_office_key(field_office)}"
 
 
 def child_alert_topic(a_number: str) -> str:
@@ -28,7 +32,7 @@ def child_alert_topic(a_number: str) -> str:
 
 def office_alert_topic(field_office: str) -> str:
     """New court alerts of a field office's children."""
-    return f"alert:office:{field_office}"
+    return f"alert:office:{_office_key(field_office)}"
 
 
 ALL_CHANGES = "changes"

@@ -1,11 +1,15 @@
-"""The gateway's long-lived parts, built once per process: clients, cache and fetchers per source."""
+"""The gateway's long-lived parts, built once per process: clients, cache and fetchers per source,
+the safety-concern store, the pub/sub and the change-feed follower."""
 
 from __future__ import annotations
 
 from gateway.cache import Cache, MemoryCache
+from gateway.changefeed import ChangeFollower, ChangeProcessor
 from gateway.client import SourceClient
+from gateway.concerns import ConcernStore, SqliteConcernStore
 from gateway.config import Settings
 from gateway.fetcher import SourceFetcher
+from gateway.pubsub import MemoryPubSub, PubSub
 from gateway.sources import Source
 
 
@@ -21,6 +25,17 @@ class Services:
         )
         self.clients = {s: SourceClient(s, settings) for s in Source}
         self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings) for s in Source}
+        self.pubsub: PubSub = MemoryPubSub(settings.subscription_queue_size)
+        self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
+        self.follower = ChangeFollower(settings, self.changes)
+        self._concerns: ConcernStore | None = None
+
+    @property
+    def concerns(self) -> ConcernStore:
+        """The safety-concern store (opened on first use, or by `start`)."""
+        if self._concerns is None:
+            self._concerns = SqliteConcernStore(self.settings.concerns_path)
+        return self._concerns
 
     def health(self) -> list[dict[str, object]]:
         """Plain facts per source (breaker, last success and error, latency), for /readyz and GraphQL."""
@@ -37,13 +52,20 @@ class Services:
         return facts
 
     async def start(self) -> None:
-        """Open every backend's connection pool."""
+        """Open every backend's connection pool and the concern store; start following the change feeds."""
         for client in self.clients.values():
             await client.start()
+        _ = self.concerns
+        await self.follower.start()
 
     async def close(self) -> None:
-        """Let background refreshes end, then close the connection pools."""
+        """Stop following changes, end subscriptions, let background refreshes end, close pools and stores."""
+        await self.follower.stop()
+        await self.pubsub.close()
         for fetcher in self.fetchers.values():
             await fetcher.aclose()
         for client in self.clients.values():
             await client.close()
+        if self._concerns is not None:
+            await self._concerns.close()
+            self._concerns = None

@@ -1,0 +1,386 @@
+"""Push: follow the sources' change feeds (or take their webhook), invalidate the cache, publish events.
+
+`ChangeProcessor.handle` is the one path for both transports: it drops the changed records from the
+cache, publishes a `ChangeEvent` per change (to the child's topic and its field office's), and looks
+for new court alerts in changed EOIR records. `ChangeFollower` polls `GET /v1/changes` of each
+source from the feed's current end, so a restart does not replay history; it retries with backoff
+through outages and ends with the app. Logs carry counts and sources, never A-numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import contextlib
+import hmac
+import logging
+import random
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from gateway.config import Settings
+from gateway.errors import SourceError
+from gateway.events import (
+    ALL_ALERTS,
+    ALL_CHANGES,
+    IN_ABSENTIA_ORDER,
+    MISSED_HEARING,
+    AlertEvent,
+    ChangeEvent,
+    child_alert_topic,
+    child_topic,
+    office_alert_topic,
+    office_topic,
+)
+from gateway.fetcher import Fetched, SourceFetcher
+from gateway.pubsub import PubSub
+from gateway.sources import Source
+
+log = logging.getLogger("ucgw.changefeed")
+
+A_NUMBER = re.compile(r"^A\d{9}$")
+ALERT_FIELDS = frozenset({"hearings", "in_absentia_order", "decision", "case_status"})
+RECENT_SECONDS = 2 * 86_400  # with no earlier copy to compare, an event this close to updated_at is new
+MAX_PENDING = 10_000
+OfficeFallback = Callable[[dict[str, Any] | None], str | None]  # ORR record -> office from the sponsor's state
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One validated entry of a change feed."""
+
+    seq: int
+    a_number: str
+    updated_at: str | None
+    fields: tuple[str, ...]
+
+
+def parse_changes(raw: object) -> tuple[list[Change], int]:
+    """Valid changes of a feed page or webhook body, and how many malformed entries were skipped."""
+    if not isinstance(raw, list):
+        raise ValueError("changes must be a list")
+    out, bad = [], 0
+    for item in raw:
+        if not isinstance(item, dict):
+            bad += 1
+            continue
+        seq, a, updated, fields = item.get("seq"), item.get("a_number"), item.get("updated_at"), item.get("fields")
+        if (not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(a, str) or not A_NUMBER.match(a)
+                or not (updated is None or isinstance(updated, str))):
+            bad += 1
+            continue
+        names = tuple(f for f in fields if isinstance(f, str)) if isinstance(fields, list) else ()
+        out.append(Change(seq, a, updated, names))
+    return out, bad
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return float(calendar.timegm(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")))
+    except ValueError:
+        try:
+            return float(calendar.timegm(time.strptime(iso[:10], "%Y-%m-%d")))
+        except ValueError:
+            return None
+
+
+class ChangeProcessor:
+    """Invalidate, enrich and publish one batch of changes from one source."""
+
+    def __init__(self, settings: Settings, fetchers: Mapping[Source, SourceFetcher], pubsub: PubSub,
+                 office_fallback: OfficeFallback | None = None) -> None:
+        self.settings = settings
+        self.fetchers = fetchers
+        self.pubsub = pubsub
+        self.office_fallback = office_fallback
+        self.last_seq: dict[Source, int] = {}
+        self.processed = 0
+        self.alerts = 0
+        self._alerted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._pending_alert_checks: dict[str, dict[str, Any] | None] = {}
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.settings.request_deadline_seconds
+
+    async def handle(self, source: Source, changes: Sequence[Change], via: str) -> int:
+        """Process changes not seen before (by seq); returns how many were new."""
+        last = self.last_seq.get(source, 0)
+        fresh = [c for c in changes if c.seq > last]
+        if not fresh:
+            return 0
+        self.last_seq[source] = max(c.seq for c in fresh)
+        fetcher = self.fetchers[source]
+        previous: dict[str, dict[str, Any] | None] = {}
+        for c in fresh:
+            entry = fetcher.cache.get(fetcher.key(c.a_number))
+            previous.setdefault(c.a_number, entry.record if entry is not None else None)
+            fetcher.invalidate(c.a_number)
+        a_numbers = list(dict.fromkeys(c.a_number for c in fresh))
+        alert_candidates = [a for a in a_numbers if source is Source.EOIR
+                            and any(ALERT_FIELDS.intersection(c.fields) or not c.fields
+                                    for c in fresh if c.a_number == a)]
+        need_offices = self.pubsub.has_subscribers("office:") or self.pubsub.has_subscribers("alert:office:") \
+            or bool(alert_candidates)
+        offices = await self._offices(source, a_numbers, previous, fresh) if need_offices else {}
+        now = time.time()
+        for c in fresh:
+            event = ChangeEvent(source, c.a_number, c.seq, c.updated_at, c.fields,
+                                offices.get(c.a_number, ()), now, via)
+            await self.pubsub.publish(child_topic(c.a_number), event)
+            await self.pubsub.publish(ALL_CHANGES, event)
+            for office in event.field_offices:
+                await self.pubsub.publish(office_topic(office), event)
+        self.processed += len(fresh)
+        for a in alert_candidates:
+            self._pending_alert_checks.setdefault(a, previous.get(a))
+        await self.check_alerts(offices)
+        return len(fresh)
+
+    async def _offices(self, source: Source, a_numbers: list[str], previous: Mapping[str, dict[str, Any] | None],
+                       changes: Sequence[Change]) -> dict[str, tuple[str, ...]]:
+        """Responsible field office(s) per child: ICE's, else routed from the sponsor's state."""
+        out: dict[str, tuple[str, ...]] = {}
+        to_fetch: list[str] = []
+        for a in a_numbers:
+            old = previous.get(a) if source is Source.ICE else None
+            moved = any("field_office" in c.fields for c in changes if c.a_number == a)
+            if old is not None and isinstance(old.get("field_office"), str) and not moved:
+                out[a] = (old["field_office"],)
+            else:
+                to_fetch.append(a)
+        if to_fetch:
+            ice = await self._load(Source.ICE, to_fetch, None)
+            unrouted: list[str] = []
+            for a in to_fetch:
+                rec = ice.get(a)
+                office = rec.get("field_office") if rec else None
+                old = previous.get(a) if source is Source.ICE else None
+                names = [o for o in (old.get("field_office") if old else None, office) if isinstance(o, str)]
+                out[a] = tuple(dict.fromkeys(names))
+                if not names:
+                    unrouted.append(a)
+            if unrouted and self.office_fallback is not None:
+                orr = await self._load(Source.ORR, unrouted, None)
+                for a in unrouted:
+                    routed = self.office_fallback(orr.get(a))
+                    if routed:
+                        out[a] = (routed,)
+        return out
+
+    async def _load(self, source: Source, a_numbers: list[str], max_age: float | None) -> dict[str, dict | None]:
+        """Records through the cached fetcher; failures leave the A-number out (logged by count)."""
+        outcomes = await self.fetchers[source].load_many(a_numbers, max_age, self._deadline())
+        out: dict[str, dict | None] = {}
+        failed = 0
+        for a, o in zip(a_numbers, outcomes, strict=True):
+            if isinstance(o, Fetched):
+                out[a] = o.record
+            else:
+                failed += 1
+        if failed:
+            log.warning("change enrichment: %s did not answer for %d record(s)", source.value, failed)
+        return out
+
+    async def check_alerts(self, offices: Mapping[str, tuple[str, ...]] | None = None) -> int:
+        """Re-fetch changed EOIR records (max age 0) and publish new missed-hearing and in-absentia alerts.
+
+        Records whose fetch fails stay pending and are checked again on the next call.
+        """
+        if not self._pending_alert_checks:
+            return 0
+        pending = dict(self._pending_alert_checks)
+        a_numbers = list(pending)
+        outcomes = await self.fetchers[Source.EOIR].load_many(a_numbers, 0.0, self._deadline())
+        found: list[AlertEvent] = []
+        now = time.time()
+        for a, outcome in zip(a_numbers, outcomes, strict=True):
+            if isinstance(outcome, SourceError):
+                continue
+            del self._pending_alert_checks[a]
+            if outcome.record is not None:
+                found += self._alerts_in(a, pending[a], outcome, now)
+        if len(self._pending_alert_checks) > MAX_PENDING:
+            log.warning("dropping %d pending alert checks (EOIR unavailable too long)",
+                        len(self._pending_alert_checks) - MAX_PENDING)
+            for a in list(self._pending_alert_checks)[: len(self._pending_alert_checks) - MAX_PENDING]:
+                del self._pending_alert_checks[a]
+        if not found:
+            return 0
+        known = dict(offices or {})
+        missing = [a for a in dict.fromkeys(al.a_number for al in found) if a not in known]
+        if missing:
+            known.update(await self._offices(Source.EOIR, missing, {}, ()))
+        for alert in found:
+            office = next(iter(known.get(alert.a_number, ())), None)
+            alert = AlertEvent(alert.kind, alert.a_number, office, alert.hearing_id, alert.hearing_starts_at,
+                               alert.court_name, alert.ordered_on, alert.evidence, alert.detected_at)
+            await self.pubsub.publish(child_alert_topic(alert.a_number), alert)
+            await self.pubsub.publish(ALL_ALERTS, alert)
+            if office:
+                await self.pubsub.publish(office_alert_topic(office), alert)
+        self.alerts += len(found)
+        log.info("published %d court alert(s)", len(found))
+        return len(found)
+
+    def _seen(self, key: tuple[str, str]) -> bool:
+        if key in self._alerted:
+            return True
+        self._alerted[key] = None
+        if len(self._alerted) > 100_000:
+            self._alerted.popitem(last=False)
+        return False
+
+    def _alerts_in(self, a: str, before: dict[str, Any] | None, fetched: Fetched, now: float) -> list[AlertEvent]:
+        """New failed-to-appear hearings and a new in-absentia order in one EOIR record."""
+        rec = fetched.record or {}
+        updated = _epoch(rec.get("updated_at"))
+        out: list[AlertEvent] = []
+
+        def recent(iso: str | None) -> bool:
+            at = _epoch(iso)
+            return at is not None and updated is not None and updated - at <= RECENT_SECONDS
+
+        old_hearings = {h.get("id"): h for h in (before or {}).get("hearings", []) if isinstance(h, dict)}
+        for h in rec.get("hearings") or []:
+            if not isinstance(h, dict) or h.get("outcome") != "failed_to_appear":
+                continue
+            hid = str(h.get("id"))
+            if before is not None:
+                new = old_hearings.get(hid, {}).get("outcome") != "failed_to_appear"
+            else:
+                new = recent(h.get("starts_at"))
+            if new and not self._seen((a, f"H:{hid}")):
+                out.append(AlertEvent(MISSED_HEARING, a, None, hid, h.get("starts_at"), h.get("court_name"),
+                                      None, fetched, now))
+        order = rec.get("in_absentia_order")
+        if isinstance(order, dict):
+            old_order = (before or {}).get("in_absentia_order")
+            new = old_order is None if before is not None else recent(order.get("ordered_on"))
+            if new and not self._seen((a, f"IA:{order.get('ordered_on')}")):
+                last_fta = next((h for h in reversed(rec.get("hearings") or [])
+                                 if isinstance(h, dict) and h.get("outcome") == "failed_to_appear"), None)
+                out.append(AlertEvent(IN_ABSENTIA_ORDER, a, None, last_fta.get("id") if last_fta else None,
+                                      last_fta.get("starts_at") if last_fta else None,
+                                      last_fta.get("court_name") if last_fta else None,
+                                      order.get("ordered_on"), fetched, now))
+        return out
+
+
+class ChangeFollower:
+    """Polls each source's change feed and hands the changes to the processor."""
+
+    def __init__(self, settings: Settings, processor: ChangeProcessor) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.interval = settings.change_feed_poll_seconds
+        self.limit = settings.change_feed_batch_limit
+        self.cursors: dict[Source, str] = {}
+        self.failures: dict[Source, int] = {}
+        self.polls = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def enabled(self) -> bool:
+        """False when polling is switched off (interval 0)."""
+        return self.interval > 0
+
+    async def start(self) -> None:
+        """Start one polling task per source (nothing when disabled)."""
+        if not self.enabled or self._tasks:
+            return
+        timeout = aiohttp.ClientTimeout(total=self.settings.source_timeout_seconds * 2)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._tasks = [asyncio.create_task(self._follow(s), name=f"changefeed-{s.value}") for s in Source]
+
+    async def stop(self) -> None:
+        """Cancel the polling tasks and close the session."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _get(self, source: Source, since: str, limit: int) -> tuple[list[Change], str]:
+        assert self._session is not None
+        url = f"{self.settings.source_url(source).rstrip('/')}/v1/changes"
+        async with self._session.get(url, params={"since": since, "limit": str(limit)}) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}")
+            body = await resp.json(content_type=None)
+        if not isinstance(body, dict) or "next_cursor" not in body:
+            raise RuntimeError("change feed answer lacks next_cursor")
+        changes, bad = parse_changes(body.get("changes"))
+        if bad:
+            log.warning("%s change feed: skipped %d malformed change(s)", source.value, bad)
+        cursor = body["next_cursor"]
+        return changes, (str(cursor) if cursor is not None else since)
+
+    async def _follow(self, source: Source) -> None:
+        while True:
+            try:
+                if source not in self.cursors:
+                    _, self.cursors[source] = await self._get(source, "latest", 1)
+                    log.info("%s change feed: following from its current end", source.value)
+                since = self.cursors[source]
+                changes, cursor = await self._get(source, since, self.limit)
+                self.polls += 1
+                if changes and since.isdigit() and changes[0].seq > int(since) + 1:
+                    log.warning("%s change feed: %d change(s) were trimmed before we read them; "
+                                "affected cache entries expire by TTL", source.value,
+                                changes[0].seq - int(since) - 1)
+                if changes:
+                    await self.processor.handle(source, changes, "poll")
+                elif source is Source.EOIR:
+                    await self.processor.check_alerts()
+                self.cursors[source] = cursor
+                if self.failures.get(source):
+                    log.info("%s change feed: reachable again", source.value)
+                self.failures[source] = 0
+                if len(changes) < self.limit:
+                    await asyncio.sleep(self.interval)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # an outage or a bad answer: log, back off, keep going
+                n = self.failures[source] = self.failures.get(source, 0) + 1
+                delay = min(30.0, self.interval * 2 ** min(n, 6)) * (0.5 + random.random())
+                log.warning("%s change feed failed (%s); retry %d in %.1f s", source.value,
+                            type(exc).__name__, n, delay)
+                await asyncio.sleep(delay)
+
+
+def webhook_endpoint(settings: Settings, processor: ChangeProcessor) -> Callable[[Request], Any]:
+    """`POST /hooks/changes`: `{"source": "orr"|"ice"|"eoir", "changes": [...]}` with the shared secret header."""
+    secret = settings.webhook_secret.encode()
+
+    async def endpoint(request: Request) -> JSONResponse:
+        if not secret:
+            return JSONResponse({"error": {"code": "NOT_FOUND", "message": "webhook not configured"}}, 404)
+        given = request.headers.get("x-ucgw-webhook-secret", "").encode()
+        if not hmac.compare_digest(given, secret):
+            return JSONResponse({"error": {"code": "UNAUTHENTICATED", "message": "bad webhook secret"}}, 401)
+        try:
+            body = await request.json()
+            source = Source(str(body["source"]).upper())
+            changes, bad = parse_changes(body["changes"])
+        except (ValueError, KeyError, TypeError):
+            return JSONResponse({"error": {"code": "BAD_USER_INPUT", "message":
+                                 'expected {"source": "orr"|"ice"|"eoir", "changes": [...]}'}}, 400)
+        new = await processor.handle(source, changes, "webhook")
+        return JSONResponse({"accepted": new, "skipped": bad + len(changes) - new}, 202)
+
+    return endpoint
