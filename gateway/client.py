@@ -9,8 +9,9 @@ import random
 import statistics
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -21,7 +22,8 @@ from gateway.sources import Source
 
 log = logging.getLogger("ucgw.client")
 
-BATCH_LIMIT = 500  # the backends' own limit per batch request
+BATCH_LIMIT = 500  # the backends' own limit per batch request and per listing page
+T = TypeVar("T")
 
 
 @dataclass
@@ -61,6 +63,17 @@ def _validate_batch(source: Source, body: Any) -> tuple[list[dict[str, Any]], li
     return records, missing
 
 
+def _validate_page(source: Source, body: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """Check a listing page's shape: records with a_number and updated_at, and a next cursor or null."""
+    if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+        raise SourceError(source, SOURCE_BAD_RESPONSE, "listing answer lacks a records list", retryable=False)
+    cursor = body.get("next_cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise SourceError(source, SOURCE_BAD_RESPONSE, "listing next_cursor is not a string", retryable=False)
+    records, _ = _validate_batch(source, {"records": body["records"], "missing": []})
+    return records, cursor or None
+
+
 class SourceClient:
     """One backend's client; owns one aiohttp ClientSession for the app's lifetime."""
 
@@ -97,10 +110,35 @@ class SourceClient:
         return out
 
     async def _fetch_chunk(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+        url = f"{self.base_url}/v1/{self.source.collection}/batch"
+        records, missing = await self._retrying(
+            deadline, lambda: self._attempt("POST", url, deadline, _validate_batch, payload={"a_numbers": a_numbers})
+        )
+        out: dict[str, dict[str, Any] | None] = {a: None for a in missing}
+        for rec in records:
+            out[rec["a_number"]] = rec
+        for a in a_numbers:
+            out.setdefault(a, None)
+        return out
+
+    async def list_page(
+        self, cursor: str | None, limit: int, deadline: float, **filters: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the backend's listing (a_number order) and the cursor of the next, None at the end."""
+        params = {"limit": str(min(limit, BATCH_LIMIT)), **{k: v for k, v in filters.items() if v is not None}}
+        if cursor:
+            params["cursor"] = cursor
+        url = f"{self.base_url}/v1/{self.source.collection}"
+        return await self._retrying(
+            deadline, lambda: self._attempt("GET", url, deadline, _validate_page, params=params)
+        )
+
+    async def _retrying(self, deadline: float, attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """Run one request with bounded, jittered retries of retryable failures within the deadline."""
         attempt = 0
         while True:
             try:
-                return await self._attempt(a_numbers, deadline)
+                return await attempt_once()
             except SourceError as exc:
                 remaining = deadline - time.monotonic()
                 backoff = self.settings.retry_backoff_seconds * (2**attempt) * (0.5 + random.random())
@@ -111,7 +149,11 @@ class SourceClient:
                 log.info("retrying %s after %s (attempt %d)", self.source.value, exc.code, attempt + 1)
                 await asyncio.sleep(backoff)
 
-    async def _attempt(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+    async def _attempt(
+        self, method: str, url: str, deadline: float, validate: Callable[[Source, Any], T],
+        *, payload: Any = None, params: dict[str, str] | None = None,
+    ) -> T:
+        """One HTTP exchange within the deadline, through the breaker; `validate` checks the answer's shape."""
         if self._session is None:
             raise SourceError(self.source, SOURCE_UNAVAILABLE, "client not started", retryable=False)
         remaining = deadline - time.monotonic()
@@ -120,12 +162,11 @@ class SourceClient:
         if not self.breaker.allow():
             raise SourceError(self.source, SOURCE_UNAVAILABLE, "circuit breaker open", retryable=False)
         timeout = min(self.settings.source_timeout_seconds, remaining)
-        url = f"{self.base_url}/v1/{self.source.collection}/batch"
         started = time.monotonic()
         self.health.calls += 1
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.post(url, json={"a_numbers": a_numbers}) as resp:
+                async with self._session.request(method, url, json=payload, params=params) as resp:
                     if resp.status >= 500:
                         raise SourceError(self.source, SOURCE_UNAVAILABLE, f"HTTP {resp.status}")
                     if resp.status != 200:
@@ -149,19 +190,14 @@ class SourceClient:
             self._failed(exc.code, exc.detail)
             raise
         try:
-            records, missing = _validate_batch(self.source, body)
+            result = validate(self.source, body)
         except SourceError as exc:
             self._failed(exc.code, exc.detail)
             raise
         self.breaker.record_success()
         self.health.last_success_at = time.time()
         self.health.latencies_ms.append((time.monotonic() - started) * 1000)
-        out: dict[str, dict[str, Any] | None] = {a: None for a in missing}
-        for rec in records:
-            out[rec["a_number"]] = rec
-        for a in a_numbers:
-            out.setdefault(a, None)
-        return out
+        return result
 
     def _failed(self, code: str, detail: str) -> None:
         self.breaker.record_failure()

@@ -41,6 +41,7 @@ class Settings:
     # backends
     source_timeout_seconds: float = 2.0
     request_deadline_seconds: float = 5.0
+    scan_deadline_seconds: float = 60.0  # oversight lists and counts that walk every child
     retry_attempts: int = 2
     retry_backoff_seconds: float = 0.05
     breaker_failure_threshold: int = 5

@@ -71,6 +71,23 @@ class SourceFetcher:
         """Drop the cached record of one A-number (the source says it changed)."""
         self.cache.delete(self.key(a_number))
 
+    async def list_page(
+        self, cursor: str | None, limit: int, deadline: float, **filters: str
+    ) -> tuple[list[Fetched], str | None]:
+        """One listing page; its records go into the cache as fresh entries (MISS for this request)."""
+        records, next_cursor = await self.client.list_page(cursor, limit, deadline, **filters)
+        return self.store_listed(records), next_cursor
+
+    def store_listed(self, records: Sequence[dict[str, Any]]) -> list[Fetched]:
+        """Cache records a listing returned, as if a batch read had just fetched them."""
+        fetched_at = time.time()
+        out = []
+        for record in records:
+            self.cache.set(self.key(record["a_number"]), CacheEntry(record, fetched_at))
+            out.append(Fetched(self.source, record, fetched_at, MISS))
+        self.stats.misses += len(out)
+        return out
+
     async def load_many(
         self, a_numbers: Sequence[str], max_age: float | None, deadline: float
     ) -> list[Fetched | SourceError]:
