@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,26 +15,36 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.types import ExecutionContext
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionContext, ExecutionResult
 
-from gateway.config import Settings
+from gateway.audit import AuditStore, SQLiteAuditStore
+from gateway.auth import Authenticator, mint_token
+from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
+from gateway.guard import PRINCIPAL_KEY, GraphQLGuard
+from gateway.ratelimit import RateLimiter
+from gateway.roles import ROLES
 from gateway.services import Services
 from resolvers.context import RequestContext
+from resolvers.masking import mask_unexpected
 from resolvers.schema import build_schema
 
 log = logging.getLogger("ucgw.app")
+MAX_PURPOSE_CHARS = 200
+DEMO_TOKEN_TTL = 12 * 3600
 
 
 def _quiet_errors(schema: Any) -> None:
-    """Log only unexpected errors, without their messages (they may echo user input)."""
+    """Log only unexpected errors: type, path and stack, never the message (it may hold record values)."""
 
     def process_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         for error in errors:
             original = error.original_error
             if original is None or isinstance(original, GraphQLError):
                 continue
-            log.error("unexpected %s at path %s", type(original).__name__, error.path, exc_info=original)
+            stack = "".join(traceback.format_tb(original.__traceback__))
+            log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
 
     schema.process_errors = process_errors
 
@@ -41,14 +52,27 @@ def _quiet_errors(schema: Any) -> None:
 class GatewayGraphQL(GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page."""
 
-    def __init__(self, services: Services, **kwargs: Any) -> None:
+    def __init__(self, services: Services, audit_store: AuditStore | None = None, **kwargs: Any) -> None:
         schema = build_schema(services.settings)
         _quiet_errors(schema)
         super().__init__(schema, **kwargs)
         self.services = services
+        self.audit_store = audit_store
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
-        return RequestContext(services=self.services, request=request, response=response)
+        purpose = request.headers.get("x-purpose")
+        if purpose is not None:
+            purpose = "".join(c for c in purpose if c.isprintable()).strip()[:MAX_PURPOSE_CHARS] or None
+        return RequestContext(services=self.services, request=request, response=response,
+                              principal=request.scope.get(PRINCIPAL_KEY), purpose=purpose,
+                              audit_store=self.audit_store)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Last line of defence: an unexpected error that escaped the schema's masking is masked here."""
+        if result.errors:
+            result.errors = [mask_unexpected(e, show_type=not self.services.settings.production)
+                             for e in result.errors]
+        return await super().process_result(request, result)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""
@@ -62,12 +86,36 @@ class GatewayGraphQL(GraphQL):
         return HTMLResponse(graphiql_page("/graphql"))
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Starlette:
+def demo_banner(settings: Settings) -> list[str]:
+    """Ready tokens for each role, minted with the configured secret (development only)."""
+    if settings.production or not settings.jwt_secret:
+        return []
+    lines = [f"Demo tokens ({DEMO_TOKEN_TTL // 3600} h; paste one into GraphiQL's token bar, or send "
+             "'Authorization: Bearer <token>'):"]
+    for role in ROLES:
+        lines.append(f"  {role:<11} {mint_token(settings, role, ttl=DEMO_TOKEN_TTL, client='ucgw-demo')}")
+    return lines
+
+
+def open_audit_store(settings: Settings) -> AuditStore:
+    """The audit trail under the data directory; a store that cannot open stops the start."""
+    try:
+        return SQLiteAuditStore(settings.audit_path)
+    except Exception as exc:  # sqlite3.Error and filesystem errors alike
+        raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
+
+
+def create_app(settings: Settings, services: Services | None = None, audit_store: AuditStore | None = None,
+               limiter: RateLimiter | None = None) -> Starlette:
     """Build the ASGI app; `services` are started and closed by the app's lifespan."""
+    authenticator = Authenticator(settings)
+    audit_store = audit_store or open_audit_store(settings)
+    limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
     graphql_app = GatewayGraphQL(
-        services, graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True
+        services, audit_store, graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True
     )
+    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -84,9 +132,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
             yield
         finally:
             await services.close()
+            audit_store.close()
 
     routes = [
-        Route("/graphql", graphql_app, methods=["GET", "POST"]),
+        Route("/graphql", guarded, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
@@ -94,4 +143,6 @@ def create_app(settings: Settings, services: Services | None = None) -> Starlett
         routes.append(static_mount())
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
+    app.state.audit_store = audit_store
+    app.state.demo_banner = demo_banner(settings)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 
@@ -32,6 +33,61 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     from resolvers.schema import build_schema
 
     sys.stdout.write(build_schema().as_str() + "\n")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a token for ROLE signed with the configured HS256 secret."""
+    from gateway.auth import mint_token
+
+    settings = load_settings(toml_path=args.config)
+    offices = [o.strip() for o in args.field_offices.split(",") if o.strip()] if args.field_offices else None
+    print(mint_token(settings, args.role, ttl=args.ttl, subject=args.subject, field_offices=offices,
+                     client=args.client))
+    return 0
+
+
+def cmd_apikey(args: argparse.Namespace) -> int:
+    """Print a new API key (or hash a given one) and the entry to add to the keys file."""
+    from gateway.auth import hash_api_key, new_api_key
+
+    key = args.key or new_api_key()
+    lines = ["[[api_key]]", f"client = {json.dumps(args.client)}", f"role = {json.dumps(args.role)}",
+             f'sha256 = "{hash_api_key(key)}"']
+    if args.field_offices:
+        offices = [o.strip() for o in args.field_offices.split(",") if o.strip()]
+        lines.append(f"field_offices = {json.dumps(offices)}")
+    if not args.key:
+        print(f"API key (give it to the client; it is not stored anywhere): {key}\n", file=sys.stderr)
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print matching audit events as JSON lines, oldest first."""
+    from gateway.audit import AuditFilter, SQLiteAuditStore, parse_timestamp
+    from resolvers.anumber import canonical_a_number
+
+    settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
+    try:
+        where = AuditFilter(
+            a_number=canonical_a_number(args.a_number) if args.a_number else None, subject=args.subject,
+            since=parse_timestamp(args.since) if args.since else None,
+            until=parse_timestamp(args.until) if args.until else None, limit=args.limit,
+        )
+    except Exception as exc:  # noqa: BLE001 - a bad filter is the user's to fix
+        print(f"ucgw audit: {getattr(exc, 'message', exc)}", file=sys.stderr)
+        return 2
+    try:
+        store = SQLiteAuditStore(settings.audit_path, create=False)
+    except FileNotFoundError as exc:
+        print(f"ucgw audit: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for event in store.query_sync(where):
+            print(json.dumps(event.as_dict(), ensure_ascii=False))
+    finally:
+        store.close()
     return 0
 
 
@@ -74,6 +130,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema_p = sub.add_parser("export-schema", help="print the GraphQL SDL the gateway serves")
     schema_p.set_defaults(func=cmd_export_schema)
+
+    from gateway.roles import ROLES
+
+    token_p = sub.add_parser("token", help="print a JWT for a role, signed with the configured secret")
+    token_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
+    token_p.add_argument("--role", required=True, choices=ROLES)
+    token_p.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (default 3600)")
+    token_p.add_argument("--subject", help="the `sub` claim (default <role>-demo)")
+    token_p.add_argument("--client", default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
+    token_p.add_argument("--field-offices", help="comma-separated ERO field offices the token is limited to")
+    token_p.set_defaults(func=cmd_token)
+
+    key_p = sub.add_parser("apikey", help="make (or hash) a partner API key; prints the keys-file entry")
+    key_p.add_argument("--client", required=True, help="the partner application's name")
+    key_p.add_argument("--role", default="partner", choices=ROLES, help="role of the key (default partner)")
+    key_p.add_argument("--field-offices", help="comma-separated ERO field offices the key is limited to")
+    key_p.add_argument("--key", help="hash this key instead of making a new one")
+    key_p.set_defaults(func=cmd_apikey)
+
+    audit_p = sub.add_parser("audit", help="print audit events (JSON lines) matching every given filter")
+    audit_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
+    audit_p.add_argument("--data-dir", help="data directory holding the audit trail (default UCGW_DATA_DIR)")
+    audit_p.add_argument("--a-number", help="child's A-number (any typed form)")
+    audit_p.add_argument("--subject", help="who read (token subject or API key client)")
+    audit_p.add_argument("--since", help="from this ISO date/datetime, inclusive (UTC when no offset)")
+    audit_p.add_argument("--until", help="up to this ISO date/datetime, exclusive")
+    audit_p.add_argument("--limit", type=int, default=10_000, help="at most this many events (default 10000)")
+    audit_p.set_defaults(func=cmd_audit)
     return parser
 
 

@@ -63,6 +63,7 @@ class Settings:
     max_query_cost: int = 5_000
     max_body_bytes: int = 100_000
     max_children: int = 100
+    audit_db: str = ""  # SQLite file of the audit trail; empty: <data_dir>/audit.sqlite3
     # safety concerns and push
     concerns_db: str = ""  # SQLite file of safety concerns; empty: <data_dir>/concerns.sqlite3
     change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
@@ -75,6 +76,11 @@ class Settings:
     def production(self) -> bool:
         """True when running with production hardening."""
         return self.env == "production"
+
+    @property
+    def audit_path(self) -> Path:
+        """Where the audit trail lives."""
+        return Path(self.audit_db) if self.audit_db else Path(self.data_dir) / "audit.sqlite3"
 
     @property
     def concerns_path(self) -> Path:
@@ -133,7 +139,25 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("timeouts and deadlines must be positive")
     if settings.cache_max_entries < 1:
         raise ConfigError("setting 'cache_max_entries' must be at least 1")
+    if settings.production:
+        _validate_production(settings)
     return settings
+
+
+def _validate_production(settings: Settings) -> None:
+    """Production refuses the demo secret, weak secrets and unauthenticated access."""
+    if settings.jwt_secret == DEMO_JWT_SECRET:
+        raise ConfigError(
+            "refusing to start in production with the demo JWT secret: set UCGW_JWT_SECRET to a secret of "
+            "your own (32+ characters), or set it empty and use UCGW_JWT_PUBLIC_KEY_FILE or UCGW_JWT_JWKS_FILE"
+        )
+    if settings.jwt_secret and len(settings.jwt_secret) < 32:
+        raise ConfigError("UCGW_JWT_SECRET must be at least 32 characters in production")
+    if not settings.auth_required:
+        raise ConfigError("UCGW_AUTH_REQUIRED cannot be false in production")
+    if not (settings.jwt_secret or settings.jwt_public_key_file or settings.jwt_jwks_file
+            or settings.api_keys_file):
+        raise ConfigError("production needs a way to verify callers: a JWT secret, public key, JWKS or API keys")
 
 
 def load_settings(

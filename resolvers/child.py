@@ -7,15 +7,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from gateway.errors import SourceError
 from gateway.fetcher import Fetched
+from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers import build
 from resolvers.context import RequestContext, bad_response
 from resolvers.errors import source_error
+from resolvers.permissions import allowed, documented, requires
 from resolvers.types import (
     AgencyAddress,
     FollowUpCall,
@@ -37,17 +40,33 @@ SECTION_SOURCES: dict[str, tuple[Source, ...]] = {
     "hearing": (EOIR,),
     "addressesOnFile": (ORR, ICE, EOIR),
 }
+# sections readable only with a capability beyond child:status (finer limits sit on the section's fields)
+SECTION_CAPABILITY: dict[str, Capability] = {
+    "followUpCall": Capability.CHILD_WELFARE,
+    "addressesOnFile": Capability.CHILD_CONTACT,
+}
 
 
 async def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
                    make: Callable[..., Any]) -> Any:
-    """Fetch `sources` for the child and build the section; a record of the wrong shape is a source error."""
-    fetched = await info.context.records(child.a_number, child.max_age, *sources)
+    """Fetch `sources` for the child and build the section; a record of the wrong shape is a source error.
+
+    The outcome (returned or failed) goes to the request's audit recorder.
+    """
+    reads = info.context.reads
+    reads.section_started(info, child.a_number)
     try:
-        return make(*fetched)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        culprit = _culprit(sources, fetched, make)
-        raise source_error(bad_response(culprit, exc)) from None
+        fetched = await info.context.records(child.a_number, child.max_age, *sources)
+        try:
+            section = make(*fetched)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            culprit = _culprit(sources, fetched, make)
+            raise source_error(bad_response(culprit, exc)) from None
+    except GraphQLError:
+        reads.section_done(info, child.a_number, ok=False)
+        raise
+    reads.section_done(info, child.a_number, ok=True)
+    return section
 
 
 def _culprit(sources: tuple[Source, ...], fetched: list[Fetched], make: Callable[..., Any]) -> Source:
@@ -80,7 +99,9 @@ class Child:
     async def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
         return await _section(info, self, SECTION_SOURCES["sponsor"], build.sponsor)
 
-    @strawberry.field(description="ORR's 30-day safety and well-being call; null before one is due.")
+    @strawberry.field(description=documented("ORR's 30-day safety and well-being call; null before one is due.",
+                                             SECTION_CAPABILITY["followUpCall"]),
+                      extensions=requires(SECTION_CAPABILITY["followUpCall"]))
     async def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
         return await _section(info, self, SECTION_SOURCES["followUpCall"], build.follow_up)
 
@@ -92,7 +113,9 @@ class Child:
     async def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
         return await _section(info, self, SECTION_SOURCES["hearing"], build.hearing_status)
 
-    @strawberry.field(description="The address each agency has on file for the child or sponsor.")
+    @strawberry.field(description=documented("The address each agency has on file for the child or sponsor.",
+                                             SECTION_CAPABILITY["addressesOnFile"]),
+                      extensions=requires(SECTION_CAPABILITY["addressesOnFile"]))
     async def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
         return await _section(info, self, SECTION_SOURCES["addressesOnFile"], build.addresses_on_file)
 
@@ -108,8 +131,12 @@ def _field_names(selections: Iterable[Selection]) -> set[str]:
 
 
 def needed_sources(info: Info[RequestContext, None]) -> list[Source]:
-    """The sources the child selection of the current field reads, in a stable order."""
+    """The sources the child selection of the current field reads, in a stable order.
+
+    Sections the caller may not read are left out: a refused section costs no backend call.
+    """
     names = _field_names(info.selected_fields[0].selections) if info.selected_fields else set()
+    names = {n for n in names if n not in SECTION_CAPABILITY or allowed(info, SECTION_CAPABILITY[n])}
     wanted = {s for name in names for s in SECTION_SOURCES.get(name, ())}
     return [s for s in Source if s in wanted]
 

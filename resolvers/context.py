@@ -10,11 +10,14 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from gateway.audit import AuditStore
 from gateway.errors import SOURCE_BAD_RESPONSE, SourceError
 from gateway.fetcher import STALE, Fetched
+from gateway.roles import Principal
 from gateway.services import Services
 from gateway.sources import Source
 from resolvers.errors import source_error
+from resolvers.reads import ReadRecorder
 
 
 @dataclass
@@ -26,7 +29,10 @@ class RequestContext:
     response: Any = None
     deadline: float = field(default=0.0)
     warnings: list[dict[str, str]] = field(default_factory=list)
-    principal: Any = None
+    principal: Principal | None = None
+    purpose: str | None = None  # the caller's stated reason (`X-Purpose`), for the audit trail
+    audit_store: AuditStore | None = None
+    reads: ReadRecorder = field(default_factory=ReadRecorder)
     _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
         default_factory=dict
     )

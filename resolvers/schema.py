@@ -6,16 +6,24 @@ import asyncio
 from typing import Any
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, ParserCache, QueryDepthLimiter, SchemaExtension
+from graphql import GraphQLError
+from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, ParserCache, SchemaExtension
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
 from gateway.config import Settings
+from gateway.roles import Capability
+from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
+from resolvers.audit_query import AuditQuery
 from resolvers.child import Child, needed_sources, resolve_child
+from resolvers.complexity import QueryLimits, TokenLimitCode
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.health import SourceStatus, source_statuses
+from resolvers.masking import InternalErrorMask
+from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
+from resolvers.reads import AuditTrail
 
 
 def _max_age(value: int | None) -> float | None:
@@ -24,11 +32,43 @@ def _max_age(value: int | None) -> float | None:
     return None if value is None else float(value)
 
 
+async def _read_child(info: Info[RequestContext, None], a_number: str, max_age: float | None,
+                      sources: list[Source]) -> Child | GraphQLError | None:
+    """One child for the caller: None when unknown, a FORBIDDEN error outside the caller's offices.
+
+    Every outcome is reported to the request's audit recorder.
+    """
+    reads = info.context.reads
+    child = await resolve_child(info, a_number, max_age, sources)
+    reads.found(a_number, child is not None)
+    if child is None:
+        return None
+    error = await office_scope_error(info, a_number, max_age)
+    if error is not None:
+        if (error.extensions or {}).get("code") == FORBIDDEN:
+            reads.forbidden(a_number)
+        else:
+            reads.scope_unverified(a_number)
+        return error
+    return child
+
+
+def _sources_for(info: Info[RequestContext, None]) -> list[Source]:
+    """The sources the selection needs, plus ICE when the caller is scoped to field offices."""
+    sources = needed_sources(info)
+    principal = principal_of(info)
+    if principal is not None and principal.field_offices is not None and Source.ICE not in sources:
+        sources = [s for s in Source if s in sources or s is Source.ICE]
+    return sources
+
+
 @strawberry.type
 class StatusQuery:
     """One child, a list of children, and the sources' health."""
 
-    @strawberry.field(description="One child by A-number (any common typed form); null when no system knows it.")
+    @strawberry.field(description=documented("One child by A-number (any common typed form); null when no "
+                                             "system knows it.", Capability.CHILD_STATUS),
+                      extensions=requires(Capability.CHILD_STATUS))
     async def child(
         self,
         info: Info[RequestContext, None],
@@ -37,9 +77,14 @@ class StatusQuery:
     ) -> Child | None:
         max_age = _max_age(None if max_age_seconds is strawberry.UNSET else max_age_seconds)
         canonical = canonical_a_number(str(a_number))
-        return await resolve_child(info, canonical, max_age, needed_sources(info))
+        outcome = await _read_child(info, canonical, max_age, _sources_for(info))
+        if isinstance(outcome, GraphQLError):
+            raise outcome
+        return outcome
 
-    @strawberry.field(description="Up to 100 children, in the order asked; null for A-numbers no system knows.")
+    @strawberry.field(description=documented("Up to 100 children, in the order asked; null for A-numbers no "
+                                             "system knows.", Capability.CHILD_STATUS),
+                      extensions=requires(Capability.CHILD_STATUS))
     async def children(
         self,
         info: Info[RequestContext, None],
@@ -51,11 +96,14 @@ class StatusQuery:
             raise bad_input(f"children takes at most {limit} A-numbers per call (got {len(a_numbers)})")
         max_age = _max_age(None if max_age_seconds is strawberry.UNSET else max_age_seconds)
         canonical = [canonical_a_number(str(a)) for a in a_numbers]
-        sources = needed_sources(info)
-        return list(await asyncio.gather(*(resolve_child(info, a, max_age, sources) for a in canonical)))
+        sources = _sources_for(info)
+        # an error in the list becomes null plus an error at that element's path
+        return list(await asyncio.gather(*(_read_child(info, a, max_age, sources) for a in canonical)))
 
-    @strawberry.field(description="Health of each system of record as the gateway sees it.")
-    def sources(self, info: Info[RequestContext, None]) -> list[SourceStatus]:
+    @strawberry.field(description=documented("Health of each system of record as the gateway sees it.",
+                                             Capability.HEALTH_READ),
+                      extensions=requires(Capability.HEALTH_READ))
+    def sources(self, info: Info[RequestContext, None]) -> list[SourceStatus] | None:
         return source_statuses(info.context.services)
 
 
@@ -69,7 +117,7 @@ class ResponseWarnings(SchemaExtension):
 
 
 # Each feature contributes its root fields here (one class per feature module).
-QUERIES: tuple[type, ...] = (StatusQuery,)
+QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery)
 MUTATIONS: tuple[type, ...] = ()
 SUBSCRIPTIONS: tuple[type, ...] = ()
 
@@ -79,16 +127,21 @@ Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else 
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema with its extensions; limits come from `settings` (defaults when None)."""
+    """The schema with its extensions; limits come from `settings` (defaults when None).
+
+    Order matters: error masking is outermost (last on the way out); the complexity limits run when
+    execution would start and refuse it; the audit trail is written when execution ends.
+    """
     settings = settings or Settings()
-    return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
-        subscription=Subscription,
-        extensions=[
-            ParserCache(maxsize=256),
-            QueryDepthLimiter(max_depth=settings.max_query_depth),
-            MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-            ResponseWarnings,
-        ],
-    )
+    extensions: list[Any] = [
+        InternalErrorMask(show_type=not settings.production),
+        TokenLimitCode(),
+        MaxTokensLimiter(max_token_count=settings.max_tokens),
+        ParserCache(maxsize=256),
+        QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
+        AuditTrail,
+        ResponseWarnings,
+    ]
+    if settings.production:
+        extensions.append(DisableIntrospection())
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)

@@ -9,7 +9,11 @@ from datetime import UTC, date, datetime
 import strawberry
 
 from gateway.fetcher import STALE, Fetched
+from gateway.roles import Capability
 from gateway.sources import Source
+from resolvers.permissions import restricted_field
+
+IDENTITY, CONTACT = Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT
 
 SourceEnum = strawberry.enum(Source, name="Source", description="A system of record.")
 
@@ -203,11 +207,11 @@ class Address:
 
 @strawberry.type(description="Name and birth data as the identity system (ICE) holds them.")
 class Identity:
-    first_name: str | None
-    last_name: str | None
-    date_of_birth: date | None
+    first_name: str | None = restricted_field(IDENTITY)
+    last_name: str | None = restricted_field(IDENTITY)
+    date_of_birth: date | None = restricted_field(IDENTITY)
     country_of_birth: str | None
-    orr_case_id: str | None
+    orr_case_id: str | None = restricted_field(IDENTITY, "ORR's case number.")
     provenance: list[Provenance]
 
 
@@ -226,7 +230,7 @@ class Location:
     status: LocationStatus
     since: datetime | None
     facility: Facility | None = strawberry.field(description="Current ORR placement when in care.")
-    address: Address | None = strawberry.field(description="Sponsor's address when released.")
+    address: Address | None = restricted_field(CONTACT, "Sponsor's address when released.")
     discharge_type: DischargeType | None
     ice_custody_status: IceCustodyStatus | None
     provenance: list[Provenance]
@@ -234,11 +238,11 @@ class Location:
 
 @strawberry.type(description="The sponsor the child was released to (ORR).")
 class Sponsor:
-    name: str | None
-    relationship: str | None
+    name: str | None = restricted_field(CONTACT)
+    relationship: str | None = restricted_field(CONTACT, "The sponsor's relationship to the child.")
     category: str | None = strawberry.field(description="ORR sponsor category: 1, 2A, 2B or 3.")
-    phone: str | None
-    address: Address | None
+    phone: str | None = restricted_field(CONTACT)
+    address: Address | None = restricted_field(CONTACT)
     released_at: datetime | None
     post_release_services: PostReleaseServices | None
     provenance: list[Provenance]
@@ -274,7 +278,7 @@ class NoticeToAppear:
     service_method: ServiceMethod | None
     filed_on: date | None
     field_office: str | None = strawberry.field(description="ERO field office responsible for the case.")
-    address_on_file: AgencyAddress | None
+    address_on_file: AgencyAddress | None = restricted_field(CONTACT, "The child's address as ICE holds it.")
     provenance: list[Provenance]
 
 
@@ -310,6 +314,6 @@ class HearingStatus:
     missed_hearing_count: int
     in_absentia_order: InAbsentiaOrder | None
     decision: Decision | None
-    address_of_record: Address | None
+    address_of_record: Address | None = restricted_field(CONTACT, "The address the court sends notices to.")
     change_of_address_filed_on: date | None
     provenance: list[Provenance]

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+import jwt
+
 ROOT = Path(__file__).resolve().parents[2]
+TEST_JWT_SECRET = "test-only-jwt-secret-of-the-suite-0123456789"  # not a real secret: tests only
+AUDIENCE, ISSUER = "uc-status-gateway", "ucgw-demo"  # the gateway's defaults
+
+
+def mint(role: str = "caseworker", *, ttl: float = 3600, subject: str | None = None,
+         secret: str = TEST_JWT_SECRET, audience: str | None = AUDIENCE, issuer: str | None = ISSUER,
+         **claims: Any) -> str:
+    """An HS256 token as the gateway expects it (override any claim to make a bad one)."""
+    now = int(time.time())
+    body: dict[str, Any] = {"sub": subject or f"test-{role}", "role": role, "iat": now, "exp": now + int(ttl)}
+    if audience is not None:
+        body["aud"] = audience
+    if issuer is not None:
+        body["iss"] = issuer
+    body.update(claims)
+    return jwt.encode(body, secret, algorithm="HS256")
 
 
 def free_port() -> int:
@@ -40,19 +61,39 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
         return err.code, dict(err.headers), err.read()
 
 
+def _temp_data_dir() -> str:
+    path = tempfile.mkdtemp(prefix="ucgw-test-data-")
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 class GatewayProcess:
-    """A running gateway; `query` posts GraphQL and returns (HTTP status, decoded JSON)."""
+    """A running gateway; `query` posts GraphQL and returns (HTTP status, decoded JSON).
+
+    Unless `env` says otherwise the gateway verifies tokens with `TEST_JWT_SECRET`, keeps its audit
+    trail in a fresh temporary `data_dir`, and has a rate limit too high to matter; every request
+    carries a caseworker token unless `token` (or a per-call `token=`, "" for none) says otherwise.
+    """
 
     def __init__(self, env: dict[str, str], token: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.data_dir = env.get("UCGW_DATA_DIR", "")
-        full_env = {**os.environ, "UCGW_PORT": str(self.port), "UCGW_HOST": "127.0.0.1", **env}
+        defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_RATE_LIMIT_RPS": "10000",
+                    "UCGW_RATE_LIMIT_BURST": "100000"}
+        if "UCGW_DATA_DIR" not in env and "UCGW_DATA_DIR" not in os.environ:
+            defaults["UCGW_DATA_DIR"] = _temp_data_dir()
+        full_env = {**os.environ, **defaults, "UCGW_PORT": str(self.port), "UCGW_HOST": "127.0.0.1", **env}
+        self.env = full_env
+        self.data_dir = full_env.get("UCGW_DATA_DIR", "")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT, env=full_env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.token = token
+        if token is None and full_env.get("UCGW_JWT_SECRET"):
+            self.token = mint("caseworker", secret=full_env["UCGW_JWT_SECRET"],
+                              audience=full_env.get("UCGW_JWT_AUDIENCE", AUDIENCE) or None,
+                              issuer=full_env.get("UCGW_JWT_ISSUER", ISSUER) or None)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,196 @@
+"""The audit trail: who read which child's record, which sections, why, and with what outcome.
+
+One small interface (`AuditStore`) with a durable SQLite default: WAL journal, synchronous=FULL, every
+append committed before it returns, so an event the gateway wrote before answering survives a kill -9.
+The table is append-only (triggers refuse UPDATE and DELETE). Nothing here logs event contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR = "ok", "partial", "not_found", "forbidden", "error"
+OUTCOMES = (OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR)
+MAX_QUERY_ROWS = 10_000
+
+
+def utc_timestamp(when: datetime | None = None) -> str:
+    """A sortable UTC timestamp: `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
+    when = when or datetime.now(UTC)
+    when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(raw: str) -> str:
+    """A user-given date or ISO datetime (naive means UTC) in the stored timestamp form."""
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text)
+            return utc_timestamp(datetime(d.year, d.month, d.day, tzinfo=UTC))
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an ISO date or datetime (e.g. 2025-01-31 or 2025-01-31T14:00:00Z)") \
+            from None
+    return utc_timestamp(value if value.tzinfo else value.replace(tzinfo=UTC))
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One read of one child's record by one request."""
+
+    time: str
+    request_id: str
+    subject: str
+    role: str
+    client: str
+    a_number: str
+    outcome: str
+    sections_returned: tuple[str, ...] = ()
+    sections_denied: tuple[str, ...] = ()
+    sections_failed: tuple[str, ...] = ()
+    purpose: str | None = None
+    id: int | None = field(default=None, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists instead of tuples)."""
+        out = asdict(self)
+        for key in ("sections_returned", "sections_denied", "sections_failed"):
+            out[key] = list(out[key])
+        return out
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Which events to read; every given criterion must match. `since` inclusive, `until` exclusive."""
+
+    a_number: str | None = None
+    subject: str | None = None
+    since: str | None = None
+    until: str | None = None
+    limit: int = 1000
+    after_id: int | None = None  # only events with a larger id (paging)
+
+
+class AuditStore(Protocol):
+    """Append-only storage of audit events."""
+
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        """Durably store `events` (all or none) before returning."""
+
+    async def query(self, where: AuditFilter) -> list[AuditEvent]:
+        """Matching events, oldest first."""
+
+    def close(self) -> None:
+        """Release the store."""
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_event (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    role TEXT NOT NULL,
+    client TEXT NOT NULL,
+    a_number TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    sections_returned TEXT NOT NULL,
+    sections_denied TEXT NOT NULL,
+    sections_failed TEXT NOT NULL,
+    purpose TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_by_a_number ON audit_event (a_number, time);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_event (subject, time);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit_event (time);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_event
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_event
+BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+"""
+_COLUMNS = ("time", "request_id", "subject", "role", "client", "a_number", "outcome",
+            "sections_returned", "sections_denied", "sections_failed", "purpose")
+
+
+class SQLiteAuditStore:
+    """The default store: one SQLite file, one connection guarded by a lock, writes off the event loop."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.exists():
+            raise FileNotFoundError(f"no audit trail at {self.path}")
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        if create:
+            self._db.executescript(_SCHEMA)
+
+    def append_sync(self, events: Iterable[AuditEvent]) -> None:
+        """Insert `events` in one committed transaction."""
+        rows = [(e.time, e.request_id, e.subject, e.role, e.client, e.a_number, e.outcome,
+                 json.dumps(list(e.sections_returned)), json.dumps(list(e.sections_denied)),
+                 json.dumps(list(e.sections_failed)), e.purpose) for e in events]
+        if not rows:
+            return
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    rows,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query_sync(self, where: AuditFilter) -> list[AuditEvent]:
+        """Matching events, oldest first, at most `where.limit` (capped)."""
+        clauses, args = [], []
+        for column, op, value in (("a_number", "=", where.a_number), ("subject", "=", where.subject),
+                                  ("time", ">=", where.since), ("time", "<", where.until),
+                                  ("id", ">", where.after_id)):
+            if value is not None:
+                clauses.append(f"{column} {op} ?")
+                args.append(value)
+        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit_event"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(max(0, min(where.limit, MAX_QUERY_ROWS)))
+        with self._lock:
+            rows = self._db.execute(sql, args).fetchall()
+        return [_event(row) for row in rows]
+
+    async def append(self, events: Sequence[AuditEvent]) -> None:
+        """Durably store `events` before returning (the commit runs in a worker thread)."""
+        await asyncio.to_thread(self.append_sync, list(events))
+
+    async def query(self, where: AuditFilter) -> list[AuditEvent]:
+        """Matching events, oldest first."""
+        return await asyncio.to_thread(self.query_sync, where)
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite)."""
+        with self._lock:
+            self._db.close()
+
+
+def _event(row: tuple[Any, ...]) -> AuditEvent:
+    (id_, time, request_id, subject, role, client, a_number, outcome, returned, denied, failed, purpose) = row
+    return AuditEvent(
+        id=id_, time=time, request_id=request_id, subject=subject, role=role, client=client, a_number=a_number,
+        outcome=outcome, sections_returned=tuple(json.loads(returned)), sections_denied=tuple(json.loads(denied)),
+        sections_failed=tuple(json.loads(failed)), purpose=purpose,
+    )

@@ -1,0 +1,154 @@
+"""The door in front of `/graphql`: body size, authentication and rate limit, before any GraphQL work.
+
+Each refusal is a JSON body shaped like a GraphQL error with a stable code: 413 PAYLOAD_TOO_LARGE,
+401 UNAUTHENTICATED, 429 RATE_LIMITED (with Retry-After). The authenticated `Principal` travels to the
+GraphQL view in the ASGI scope. The GraphiQL page itself (a browser navigation) needs no credentials;
+the queries it sends do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.datastructures import Headers
+
+from gateway.auth import Authenticator, AuthError
+from gateway.config import Settings
+from gateway.graphiql import wants_graphiql_page
+from gateway.ratelimit import RateLimiter
+
+log = logging.getLogger("ucgw.guard")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PRINCIPAL_KEY = "ucgw.principal"
+UNAUTHENTICATED, RATE_LIMITED, PAYLOAD_TOO_LARGE = "UNAUTHENTICATED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def send_error(send: Send, status: int, code: str, message: str,
+                     headers: dict[str, str] | None = None, **facts: Any) -> None:
+    """A JSON error response `{"errors": [{"message", "extensions": {"code", ...}}]}`."""
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **facts}}]}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; raises `_TooLarge` as soon as it passes `limit` bytes (0: no limit)."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit and size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands out the already-read body once, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class GraphQLGuard:
+    """ASGI middleware for the GraphQL endpoint."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
+                 limiter: RateLimiter) -> None:
+        self.app = app
+        self.settings = settings
+        self.authenticator = authenticator
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        if not self.settings.production and wants_graphiql_page(scope["method"], headers.get("accept", "")):
+            await self.app(scope, receive, send)  # the page holds no data; its queries come back through here
+            return
+        limit = self.settings.max_body_bytes
+        declared = headers.get("content-length", "")
+        if limit and (len(scope.get("query_string", b"")) > limit or (declared.isdigit() and int(declared) > limit)):
+            await self._too_large(send)
+            return
+        try:
+            principal = self.authenticator.authenticate(headers)
+        except AuthError as exc:
+            client = scope.get("client") or ("unknown", 0)
+            wait = await self.limiter.check(f"ip:{client[0]}")  # slows credential guessing
+            if wait:
+                await self._rate_limited(send, wait)
+                return
+            log.info("request refused: %s", exc)
+            await send_error(send, 401, UNAUTHENTICATED, str(exc), {"www-authenticate": 'Bearer realm="ucgw"'})
+            return
+        wait = await self.limiter.check(principal.rate_key)
+        if wait:
+            await self._rate_limited(send, wait)
+            return
+        try:
+            body = await read_body(receive, limit)
+        except _TooLarge:
+            await self._too_large(send)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        await self.app(scope, _replay(body, receive), send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A handshake with credentials must pass; one without goes on with no principal.
+
+        Browsers cannot set headers on a websocket, so a subscription protocol may authenticate in its
+        `connection_init` payload instead; until then the connection can read nothing (every field
+        needs a capability and no principal holds none).
+        """
+        headers = Headers(scope=scope)
+        if "authorization" in headers or "x-api-key" in headers:
+            try:
+                scope[PRINCIPAL_KEY] = self.authenticator.authenticate(headers)
+            except AuthError:
+                await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
+                return
+        await self.app(scope, receive, send)
+
+    async def _too_large(self, send: Send) -> None:
+        limit = self.settings.max_body_bytes
+        await send_error(send, 413, PAYLOAD_TOO_LARGE, f"request larger than {limit} bytes", max=limit)
+
+    async def _rate_limited(self, send: Send, wait: float) -> None:
+        retry = max(1, math.ceil(wait))
+        log.info("request refused: rate limit")
+        await send_error(send, 429, RATE_LIMITED, f"too many requests; retry in {retry} s",
+                         {"retry-after": str(retry)}, retryAfterSeconds=retry)

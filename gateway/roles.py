@@ -1,0 +1,71 @@
+"""Who may read what: roles, the capabilities each grants, and the authenticated caller (`Principal`).
+
+Fields declare the capability they need (see `resolvers.permissions`); roles map to capabilities here,
+so a new role or a new restricted field is one line. Minimum necessary: a partner (e.g. a legal
+service provider) sees case status, not who the child or sponsor is or where they live.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Capability(enum.StrEnum):
+    """One kind of data or action a field or mutation may require."""
+
+    CHILD_STATUS = "child:status"  # location status and placement, NTA, court case, hearings, court addresses
+    CHILD_IDENTITY = "child:identity"  # names, date of birth, ORR case id
+    CHILD_CONTACT = "child:contact"  # sponsor identity and phone, every address of a child or sponsor
+    CHILD_WELFARE = "child:welfare"  # follow-up call details and safety information
+    AUDIT_READ = "audit:read"  # the audit trail
+    HEALTH_READ = "health:read"  # backend health (`sources`)
+
+
+CASEWORKER, PARTNER, AUDITOR = "caseworker", "partner", "auditor"
+
+ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
+    CASEWORKER: frozenset({
+        Capability.CHILD_STATUS, Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT, Capability.CHILD_WELFARE,
+        Capability.HEALTH_READ,
+    }),
+    PARTNER: frozenset({Capability.CHILD_STATUS, Capability.HEALTH_READ}),
+    AUDITOR: frozenset({Capability.AUDIT_READ, Capability.HEALTH_READ}),
+}
+ROLES: tuple[str, ...] = tuple(ROLE_CAPABILITIES)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    subject: str  # JWT `sub`, or the API key's client name
+    role: str
+    client: str  # the calling application
+    method: str  # "jwt", "api_key" or "anonymous"
+    field_offices: frozenset[str] | None = None  # None: every office; else only these (casefolded)
+
+    def can(self, capability: Capability) -> bool:
+        """True when the caller's role grants `capability`."""
+        return capability in ROLE_CAPABILITIES.get(self.role, frozenset())
+
+    def covers_office(self, office: str | None) -> bool:
+        """True when the caller may see children of field office `office` (unknown office: only if unscoped)."""
+        if self.field_offices is None:
+            return True
+        return office is not None and office.strip().casefold() in self.field_offices
+
+    @property
+    def rate_key(self) -> str:
+        """The token bucket this caller draws from: one per partner app, one per person otherwise."""
+        return f"app:{self.client}" if self.method == "api_key" else f"sub:{self.subject}"
+
+
+def office_scope(raw: object) -> frozenset[str] | None:
+    """A `field_offices` claim (list or comma-separated string) as a casefolded set; None when absent."""
+    if raw is None:
+        return None
+    items = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(items, list | tuple | set | frozenset) or not all(isinstance(i, str) for i in items):
+        raise ValueError("field_offices must be a list of office names or a comma-separated string")
+    return frozenset(i.strip().casefold() for i in items if i.strip())

@@ -1,0 +1,183 @@
+"""Query complexity limits: depth, aliases and cost, checked before any resolver runs.
+
+One pass over the operation, with each fragment measured once (memoised), so a "fragment bomb"
+(fragments spreading the next one twice, 2^n fields from a few hundred tokens) is measured in linear
+time. strawberry's QueryDepthLimiter and MaxAliasesLimiter expand fragments without memoising and
+take seconds on such a document; these limits replace them.
+
+Cost: every field with a sub-selection costs 1 plus its sub-selection; list fields sized by an argument
+(`aNumbers`: its length, `first`/`last`: its value, literal or variable) multiply that by the size.
+Leaf fields and introspection are free (they touch no backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    GraphQLSyntaxError,
+    InlineFragmentNode,
+    IntValueNode,
+    ListValueNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+    VariableNode,
+)
+from graphql.utilities import get_operation_ast, value_from_ast_untyped
+from strawberry.extensions import SchemaExtension
+
+QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+LIST_SIZE_ARGUMENTS = ("aNumbers",)
+COUNT_ARGUMENTS = ("first", "last")
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """What one operation asks of the gateway."""
+
+    depth: int
+    aliases: int
+    cost: int
+
+
+def too_complex(message: str, **facts: Any) -> GraphQLError:
+    """A rejection with code QUERY_TOO_COMPLEX and the measured facts."""
+    return GraphQLError(message, extensions={"code": QUERY_TOO_COMPLEX, **facts})
+
+
+class _Measure:
+    def __init__(self, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any],
+                 defaults: Mapping[str, Any]) -> None:
+        self.fragments = fragments
+        self.variables = variables
+        self.defaults = defaults
+        self.memo: dict[str, Complexity] = {}
+        self.active: set[str] = set()
+
+    def selection_set(self, node: SelectionSetNode | None) -> Complexity:
+        depth = aliases = cost = 0
+        for part in self._parts(node):
+            depth, aliases, cost = max(depth, part.depth), aliases + part.aliases, cost + part.cost
+        return Complexity(depth, aliases, cost)
+
+    def _parts(self, node: SelectionSetNode | None) -> Iterator[Complexity]:
+        for sel in node.selections if node else ():
+            if isinstance(sel, FieldNode):
+                yield self.field(sel)
+            elif isinstance(sel, InlineFragmentNode):
+                yield self.selection_set(sel.selection_set)
+            elif isinstance(sel, FragmentSpreadNode):
+                yield self.fragment(sel.name.value)
+
+    def fragment(self, name: str) -> Complexity:
+        if name in self.memo:
+            return self.memo[name]
+        fragment = self.fragments.get(name)
+        if fragment is None or name in self.active:  # invalid documents are rejected by validation anyway
+            return Complexity(0, 0, 0)
+        self.active.add(name)
+        self.memo[name] = result = self.selection_set(fragment.selection_set)
+        self.active.discard(name)
+        return result
+
+    def field(self, node: FieldNode) -> Complexity:
+        alias = 1 if node.alias else 0
+        if node.name.value.startswith("__") or node.selection_set is None:
+            return Complexity(0, alias, 0)
+        inner = self.selection_set(node.selection_set)
+        return Complexity(inner.depth + 1, inner.aliases + alias, (1 + inner.cost) * self.size(node))
+
+    def size(self, node: FieldNode) -> int:
+        """How many elements a list field will return, from its sizing argument (1 when unsized)."""
+        for arg in node.arguments or ():
+            name = arg.name.value
+            if name not in LIST_SIZE_ARGUMENTS and name not in COUNT_ARGUMENTS:
+                continue
+            if isinstance(arg.value, VariableNode):
+                var = arg.value.name.value
+                value = self.variables.get(var, self.defaults.get(var))
+            elif isinstance(arg.value, ListValueNode | IntValueNode):
+                value = value_from_ast_untyped(arg.value)
+            else:
+                value = None
+            if name in LIST_SIZE_ARGUMENTS:
+                n = len(value) if isinstance(value, list) else 1
+            else:
+                n = value if isinstance(value, int) and not isinstance(value, bool) else 1
+            return max(1, n)
+        return 1
+
+
+def measure(document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None) -> Complexity:
+    """Depth, aliases and cost of the operation that would run."""
+    operation = get_operation_ast(document, operation_name)
+    if operation is None:
+        return Complexity(0, 0, 0)
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    return _Measure(fragments, variables or {}, _variable_defaults(operation)).selection_set(operation.selection_set)
+
+
+def _variable_defaults(operation: OperationDefinitionNode) -> dict[str, Any]:
+    return {d.variable.name.value: value_from_ast_untyped(d.default_value)
+            for d in operation.variable_definitions or () if d.default_value is not None}
+
+
+def check(c: Complexity, max_depth: int, max_aliases: int, max_cost: int) -> GraphQLError | None:
+    """The first limit `c` breaks, as an error; None when within every limit (0 disables a limit)."""
+    if max_depth and c.depth > max_depth:
+        return too_complex(f"query depth {c.depth} exceeds the limit of {max_depth}",
+                           limit="depth", value=c.depth, max=max_depth)
+    if max_aliases and c.aliases > max_aliases:
+        return too_complex(f"query uses {c.aliases} aliases; the limit is {max_aliases}",
+                           limit="aliases", value=c.aliases, max=max_aliases)
+    if max_cost and c.cost > max_cost:
+        return too_complex(f"query cost {c.cost} exceeds the limit of {max_cost} (a children list costs "
+                           f"per A-number; ask for fewer children or fewer sections)",
+                           limit="cost", value=c.cost, max=max_cost)
+    return None
+
+
+class QueryLimits(SchemaExtension):
+    """Rejects an operation over the depth, alias or cost limit before execution starts."""
+
+    def __init__(self, max_depth: int, max_aliases: int, max_cost: int) -> None:
+        self.max_depth, self.max_aliases, self.max_cost = max_depth, max_aliases, max_cost
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if ctx.graphql_document is not None and ctx.result is None:
+            complexity = measure(ctx.graphql_document, ctx.operation_name, ctx.variables)
+            error = check(complexity, self.max_depth, self.max_aliases, self.max_cost)
+            if error is not None:
+                ctx.result = ExecutionResult(data=None, errors=[error])
+        yield
+
+
+class TokenLimitCode(SchemaExtension):
+    """Gives the parser's token-limit error (strawberry's MaxTokensLimiter) the QUERY_TOO_COMPLEX code.
+
+    With the parser cache the error is raised from the parsing hook and passes through this hook as an
+    exception; without it, it arrives in the result. Both are tagged.
+    """
+
+    def on_operation(self) -> Iterator[None]:
+        try:
+            yield
+        except GraphQLSyntaxError as error:
+            _tag_token_limit(error)
+            raise
+        for error in getattr(self.execution_context.result, "errors", None) or ():
+            _tag_token_limit(error)
+
+
+def _tag_token_limit(error: GraphQLError) -> None:
+    if isinstance(error, GraphQLSyntaxError) and "more than" in error.message and "tokens" in error.message:
+        error.extensions = {**(error.extensions or {}), "code": QUERY_TOO_COMPLEX, "limit": "tokens"}
