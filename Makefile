@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo mocks bench soak e2e clean
+.PHONY: venv test lint demo mocks bench soak e2e e2e-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -26,6 +26,21 @@ demo: venv
 
 mocks: venv
 	$(VENV)/bin/ucgw mocks
+
+# Browser end-to-end test: Debian's chromium (installed when absent) driven by Playwright's Python
+# client; no browser is downloaded.
+e2e-deps: venv
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install -q 'playwright>=1.45'
+
+e2e: e2e-deps
+	$(PY) -m pytest -q -m e2e tests/e2e
+
+soak: venv
+	$(PY) bench/soak.py
+
+bench: venv
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -56,7 +56,10 @@ class RequestContext:
 
     async def fetch(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError:
         """One source's answer, or the SourceError explaining why there is none."""
-        outcome = await self.loader(source, max_age).load(a_number)
+        try:
+            outcome = await self.loader(source, max_age).load(a_number)
+        except SourceError as exc:  # the DataLoader re-raises error values
+            return exc
         if isinstance(outcome, Fetched) and outcome.warning is not None:
             self.warn_stale(outcome)
         return outcome

@@ -1,0 +1,265 @@
+"""Partial answers, deadlines, retries, circuit breaking, stale-if-error and health (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.gateway import GatewayProcess, http
+
+SECTIONS = {"ORR": ["sponsor", "followUpCall"], "ICE": ["nta"], "EOIR": ["hearing"]}
+FULL = """query($a: ID!, $m: Int) { child(aNumber: $a, maxAgeSeconds: $m) { aNumber
+  location { status provenance { source cacheStatus } }
+  sponsor { relationship provenance { source cacheStatus stale ageSeconds } }
+  followUpCall { outcome }
+  nta { status fieldOffice provenance { source cacheStatus stale ageSeconds } }
+  hearing { caseStatus missedHearingCount provenance { source cacheStatus stale ageSeconds } }
+} }"""
+NTA = "query($a: ID!, $m: Int) { child(aNumber: $a, maxAgeSeconds: $m) { nta { status " \
+      "provenance { source cacheStatus stale ageSeconds fetchedAt } } } }"
+SOURCES = "{ sources { source breakerState usable calls retries lastError lastSuccessAt latencyP50Ms } }"
+FAST = {
+    "UCGW_SOURCE_TIMEOUT_SECONDS": "0.4",
+    "UCGW_REQUEST_DEADLINE_SECONDS": "1.2",
+    "UCGW_RETRY_ATTEMPTS": "2",
+    "UCGW_RETRY_BACKOFF_SECONDS": "0.02",
+    "UCGW_BREAKER_FAILURE_THRESHOLD": "3",
+    "UCGW_BREAKER_RESET_SECONDS": "1",
+    "UCGW_CACHE_TTL_SECONDS": "1",
+    "UCGW_MAX_STALE_SECONDS": "60",
+}
+MARGIN = 0.5  # seconds a response may take past the request deadline
+
+
+@pytest.fixture
+def gw(mock_services: Any) -> Iterator[GatewayProcess]:
+    mock_services.reset()
+    gateway = GatewayProcess(mock_services.gateway_env(**FAST))
+    yield gateway
+    gateway.stop()
+    mock_services.reset()
+
+
+def fault(mock_services: Any, source: str, **knobs: Any) -> None:
+    status, body = mock_services.admin(source.lower(), "PUT", "/_admin/faults", knobs)
+    assert status == 200, body
+
+
+def timed(gw: GatewayProcess, query: str, variables: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+    started = time.monotonic()
+    status, body = gw.query(query, variables)
+    return status, body, time.monotonic() - started
+
+
+def errors_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {"/".join(map(str, e["path"])): e for e in body.get("errors", [])}
+
+
+def without_provenance(section: Any) -> Any:
+    if not isinstance(section, dict):
+        return section
+    return {k: v for k, v in section.items() if k != "provenance"}
+
+
+def source_facts(gw: GatewayProcess) -> dict[str, dict[str, Any]]:
+    _, body = gw.query(SOURCES)
+    return {s["source"]: s for s in body["data"]["sources"]}
+
+
+@pytest.mark.parametrize("down", ["ORR", "ICE", "EOIR"])
+def test_one_source_down_leaves_only_its_sections_null(gw: GatewayProcess, mock_services: Any, down: str) -> None:
+    a = mock_services.sample(30)[3]
+    _, healthy = gw.query(FULL, {"a": a})
+    assert "errors" not in healthy
+    fault(mock_services, down, down=True)
+    status, body, took = timed(gw, FULL, {"a": a, "m": 0})
+    assert status == 200 and took < 1.2 + MARGIN
+    child = body["data"]["child"]
+    errors = errors_by_path(body)
+    for source, sections in SECTIONS.items():
+        for section in sections:
+            path = f"child/{section}"
+            if source == down:
+                assert child[section] is None
+                assert errors[path]["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": down}
+            else:
+                assert without_provenance(child[section]) == without_provenance(healthy["data"]["child"][section])
+                assert path not in errors
+    # location joins ORR and ICE: null only when one of them is down
+    assert (child["location"] is None) == (down in ("ORR", "ICE"))
+
+
+def test_all_sources_down_still_answers_with_errors_and_readyz_fails(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[4]
+    for source in SECTIONS:
+        fault(mock_services, source, down=True)
+    status, body, took = timed(gw, FULL, {"a": a})
+    assert status == 200 and took < 1.2 + MARGIN
+    assert body["data"]["child"]["aNumber"] == a
+    codes = {(e["path"][1], e["extensions"]["code"], e["extensions"]["source"]) for e in body["errors"]}
+    assert {("sponsor", "SOURCE_UNAVAILABLE", "ORR"), ("nta", "SOURCE_UNAVAILABLE", "ICE"),
+            ("hearing", "SOURCE_UNAVAILABLE", "EOIR")} <= codes
+    gw.query(FULL, {"a": a, "m": 0})  # second failure of each source
+    gw.query(FULL, {"a": a, "m": 0})
+    status, _, raw = http("GET", f"{gw.url}/readyz")
+    ready = json.loads(raw)
+    assert status == 503 and ready["ready"] is False
+    assert {s["source"]: s["breaker_state"] for s in ready["sources"]} == {"ORR": "OPEN", "ICE": "OPEN", "EOIR": "OPEN"}
+    assert http("GET", f"{gw.url}/healthz")[0] == 200
+
+
+def test_latency_above_timeout_is_source_timeout_within_deadline(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[5]
+    fault(mock_services, "EOIR", latency_ms=900)
+    status, body, took = timed(gw, FULL, {"a": a})
+    assert status == 200 and took < 1.2 + MARGIN
+    errors = errors_by_path(body)
+    assert errors["child/hearing"]["extensions"] == {"code": "SOURCE_TIMEOUT", "source": "EOIR"}
+    assert body["data"]["child"]["nta"] is not None and body["data"]["child"]["location"] is not None
+
+
+def test_hanging_source_is_cut_at_the_deadline(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[6]
+    fault(mock_services, "ICE", timeout_rate=1.0)
+    status, body, took = timed(gw, FULL, {"a": a})
+    assert status == 200 and took < 1.2 + MARGIN
+    assert errors_by_path(body)["child/nta"]["extensions"] == {"code": "SOURCE_TIMEOUT", "source": "ICE"}
+    assert body["data"]["child"]["hearing"] is not None
+
+
+def test_retries_on_errors_are_counted_exactly(mock_services: Any) -> None:
+    mock_services.reset()
+    env = {**FAST, "UCGW_BREAKER_FAILURE_THRESHOLD": "1000", "UCGW_RETRY_ATTEMPTS": "3"}
+    gw = GatewayProcess(mock_services.gateway_env(**env))
+    try:
+        fault(mock_services, "ICE", error_rate=0.3)
+        a_numbers = mock_services.sample(60)
+        answered = failed = 0
+        for a in a_numbers:
+            _, body = gw.query(NTA, {"a": a, "m": 0})
+            if body["data"]["child"] and body["data"]["child"]["nta"]:
+                answered += 1
+            else:
+                failed += 1
+                assert body["errors"][0]["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+        facts = source_facts(gw)["ICE"]
+        mock_total = mock_services.stats("ice")["by_route"].get("POST /v1/subjects/batch", 0)
+    finally:
+        gw.stop()
+        mock_services.reset()
+    assert answered + failed == 60
+    assert facts["retries"] > 0
+    # every attempt reached the mock: the first try of each request plus each retry
+    assert mock_total == facts["calls"] == 60 + facts["retries"]
+    # with 3 retries at 30% errors nearly every request succeeds; a failure needs 4 errors in a row
+    assert answered >= 55
+    assert facts["retries"] <= 3 * 60
+
+
+def test_flapping_source_opens_and_closes_the_breaker(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[7]
+    fault(mock_services, "ICE", down=True)
+    _, body = gw.query(NTA, {"a": a, "m": 0})  # 1 try + 2 retries = 3 failures: opens
+    assert body["errors"][0]["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+    assert source_facts(gw)["ICE"]["breakerState"] == "OPEN"
+    calls_when_opened = mock_services.stats("ice")["total"]
+    _, body = gw.query(NTA, {"a": a, "m": 0})
+    assert "circuit breaker open" in body["errors"][0]["message"]
+    assert mock_services.stats("ice")["total"] == calls_when_opened  # failed fast, no backend call
+    fault(mock_services, "ICE", down=False)
+    time.sleep(1.1)
+    assert source_facts(gw)["ICE"]["breakerState"] == "HALF_OPEN"
+    _, body = gw.query(NTA, {"a": a, "m": 0})
+    assert body["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "MISS"
+    assert source_facts(gw)["ICE"]["breakerState"] == "CLOSED"
+    assert mock_services.stats("ice")["total"] == calls_when_opened + 1
+
+
+def test_stale_if_error_serves_marked_data_and_max_age_refuses_it(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[8]
+    _, fresh = gw.query(NTA, {"a": a})
+    fresh_prov = fresh["data"]["child"]["nta"]["provenance"][0]
+    assert fresh_prov["cacheStatus"] == "MISS"
+    time.sleep(1.3)  # past the 1 s TTL
+    fault(mock_services, "ICE", down=True)
+    _, body = gw.query(NTA, {"a": a})
+    nta = body["data"]["child"]["nta"]
+    prov = nta["provenance"][0]
+    assert nta["status"] == fresh["data"]["child"]["nta"]["status"]
+    assert prov["cacheStatus"] == "STALE" and prov["stale"] is True
+    assert prov["fetchedAt"] == fresh_prov["fetchedAt"] and prov["ageSeconds"] >= 1.3
+    assert "errors" not in body
+    warning = body["extensions"]["warnings"][0]
+    assert warning["source"] == "ICE" and warning["code"] == "SOURCE_UNAVAILABLE"
+    # a caller's maxAgeSeconds is a hard bound: too-old data is refused, the error is returned instead
+    _, body = gw.query(NTA, {"a": a, "m": 1})
+    assert body["data"]["child"]["nta"] is None
+    assert body["errors"][0]["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "ICE"}
+    _, body = gw.query(NTA, {"a": a, "m": 120})
+    assert body["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "STALE"
+
+
+def test_stale_while_revalidate_serves_at_once_and_refreshes_once(mock_services: Any) -> None:
+    mock_services.reset()
+    gw = GatewayProcess(mock_services.gateway_env(**{**FAST, "UCGW_STALE_WHILE_REVALIDATE_SECONDS": "30"}))
+    try:
+        a = mock_services.sample(30)[9]
+        _, first = gw.query(NTA, {"a": a})
+        time.sleep(1.2)
+        fault(mock_services, "ICE", latency_ms=300)
+        before = mock_services.stats("ice")["total"]
+        _, body, took = timed(gw, NTA, {"a": a})
+        prov = body["data"]["child"]["nta"]["provenance"][0]
+        assert prov["cacheStatus"] == "STALE" and prov["stale"] is True
+        assert took < 0.3  # served without waiting for the 300 ms source
+        time.sleep(0.6)
+        assert mock_services.stats("ice")["total"] == before + 1  # one background refresh
+        _, body = gw.query(NTA, {"a": a})
+        prov = body["data"]["child"]["nta"]["provenance"][0]
+        assert prov["cacheStatus"] == "HIT"
+        assert prov["fetchedAt"] > first["data"]["child"]["nta"]["provenance"][0]["fetchedAt"]
+    finally:
+        gw.stop()
+        mock_services.reset()
+
+
+def test_malformed_backend_answers_are_source_errors(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[10]
+    fault(mock_services, "EOIR", malformed_rate=1.0)
+    status, body = gw.query(FULL, {"a": a, "m": 0})
+    assert status == 200
+    assert errors_by_path(body)["child/hearing"]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "EOIR"}
+    assert body["data"]["child"]["nta"] is not None
+
+
+def test_schema_drifted_record_is_a_source_error(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(30)[11]
+    fault(mock_services, "ICE", drift_rate=1.0)
+    status, body = gw.query(FULL, {"a": a, "m": 0})
+    assert status == 200
+    assert errors_by_path(body)["child/nta"]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
+    assert body["data"]["child"]["hearing"] is not None
+
+
+def test_graceful_shutdown_finishes_in_flight_requests(mock_services: Any) -> None:
+    import threading
+
+    mock_services.reset()
+    gw = GatewayProcess(mock_services.gateway_env(**FAST))
+    fault(mock_services, "ICE", latency_ms=400)
+    result: dict[str, Any] = {}
+    a = mock_services.sample(30)[12]
+    worker = threading.Thread(target=lambda: result.update(answer=gw.query(NTA, {"a": a})))
+    worker.start()
+    time.sleep(0.15)
+    output = gw.stop()
+    worker.join(5)
+    mock_services.reset()
+    status, body = result["answer"]
+    assert status == 200 and body["data"]["child"]["nta"]["status"]
+    assert gw.proc.returncode == 0
+    assert "ERROR" not in output and "Traceback" not in output
