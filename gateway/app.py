@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import time
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
+import jwt
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from gateway.audit import AuditStore, SQLiteAuditStore
-from gateway.auth import Authenticator, mint_token
+from gateway.auth import Authenticator, AuthError, mint_token
+from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
 from gateway.guard import PRINCIPAL_KEY, GraphQLGuard
@@ -28,6 +34,7 @@ from gateway.roles import ROLES
 from gateway.services import Services
 from resolvers.context import RequestContext
 from resolvers.masking import mask_unexpected
+from resolvers.safety import sponsor_office
 from resolvers.schema import build_schema
 
 log = logging.getLogger("ucgw.app")
@@ -52,12 +59,14 @@ def _quiet_errors(schema: Any) -> None:
 class GatewayGraphQL(GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page."""
 
-    def __init__(self, services: Services, audit_store: AuditStore | None = None, **kwargs: Any) -> None:
+    def __init__(self, services: Services, audit_store: AuditStore | None = None,
+                 authenticator: Authenticator | None = None, **kwargs: Any) -> None:
         schema = build_schema(services.settings)
         _quiet_errors(schema)
-        super().__init__(schema, **kwargs)
+        super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.services = services
         self.audit_store = audit_store
+        self.authenticator = authenticator or Authenticator(services.settings)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         purpose = request.headers.get("x-purpose")
@@ -66,6 +75,30 @@ class GatewayGraphQL(GraphQL):
         return RequestContext(services=self.services, request=request, response=response,
                               principal=request.scope.get(PRINCIPAL_KEY), purpose=purpose,
                               audit_store=self.audit_store)
+
+    async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
+        """Authenticate a websocket from its `connection_init` payload (`{"Authorization": "Bearer ..."}`).
+
+        Credentials sent with the handshake (checked by the guard) also count; none at all, or bad ones,
+        close the connection with 4403.
+        """
+        params = {str(k).lower(): v for k, v in (context.connection_params or {}).items()}
+        headers = {k: v for k, v in params.items() if isinstance(v, str)}
+        if context.principal is None or "authorization" in headers or "x-api-key" in headers:
+            try:
+                context.principal = self.authenticator.authenticate(headers)
+            except AuthError as exc:
+                log.info("websocket refused: %s", exc)
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
+        purpose = headers.get("x-purpose")
+        if purpose:
+            context.purpose = "".join(c for c in purpose if c.isprintable()).strip()[:MAX_PURPOSE_CHARS] or None
+        if isinstance(context.request, WebSocket):
+            used = headers.get("authorization") or context.request.headers.get("authorization", "")
+            expires = _token_expiry(used)
+            if expires is not None:
+                _close_at(context.request, expires)
+        return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         """Last line of defence: an unexpected error that escaped the schema's masking is masked here."""
@@ -84,6 +117,38 @@ class GatewayGraphQL(GraphQL):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(graphiql_page("/graphql"))
+
+
+def _token_expiry(authorization: str) -> float | None:
+    """`exp` of an already verified Bearer JWT (None for API keys and tokens without one)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or token.count(".") != 2:
+        return None
+    try:
+        exp = jwt.decode(token.strip(), options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None
+
+
+def _close_at(websocket: WebSocket, expires: float) -> None:
+    """Close a subscription connection when its token expires (the client must reconnect with a new one)."""
+    loop = asyncio.get_running_loop()
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=4401, reason="token expired")
+
+    handle = loop.call_later(max(0.0, expires - time.time()), lambda: _background(loop.create_task(close())))
+    websocket.state.expiry_timer = handle
+
+
+_BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def _background(task: asyncio.Task[None]) -> None:
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 def demo_banner(settings: Settings) -> list[str]:
@@ -112,8 +177,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     audit_store = audit_store or open_audit_store(settings)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
+    services.changes.office_fallback = sponsor_office
     graphql_app = GatewayGraphQL(
-        services, audit_store, graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True
+        services, audit_store, authenticator, graphql_ide=None if settings.production else "graphiql",
+        allow_queries_via_get=True,
     )
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter)
 
@@ -136,6 +203,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
 
     routes = [
         Route("/graphql", guarded, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", guarded),
+        Route("/hooks/changes", webhook_endpoint(settings, services.changes), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

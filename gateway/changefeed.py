@@ -50,6 +50,7 @@ A_NUMBER = re.compile(r"^A\d{9}$")
 ALERT_FIELDS = frozenset({"hearings", "in_absentia_order", "decision", "case_status"})
 RECENT_SECONDS = 2 * 86_400  # with no earlier copy to compare, an event this close to updated_at is new
 MAX_PENDING = 10_000
+MAX_WEBHOOK_BYTES = 5_000_000
 OfficeFallback = Callable[[dict[str, Any] | None], str | None]  # ORR record -> office from the sponsor's state
 
 
@@ -373,6 +374,10 @@ def webhook_endpoint(settings: Settings, processor: ChangeProcessor) -> Callable
         given = request.headers.get("x-ucgw-webhook-secret", "").encode()
         if not hmac.compare_digest(given, secret):
             return JSONResponse({"error": {"code": "UNAUTHENTICATED", "message": "bad webhook secret"}}, 401)
+        declared = request.headers.get("content-length", "")
+        if not declared.isdigit() or int(declared) > MAX_WEBHOOK_BYTES:
+            return JSONResponse({"error": {"code": "PAYLOAD_TOO_LARGE", "message":
+                                 f"send a Content-Length of at most {MAX_WEBHOOK_BYTES} bytes"}}, 413)
         try:
             body = await request.json()
             source = Source(str(body["source"]).upper())

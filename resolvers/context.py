@@ -33,6 +33,7 @@ class RequestContext:
     purpose: str | None = None  # the caller's stated reason (`X-Purpose`), for the audit trail
     audit_store: AuditStore | None = None
     reads: ReadRecorder = field(default_factory=ReadRecorder)
+    connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
     _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
         default_factory=dict
     )

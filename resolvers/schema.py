@@ -24,6 +24,7 @@ from resolvers.health import SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
 from resolvers.reads import AuditTrail
+from resolvers.safety import SafetyMutation, SafetyQuery
 
 
 def _max_age(value: int | None) -> float | None:
@@ -117,8 +118,8 @@ class ResponseWarnings(SchemaExtension):
 
 
 # Each feature contributes its root fields here (one class per feature module).
-QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery)
-MUTATIONS: tuple[type, ...] = ()
+QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, SafetyQuery)
+MUTATIONS: tuple[type, ...] = (SafetyMutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 
 Query = merge_types("Query", QUERIES)
