@@ -1,0 +1,235 @@
+"""Run the three mock services in one process: one world, three uvicorn servers on one asyncio loop.
+
+CLI: `ucgw mocks` / `python -m mocks` (see add_arguments). In-process, e.g. for `ucgw demo`:
+
+    async with running_mocks(seed=7, children=5000) as urls:
+        urls["orr"], urls["ice"], urls["eoir"]   # http://127.0.0.1:PORT
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import uvicorn
+
+from mocks.service import Faults, ServiceState, create_app
+from mocks.util import DEFAULT_START, dumps
+from mocks.world import SOURCES, World
+
+log = logging.getLogger("mocks.runner")
+
+DEFAULT_PORTS = {"orr": 8101, "ice": 8102, "eoir": 8103}
+WEBHOOK_CHUNK = 500
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the mock-service flags to an argument parser (used by `ucgw mocks` and `python -m mocks`)."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--orr-port", type=int, default=DEFAULT_PORTS["orr"], help="ORR port (0 = any free)")
+    parser.add_argument("--ice-port", type=int, default=DEFAULT_PORTS["ice"], help="ICE port (0 = any free)")
+    parser.add_argument("--eoir-port", type=int, default=DEFAULT_PORTS["eoir"], help="EOIR port (0 = any free)")
+    parser.add_argument("--seed", type=int, default=7, help="world seed (same seed and size = same data)")
+    parser.add_argument("--children", type=int, default=5000, help="number of children in the world")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="default added latency per data request")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="default share of injected 500/503 answers")
+    parser.add_argument("--webhook-url", default=None, help="POST every change batch here (fire and forget)")
+    parser.add_argument("--clock-speed", type=float, default=0.0,
+                        help="simulated seconds per real second (0 = clock moves only via /_admin/clock)")
+    parser.add_argument("--start", default=DEFAULT_START, help=f"simulation start (default {DEFAULT_START})")
+
+
+class WebhookSender:
+    """Posts change batches to a URL from a background task; never blocks the services."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
+        self.task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def __call__(self, source: str, changes: list[dict[str, Any]]) -> None:
+        for i in range(0, len(changes), WEBHOOK_CHUNK):
+            body = dumps({"source": source, "changes": changes[i:i + WEBHOOK_CHUNK]})
+            try:
+                self.queue.put_nowait(body)
+            except asyncio.QueueFull:
+                self.failed += 1
+                log.warning("webhook queue full; dropping a %s change batch", source)
+
+    async def run(self) -> None:
+        """Deliver queued batches in order; failures are logged and dropped."""
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                body = await self.queue.get()
+                try:
+                    async with session.post(self.url, data=body,
+                                            headers={"Content-Type": "application/json"}) as resp:
+                        if resp.status >= 400:
+                            raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+                    self.sent += 1
+                except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                    self.failed += 1
+                    log.warning("webhook POST to %s failed: %r", self.url, exc)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _name, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(addr)
+    sock.set_inheritable(True)
+    return sock
+
+
+class MockCluster:
+    """The world plus three started servers; use start() / stop() or running_mocks()."""
+
+    def __init__(self, world: World, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
+                 latency_ms: float = 0.0, error_rate: float = 0.0, webhook_url: str | None = None,
+                 clock_speed: float = 0.0) -> None:
+        self.world = world
+        self.host = host
+        self.ports = {**DEFAULT_PORTS, **(ports or {})}
+        defaults = Faults(latency_ms=latency_ms, error_rate=error_rate)
+        self.states = {s: ServiceState(s, world, defaults) for s in SOURCES}
+        self.urls: dict[str, str] = {}
+        self.webhook = WebhookSender(webhook_url) if webhook_url else None
+        world.speed = clock_speed
+        self._servers: list[tuple[uvicorn.Server, socket.socket]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> dict[str, str]:
+        """Bind and start the three servers; returns {"orr": url, "ice": url, "eoir": url}."""
+        for source in SOURCES:
+            sock = _bind(self.host, self.ports[source])
+            config = uvicorn.Config(create_app(self.states[source]), lifespan="off", log_level="warning",
+                                    access_log=False, timeout_graceful_shutdown=1)
+            config.load()
+            server = uvicorn.Server(config)
+            server.lifespan = config.lifespan_class(config)  # what Server._serve does before startup()
+            await server.startup(sockets=[sock])
+            self._servers.append((server, sock))
+            port = sock.getsockname()[1]
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            self.urls[source] = f"http://{host}:{port}"
+        if self.webhook is not None:
+            self.world.listeners.append(self.webhook)
+            self._tasks.append(asyncio.create_task(self.webhook.run()))
+        self._tasks.append(asyncio.create_task(self._tick()))
+        return dict(self.urls)
+
+    async def _tick(self) -> None:
+        """Auto clock: advance the world by speed x elapsed real time, four times a second."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            if self.world.speed > 0:
+                self.world.advance(self.world.speed * (now - last))
+            last = now
+
+    async def stop(self) -> None:
+        """Stop the servers (cutting any injected hangs short) and the background tasks."""
+        for st in self.states.values():
+            st.closing = True
+        for server, sock in self._servers:
+            server.should_exit = True
+            await server.shutdown(sockets=[sock])
+        self._servers.clear()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.webhook is not None and self.webhook in self.world.listeners:
+            self.world.listeners.remove(self.webhook)
+
+
+@contextlib.asynccontextmanager
+async def running_mocks(host: str = "127.0.0.1", ports: dict[str, int] | None = None, seed: int = 7,
+                        children: int = 5000, latency_ms: float = 0.0, error_rate: float = 0.0,
+                        webhook_url: str | None = None, clock_speed: float = 0.0,
+                        start: str = DEFAULT_START) -> AsyncIterator[dict[str, str]]:
+    """Generate a world and serve ORR, ICE and EOIR on this event loop; yields their base URLs.
+
+    `ports` maps "orr"/"ice"/"eoir" to a port (0 = any free one; missing keys use 8101-8103).
+    """
+    world = await asyncio.to_thread(World.generate, seed, children, start)
+    cluster = MockCluster(world, host, ports, latency_ms, error_rate, webhook_url, clock_speed)
+    try:
+        yield await cluster.start()
+    finally:
+        await cluster.stop()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    t0 = time.perf_counter()
+    world = await asyncio.to_thread(World.generate, args.seed, args.children, args.start)
+    log.info("generated %d children in %.1f s", args.children, time.perf_counter() - t0)
+    ports = {"orr": args.orr_port, "ice": args.ice_port, "eoir": args.eoir_port}
+    cluster = MockCluster(world, args.host, ports, args.latency_ms, args.error_rate, args.webhook_url,
+                          args.clock_speed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    urls = await cluster.start()
+    try:
+        for source in SOURCES:
+            print(f"{source.upper()} {urls[source]}", flush=True)
+        print("READY", flush=True)
+        await stop.wait()
+    finally:
+        await cluster.stop()
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    if args.children < 1:
+        return "--children must be at least 1"
+    if not 0 <= args.error_rate <= 1:
+        return "--error-rate must be in [0, 1]"
+    if args.latency_ms < 0 or args.clock_speed < 0:
+        return "--latency-ms and --clock-speed must not be negative"
+    for name in ("orr_port", "ice_port", "eoir_port"):
+        if not 0 <= getattr(args, name) <= 65535:
+            return f"--{name.replace('_', '-')} must be in [0, 65535]"
+    try:
+        from mocks.util import parse_iso, valid_datetime
+
+        if not valid_datetime(args.start):
+            raise ValueError
+        parse_iso(args.start)
+    except ValueError:
+        return "--start must look like 2026-11-01T12:00:00Z"
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run until SIGINT/SIGTERM; prints one 'SOURCE URL' line per service, then READY."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    problem = _check(args)
+    if problem:
+        print(f"ucgw mocks: {problem}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(args))
+    except OSError as exc:
+        print(f"ucgw mocks: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
