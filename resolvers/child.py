@@ -17,6 +17,7 @@ from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers import build
 from resolvers.context import RequestContext, bad_response
+from resolvers.discrepancies import Discrepancy, detect
 from resolvers.errors import source_error
 from resolvers.permissions import allowed, documented, requires
 from resolvers.types import (
@@ -39,6 +40,7 @@ SECTION_SOURCES: dict[str, tuple[Source, ...]] = {
     "nta": (ICE,),
     "hearing": (EOIR,),
     "addressesOnFile": (ORR, ICE, EOIR),
+    "discrepancies": (ORR, ICE, EOIR),
 }
 # sections readable only with a capability beyond child:status (finer limits sit on the section's fields)
 SECTION_CAPABILITY: dict[str, Capability] = {
@@ -118,6 +120,11 @@ class Child:
                       extensions=requires(SECTION_CAPABILITY["addressesOnFile"]))
     async def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
         return await _section(info, self, SECTION_SOURCES["addressesOnFile"], build.addresses_on_file)
+
+    @strawberry.field(description="Where ORR, ICE and EOIR disagree or hold unusable data, each with a severity "
+                                  "and what each source says (see resolvers/discrepancies.py).")
+    async def discrepancies(self, info: Info[RequestContext, None]) -> list[Discrepancy] | None:
+        return await _section(info, self, SECTION_SOURCES["discrepancies"], detect)
 
 
 def _field_names(selections: Iterable[Selection]) -> set[str]:

@@ -22,6 +22,7 @@ from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.health import SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
+from resolvers.oversight import OversightQuery
 from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
 from resolvers.reads import AuditTrail
 from resolvers.safety import SafetyMutation, SafetyQuery
@@ -118,7 +119,7 @@ class ResponseWarnings(SchemaExtension):
 
 
 # Each feature contributes its root fields here (one class per feature module).
-QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, SafetyQuery)
+QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery)
 MUTATIONS: tuple[type, ...] = (SafetyMutation,)
 SUBSCRIPTIONS: tuple[type, ...] = ()
 

@@ -1,0 +1,165 @@
+"""`caseload`: children by field office, location, NTA status, hearing and sponsor state, a page at a time.
+
+A page reads one ICE listing page (filters the ICE listing supports are pushed down to it), batch-reads
+ORR and EOIR for that page only when a filter needs them, filters, and emits at most `first` children.
+`endCursor` is the scan position, so the next page never rescans children the filters dropped. The
+children's sections are then resolved through the same per-request DataLoaders, so a page costs one
+listing call and at most one batch call per other source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.roles import Capability
+from gateway.sources import Source
+from resolvers import build
+from resolvers.child import Child
+from resolvers.context import RequestContext
+from resolvers.oversight_access import in_scope, record_listed, require
+from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor, list_kind
+from resolvers.scan import SCAN_PAGE, Row, full_scan, read_page
+from resolvers.types import HearingOutcome, LocationStatus, NtaStatus
+
+KIND = "caseload"
+# Caseload filters the ICE listing answers itself: filter attribute → listing query parameter.
+ICE_PUSHDOWN: dict[str, str] = {"field_office": "field_office", "nta_status": "nta_status"}
+
+
+@strawberry.input(description="Which children to list; every given condition must hold.")
+class CaseloadFilter:
+    field_office: str | None = strawberry.field(default=None, description="ICE's responsible field office.")
+    location_status: LocationStatus | None = None
+    nta_status: NtaStatus | None = None
+    hearing_within_days: int | None = strawberry.field(
+        default=None, description="The next hearing is within this many days of `asOf`."
+    )
+    missed_hearing: bool | None = strawberry.field(
+        default=None, description="true: EOIR records a failure to appear; false: it records none."
+    )
+    sponsor_state: str | None = strawberry.field(
+        default=None, description="State of the sponsor's current ORR address (needs child:contact)."
+    )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a filter is evaluated: what the ICE listing does, which sources rows need, the row tests."""
+
+    pushdown: dict[str, str]
+    sources: tuple[Source, ...]
+    tests: tuple[Callable[[Row], bool], ...]
+    drops: bool  # some test may drop a child the listing returned
+
+    def keeps(self, row: Row) -> bool:
+        """True when the row passes every test."""
+        return all(test(row) for test in self.tests)
+
+
+def _hearings(row: Row) -> tuple[bool, datetime | None]:
+    """(missed any hearing, start of the next hearing) from EOIR."""
+    status = build.hearing_status(row.eoir)  # type: ignore[arg-type]
+    missed = any(h.outcome is HearingOutcome.FAILED_TO_APPEAR for h in status.past_hearings)
+    return missed, status.next_hearing.starts_at if status.next_hearing else None
+
+
+def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: datetime) -> Plan:
+    """Split the filter into what the ICE listing evaluates and the row tests the gateway applies."""
+    f = f or CaseloadFilter()
+    pushdown: dict[str, str] = {}
+    tests: list[Callable[[Row], bool]] = []
+    sources: set[Source] = set()
+    drops = False
+    if f.field_office is not None:
+        if "field_office" in ICE_PUSHDOWN:
+            pushdown[ICE_PUSHDOWN["field_office"]] = f.field_office
+        drops |= "field_office" not in ICE_PUSHDOWN
+        office = f.field_office.strip().casefold()
+        tests.append(lambda r: (r.field_office or "").casefold() == office)
+    if f.nta_status is not None:
+        wanted = f.nta_status
+        if "nta_status" in ICE_PUSHDOWN:
+            pushdown[ICE_PUSHDOWN["nta_status"]] = wanted.value
+        drops |= "nta_status" not in ICE_PUSHDOWN
+        tests.append(lambda r: (build.nta(r.ice) or _NO_NTA).status is wanted)
+    if f.location_status is not None:
+        where = f.location_status
+        sources.add(Source.ORR)
+        tests.append(lambda r: build.location(r.orr, r.ice).status is where)  # type: ignore[arg-type]
+    if f.sponsor_state is not None:
+        require(info, Capability.CHILD_CONTACT, "filtering by sponsor state")
+        state = f.sponsor_state.strip().upper()
+        sources.add(Source.ORR)
+        tests.append(lambda r: ((build.sponsor(r.orr) or _NO_SPONSOR).address or _NO_ADDRESS).state == state)  # type: ignore[arg-type]
+    if f.missed_hearing is not None:
+        flag = f.missed_hearing
+        sources.add(Source.EOIR)
+        tests.append(lambda r: _hearings(r)[0] is flag)
+    if f.hearing_within_days is not None:
+        end = as_of + timedelta(days=f.hearing_within_days)
+        sources.add(Source.EOIR)
+
+        def soon(r: Row) -> bool:
+            nxt = _hearings(r)[1]
+            return nxt is not None and as_of <= nxt <= end
+        tests.append(soon)
+    principal = info.context.principal
+    if principal is not None and principal.field_offices is not None:
+        drops = True
+        tests.append(lambda r: in_scope(info, r.field_office))
+    drops |= bool(sources)
+    return Plan(pushdown, tuple(sorted(sources, key=lambda s: s.value)), tuple(tests), drops)
+
+
+class _Null:
+    status = None
+    address = None
+    state = None
+
+
+_NO_NTA = _NO_SPONSOR = _NO_ADDRESS = _Null()
+
+
+async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | None, first: int,
+                        after: str | None, as_of: datetime, max_age: float | None) -> Connection[Child]:
+    """One page of the caseload: one ICE listing page, filtered, at most `first` children."""
+    p = plan(info, f, as_of)
+    kind = list_kind(KIND, sorted(p.pushdown.items()))  # the source's cursor is only valid for its filters
+    pos = decode_cursor(kind, after)
+    # When the gateway's own tests may drop children, read a full listing page to fill ours.
+    limit = SCAN_PAGE if p.drops else first
+    cursor = pos.listing if pos else None
+    rows, next_cursor = await read_page(info.context, cursor, limit, max_age, p.sources, p.pushdown)
+    if pos is not None:
+        rows = [r for r in rows if not pos.passed(r.a_number)]
+    edges: list[Edge[Child]] = []
+    end: Position | None = pos
+    more = next_cursor is not None
+    for i, row in enumerate(rows):
+        if len(edges) == first:
+            if any(p.keeps(r) for r in rows[i:]):  # stop inside this listing page; the next re-reads it
+                more = True
+                break
+        if p.keeps(row):
+            record_listed(info, row.a_number, "caseload")
+            edges.append(Edge(cursor=encode_cursor(kind, Position(row.a_number, -1, cursor)),
+                              node=Child(a_number=strawberry.ID(row.a_number), max_age=max_age)))
+        end = Position(row.a_number, -1, cursor)
+    else:
+        if rows:  # the whole listing page was read: resume on the next one (or stay at the end)
+            end = Position(rows[-1].a_number, -1, next_cursor if next_cursor is not None else cursor)
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=more, end_cursor=encode_cursor(kind, end) if end else None),
+        count_all=lambda: _count(info, p, max_age),
+    )
+
+
+async def _count(info: Info[RequestContext, None], p: Plan, max_age: float | None) -> int:
+    """How many children the whole caseload holds (over the request's full scan)."""
+    return sum(1 for row in await full_scan(info.context, max_age) if p.keeps(row))

@@ -1,0 +1,86 @@
+"""Paging lists that hold zero or more items per child (alerts, discrepancies, backlog entries).
+
+Items are ordered by (A-number, item index within the child). A page walks the ICE listing from the
+cursor's child, joining ORR and EOIR per listing page, until it holds `first` items; `totalCount` counts
+over the request's single full scan.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from strawberry.types import Info
+
+from gateway.errors import SOURCE_BAD_RESPONSE
+from resolvers.context import RequestContext
+from resolvers.oversight_access import in_scope
+from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor
+from resolvers.scan import Row, full_scan, walk
+
+T = TypeVar("T")
+N = TypeVar("N")
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+
+
+def safe_items(info: Info[RequestContext, None], derive: Callable[[Row], Sequence[T]]) -> Callable[[Row], Sequence[T]]:
+    """`derive` limited to the caller's field-office scope; a record of the wrong shape is left out with a
+    warning (never silently)."""
+    def run(row: Row) -> Sequence[T]:
+        if not in_scope(info, row.field_office):
+            return ()
+        try:
+            return derive(row)
+        except SHAPE_ERRORS:
+            _warn_shape(info.context)
+            return ()
+    return run
+
+
+def _warn_shape(ctx: RequestContext) -> None:
+    if any(w.get("code") == SOURCE_BAD_RESPONSE and w.get("source") == "SCAN" for w in ctx.warnings):
+        return
+    ctx.warnings.append({"source": "SCAN", "code": SOURCE_BAD_RESPONSE,
+                         "message": "records that do not fit the expected shape were left out of this list"})
+
+
+async def item_page(info: Info[RequestContext, None], kind: str, first: int, after: str | None,
+                    max_age: float | None, derive: Callable[[Row], Sequence[T]],
+                    node: Callable[[Row, T], N]) -> Connection[N]:
+    """One page of a per-child item list (`derive` gives a child's items, `node` shows one)."""
+    pos = decode_cursor(kind, after)
+    items_of = safe_items(info, derive)
+    edges: list[Edge[N]] = []
+    more = False
+    end: Position | None = pos
+    async with contextlib.aclosing(walk(info.context, pos.listing if pos else None, max_age)) as pages:
+        async for page in pages:
+            for row in page.rows:
+                if pos is not None and pos.passed(row.a_number):
+                    continue
+                for i, item in enumerate(items_of(row)):
+                    if pos is not None and pos.passed(row.a_number, i):
+                        continue
+                    if len(edges) == first:
+                        more = True
+                        break
+                    end = Position(row.a_number, i, page.cursor)
+                    edges.append(Edge(cursor=encode_cursor(kind, end), node=node(row, item)))
+                if more:
+                    break
+            if len(edges) == first and not more:
+                more = not page.last  # full at a listing page's end: another page may hold more
+            if more or page.last:
+                break
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(has_next_page=more, end_cursor=encode_cursor(kind, end) if end else None),
+        count_all=lambda: count_items(info, max_age, items_of),
+    )
+
+
+async def count_items(info: Info[RequestContext, None], max_age: float | None,
+                      items_of: Callable[[Row], Sequence[Any]]) -> int:
+    """How many items the whole list holds (over the request's full scan)."""
+    return sum(len(items_of(row)) for row in await full_scan(info.context, max_age))

@@ -1,0 +1,430 @@
+"""Oversight root fields: caseload, NTA backlog, court alerts, discrepancies, routing and the summary.
+
+Every list needs child-status access (partners see statuses and counts; the `value` of a claim that
+quotes a name, birth date or address needs the matching capability; auditors see none of it). A token
+scoped to field offices sees only children whose ICE office is in scope, in lists and counts alike.
+Each child a list returns is recorded in the request's audit reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.roles import Capability
+from gateway.sources import Source
+from resolvers.alerts import AlertFact, AlertKind, court_alerts
+from resolvers.anumber import canonical_a_number
+from resolvers.backlog import AgeBucket, BacklogEntry, BacklogStage, backlog_entry
+from resolvers.caseload import CaseloadFilter, caseload_page
+from resolvers.child import Child
+from resolvers.context import RequestContext
+from resolvers.counts import AlertCount, BacklogCounts, DiscrepancyCount, Tally
+from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect
+from resolvers.errors import source_error
+from resolvers.evidence import SEVERITY_RANK, Severity, SourceClaim
+from resolvers.item_pages import item_page, safe_items
+from resolvers.oversight_access import (
+    as_of_time,
+    days_arg,
+    max_age_arg,
+    record_listed,
+    section_started,
+)
+from resolvers.pagination import Connection, check_first
+from resolvers.permissions import office_scope_error, requires
+from resolvers.routing import FieldOfficeRouting, routing
+from resolvers.safety import OfficeSafetyConcerns, open_concern_counts
+from resolvers.scan import Row, extend_deadline, full_scan
+from resolvers.types import Hearing, Provenance
+
+STATUS = Capability.CHILD_STATUS
+DEFAULT_WITHIN_DAYS = 30
+
+
+def _office_is(office: str | None, wanted: str | None) -> bool:
+    return wanted is None or (office or "").casefold() == wanted.strip().casefold()
+
+
+# ------------------------------------------------------------------------------------------- backlog
+
+
+@strawberry.input(description="Which backlog entries to list.")
+class BacklogFilter:
+    field_office: str | None = None
+    stage: BacklogStage | None = None
+    age_bucket: AgeBucket | None = None
+
+
+@strawberry.type(description="A released child whose NTA is not yet filed with the court.")
+class BacklogItem:
+    a_number: strawberry.ID
+    field_office: str | None = strawberry.field(description="ICE's responsible field office.")
+    stage: BacklogStage
+    released_at: datetime | None
+    days_since_release: int | None
+    age_bucket: AgeBucket | None
+    provenance: list[Provenance]
+    max_age: strawberry.Private[float | None] = None
+
+    @strawberry.field(description="The child's full status (each section subject to the caller's role).")
+    def child(self) -> Child:
+        return Child(a_number=self.a_number, max_age=self.max_age)
+
+
+def _backlog_of(as_of: datetime) -> Callable[[Row], list[BacklogEntry]]:
+    def derive(row: Row) -> list[BacklogEntry]:
+        entry = backlog_entry(row.orr, row.ice, as_of)  # type: ignore[arg-type]
+        return [entry] if entry is not None else []
+    return derive
+
+
+@strawberry.type(description="Released children whose NTA is not issued, not served or not filed: counts "
+                             "by stage, age since release and field office, and the list behind them.")
+class NtaBacklog:
+    as_of: datetime
+    max_age: strawberry.Private[float | None]
+
+    async def _tally(self, info: Info[RequestContext, None]) -> dict[str | None, Tally]:
+        derive = safe_items(info, _backlog_of(self.as_of))
+        tallies: dict[str | None, Tally] = defaultdict(Tally)
+        for row in await full_scan(info.context, self.max_age):
+            for entry in derive(row):
+                tallies[entry.field_office].add(entry, (), (), self.as_of, self.as_of)
+        return tallies
+
+    @strawberry.field(description="Counts over every office.")
+    async def totals(self, info: Info[RequestContext, None]) -> BacklogCounts:
+        merged = Tally()
+        for t in (await self._tally(info)).values():
+            merged.stages.update(t.stages)
+            merged.buckets.update(t.buckets)
+        return merged.backlog(None)
+
+    @strawberry.field(description="Counts per ICE field office (offices with a backlog, by name).")
+    async def by_field_office(self, info: Info[RequestContext, None]) -> list[BacklogCounts]:
+        tallies = await self._tally(info)
+        return [tallies[o].backlog(o) for o in sorted(tallies, key=lambda o: (o is None, o or ""))]
+
+    @strawberry.field(description="The entries behind the counts, by A-number.")
+    async def items(self, info: Info[RequestContext, None], filter: BacklogFilter | None = None,
+                    first: int = 50, after: str | None = None) -> Connection[BacklogItem]:
+        f = filter or BacklogFilter()
+        check_first(first)
+        base = _backlog_of(self.as_of)
+
+        def derive(row: Row) -> list[BacklogEntry]:
+            return [e for e in base(row) if _office_is(e.field_office, f.field_office)
+                    and (f.stage is None or e.stage is f.stage) and (f.age_bucket is None or e.bucket is f.age_bucket)]
+
+        def node(row: Row, e: BacklogEntry) -> BacklogItem:
+            record_listed(info, row.a_number, "ntaBacklog")
+            return BacklogItem(
+                a_number=strawberry.ID(row.a_number), field_office=e.field_office, stage=e.stage,
+                released_at=e.released_at, days_since_release=e.days_since_release, age_bucket=e.bucket,
+                provenance=[Provenance.of(row.orr), Provenance.of(row.ice)],  # type: ignore[arg-type]
+                max_age=self.max_age,
+            )
+
+        return await item_page(info, "ntaBacklog", first, after, self.max_age, derive, node)
+
+
+# ------------------------------------------------------------------------------------------- alerts
+
+
+@strawberry.input(description="Which court alerts to list.")
+class CourtAlertFilter:
+    kinds: list[AlertKind] | None = None
+    field_office: str | None = None
+    occurred_since: datetime | None = strawberry.field(
+        default=None, description="Only alerts whose fact arose at or after this time (forward-looking "
+                                  "alerts, with no such time, are left out)."
+    )
+
+
+@strawberry.type(description="A court alert about one child, with the evidence for it.")
+class CourtAlert:
+    kind: AlertKind
+    a_number: strawberry.ID
+    field_office: str | None = strawberry.field(description="ICE's responsible field office.")
+    occurred_at: datetime | None = strawberry.field(
+        description="When the fact arose (the missed hearing, the order, the release); null when forward-looking."
+    )
+    hearing: Hearing | None = strawberry.field(description="The hearing concerned, if any.")
+    claims: strawberry.Private[list[SourceClaim]]
+    max_age: strawberry.Private[float | None] = None
+
+    @strawberry.field(description="What each source says that raises the alert.")
+    def evidence(self, info: Info[RequestContext, None]) -> list[SourceClaim]:
+        section_started(info, str(self.a_number))
+        return self.claims
+
+    @strawberry.field(description="The child's full status (each section subject to the caller's role).")
+    def child(self) -> Child:
+        return Child(a_number=self.a_number, max_age=self.max_age)
+
+
+def _alerts_of(as_of: datetime, within_days: int) -> Callable[[Row], list[AlertFact]]:
+    def derive(row: Row) -> list[AlertFact]:
+        return court_alerts(row.orr, row.ice, row.eoir, as_of, within_days)  # type: ignore[arg-type]
+    return derive
+
+
+# ------------------------------------------------------------------------------------------- discrepancies
+
+
+@strawberry.input(description="Which discrepancies to list.")
+class DiscrepancyFilter:
+    kinds: list[DiscrepancyKind] | None = None
+    min_severity: Severity | None = strawberry.field(default=None, description="HIGH, or MEDIUM and up, or all.")
+    field_office: str | None = None
+
+
+@strawberry.type(description="A data-quality discrepancy of one child.")
+class ChildDiscrepancy:
+    a_number: strawberry.ID
+    field_office: str | None = strawberry.field(description="ICE's responsible field office.")
+    kind: DiscrepancyKind
+    severity: Severity
+    detail: str
+    found: strawberry.Private[Discrepancy]
+    max_age: strawberry.Private[float | None] = None
+
+    @strawberry.field(description="What each source involved says.")
+    def claims(self, info: Info[RequestContext, None]) -> list[SourceClaim]:
+        section_started(info, str(self.a_number))
+        return self.found.claims
+
+    @strawberry.field(description="The child's full status (each section subject to the caller's role).")
+    def child(self) -> Child:
+        return Child(a_number=self.a_number, max_age=self.max_age)
+
+
+def _discrepancies_of(row: Row) -> list[Discrepancy]:
+    return detect(row.orr, row.ice, row.eoir)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------- summary
+
+
+@strawberry.type(description="One field office's morning numbers (or every office's, when fieldOffice is null).")
+class OfficeSummary:
+    field_office: str | None
+    children: int = strawberry.field(description="Children ICE assigns to the office.")
+    backlog: BacklogCounts
+    open_alerts: list[AlertCount] = strawberry.field(description="Current court alerts by kind.")
+    new_alerts: list[AlertCount] = strawberry.field(description="Alerts whose fact arose since `newSince`.")
+    discrepancies: list[DiscrepancyCount]
+    is_total: strawberry.Private[bool] = False
+    concerns: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @strawberry.field(description="Unresolved safety concerns and the oldest one's age (PART B's store; caseworker "
+                                  "or auditor); null when the office has none.")
+    async def safety_concerns(self, info: Info[RequestContext, None]) -> OfficeSafetyConcerns | None:
+        counts = await _concern_counts(info, self.concerns)
+        if self.is_total:
+            return merge_concerns(counts)
+        office = (self.field_office or "").casefold()
+        return next((c for c in counts if c.field_office and c.field_office.casefold() == office), None)
+
+
+@strawberry.type(description="What a supervisor opens each morning: backlog, court alerts, open safety concerns "
+                             "and data quality, per field office.")
+class OversightSummary:
+    as_of: datetime
+    new_since: datetime
+    hearing_within_days: int
+    children_scanned: int
+    totals: OfficeSummary
+    by_field_office: list[OfficeSummary]
+    concerns: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @strawberry.field(description="Unresolved safety concerns per office (every office that has any, and "
+                                  "unrouted ones), with the oldest one's age.")
+    async def safety_concerns(self, info: Info[RequestContext, None]) -> list[OfficeSafetyConcerns] | None:
+        return await _concern_counts(info, self.concerns)
+
+
+async def _concern_counts(info: Info[RequestContext, None], memo: dict[str, Any]) -> list[OfficeSafetyConcerns]:
+    """The safety-concern counts, read once per summary."""
+    task = memo.get("task")
+    if task is None:
+        task = memo["task"] = asyncio.ensure_future(open_concern_counts(info))
+    return await asyncio.shield(task)
+
+
+def merge_concerns(counts: Sequence[OfficeSafetyConcerns]) -> OfficeSafetyConcerns | None:
+    """Every office's counts added up, with the oldest concern overall; None when there are none."""
+    if not counts:
+        return None
+    oldest = min(counts, key=lambda c: c.oldest_reported_at)
+    return OfficeSafetyConcerns(
+        field_office=None, open=sum(c.open for c in counts), acknowledged=sum(c.acknowledged for c in counts),
+        unresolved=sum(c.unresolved for c in counts), critical=sum(c.critical for c in counts),
+        high=sum(c.high for c in counts), medium=sum(c.medium for c in counts), low=sum(c.low for c in counts),
+        oldest_reported_at=oldest.oldest_reported_at, oldest_age_seconds=oldest.oldest_age_seconds,
+    )
+
+
+def _summarize(info: Info[RequestContext, None], rows: Sequence[Row], as_of: datetime, new_since: datetime,
+               within_days: int) -> OversightSummary:
+    backlog = safe_items(info, _backlog_of(as_of))
+    alerts = safe_items(info, _alerts_of(as_of, within_days))
+    discrepancies = safe_items(info, _discrepancies_of)
+    offices: dict[str | None, Tally] = defaultdict(Tally)
+    total = Tally()
+    scanned = 0
+    for row in rows:
+        if not _visible(info, row):
+            continue
+        scanned += 1
+        entry = next(iter(backlog(row)), None)
+        found_alerts, found_discrepancies = alerts(row), discrepancies(row)
+        for tally in (offices[row.field_office], total):
+            tally.add(entry, found_alerts, found_discrepancies, new_since, as_of)
+
+    concerns: dict[str, Any] = {}
+
+    def show(office: str | None, t: Tally, is_total: bool = False) -> OfficeSummary:
+        return OfficeSummary(field_office=office, children=t.children, backlog=t.backlog(office),
+                             open_alerts=t.alert_counts(new=False), new_alerts=t.alert_counts(new=True),
+                             discrepancies=t.discrepancy_counts(), is_total=is_total, concerns=concerns)
+
+    return OversightSummary(
+        as_of=as_of, new_since=new_since, hearing_within_days=within_days, children_scanned=scanned,
+        totals=show(None, total, is_total=True),
+        by_field_office=[show(o, offices[o]) for o in sorted(offices, key=lambda o: (o is None, o or ""))],
+        concerns=concerns,
+    )
+
+
+def _visible(info: Info[RequestContext, None], row: Row) -> bool:
+    principal = info.context.principal
+    return principal is None or principal.covers_office(row.field_office)
+
+
+# ------------------------------------------------------------------------------------------- root
+
+
+async def _prepare(info: Info[RequestContext, None], first: int | None = None) -> None:
+    if first is not None:
+        check_first(first)
+    extend_deadline(info.context)
+
+
+@strawberry.type
+class OversightQuery:
+    """Supervisor and field-office lists over every child."""
+
+    @strawberry.field(description="Children matching a filter, a page at a time (Relay cursors).",
+                      extensions=requires(STATUS))
+    async def caseload(
+        self, info: Info[RequestContext, None], filter: CaseloadFilter | None = None, first: int = 50,
+        after: str | None = None, as_of: datetime | None = None, max_age_seconds: int | None = None,
+    ) -> Connection[Child] | None:
+        await _prepare(info, first)
+        if filter is not None:
+            days_arg("hearingWithinDays", filter.hearing_within_days)
+        return await caseload_page(info, filter, first, after, as_of_time(as_of), max_age_arg(max_age_seconds))
+
+    @strawberry.field(description="The NTA backlog (released, NTA not filed with the court) as of a time.",
+                      extensions=requires(STATUS))
+    async def nta_backlog(self, info: Info[RequestContext, None], as_of: datetime | None = None,
+                          max_age_seconds: int | None = None) -> NtaBacklog | None:
+        await _prepare(info)
+        return NtaBacklog(as_of=as_of_time(as_of), max_age=max_age_arg(max_age_seconds))
+
+    @strawberry.field(description="Court alerts by A-number, each with its evidence.", extensions=requires(STATUS))
+    async def court_alerts(
+        self, info: Info[RequestContext, None], filter: CourtAlertFilter | None = None,
+        within_days: int = DEFAULT_WITHIN_DAYS, as_of: datetime | None = None, first: int = 50,
+        after: str | None = None, max_age_seconds: int | None = None,
+    ) -> Connection[CourtAlert] | None:
+        await _prepare(info, first)
+        days_arg("withinDays", within_days)
+        f = filter or CourtAlertFilter()
+        since = as_of_time(f.occurred_since) if f.occurred_since is not None else None
+        kinds = set(f.kinds) if f.kinds else None
+        base = _alerts_of(as_of_time(as_of), within_days)
+        max_age = max_age_arg(max_age_seconds)
+
+        def derive(row: Row) -> list[AlertFact]:
+            if not _office_is(row.field_office, f.field_office):
+                return []
+            return [a for a in base(row) if (kinds is None or a.kind in kinds)
+                    and (since is None or (a.occurred_at is not None and a.occurred_at >= since))]
+
+        def node(row: Row, a: AlertFact) -> CourtAlert:
+            record_listed(info, row.a_number, "courtAlerts")
+            return CourtAlert(kind=a.kind, a_number=strawberry.ID(row.a_number), field_office=row.field_office,
+                              occurred_at=a.occurred_at, hearing=a.hearing, claims=a.evidence, max_age=max_age)
+
+        return await item_page(info, "courtAlerts", first, after, max_age, derive, node)
+
+    @strawberry.field(description="Cross-agency data-quality discrepancies by A-number.", extensions=requires(STATUS))
+    async def discrepancies(
+        self, info: Info[RequestContext, None], filter: DiscrepancyFilter | None = None, first: int = 50,
+        after: str | None = None, max_age_seconds: int | None = None,
+    ) -> Connection[ChildDiscrepancy] | None:
+        await _prepare(info, first)
+        f = filter or DiscrepancyFilter()
+        kinds = set(f.kinds) if f.kinds else None
+        worst = SEVERITY_RANK[f.min_severity] if f.min_severity is not None else len(SEVERITY_RANK)
+        max_age = max_age_arg(max_age_seconds)
+
+        def derive(row: Row) -> list[Discrepancy]:
+            if not _office_is(row.field_office, f.field_office):
+                return []
+            return [d for d in _discrepancies_of(row)
+                    if (kinds is None or d.kind in kinds) and SEVERITY_RANK[d.severity] <= worst]
+
+        def node(row: Row, d: Discrepancy) -> ChildDiscrepancy:
+            record_listed(info, row.a_number, "discrepancies")
+            return ChildDiscrepancy(a_number=strawberry.ID(row.a_number), field_office=row.field_office,
+                                    kind=d.kind, severity=d.severity, detail=d.detail, found=d, max_age=max_age)
+
+        return await item_page(info, "discrepancies", first, after, max_age, derive, node)
+
+    @strawberry.field(description="Which ERO field office should own a child's case, from the sponsor's address.",
+                      extensions=requires(STATUS))
+    async def field_office_routing(self, info: Info[RequestContext, None], a_number: strawberry.ID,
+                                   max_age_seconds: int | None = None) -> FieldOfficeRouting | None:
+        a = canonical_a_number(str(a_number))
+        max_age = max_age_arg(max_age_seconds)
+        ctx = info.context
+        outcomes = await asyncio.gather(ctx.fetch(Source.ORR, a, max_age), ctx.fetch(Source.ICE, a, max_age))
+        for outcome in outcomes:
+            if not hasattr(outcome, "record"):
+                raise source_error(outcome)  # type: ignore[arg-type]
+        orr, ice = outcomes
+        if orr.record is None and ice.record is None:  # type: ignore[union-attr]
+            return None
+        denied = await office_scope_error(info, a, max_age)
+        if denied is not None:
+            reads = getattr(ctx, "reads", None)
+            if reads is not None:
+                reads.forbidden(a)
+            raise denied
+        record_listed(info, a, "fieldOfficeRouting")
+        return routing(a, orr, ice)  # type: ignore[arg-type]
+
+    @strawberry.field(description="Backlog, court alerts and data-quality counts per field office, as of a time.",
+                      extensions=requires(STATUS))
+    async def oversight_summary(
+        self, info: Info[RequestContext, None], as_of: datetime | None = None, new_since_hours: int = 24,
+        within_days: int = DEFAULT_WITHIN_DAYS, max_age_seconds: int | None = None,
+    ) -> OversightSummary | None:
+        await _prepare(info)
+        days_arg("withinDays", within_days)
+        days_arg("newSinceHours", new_since_hours, limit=24 * 3650)
+        when = as_of_time(as_of)
+        rows = await full_scan(info.context, max_age_arg(max_age_seconds))
+        return _summarize(info, rows, when, when - timedelta(hours=new_since_hours), within_days)
+

@@ -1,0 +1,105 @@
+"""Relay-style connections and the opaque cursors of the oversight lists.
+
+A cursor encodes a scan position: the ICE listing's own (opaque) cursor of the listing page being read,
+the A-number last reached on it (listings are in a_number order) and, for lists with several items per
+child, the index of the last item of that child already returned. Resuming re-reads that listing page
+and skips what was already returned. Cursors name the list (and filter) they belong to, so another
+list's cursor is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import strawberry
+
+from resolvers.errors import bad_input
+
+T = TypeVar("T")
+MAX_FIRST = 100
+_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a list stopped: after item `index` of child `a_number` (index -1: after the whole child),
+    on the listing page that the source's cursor `listing` returns (None: the first page)."""
+
+    a_number: str
+    index: int = -1
+    listing: str | None = None
+
+    def passed(self, a_number: str, index: int | None = None) -> bool:
+        """True when item `index` of child `a_number` (None: the whole child) was returned before."""
+        if a_number != self.a_number:
+            return a_number < self.a_number
+        return self.index < 0 or (index is not None and index <= self.index)
+
+
+def encode_cursor(kind: str, pos: Position) -> str:
+    """The opaque cursor of a scan position in list `kind`."""
+    raw = json.dumps([_VERSION, kind, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, cursor: str | None) -> Position | None:
+    """The scan position of a cursor from list `kind`; BAD_USER_INPUT for anything else."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, got_kind, a_number, index, listing = json.loads(raw)
+        ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str) and len(a_number) == 10
+              and a_number[0] == "A" and a_number[1:].isdigit() and isinstance(index, int) and index >= -1
+              and (listing is None or isinstance(listing, str)))
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise bad_input("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor "
+                        "it returned, or omit it to start from the beginning")
+    return Position(a_number, index, listing)
+
+
+def list_kind(name: str, *parts: object) -> str:
+    """A list's cursor kind: its name and a digest of the arguments that shape it."""
+    digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+    return f"{name}:{digest}"
+
+
+def check_first(first: int) -> int:
+    """`first` within 1..MAX_FIRST, else BAD_USER_INPUT."""
+    if not 1 <= first <= MAX_FIRST:
+        raise bad_input(f"'first' must be between 1 and {MAX_FIRST} (got {first})")
+    return first
+
+
+@strawberry.type(description="Where a page ends and whether another follows.")
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None = strawberry.field(
+        description="Scan position to pass as `after` for the next page; may lie past the last edge when "
+                    "filters dropped the children scanned after it."
+    )
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    cursor: str
+    node: T
+
+
+@strawberry.type(description="One page of a list, Relay style.")
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    count_all: strawberry.Private[Callable[[], Awaitable[int]] | None] = None
+
+    @strawberry.field(description="How many items the whole list holds (costs a full scan of the sources).")
+    async def total_count(self) -> int | None:
+        return await self.count_all() if self.count_all is not None else None

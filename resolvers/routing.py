@@ -1,0 +1,37 @@
+"""Field-office routing: which ERO office should own a case, from the sponsor's current address."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gateway.fetcher import Fetched
+from resolvers.discrepancies import sponsor_address
+from resolvers.field_offices import RoutingBasis, route_address
+from resolvers.types import Provenance
+
+RoutingBasisEnum = strawberry.enum(RoutingBasis, name="RoutingBasis",
+                                   description="What a routing decision rests on.")
+
+
+@strawberry.type(description="The office that should own a case against the office ICE has.")
+class FieldOfficeRouting:
+    a_number: strawberry.ID
+    routed_office: str | None = strawberry.field(
+        description="ERO office whose area of responsibility covers the sponsor's current ORR address; null "
+                    "when the child has no sponsor address with a state."
+    )
+    basis: RoutingBasisEnum  # type: ignore[valid-type]
+    current_office: str | None = strawberry.field(description="The office ICE records as responsible.")
+    matches: bool | None = strawberry.field(description="Whether they agree; null when it cannot be routed.")
+    provenance: list[Provenance]
+
+
+def routing(a_number: str, orr: Fetched, ice: Fetched) -> FieldOfficeRouting:
+    """Route the child from ORR's sponsor address and compare with ICE's field office."""
+    route = route_address(sponsor_address(orr))
+    current = (ice.record or {}).get("field_office")
+    return FieldOfficeRouting(
+        a_number=strawberry.ID(a_number), routed_office=route.office, basis=route.basis, current_office=current,
+        matches=None if route.office is None else route.office == current,
+        provenance=[Provenance.of(orr), Provenance.of(ice)],
+    )

@@ -1,0 +1,145 @@
+"""Walking the world: the ICE listing page by page (a_number order), ORR and EOIR batch-read per page.
+
+Every child has an ICE subject, so the ICE listing enumerates the children. Listed ICE records are put
+into the cache and primed into the request's ICE DataLoader (a `Child` built from a row reuses them);
+ORR and EOIR records come through the request's DataLoaders, so each page costs one listing call and at
+most one batch call per other source. A full scan runs at most once per request and freshness bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import SourceError
+from gateway.fetcher import Fetched
+from gateway.sources import Source
+from resolvers.context import RequestContext
+from resolvers.errors import source_error
+
+ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
+SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
+_SCANS_ATTR = "_oversight_full_scans"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One child's records as one scan saw them (`orr`/`eoir` None when the scan did not read them)."""
+
+    ice: Fetched
+    orr: Fetched | None = None
+    eoir: Fetched | None = None
+
+    @property
+    def a_number(self) -> str:
+        """The child's canonical A-number."""
+        return str(self.ice.record["a_number"])  # type: ignore[index]
+
+    @property
+    def field_office(self) -> str | None:
+        """ICE's responsible field office."""
+        return (self.ice.record or {}).get("field_office")
+
+
+def extend_deadline(ctx: RequestContext) -> None:
+    """Give an oversight request the scan deadline instead of the (shorter) per-request one."""
+    ctx.deadline = max(ctx.deadline, time.monotonic() + ctx.services.settings.scan_deadline_seconds)
+
+
+async def _fetch_all(ctx: RequestContext, source: Source, a_numbers: list[str],
+                     max_age: float | None) -> list[Fetched]:
+    outcomes = await asyncio.gather(*(ctx.fetch(source, a, max_age) for a in a_numbers))
+    for outcome in outcomes:
+        if isinstance(outcome, SourceError):
+            raise source_error(outcome)
+    return list(outcomes)  # type: ignore[arg-type]
+
+
+async def _list(ctx: RequestContext, cursor: str | None, limit: int, max_age: float | None,
+                filters: dict[str, str]) -> tuple[list[Fetched], str | None]:
+    try:
+        listed, next_cursor = await ctx.services.fetchers[ICE].list_page(cursor, limit, ctx.deadline, **filters)
+    except SourceError as exc:
+        raise source_error(exc) from None
+    loader = ctx.loader(ICE, max_age)
+    for f in listed:
+        loader.prime(f.record["a_number"], f)  # type: ignore[index]
+    return listed, next_cursor
+
+
+async def _join(ctx: RequestContext, listed: list[Fetched], max_age: float | None,
+                sources: Iterable[Source]) -> list[Row]:
+    a_numbers = [f.record["a_number"] for f in listed]  # type: ignore[index]
+    wanted = [s for s in (ORR, EOIR) if s in set(sources)]
+    fetched = await asyncio.gather(*(_fetch_all(ctx, s, a_numbers, max_age) for s in wanted))
+    by_source = dict(zip(wanted, fetched, strict=True))
+    orr, eoir = by_source.get(ORR), by_source.get(EOIR)
+    return [Row(ice=f, orr=orr[i] if orr else None, eoir=eoir[i] if eoir else None)
+            for i, f in enumerate(listed)]
+
+
+async def read_page(ctx: RequestContext, cursor: str | None, limit: int, max_age: float | None,
+                    sources: Iterable[Source] = (), filters: dict[str, str] | None = None
+                    ) -> tuple[list[Row], str | None]:
+    """The listing page at the source's `cursor` (None: the first), joined with `sources`, and the next
+    page's cursor (None at the end)."""
+    listed, next_cursor = await _list(ctx, cursor, limit, max_age, filters or {})
+    return await _join(ctx, listed, max_age, sources), next_cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One listing page of a walk: its rows, the source cursor that returned it, whether it is the last."""
+
+    rows: list[Row]
+    cursor: str | None
+    last: bool
+
+
+async def walk(ctx: RequestContext, cursor: str | None, max_age: float | None,
+               sources: Iterable[Source] = (ORR, EOIR), filters: dict[str, str] | None = None,
+               prefetch: bool = False) -> AsyncIterator[Page]:
+    """Listing pages from the source's `cursor` to the end; `prefetch` lists the next page while joining one."""
+    sources = tuple(sources)
+    filters = filters or {}
+    pending: asyncio.Task[tuple[list[Fetched], str | None]] | None = None
+    try:
+        while True:
+            if pending is not None:
+                listed, next_cursor = await pending
+                pending = None
+            else:
+                listed, next_cursor = await _list(ctx, cursor, SCAN_PAGE, max_age, filters)
+            last = next_cursor is None or not listed
+            if prefetch and not last:
+                pending = asyncio.create_task(_list(ctx, next_cursor, SCAN_PAGE, max_age, filters))
+            yield Page(await _join(ctx, listed, max_age, sources), cursor, last)
+            if last:
+                return
+            cursor = next_cursor
+    finally:
+        if pending is not None:
+            pending.cancel()
+
+
+async def _scan_all(ctx: RequestContext, max_age: float | None) -> list[Row]:
+    rows: list[Row] = []
+    async for page in walk(ctx, None, max_age, prefetch=True):
+        rows.extend(page.rows)
+    return rows
+
+
+async def full_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
+    """Every child with all three records; computed once per request and freshness bound."""
+    scans: dict[Any, asyncio.Task[list[Row]]] | None = getattr(ctx, _SCANS_ATTR, None)
+    if scans is None:
+        scans = {}
+        setattr(ctx, _SCANS_ATTR, scans)
+    task = scans.get(max_age)
+    if task is None:
+        extend_deadline(ctx)
+        task = scans[max_age] = asyncio.ensure_future(_scan_all(ctx, max_age))
+    return await asyncio.shield(task)

@@ -1,0 +1,287 @@
+"""Oversight lists over real HTTP against the mocks (issue 6, part A).
+
+Every expected list is computed here from the mocks' own listing endpoints (tests/support/oversight_truth.py),
+never from the gateway's resolvers; routing is checked against the mocks' own office table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from tests.support import oversight_truth as truth
+from tests.support.gateway import GatewayProcess, http, mint
+
+PROV = "provenance { source cacheStatus fetchedAt }"
+QUIET = {"UCGW_CHANGE_FEED_POLL_SECONDS": "0"}  # no background calls: backend call counts stay exact
+
+
+def gateway_env(mocks: Any, **extra: str) -> dict[str, str]:
+    """Environment of a gateway in front of `mocks`, not following change feeds."""
+    return {"UCGW_ORR_URL": mocks.orr, "UCGW_ICE_URL": mocks.ice, "UCGW_EOIR_URL": mocks.eoir, **QUIET, **extra}
+
+
+def token(role: str, **claims: Any) -> str:
+    return mint(role, **claims)
+
+
+@pytest.fixture(scope="module")
+def gateway(mock_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    env = gateway_env(mock_services, UCGW_CACHE_TTL_SECONDS="300",
+                      UCGW_DATA_DIR=str(tmp_path_factory.mktemp("ov")))
+    gw = GatewayProcess(env)
+    yield gw
+    gw.stop()
+
+
+def sim_now(mock_services: Any) -> datetime:
+    status, _, body = http("GET", f"{mock_services.ice}/_admin/clock")
+    assert status == 200
+    return truth.ts(json.loads(body)["now"])
+
+
+def ok(gw: Any, query: str, variables: dict[str, Any] | None = None, role: str | None = None) -> dict[str, Any]:
+    status, body = gw.query(query, variables, token=token(role) if role else None)
+    assert status == 200 and not body.get("errors"), body.get("errors")
+    return body["data"]
+
+
+def walk(gw: Any, query: str, field: str, variables: dict[str, Any], first: int) -> list[dict[str, Any]]:
+    """Every node of a paginated list, checking cursors move forward and pages respect `first`."""
+    nodes: list[dict[str, Any]] = []
+    after = None
+    for _ in range(10_000):
+        data = ok(gw, query, {**variables, "first": first, "after": after})[field]
+        assert len(data["edges"]) <= first
+        nodes.extend(e["node"] for e in data["edges"])
+        info = data["pageInfo"]
+        if not info["hasNextPage"]:
+            return nodes
+        assert info["endCursor"] and info["endCursor"] != after
+        after = info["endCursor"]
+    raise AssertionError("pagination did not end")
+
+
+CASELOAD = """query($f: CaseloadFilter, $first: Int!, $after: String, $asOf: DateTime) {
+  caseload(filter: $f, first: $first, after: $after, asOf: $asOf) {
+    edges { cursor node { aNumber } } pageInfo { hasNextPage endCursor } } }"""
+
+
+def caseload_numbers(gw: Any, f: dict[str, Any] | None, as_of: datetime, first: int) -> list[str]:
+    nodes = walk(gw, CASELOAD, "caseload", {"f": f, "asOf": as_of.isoformat()}, first)
+    return [n["aNumber"] for n in nodes]
+
+
+def test_caseload_walks_every_child_once_in_order(gateway: Any, mock_services: Any) -> None:
+    world = truth.World(mock_services)
+    got = caseload_numbers(gateway, None, sim_now(mock_services), first=37)
+    assert got == sorted(world.ice) and len(set(got)) == len(got)
+
+
+@pytest.mark.parametrize("filter_fn", [
+    lambda w, o: {"fieldOffice": o},
+    lambda w, o: {"ntaStatus": "SERVED"},
+    lambda w, o: {"locationStatus": "RELEASED_TO_SPONSOR"},
+    lambda w, o: {"missedHearing": True},
+    lambda w, o: {"hearingWithinDays": 120},
+    lambda w, o: {"sponsorState": "TX", "ntaStatus": "NOT_ISSUED"},
+    lambda w, o: {"fieldOffice": o, "locationStatus": "RELEASED_TO_SPONSOR", "missedHearing": False},
+], ids=["office", "nta", "location", "missed", "hearing-soon", "state+nta", "combined"])
+def test_caseload_filters_match_the_records(gateway: Any, mock_services: Any, filter_fn: Any) -> None:
+    world = truth.World(mock_services)
+    office = Counter(r["field_office"] for r in world.ice.values()).most_common(1)[0][0]
+    f = filter_fn(world, office)
+    as_of = sim_now(mock_services)
+    nta = {"SERVED": "served", "NOT_ISSUED": "not_issued"}
+    expected = truth.caseload(
+        world, as_of, field_office=f.get("fieldOffice"), location_status=f.get("locationStatus"),
+        nta_status=nta.get(f.get("ntaStatus", "")), hearing_within_days=f.get("hearingWithinDays"),
+        missed_hearing=f.get("missedHearing"), sponsor_state=f.get("sponsorState"))
+    assert expected, f"the world has no child for {f}: pick another filter"
+    got = caseload_numbers(gateway, f, as_of, first=7)
+    assert got == expected
+
+
+def test_caseload_page_costs_one_call_per_source(gateway: Any, mock_services: Any) -> None:
+    query = """query($after: String) { caseload(filter: {locationStatus: RELEASED_TO_SPONSOR}, first: 20,
+      after: $after, maxAgeSeconds: 0) { edges { node { aNumber location { status } nta { status }
+      hearing { caseStatus } } } pageInfo { hasNextPage endCursor } } }"""
+    after = None
+    for _ in range(3):
+        mock_services.reset()
+        data = ok(gateway, query, {"after": after})["caseload"]
+        assert data["edges"]
+        routes = {s: mock_services.stats(s)["by_route"] for s in ("orr", "ice", "eoir")}
+        assert routes["ice"] == {"GET /v1/subjects": 1}, routes
+        assert routes["orr"] == {"POST /v1/children/batch": 1}, routes
+        assert routes["eoir"] == {"POST /v1/cases/batch": 1}, routes
+        after = data["pageInfo"]["endCursor"]
+
+
+def test_caseload_bad_arguments(gateway: Any) -> None:
+    for args in ('first: 0', 'first: 101', 'after: "nonsense"', 'filter: {hearingWithinDays: -1}'):
+        status, body = gateway.query(f"{{ caseload({args}) {{ edges {{ cursor }} }} }}")
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (args, body)
+    alerts_cursor = ok(gateway, "{ courtAlerts(first: 1) { pageInfo { endCursor } } }")
+    cursor = alerts_cursor["courtAlerts"]["pageInfo"]["endCursor"]
+    status, body = gateway.query("query($c: String) { caseload(after: $c) { edges { cursor } } }", {"c": cursor})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+BACKLOG = """query($asOf: DateTime, $f: BacklogFilter, $first: Int!, $after: String) { ntaBacklog(asOf: $asOf) {
+  items(filter: $f, first: $first, after: $after) { edges { node { aNumber stage fieldOffice ageBucket
+  daysSinceRelease } } pageInfo { hasNextPage endCursor } } } }"""
+
+
+def test_nta_backlog_counts_and_items(gateway: Any, mock_services: Any) -> None:
+    world = truth.World(mock_services)
+    as_of = sim_now(mock_services)
+    expected = truth.backlog(world, as_of)
+    data = ok(gateway, """query($asOf: DateTime) { ntaBacklog(asOf: $asOf) {
+      totals { total byStage { stage count } byAgeBucket { bucket count } }
+      byFieldOffice { fieldOffice total byStage { stage count } } } }""", {"asOf": as_of.isoformat()})["ntaBacklog"]
+    assert data["totals"]["total"] == len(expected)
+    assert {s["stage"]: s["count"] for s in data["totals"]["byStage"]} == {
+        s: sum(1 for e in expected.values() if e[0] == s) for s in ("NOT_ISSUED", "ISSUED", "SERVED")}
+    buckets = ("DAYS_0_30", "DAYS_31_90", "DAYS_91_365", "OVER_365")
+    assert {b["bucket"]: b["count"] for b in data["totals"]["byAgeBucket"]} == {
+        b: sum(1 for e in expected.values() if e[2] == b) for b in buckets}
+    assert {o["fieldOffice"]: o["total"] for o in data["byFieldOffice"]} == Counter(e[1] for e in expected.values())
+    # the list behind the counts: all of it, then one office and one stage
+    nodes = _backlog_items(gateway, as_of, None)
+    assert {n["aNumber"]: (n["stage"], n["fieldOffice"], n["ageBucket"]) for n in nodes} == expected
+    assert len(nodes) == len(expected)
+    office = Counter(e[1] for e in expected.values()).most_common(1)[0][0]
+    nodes = _backlog_items(gateway, as_of, {"fieldOffice": office, "stage": "NOT_ISSUED"})
+    assert sorted(n["aNumber"] for n in nodes) == sorted(
+        a for a, e in expected.items() if e[1] == office and e[0] == "NOT_ISSUED")
+
+
+def _backlog_items(gw: Any, as_of: datetime, f: dict[str, Any] | None) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = []
+    after = None
+    while True:
+        data = ok(gw, BACKLOG, {"asOf": as_of.isoformat(), "f": f, "first": 40, "after": after})
+        page = data["ntaBacklog"]["items"]
+        nodes.extend(e["node"] for e in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+
+
+ALERTS = """query($asOf: DateTime, $first: Int!, $after: String, $f: CourtAlertFilter) {
+  courtAlerts(asOf: $asOf, withinDays: 60, first: $first, after: $after, filter: $f) {
+    edges { node { aNumber kind fieldOffice occurredAt hearing { id startsAt }
+                   evidence { source field value """ + PROV + """ } } }
+    pageInfo { hasNextPage endCursor } totalCount } }"""
+
+
+def alert_keys(nodes: list[dict[str, Any]]) -> list[tuple[str, str, str | None]]:
+    return [(n["aNumber"], n["kind"], (n["hearing"] or {}).get("id") if n["kind"] != "NO_HEARING_SCHEDULED"
+             else None) for n in nodes]
+
+
+def test_court_alerts_match_the_records(gateway: Any, mock_services: Any) -> None:
+    world = truth.World(mock_services)
+    as_of = sim_now(mock_services)
+    expected = truth.alerts(world, as_of, within_days=60)
+    nodes = walk(gateway, ALERTS, "courtAlerts", {"asOf": as_of.isoformat()}, first=45)
+    keys = alert_keys(nodes)
+    assert len(keys) == len(set(keys)) and set(keys) == expected
+    assert {k for _a, k, _h in expected} >= {"MISSED_HEARING", "IN_ABSENTIA_ORDER", "NO_HEARING_SCHEDULED"}
+    for n in nodes:  # evidence names its source and provenance
+        assert n["evidence"] and all(c["provenance"]["source"] == c["source"] for c in n["evidence"])
+        if n["kind"] == "MISSED_HEARING":
+            hearing = next(h for h in world.eoir[n["aNumber"]]["hearings"] if h["id"] == n["hearing"]["id"])
+            assert hearing["outcome"] == "failed_to_appear"
+            assert [c["source"] for c in n["evidence"]] == ["EOIR"]
+    total = ok(gateway, ALERTS, {"asOf": as_of.isoformat(), "first": 1})["courtAlerts"]["totalCount"]
+    assert total == len(expected)
+
+
+DISCREPANCIES = """query($first: Int!, $after: String, $f: DiscrepancyFilter) {
+  discrepancies(first: $first, after: $after, filter: $f) {
+    edges { node { aNumber kind severity detail fieldOffice claims { source field value """ + PROV + """ } } }
+    pageInfo { hasNextPage endCursor } } }"""
+
+
+def test_discrepancies_match_the_records(gateway: Any, mock_services: Any) -> None:
+    from mocks.refdata import office_for
+
+    world = truth.World(mock_services)
+    expected = truth.discrepancies(world, lambda addr: office_for(addr.get("city"), addr.get("state")))
+    nodes = walk(gateway, DISCREPANCIES, "discrepancies", {}, first=60)
+    keys = [(n["aNumber"], n["kind"]) for n in nodes]
+    assert len(keys) == len(set(keys)) and set(keys) == expected
+    assert {k for _a, k in expected} >= {"NAME_MISMATCH", "MISSING_ADDRESS", "FIELD_OFFICE_MISMATCH"}
+    for n in nodes:  # each claim quotes its source's record
+        a = n["aNumber"]
+        records = {"ORR": world.orr.get(a), "ICE": world.ice[a], "EOIR": world.eoir.get(a)}
+        for c in n["claims"]:
+            rec = records[c["source"]]
+            if n["kind"] == "NAME_MISMATCH":
+                assert c["value"] == f"{rec['first_name']} {rec['last_name']}"
+            elif n["kind"] == "DOB_MISMATCH":
+                assert c["value"] == rec["date_of_birth"]
+            elif n["kind"] == "FIELD_OFFICE_MISMATCH" and c["source"] == "ICE":
+                assert c["value"] == rec["field_office"]
+    # the per-child field says the same as the list
+    sample = sorted({a for a, _k in expected})[:15]
+    data = ok(gateway, "query($a: [ID!]!) { children(aNumbers: $a) { aNumber discrepancies { kind severity } } }",
+              {"a": sample})
+    for child in data["children"]:
+        assert {d["kind"] for d in child["discrepancies"]} == {k for a, k in expected if a == child["aNumber"]}
+    high = walk(gateway, DISCREPANCIES, "discrepancies", {"f": {"minSeverity": "HIGH"}}, first=100)
+    assert high and all(n["severity"] == "HIGH" for n in high)
+    assert {(n["aNumber"], n["kind"]) for n in high} == {(n["aNumber"], n["kind"]) for n in nodes
+                                                          if n["severity"] == "HIGH"}
+
+
+def test_field_office_routing(gateway: Any, mock_services: Any) -> None:
+    from mocks.refdata import office_for
+
+    world = truth.World(mock_services)
+    released = [a for a, orr, _i, _e in world.children() if orr and orr.get("release")][:20]
+    for a in released:
+        data = ok(gateway, "query($a: ID!) { fieldOfficeRouting(aNumber: $a) { routedOffice currentOffice matches "
+                           "basis provenance { source } } }", {"a": a})["fieldOfficeRouting"]
+        addr = truth.sponsor_address(world.orr[a])
+        routed = office_for(addr.get("city"), addr.get("state"))  # type: ignore[union-attr]
+        assert data["routedOffice"] == routed
+        assert data["currentOffice"] == world.ice[a]["field_office"]
+        assert data["matches"] == (None if routed is None else routed == world.ice[a]["field_office"])
+        assert {p["source"] for p in data["provenance"]} == {"ORR", "ICE"}
+
+
+SUMMARY = """query($asOf: DateTime) { oversightSummary(asOf: $asOf, withinDays: 60, newSinceHours: 720) {
+  childrenScanned
+  totals { children backlog { total } openAlerts { kind count } newAlerts { kind count }
+           discrepancies { kind total high medium low } }
+  byFieldOffice { fieldOffice children backlog { total } openAlerts { kind count } discrepancies { kind total } } } }"""
+
+
+def test_oversight_summary(gateway: Any, mock_services: Any) -> None:
+    from mocks.refdata import office_for
+
+    world = truth.World(mock_services)
+    as_of = sim_now(mock_services)
+    data = ok(gateway, SUMMARY, {"asOf": as_of.isoformat()})["oversightSummary"]
+    assert data["childrenScanned"] == len(world.ice) == data["totals"]["children"]
+    assert data["totals"]["backlog"]["total"] == len(truth.backlog(world, as_of))
+    alerts = truth.alerts(world, as_of, 60)
+    assert {c["kind"]: c["count"] for c in data["totals"]["openAlerts"]} == {
+        k: sum(1 for _a, kind, _h in alerts if kind == k) for k in
+        ("MISSED_HEARING", "IN_ABSENTIA_ORDER", "NO_HEARING_SCHEDULED", "ADDRESS_OF_RECORD_MISMATCH")}
+    discrepancies = truth.discrepancies(world, lambda addr: office_for(addr.get("city"), addr.get("state")))
+    assert {c["kind"]: c["total"] for c in data["totals"]["discrepancies"] if c["total"]} == Counter(
+        k for _a, k in discrepancies)
+    offices = Counter(r["field_office"] for r in world.ice.values())
+    assert {o["fieldOffice"]: o["children"] for o in data["byFieldOffice"]} == offices
+    office = offices.most_common(1)[0][0]
+    mine = next(o for o in data["byFieldOffice"] if o["fieldOffice"] == office)
+    assert sum(c["count"] for c in mine["openAlerts"]) == sum(
+        1 for a, _k, _h in alerts if world.ice[a]["field_office"] == office)
