@@ -285,3 +285,171 @@ def test_oversight_summary(gateway: Any, mock_services: Any) -> None:
     mine = next(o for o in data["byFieldOffice"] if o["fieldOffice"] == office)
     assert sum(c["count"] for c in mine["openAlerts"]) == sum(
         1 for a, _k, _h in alerts if world.ice[a]["field_office"] == office)
+
+
+# ------------------------------------------------------------------------------------------- access
+
+
+def errors_at(body: dict[str, Any], code: str) -> set[str]:
+    return {".".join(map(str, e["path"])) for e in body.get("errors", [])
+            if e.get("path") and e.get("extensions", {}).get("code") == code}
+
+
+def personal_strings(world: truth.World, a_numbers: set[str]) -> set[str]:
+    """Names and street lines the mocks hold for these children (what a partner must never see)."""
+    out: set[str] = set()
+    for a in a_numbers:
+        for rec in (world.orr.get(a), world.ice.get(a), world.eoir.get(a)):
+            if rec is None:
+                continue
+            out.add(f"{rec['first_name']} {rec['last_name']}")
+            for addr in (truth.sponsor_address(rec) if "release" in rec else None, rec.get("address_on_file"),
+                         rec.get("address_of_record")):
+                if addr and addr.get("street"):
+                    out.add(addr["street"])
+            sponsor = (rec.get("release") or {}).get("sponsor")
+            if sponsor:
+                out.add(sponsor["name"])
+    return out
+
+
+def test_partner_sees_statuses_and_counts_but_no_personal_data(gateway: Any, mock_services: Any) -> None:
+    world = truth.World(mock_services)
+    as_of = sim_now(mock_services).isoformat()
+    partner = token("partner")
+    query = """query($asOf: DateTime) {
+      caseload(first: 30) { edges { node { aNumber location { status } nta { status fieldOffice }
+                                           identity { firstName } sponsor { name } } } }
+      discrepancies(first: 100) { edges { node { aNumber kind severity claims { source field value } } } }
+      courtAlerts(first: 100, asOf: $asOf, withinDays: 3650,
+                  filter: {kinds: [ADDRESS_OF_RECORD_MISMATCH, MISSED_HEARING]}) {
+        edges { node { aNumber kind hearing { courtName courtAddress { street } } evidence { source value } } } }
+      ntaBacklog(asOf: $asOf) { totals { total } }
+      oversightSummary(asOf: $asOf) { totals { children backlog { total } safetyConcerns { unresolved } } }
+    }"""
+    status, body = gateway.query(query, {"asOf": as_of}, token=partner)
+    assert status == 200
+    data = body["data"]
+    assert all(e["node"]["location"]["status"] and e["node"]["nta"]["status"] for e in data["caseload"]["edges"])
+    assert all((e["node"]["identity"] or {}).get("firstName") is None
+               and (e["node"]["sponsor"] or {}).get("name") is None for e in data["caseload"]["edges"])
+    forbidden = errors_at(body, "FORBIDDEN")
+    assert {f"caseload.edges.{i}.node.identity.firstName" for i in range(30)} <= forbidden
+    claims = [(i, j, e["node"]["kind"], c) for i, e in enumerate(data["discrepancies"]["edges"])
+              for j, c in enumerate(e["node"]["claims"])]
+    personal_kinds = {"NAME_MISMATCH", "DOB_MISMATCH", "ADDRESS_MISMATCH", "MISSING_ADDRESS"}
+    assert {k for _i, _j, k, _c in claims} & personal_kinds
+    for i, j, kind, c in claims:
+        path = f"discrepancies.edges.{i}.node.claims.{j}.value"
+        if kind in personal_kinds:
+            assert c["value"] is None and path in forbidden
+        else:
+            assert path not in forbidden
+    alerts = data["courtAlerts"]["edges"]
+    assert any(e["node"]["kind"] == "ADDRESS_OF_RECORD_MISMATCH" for e in alerts)
+    for i, e in enumerate(alerts):
+        assert e["node"]["hearing"]["courtAddress"]["street"]  # court addresses are for partners too
+        for j in range(len(e["node"]["evidence"])):
+            path = f"courtAlerts.edges.{i}.node.evidence.{j}.value"
+            assert (path in forbidden) == (e["node"]["kind"] == "ADDRESS_OF_RECORD_MISMATCH")
+    assert data["ntaBacklog"]["totals"]["total"] > 0 and data["oversightSummary"]["totals"]["children"] > 0
+    assert "oversightSummary.totals.safetyConcerns" in forbidden
+    listed = {e["node"]["aNumber"] for part in ("caseload", "discrepancies", "courtAlerts")
+              for e in data[part]["edges"]}
+    text = json.dumps(body)
+    leaked = {s for s in personal_strings(world, listed) if s in text}
+    assert not leaked
+    status, body = gateway.query('{ caseload(filter: {sponsorState: "TX"}) { edges { cursor } } }', token=partner)
+    assert body["data"]["caseload"] is None and errors_at(body, "FORBIDDEN") == {"caseload"}
+
+
+def test_auditor_reads_no_child_data_from_any_list(gateway: Any) -> None:
+    fields = ["caseload { edges { cursor } }", "ntaBacklog { totals { total } }",
+              "courtAlerts { edges { cursor } }", "discrepancies { edges { cursor } }",
+              "oversightSummary { childrenScanned }", 'fieldOfficeRouting(aNumber: "A000000001") { matches }']
+    for f in fields:
+        status, body = gateway.query(f"{{ {f} }}", token=token("auditor"))
+        name = f.split("(")[0].split(" ")[0]
+        assert status == 200 and body["data"][name] is None and errors_at(body, "FORBIDDEN") == {name}, body
+
+
+def test_field_office_scope_limits_lists_and_counts(gateway: Any, mock_services: Any) -> None:
+    world = truth.World(mock_services)
+    office = Counter(r["field_office"] for r in world.ice.values()).most_common(2)[1][0]
+    scoped = token("caseworker", field_offices=[office])
+    mine = sorted(a for a, r in world.ice.items() if r["field_office"] == office)
+    got: list[str] = []
+    after = None
+    while True:
+        body = gateway.query(CASELOAD, {"first": 25, "after": after, "f": None, "asOf": None}, token=scoped)[1]
+        page = body["data"]["caseload"]
+        got += [e["node"]["aNumber"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert got == mine
+    body = gateway.query("{ oversightSummary { totals { children } byFieldOffice { fieldOffice } } "
+                         "discrepancies(first: 100) { edges { node { fieldOffice } } } }", token=scoped)[1]
+    assert body["data"]["oversightSummary"]["totals"]["children"] == len(mine)
+    assert [o["fieldOffice"] for o in body["data"]["oversightSummary"]["byFieldOffice"]] == [office]
+    assert {e["node"]["fieldOffice"] for e in body["data"]["discrepancies"]["edges"]} <= {office}
+    other = next(a for a, r in world.ice.items() if r["field_office"] != office)
+    body = gateway.query('query($a: ID!) { fieldOfficeRouting(aNumber: $a) { matches } }', {"a": other},
+                         token=scoped)[1]
+    assert body["data"]["fieldOfficeRouting"] is None and errors_at(body, "FORBIDDEN") == {"fieldOfficeRouting"}
+
+
+def test_children_listed_are_in_the_audit_trail(gateway: Any) -> None:
+    subject = "oversight-audit-probe"
+    body = gateway.query("{ caseload(first: 5) { edges { node { aNumber nta { status } } } } "
+                         "discrepancies(first: 3) { edges { node { aNumber } } } }",
+                         token=token("caseworker", subject=subject))[1]
+    listed = [e["node"]["aNumber"] for e in body["data"]["caseload"]["edges"]]
+    flagged = [e["node"]["aNumber"] for e in body["data"]["discrepancies"]["edges"]]
+    events = ok(gateway, "query($s: String) { auditEvents(subject: $s) { aNumber sectionsReturned outcome } }",
+                {"s": subject}, role="auditor")["auditEvents"]
+    by_child = {e["aNumber"]: e for e in events}
+    assert len(events) == len(by_child) == len(set(listed) | set(flagged))
+    for a in listed:
+        assert {"caseload", "nta"} <= set(by_child[a]["sectionsReturned"]) and by_child[a]["outcome"] == "OK"
+    for a in flagged:
+        assert "discrepancies" in by_child[a]["sectionsReturned"]
+
+
+# ------------------------------------------------------------------------------------------- the clock
+
+
+def test_lists_follow_the_simulation_clock(tmp_path: Any) -> None:
+    """Events the clock produces (hearings held or missed, NTAs served, releases) change every list."""
+    from tests.support.mockproc import MockProcess
+
+    with MockProcess(seed=11, children=150) as mocks:
+        gw = GatewayProcess(gateway_env(mocks, UCGW_CACHE_TTL_SECONDS="600", UCGW_DATA_DIR=str(tmp_path)))
+        try:
+            query = ALERTS.replace("courtAlerts(asOf", "courtAlerts(maxAgeSeconds: $m, asOf").replace(
+                "query($asOf", "query($m: Int, $asOf")
+            before_now = sim_now(mocks)
+            before = truth.alerts(truth.World(mocks), before_now, 60)
+            got = walk(gw, query, "courtAlerts", {"asOf": before_now.isoformat(), "m": None}, first=100)
+            assert set(alert_keys(got)) == before
+            mocks.advance(120 * 86400)
+            now = sim_now(mocks)
+            world = truth.World(mocks)
+            after = truth.alerts(world, now, 60)
+            new_missed = {k for k in after - before if k[1] == "MISSED_HEARING"}
+            assert new_missed, "120 simulated days produced no missed hearing: pick another seed"
+            got = walk(gw, query, "courtAlerts", {"asOf": now.isoformat(), "m": 0}, first=100)
+            assert set(alert_keys(got)) == after
+            backlog = ok(gw, "query($asOf: DateTime) { ntaBacklog(asOf: $asOf) { totals { total } } }",
+                         {"asOf": now.isoformat()})["ntaBacklog"]["totals"]["total"]
+            assert backlog == len(truth.backlog(world, now))
+            summary = ok(gw, """query($asOf: DateTime) { oversightSummary(asOf: $asOf, newSinceHours: 2880,
+                maxAgeSeconds: 0) { newSince totals { newAlerts { kind count } } } }""",
+                         {"asOf": now.isoformat()})["oversightSummary"]
+            since = truth.ts(summary["newSince"])
+            recent = [h for e in world.eoir.values() for h in truth.missed(e)
+                      if since <= truth.ts(h["starts_at"]) <= now]
+            counts = {c["kind"]: c["count"] for c in summary["totals"]["newAlerts"]}
+            assert counts["MISSED_HEARING"] == len(recent) >= len(new_missed)
+        finally:
+            gw.stop()
