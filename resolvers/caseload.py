@@ -21,6 +21,7 @@ from gateway.sources import Source
 from resolvers import build
 from resolvers.child import Child
 from resolvers.context import RequestContext
+from resolvers.field_offices import canonical_office
 from resolvers.oversight_access import in_scope, record_listed, require
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor, list_kind
 from resolvers.scan import SCAN_PAGE, Row, full_scan, read_page
@@ -33,7 +34,9 @@ ICE_PUSHDOWN: dict[str, str] = {"field_office": "field_office", "nta_status": "n
 
 @strawberry.input(description="Which children to list; every given condition must hold.")
 class CaseloadFilter:
-    field_office: str | None = strawberry.field(default=None, description="ICE's responsible field office.")
+    field_office: str | None = strawberry.field(
+        default=None, description="ICE's responsible field office (any letter case), e.g. \"San Antonio\"."
+    )
     location_status: LocationStatus | None = None
     nta_status: NtaStatus | None = None
     hearing_within_days: int | None = strawberry.field(
@@ -77,7 +80,7 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
     drops = False
     if f.field_office is not None:
         if "field_office" in ICE_PUSHDOWN:
-            pushdown[ICE_PUSHDOWN["field_office"]] = f.field_office
+            pushdown[ICE_PUSHDOWN["field_office"]] = canonical_office(f.field_office)
         drops |= "field_office" not in ICE_PUSHDOWN
         office = f.field_office.strip().casefold()
         tests.append(lambda r: (r.field_office or "").casefold() == office)
@@ -86,7 +89,7 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
         if "nta_status" in ICE_PUSHDOWN:
             pushdown[ICE_PUSHDOWN["nta_status"]] = wanted.value
         drops |= "nta_status" not in ICE_PUSHDOWN
-        tests.append(lambda r: (build.nta(r.ice) or _NO_NTA).status is wanted)
+        tests.append(lambda r: _nta_status(r) is wanted)
     if f.location_status is not None:
         where = f.location_status
         sources.add(Source.ORR)
@@ -95,7 +98,7 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
         require(info, Capability.CHILD_CONTACT, "filtering by sponsor state")
         state = f.sponsor_state.strip().upper()
         sources.add(Source.ORR)
-        tests.append(lambda r: ((build.sponsor(r.orr) or _NO_SPONSOR).address or _NO_ADDRESS).state == state)  # type: ignore[arg-type]
+        tests.append(lambda r: _sponsor_state(r) == state)
     if f.missed_hearing is not None:
         flag = f.missed_hearing
         sources.add(Source.EOIR)
@@ -116,13 +119,14 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
     return Plan(pushdown, tuple(sorted(sources, key=lambda s: s.value)), tuple(tests), drops)
 
 
-class _Null:
-    status = None
-    address = None
-    state = None
+def _nta_status(row: Row) -> NtaStatus | None:
+    nta = build.nta(row.ice)
+    return nta.status if nta is not None else None
 
 
-_NO_NTA = _NO_SPONSOR = _NO_ADDRESS = _Null()
+def _sponsor_state(row: Row) -> str | None:
+    sponsor = build.sponsor(row.orr)  # type: ignore[arg-type]
+    return sponsor.address.state if sponsor is not None and sponsor.address is not None else None
 
 
 async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | None, first: int,

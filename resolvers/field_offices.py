@@ -96,6 +96,14 @@ CITY_OFFICE: dict[tuple[str, str], str] = {
 }
 
 
+_BY_FOLDED = {_norm(o): o for o in FIELD_OFFICES}
+
+
+def canonical_office(name: str) -> str:
+    """The listed spelling of an office name given in any case or spacing (unknown names as given)."""
+    return _BY_FOLDED.get(_norm(name), name.strip())
+
+
 class RoutingBasis(enum.Enum):
     """What the routing decision rests on."""
 

@@ -18,6 +18,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from gateway.errors import SourceError
 from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers.alerts import AlertFact, AlertKind, court_alerts
@@ -400,10 +401,10 @@ class OversightQuery:
         max_age = max_age_arg(max_age_seconds)
         ctx = info.context
         outcomes = await asyncio.gather(ctx.fetch(Source.ORR, a, max_age), ctx.fetch(Source.ICE, a, max_age))
-        for outcome in outcomes:
-            if not hasattr(outcome, "record"):
-                raise source_error(outcome)  # type: ignore[arg-type]
         orr, ice = outcomes
+        for outcome in outcomes:
+            if isinstance(outcome, SourceError):
+                raise source_error(outcome)
         if orr.record is None and ice.record is None:  # type: ignore[union-attr]
             return None
         denied = await office_scope_error(info, a, max_age)

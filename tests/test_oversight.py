@@ -89,7 +89,7 @@ def test_caseload_walks_every_child_once_in_order(gateway: Any, mock_services: A
     lambda w, o: {"missedHearing": True},
     lambda w, o: {"hearingWithinDays": 120},
     lambda w, o: {"sponsorState": "TX", "ntaStatus": "NOT_ISSUED"},
-    lambda w, o: {"fieldOffice": o, "locationStatus": "RELEASED_TO_SPONSOR", "missedHearing": False},
+    lambda w, o: {"fieldOffice": o.upper(), "locationStatus": "RELEASED_TO_SPONSOR", "missedHearing": False},
 ], ids=["office", "nta", "location", "missed", "hearing-soon", "state+nta", "combined"])
 def test_caseload_filters_match_the_records(gateway: Any, mock_services: Any, filter_fn: Any) -> None:
     world = truth.World(mock_services)

@@ -57,7 +57,9 @@ def location(orr: Rec | None, ice: Rec | None) -> str:
         return "OTHER_DISCHARGE"
     if custody == "in_ice_custody":
         return "IN_DHS_CUSTODY"
-    if status in ("in_care", "referred"):
+    if status == "referred":
+        return "IN_DHS_CUSTODY"
+    if status == "in_care":
         return "IN_ORR_CARE"
     if status == "released":
         return "RELEASED_TO_SPONSOR"
@@ -165,7 +167,7 @@ def caseload(world: World, as_of: datetime, *, field_office: str | None = None, 
     """A-numbers matching a caseload filter, in order."""
     out = []
     for a, orr, ice, eoir in world.children():
-        if field_office is not None and ice["field_office"] != field_office:
+        if field_office is not None and ice["field_office"].casefold() != field_office.casefold():
             continue
         if location_status is not None and location(orr, ice) != location_status:
             continue
