@@ -453,3 +453,24 @@ def test_lists_follow_the_simulation_clock(tmp_path: Any) -> None:
             assert counts["MISSED_HEARING"] == len(recent) >= len(new_missed)
         finally:
             gw.stop()
+
+
+def test_summary_shows_open_safety_concerns_by_office(gateway: Any, mock_services: Any) -> None:
+    """The summary's safety part comes from the concern store (issue 6, part B) through its own function."""
+    world = truth.World(mock_services)
+    a = sorted(world.ice)[3]
+    office = world.ice[a]["field_office"]
+    query = """{ oversightSummary { totals { safetyConcerns { unresolved } }
+      byFieldOffice { fieldOffice safetyConcerns { fieldOffice unresolved high oldestAgeSeconds } }
+      safetyConcerns { fieldOffice unresolved } } }"""
+    before = ok(gateway, query)["oversightSummary"]
+    mine = next(o for o in before["byFieldOffice"] if o["fieldOffice"] == office)["safetyConcerns"]
+    ok(gateway, """mutation($a: ID!) { reportSafetyConcern(input: {aNumber: $a, severity: HIGH,
+        category: NOT_RESIDING_WITH_SPONSOR, description: "test concern"}) { id fieldOffice } }""", {"a": a})
+    after = ok(gateway, query)["oversightSummary"]
+    now = next(o for o in after["byFieldOffice"] if o["fieldOffice"] == office)["safetyConcerns"]
+    assert now["fieldOffice"] == office and now["unresolved"] == (mine or {}).get("unresolved", 0) + 1
+    assert now["high"] >= 1 and now["oldestAgeSeconds"] >= 0
+    assert after["totals"]["safetyConcerns"]["unresolved"] == sum(c["unresolved"] for c in after["safetyConcerns"])
+    body = gateway.query(query, token=token("auditor"))[1]
+    assert body["data"]["oversightSummary"] is None  # counts of children are not for auditors
