@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ class Faults:
     jitter_ms: float = 0.0
     error_rate: float = 0.0
     timeout_rate: float = 0.0
+    malformed_rate: float = 0.0  # share of data answers whose body is cut-off, non-JSON text
+    drift_rate: float = 0.0  # share of data answers whose records carry status values no client knows
     down: bool = False
 
     def as_dict(self) -> dict[str, Any]:
@@ -75,7 +78,7 @@ class Faults:
                     errors.append(f"{key}: must be a number of milliseconds in [0, 600000]")
                 else:
                     setattr(new, key, float(value))
-            elif key in ("error_rate", "timeout_rate"):
+            elif key in ("error_rate", "timeout_rate", "malformed_rate", "drift_rate"):
                 if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                     errors.append(f"{key}: must be a number in [0, 1]")
                 else:
@@ -139,6 +142,57 @@ async def _send_raw(send: Send, status: int, body: bytes, headers: dict[str, str
     await send({"type": "http.response.body", "body": body})
 
 
+DRIFTED_KEYS = {"status", "case_status", "custody_status", "outcome", "type", "quality"}
+
+
+def _malform(body: bytes) -> bytes:
+    """A 200 answer cut off halfway: not JSON."""
+    return body[: max(1, len(body) // 2)] + b"<!-- truncated -->"
+
+
+def _drift(body: bytes) -> bytes:
+    """Valid JSON whose status-like values were renamed, as after an unannounced schema change."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (f"V2_{v.upper()}" if k in DRIFTED_KEYS and isinstance(v, str) else walk(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    try:
+        return json.dumps(walk(json.loads(body))).encode()
+    except ValueError:
+        return body
+
+
+def _rewriting(send: Send, rewrite: Callable[[bytes], bytes]) -> Send:
+    """A `send` that buffers a successful response and sends `rewrite(body)` instead."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        body = b"".join(chunks)
+        if start.get("status") == 200:
+            body = rewrite(body)
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
 class FaultInjector:
     """ASGI middleware: counts data requests, then applies latency, outage, hangs and errors."""
 
@@ -174,6 +228,12 @@ class FaultInjector:
             else:
                 await _send_raw(send, 503, error_body("UNAVAILABLE", "injected temporary outage"),
                                 {"Retry-After": "1"})
+            return
+        if f.malformed_rate and st.rng.random() < f.malformed_rate:
+            await self.app(scope, receive, _rewriting(send, _malform))
+            return
+        if f.drift_rate and st.rng.random() < f.drift_rate:
+            await self.app(scope, receive, _rewriting(send, _drift))
             return
         await self.app(scope, receive, send)
 

@@ -94,7 +94,10 @@ def location(orr: Fetched, ice: Fetched) -> Location:
         status, discharge = LocationStatus.OTHER_DISCHARGE, DischargeType.REMOVED
     elif ice_status is IceCustodyStatus.IN_ICE_CUSTODY:
         status = LocationStatus.IN_DHS_CUSTODY
-    elif orr_status in ("in_care", "referred"):
+    elif orr_status == "referred":  # referred to ORR, not yet placed: still held by DHS
+        status = LocationStatus.IN_DHS_CUSTODY
+        since = _dt(((i or {}).get("apprehension") or {}).get("apprehended_at"))
+    elif orr_status == "in_care":
         status = LocationStatus.IN_ORR_CARE
         episodes = o.get("custody_episodes") or []
         if episodes:
@@ -164,7 +167,7 @@ def nta(ice: Fetched) -> NoticeToAppear | None:
     """The NTA as ICE records it; None when ICE has no record of the child."""
     if ice.record is None:
         return None
-    raw = ice.record.get("nta") or {"status": "not_issued"}
+    raw = ice.record["nta"]  # every ICE subject has one; its absence is a malformed record
     return NoticeToAppear(
         status=NtaStatus(raw["status"]), issued_on=parse_date(raw.get("issued_on")),
         served_on=parse_date(raw.get("served_on")), service_method=_opt(ServiceMethod, raw.get("service_method")),

@@ -85,7 +85,9 @@ def expected_location(orr: dict[str, Any] | None, ice: dict[str, Any] | None) ->
         return "OTHER_DISCHARGE"
     if ice_status == "in_ice_custody":
         return "IN_DHS_CUSTODY"
-    if orr_status in ("in_care", "referred"):
+    if orr_status == "referred":
+        return "IN_DHS_CUSTODY"
+    if orr_status == "in_care":
         return "IN_ORR_CARE"
     if orr_status == "released":
         return "RELEASED_TO_SPONSOR"
@@ -219,12 +221,12 @@ def test_selection_decides_which_sources_are_called(gateway: Any, mock_services:
     filed = [a for a in a_numbers if raw(mock_services, "eoir", a) is not None]
     assert filed, "the sample must hold a child with a court case"
     mock_services.reset()
-    _, body = gateway.query(HEARING_ONLY, {"a": filed[0]})
+    _, body = gateway.query(HEARING_ONLY, {"a": filed[0], "m": 0})
     assert body["data"]["child"]["hearing"]["caseStatus"] != "NO_CASE"
     assert batch_calls(mock_services) == {"ORR": 0, "ICE": 0, "EOIR": 1}
     mock_services.reset()
-    _, body = gateway.query("query($a: ID!) { child(aNumber: $a) { sponsor { name } followUpCall { outcome } } }",
-                            {"a": a_numbers[50]})
+    _, body = gateway.query("query($a: ID!) { child(aNumber: $a, maxAgeSeconds: 0) { sponsor { name } "
+                            "followUpCall { outcome } } }", {"a": a_numbers[50]})
     assert "errors" not in body
     assert batch_calls(mock_services) == {"ORR": 1, "ICE": 0, "EOIR": 0}
 

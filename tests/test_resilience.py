@@ -59,6 +59,11 @@ def errors_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"/".join(map(str, e["path"])): e for e in body.get("errors", [])}
 
 
+def ice_batches(mock_services: Any) -> int:
+    """Batch reads ICE has answered since the last reset (the change-feed polls are not counted)."""
+    return mock_services.stats("ice")["by_route"].get("POST /v1/subjects/batch", 0)
+
+
 def without_provenance(section: Any) -> Any:
     if not isinstance(section, dict):
         return section
@@ -166,17 +171,17 @@ def test_flapping_source_opens_and_closes_the_breaker(gw: GatewayProcess, mock_s
     _, body = gw.query(NTA, {"a": a, "m": 0})  # 1 try + 2 retries = 3 failures: opens
     assert body["errors"][0]["extensions"]["code"] == "SOURCE_UNAVAILABLE"
     assert source_facts(gw)["ICE"]["breakerState"] == "OPEN"
-    calls_when_opened = mock_services.stats("ice")["total"]
+    calls_when_opened = ice_batches(mock_services)
     _, body = gw.query(NTA, {"a": a, "m": 0})
     assert "circuit breaker open" in body["errors"][0]["message"]
-    assert mock_services.stats("ice")["total"] == calls_when_opened  # failed fast, no backend call
+    assert ice_batches(mock_services) == calls_when_opened == 3  # failed fast, no backend call
     fault(mock_services, "ICE", down=False)
     time.sleep(1.1)
     assert source_facts(gw)["ICE"]["breakerState"] == "HALF_OPEN"
     _, body = gw.query(NTA, {"a": a, "m": 0})
     assert body["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "MISS"
     assert source_facts(gw)["ICE"]["breakerState"] == "CLOSED"
-    assert mock_services.stats("ice")["total"] == calls_when_opened + 1
+    assert ice_batches(mock_services) == calls_when_opened + 1
 
 
 def test_stale_if_error_serves_marked_data_and_max_age_refuses_it(gw: GatewayProcess, mock_services: Any) -> None:
@@ -211,13 +216,13 @@ def test_stale_while_revalidate_serves_at_once_and_refreshes_once(mock_services:
         _, first = gw.query(NTA, {"a": a})
         time.sleep(1.2)
         fault(mock_services, "ICE", latency_ms=300)
-        before = mock_services.stats("ice")["total"]
+        before = ice_batches(mock_services)
         _, body, took = timed(gw, NTA, {"a": a})
         prov = body["data"]["child"]["nta"]["provenance"][0]
         assert prov["cacheStatus"] == "STALE" and prov["stale"] is True
         assert took < 0.3  # served without waiting for the 300 ms source
         time.sleep(0.6)
-        assert mock_services.stats("ice")["total"] == before + 1  # one background refresh
+        assert ice_batches(mock_services) == before + 1  # one background refresh
         _, body = gw.query(NTA, {"a": a})
         prov = body["data"]["child"]["nta"]["provenance"][0]
         assert prov["cacheStatus"] == "HIT"
@@ -250,7 +255,7 @@ def test_graceful_shutdown_finishes_in_flight_requests(mock_services: Any) -> No
 
     mock_services.reset()
     gw = GatewayProcess(mock_services.gateway_env(**FAST))
-    fault(mock_services, "ICE", latency_ms=400)
+    fault(mock_services, "ICE", latency_ms=250)  # under the 0.4 s source timeout
     result: dict[str, Any] = {}
     a = mock_services.sample(30)[12]
     worker = threading.Thread(target=lambda: result.update(answer=gw.query(NTA, {"a": a})))
@@ -260,6 +265,6 @@ def test_graceful_shutdown_finishes_in_flight_requests(mock_services: Any) -> No
     worker.join(5)
     mock_services.reset()
     status, body = result["answer"]
-    assert status == 200 and body["data"]["child"]["nta"]["status"]
-    assert gw.proc.returncode == 0
+    assert status == 200 and body["data"]["child"]["nta"]["status"], (body, output)
+    assert gw.proc.returncode in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert "ERROR" not in output and "Traceback" not in output
