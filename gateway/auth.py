@@ -152,7 +152,10 @@ class Authenticator:
         if alg == "HS256" and self.secret:
             key: Any = self.secret
         elif alg == "RS256" and self.public_keys:
-            key = self.public_keys.get(header.get("kid")) or self.public_keys.get(None)
+            kid = header.get("kid")
+            key = self.public_keys.get(kid) if kid is not None else self.public_keys.get(None)
+            if key is None and not self.settings.jwt_jwks_file:
+                key = self.public_keys.get(None)  # a single PEM key: the token's kid does not matter
             if key is None:
                 raise AuthError("token signed with an unknown key id")
         else:

@@ -132,18 +132,20 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with its extensions; limits come from `settings` (defaults when None).
 
     Order matters: error masking is outermost (last on the way out); the complexity limits run when
-    execution would start and refuse it; the audit trail is written when execution ends.
+    execution would start and refuse it; the audit trail is written when execution ends. Every entry is
+    a class or a factory: an extension instance would be shared by concurrent requests.
     """
     settings = settings or Settings()
+    show_type = not settings.production
     extensions: list[Any] = [
-        InternalErrorMask(show_type=not settings.production),
-        TokenLimitCode(),
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
-        ParserCache(maxsize=256),
-        QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
+        lambda: InternalErrorMask(show_type=show_type),
+        TokenLimitCode,
+        lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
+        lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
         AuditTrail,
         ResponseWarnings,
     ]
     if settings.production:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)

@@ -1,0 +1,259 @@
+"""Abuse limits and production hardening over real HTTP (issue 5).
+
+Every rejection carries a code and touches no backend: the mocks' request counters must not move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from http.client import HTTPConnection
+from typing import Any
+
+import pytest
+from graphql import get_introspection_query, parse
+
+from gateway.config import Settings
+from resolvers.complexity import measure
+from resolvers.schema import build_schema
+from tests.support.access import backend_calls, gateway_env
+from tests.support.gateway import ROOT, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
+
+CHILD_NTA = 'a{i}: child(aNumber: "{a}") {{ nta {{ status }} }}'
+PER_CHILD = "aNumber nta { status provenance { source } } hearing { caseStatus provenance { source } } " \
+            "location { status provenance { source } }"  # costs 7 per child: itself and 3 × (section + provenance)
+
+
+def too_complex(body: dict[str, Any], limit: str) -> None:
+    assert body.get("data") is None, body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COMPLEX" and error["extensions"]["limit"] == limit, error
+
+
+@pytest.fixture(scope="module")
+def gw(mock_services: Any) -> Iterator[GatewayProcess]:
+    """A gateway with the default limits."""
+    gateway = GatewayProcess(gateway_env(mock_services))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def tight(mock_services: Any) -> Iterator[GatewayProcess]:
+    """A gateway with small limits, to reach each one with an ordinary query."""
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_MAX_QUERY_DEPTH="3", UCGW_MAX_QUERY_COST="100",
+                                         UCGW_MAX_BODY_BYTES="3000"))
+    yield gateway
+    gateway.stop()
+
+
+def rejected_without_backend_calls(gateway: GatewayProcess, mock_services: Any, query: str,
+                                   variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    mock_services.reset()
+    started = time.monotonic()
+    status, body = gateway.query(query, variables)
+    assert status == 200
+    assert time.monotonic() - started < 2.0, "a rejection must be fast"
+    assert backend_calls(mock_services) == 0
+    return body
+
+
+def test_alias_bomb(gw: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(3)[0]
+    fields = " ".join(CHILD_NTA.format(i=i, a=a) for i in range(31))
+    too_complex(rejected_without_backend_calls(gw, mock_services, "{ " + fields + " }"), "aliases")
+    fields = " ".join(CHILD_NTA.format(i=i, a=a) for i in range(30))
+    status, body = gw.query("{ " + fields + " }")
+    assert status == 200 and "errors" not in body  # 30 is allowed
+
+
+def test_fragment_bombs_are_measured_fast(gw: GatewayProcess, mock_services: Any) -> None:
+    """Each fragment spreads the next twice: 2^30 fields from a few hundred tokens."""
+    a = mock_services.sample(3)[0]
+    n = 30
+    aliases = "".join(f"fragment F{i} on Child {{ ...F{i + 1} ...F{i + 1} }} " for i in range(n))
+    aliases += f"fragment F{n} on Child {{ x: aNumber }}"
+    body = rejected_without_backend_calls(gw, mock_services, f'{{ child(aNumber: "{a}") {{ ...F0 }} }} {aliases}')
+    too_complex(body, "aliases")
+    assert body["errors"][0]["extensions"]["value"] == 2**n
+    cost = "".join(f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }} " for i in range(n))
+    cost += f'fragment F{n} on Query {{ child(aNumber: "{a}") {{ nta {{ status }} }} }}'
+    too_complex(rejected_without_backend_calls(gw, mock_services, "{ ...F0 } " + cost), "cost")
+
+
+def test_token_bomb(gw: GatewayProcess, mock_services: Any) -> None:
+    query = "{ sources { source } " + "x: __typename " * 700 + "}"
+    too_complex(rejected_without_backend_calls(gw, mock_services, query), "tokens")
+
+
+def test_depth_limit(tight: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(3)[0]
+    q = 'query($a: ID!) { child(aNumber: $a) { hearing { nextHearing { courtAddress { city } } } } }'
+    body = rejected_without_backend_calls(tight, mock_services, q, {"a": a})
+    too_complex(body, "depth")
+    assert body["errors"][0]["extensions"]["value"] == 4
+    _, body = tight.query('query($a: ID!) { child(aNumber: $a) { hearing { caseStatus } } }', {"a": a})
+    assert "errors" not in body
+
+
+def test_children_cost_per_a_number_literal_or_variable(tight: GatewayProcess, gw: GatewayProcess,
+                                                        mock_services: Any) -> None:
+    many = mock_services.sample(40)
+    fits = many[:14]  # 14 × 7 = 98 ≤ 100
+    over = many[:15]  # 15 × 7 = 105 > 100
+    by_variable = "query($as: [ID!]!) { children(aNumbers: $as) { " + PER_CHILD + " } }"
+    body = rejected_without_backend_calls(tight, mock_services, by_variable, {"as": over})
+    too_complex(body, "cost")
+    assert body["errors"][0]["extensions"]["value"] == 105
+    literal = "{ children(aNumbers: " + json.dumps(over) + ") { " + PER_CHILD + " } }"
+    too_complex(rejected_without_backend_calls(tight, mock_services, literal), "cost")
+    for ok in (by_variable, "{ children(aNumbers: " + json.dumps(fits) + ") { " + PER_CHILD + " } }"):
+        status, body = tight.query(ok, {"as": fits})
+        assert status == 200 and "errors" not in body and len(body["data"]["children"]) == 14
+    # the default limit (5000) refuses two full lists of 100 children with every section
+    sections = ("identity { provenance { source } } location { facility { name } address { city } provenance "
+                "{ source } } sponsor { address { city } provenance { source } } followUpCall { provenance { source"
+                " } } nta { addressOnFile { address { city } } provenance { source } } hearing { nextHearing { "
+                "courtAddress { city } } pastHearings { courtAddress { city } } inAbsentiaOrder { judge } decision { "
+                "type } addressOfRecord { city } provenance { source } } addressesOnFile { address { city } }")
+    q = f"query($as: [ID!]!) {{ a: children(aNumbers: $as) {{ {sections} }} b: children(aNumbers: $as) " \
+        f"{{ {sections} }} }}"
+    hundred = [f"A{i:09d}" for i in range(100)]
+    too_complex(rejected_without_backend_calls(gw, mock_services, q, {"as": hundred}), "cost")
+
+
+def test_children_list_length(gw: GatewayProcess, mock_services: Any) -> None:
+    body = rejected_without_backend_calls(gw, mock_services, "query($as: [ID!]!) { children(aNumbers: $as) { "
+                                          "aNumber } }", {"as": [f"A{i:09d}" for i in range(101)]})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_cost_is_measured_per_list_element() -> None:
+    doc = parse("query($as: [ID!]!) { children(aNumbers: $as) { aNumber nta { status } } "
+                "auditEvents(first: 7) { id } }")
+    c = measure(doc, None, {"as": ["A000000001"] * 9})
+    assert (c.depth, c.aliases, c.cost) == (2, 0, 9 * 2 + 7 * 1)
+    assert measure(parse(get_introspection_query()), None, {}).cost == 0  # introspection touches no backend
+
+
+def test_oversize_bodies_are_413(gw: GatewayProcess, tight: GatewayProcess, mock_services: Any) -> None:
+    mock_services.reset()
+    padding = "#" + "x" * 120_000 + "\n"
+    status, _, body = http("POST", f"{gw.url}/graphql", {"query": padding + "{ __typename }"},
+                           headers=gw.headers())
+    assert status == 413 and json.loads(body)["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    # without a Content-Length (chunked), the body is cut off as it streams in
+    conn = HTTPConnection("127.0.0.1", tight.port, timeout=10)
+    chunks = iter([b'{"query": "', b"#" + b"y" * 2000, b"y" * 2000, b'\\n{ __typename }"}'])
+    conn.request("POST", "/graphql", body=chunks, encode_chunked=True,
+                 headers={"Content-Type": "application/json", **tight.headers()})
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+    conn.close()
+    # a GET query string counts as a body
+    q = urllib.parse.quote("{ __typename }" + " " * 3500)
+    status, _, _ = http("GET", f"{tight.url}/graphql?query={q}", headers={"Accept": "application/json",
+                                                                           **tight.headers()})
+    assert status == 413
+    assert backend_calls(mock_services) == 0
+    status, body = tight.query("{ __typename }")
+    assert status == 200 and body["data"] == {"__typename": "Query"}
+
+
+def test_rate_limit_answers_429_with_retry_after(mock_services: Any) -> None:
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_RATE_LIMIT_RPS="1", UCGW_RATE_LIMIT_BURST="3"))
+    try:
+        alice, bob = mint(subject="alice"), mint(subject="bob")
+        statuses = [gateway.query("{ __typename }", token=alice)[0] for _ in range(3)]
+        assert statuses == [200, 200, 200]
+        status, headers, body = http("POST", f"{gateway.url}/graphql", {"query": "{ __typename }"},
+                                     headers=gateway.headers(alice))
+        assert status == 429
+        error = json.loads(body)["errors"][0]
+        assert error["extensions"]["code"] == "RATE_LIMITED"
+        retry = int({k.lower(): v for k, v in headers.items()}["retry-after"])
+        assert 1 <= retry <= 2 and error["extensions"]["retryAfterSeconds"] == retry
+        assert gateway.query("{ __typename }", token=bob)[0] == 200  # buckets are per client
+        time.sleep(retry)
+        assert gateway.query("{ __typename }", token=alice)[0] == 200
+        # guessing credentials from one address is slowed down too
+        refused = [http("POST", f"{gateway.url}/graphql", {"query": "{ __typename }"},
+                        headers={"X-API-Key": f"guess-{i}"})[0] for i in range(5)]
+        assert refused[:3] == [401, 401, 401] and refused[-1] == 429
+    finally:
+        gateway.stop()
+
+
+def _serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("UCGW_")}
+    full.update({"UCGW_PORT": str(free_port()), "UCGW_HOST": "127.0.0.1", **env})
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT, env=full,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_production_refuses_the_demo_secret(mock_services: Any, tmp_path: Any) -> None:
+    env = {**gateway_env(mock_services), "UCGW_ENV": "production", "UCGW_DATA_DIR": str(tmp_path)}
+    env.pop("UCGW_JWT_SECRET", None)
+    done = _serve(env)
+    assert done.returncode == 2
+    assert "demo JWT secret" in done.stderr + done.stdout
+    done = _serve({**env, "UCGW_JWT_SECRET": "short-secret"})
+    assert done.returncode == 2 and "at least 32" in done.stderr + done.stdout
+    done = _serve({**env, "UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_AUTH_REQUIRED": "false"})
+    assert done.returncode == 2
+
+
+@pytest.fixture(scope="module")
+def prod(mock_services: Any) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_ENV="production"))
+    yield gateway
+    gateway.stop()
+
+
+def test_production_hides_introspection_and_graphiql(prod: GatewayProcess, mock_services: Any) -> None:
+    a = mock_services.sample(3)[0]
+    status, body = prod.query(get_introspection_query())
+    assert status == 200 and body.get("data") is None
+    assert "introspection" in body["errors"][0]["message"].lower()
+    _, body = prod.query('{ __type(name: "Child") { fields { name } } }')
+    assert body.get("data") is None and body["errors"]
+    status, headers, page = http("GET", f"{prod.url}/graphql", headers={"Accept": "text/html"})
+    assert status == 401 and b"graphiql" not in page.lower()
+    status, headers, page = http("GET", f"{prod.url}/graphql", headers={"Accept": "text/html", **prod.headers()})
+    assert status != 200 and b"graphiql" not in page.lower()
+    status, _, _ = http("GET", f"{prod.url}/static/graphiql/graphiql.min.js")
+    assert status == 404
+    status, body = prod.query("query($a: ID!) { child(aNumber: $a) { aNumber nta { status } } }", {"a": a})
+    assert status == 200 and body["data"]["child"]["aNumber"] == a
+
+
+class _BrokenServices:
+    """Services whose health report blows up with internals in the message."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def health(self) -> list[dict[str, object]]:
+        raise RuntimeError("secret internals: /var/lib/ucgw/db password=hunter2")
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+def test_unexpected_errors_are_masked(env: str) -> None:
+    from gateway.roles import Principal
+    from resolvers.context import RequestContext
+
+    settings = Settings(env=env)
+    schema = build_schema(settings)
+    ctx = RequestContext(services=_BrokenServices(settings),  # type: ignore[arg-type]
+                         principal=Principal(subject="t", role="caseworker", client="t", method="jwt"))
+    result = asyncio.run(schema.execute("{ sources { source } }", context_value=ctx))
+    [error] = result.errors
+    assert error.formatted["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert "secret" not in json.dumps(error.formatted) and "hunter2" not in json.dumps(error.formatted)
+    assert error.message == ("internal error" if env == "production" else "internal error (RuntimeError)")
