@@ -351,7 +351,7 @@ class OversightQuery:
         await _prepare(info, first)
         days_arg("withinDays", within_days)
         f = filter or CourtAlertFilter()
-        since = as_of_time(f.occurred_since) if f.occurred_since is not None else None
+        since = as_of_time(f.occurred_since, "occurredSince") if f.occurred_since is not None else None
         kinds = set(f.kinds) if f.kinds else None
         base = _alerts_of(as_of_time(as_of), within_days)
         max_age = max_age_arg(max_age_seconds)

@@ -39,11 +39,17 @@ def section_started(info: Info[Any, Any], a_number: str) -> None:
         reads.section_started(info, a_number)
 
 
-def as_of_time(value: datetime | None) -> datetime:
+EARLIEST, LATEST = datetime(1950, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def as_of_time(value: datetime | None, name: str = "asOf") -> datetime:
     """`asOf` as an aware UTC datetime (a naive one is taken as UTC); wall-clock now when omitted."""
     if value is None:
         return datetime.now(UTC)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not EARLIEST <= aware <= LATEST:
+        raise bad_input(f"{name} must lie between {EARLIEST.year} and {LATEST.year}")
+    return aware
 
 
 def max_age_arg(value: int | None) -> float | None:

@@ -123,9 +123,15 @@ def test_caseload_page_costs_one_call_per_source(gateway: Any, mock_services: An
 
 
 def test_caseload_bad_arguments(gateway: Any) -> None:
-    for args in ('first: 0', 'first: 101', 'after: "nonsense"', 'filter: {hearingWithinDays: -1}'):
+    for args in ('first: 0', 'first: 101', 'after: "nonsense"', 'filter: {hearingWithinDays: -1}',
+                 'asOf: "0001-01-01T00:00:00Z", filter: {hearingWithinDays: 30}'):
         status, body = gateway.query(f"{{ caseload({args}) {{ edges {{ cursor }} }} }}")
         assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (args, body)
+    for field in ('oversightSummary(asOf: "9999-12-31T23:59:59Z") { childrenScanned }',
+                  "oversightSummary(newSinceHours: -1) { childrenScanned }",
+                  "courtAlerts(withinDays: 100000) { totalCount }"):
+        status, body = gateway.query(f"{{ {field} }}")
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", (field, body)
     alerts_cursor = ok(gateway, "{ courtAlerts(first: 1) { pageInfo { endCursor } } }")
     cursor = alerts_cursor["courtAlerts"]["pageInfo"]["endCursor"]
     status, body = gateway.query("query($c: String) { caseload(after: $c) { edges { cursor } } }", {"c": cursor})
