@@ -1,0 +1,63 @@
+"""Settings from defaults, TOML and environment; bad values are clear errors, never tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, describe_settings, load_settings
+from gateway.sources import Source
+from tests.support.gateway import ROOT
+
+
+def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> None:
+    toml = tmp_path / "ucgw.toml"
+    toml.write_text('[gateway]\ncache_ttl_seconds = 30\neoir_ttl_seconds = 5\norr_url = "http://10.0.0.1:1"\n')
+    settings = load_settings({"UCGW_CACHE_TTL_SECONDS": "12", "UCGW_CONFIG": str(toml)})
+    assert settings.cache_ttl_seconds == 12.0
+    assert settings.ttl(Source.ORR) == 12.0 and settings.ttl(Source.EOIR) == 5.0
+    assert settings.orr_url == "http://10.0.0.1:1"
+    assert load_settings({}).ttl(Source.ICE) == 60.0
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"UCGW_CACHE_TTL_SECONDS": "soon"}, "not a valid float"),
+    ({"UCGW_PORT": "-1"}, "must not be negative"),
+    ({"UCGW_AUTH_REQUIRED": "maybe"}, "not a valid bool"),
+    ({"UCGW_ENV": "staging"}, "development, production or test"),
+    ({"UCGW_REQUEST_DEADLINE_SECONDS": "0"}, "must be positive"),
+])
+def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)
+
+
+def test_unknown_toml_key_is_refused(tmp_path: Path) -> None:
+    toml = tmp_path / "bad.toml"
+    toml.write_text("cache_ttl = 3\n")
+    with pytest.raises(ConfigError, match="unknown setting 'cache_ttl'"):
+        load_settings({}, toml_path=toml)
+
+
+def test_serve_with_a_bad_setting_exits_2_without_traceback() -> None:
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "UCGW_SOURCE_TIMEOUT_SECONDS": "fast"}, timeout=60)
+    assert proc.returncode == 2
+    assert "configuration error" in proc.stderr and "source_timeout_seconds" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [env for env, _, _ in describe_settings() if f"`{env}`" not in readme]
+    assert missing == []
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "mocks", "export-schema", "token", "audit"])
+def test_every_command_has_help(command: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", command, "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: ucgw " + command)
