@@ -230,7 +230,7 @@ class ChangeProcessor:
             if office:
                 await self.pubsub.publish(office_alert_topic(office), alert)
         self.alerts += len(found)
-        log.info("published %d court alert(s)", len(found))
+        log.debug("published %d court alert(s)", len(found))
         return len(found)
 
     def _seen(self, key: tuple[str, str]) -> bool:
@@ -277,6 +277,10 @@ class ChangeProcessor:
         return out
 
 
+class CursorExpired(Exception):
+    """The feed no longer holds changes after our cursor (HTTP 410)."""
+
+
 class ChangeFollower:
     """Polls each source's change feed and hands the changes to the processor."""
 
@@ -320,6 +324,8 @@ class ChangeFollower:
         assert self._session is not None
         url = f"{self.settings.source_url(source).rstrip('/')}/v1/changes"
         async with self._session.get(url, params={"since": since, "limit": str(limit)}) as resp:
+            if resp.status == 410:
+                raise CursorExpired
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}")
             body = await resp.json(content_type=None)
@@ -356,6 +362,10 @@ class ChangeFollower:
                     await asyncio.sleep(self.interval)
             except asyncio.CancelledError:
                 raise
+            except CursorExpired:
+                log.warning("%s change feed: our cursor expired (changes were dropped before we read them); "
+                            "following from the current end, missed changes expire by TTL", source.value)
+                self.cursors.pop(source, None)
             except Exception as exc:  # an outage or a bad answer: log, back off, keep going
                 n = self.failures[source] = self.failures.get(source, 0) + 1
                 delay = min(30.0, self.interval * 2 ** min(n, 6)) * (0.5 + random.random())
@@ -365,13 +375,17 @@ class ChangeFollower:
 
 
 def webhook_endpoint(settings: Settings, processor: ChangeProcessor) -> Callable[[Request], Any]:
-    """`POST /hooks/changes`: `{"source": "orr"|"ice"|"eoir", "changes": [...]}` with the shared secret header."""
+    """`POST /hooks/changes`: `{"source": "orr"|"ice"|"eoir", "changes": [...]}`.
+
+    The shared secret comes in the `X-UCGW-Webhook-Secret` header or, for senders that can only be given
+    a URL (the mocks' `--webhook-url`), as `?token=`. No secret configured: the endpoint answers 404.
+    """
     secret = settings.webhook_secret.encode()
 
     async def endpoint(request: Request) -> JSONResponse:
         if not secret:
             return JSONResponse({"error": {"code": "NOT_FOUND", "message": "webhook not configured"}}, 404)
-        given = request.headers.get("x-ucgw-webhook-secret", "").encode()
+        given = (request.headers.get("x-ucgw-webhook-secret") or request.query_params.get("token", "")).encode()
         if not hmac.compare_digest(given, secret):
             return JSONResponse({"error": {"code": "UNAUTHENTICATED", "message": "bad webhook secret"}}, 401)
         declared = request.headers.get("content-length", "")

@@ -26,6 +26,7 @@ from resolvers.oversight import OversightQuery
 from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
 from resolvers.reads import AuditTrail
 from resolvers.safety import SafetyMutation, SafetyQuery
+from resolvers.subscriptions import PushSubscription, StreamAudit
 
 
 def _max_age(value: int | None) -> float | None:
@@ -121,7 +122,7 @@ class ResponseWarnings(SchemaExtension):
 # Each feature contributes its root fields here (one class per feature module).
 QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery)
 MUTATIONS: tuple[type, ...] = (SafetyMutation,)
-SUBSCRIPTIONS: tuple[type, ...] = ()
+SUBSCRIPTIONS: tuple[type, ...] = (PushSubscription,)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
@@ -144,6 +145,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
         lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
         AuditTrail,
+        StreamAudit,
         ResponseWarnings,
     ]
     if settings.production:

@@ -161,7 +161,11 @@ def test_follower_starts_at_the_end_and_survives_outages() -> None:
                 return web.Response(status=503)
             since = request.query["since"]
             items = state["items"]
+            if state.get("expire") and since != "latest":
+                state["expire"] = False
+                return web.Response(status=410)
             if since == "latest":
+                state["latest"] = state.get("latest", 0) + 1
                 return web.json_response({"changes": [], "next_cursor": str(items[-1]["seq"])})
             out = [c for c in items if c["seq"] > int(since)][: int(request.query["limit"])]
             return web.json_response({"changes": out, "next_cursor": str(out[-1]["seq"]) if out else since})
@@ -193,6 +197,13 @@ def test_follower_starts_at_the_end_and_survives_outages() -> None:
             event: ChangeEvent = await asyncio.wait_for(sub.get(), 10)
             assert event.seq == 6 and event.via == "poll"
             assert follower.failures.get(Source.ICE, 0) >= 1  # 404 feed: logged and retried, no crash
+            state["expire"] = True  # 410: the feed dropped changes past our cursor; follow from its end again
+            for _ in range(200):
+                if state["latest"] == 2 and follower.cursors.get(Source.ORR) == "6":
+                    break
+                await asyncio.sleep(0.01)
+            state["items"].append({"seq": 7, "a_number": A, "updated_at": "t3", "fields": ["status"]})
+            assert (await asyncio.wait_for(sub.get(), 10)).seq == 7
             await follower.stop()
         assert all(t.done() for t in follower._tasks) and follower._session is None
         await runner.cleanup()

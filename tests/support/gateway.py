@@ -75,8 +75,8 @@ class GatewayProcess:
     carries a caseworker token unless `token` (or a per-call `token=`, "" for none) says otherwise.
     """
 
-    def __init__(self, env: dict[str, str], token: str | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], token: str | None = None, port: int | None = None) -> None:
+        self.port = port or free_port()  # a fixed port when others must know the URL first (webhooks)
         self.url = f"http://127.0.0.1:{self.port}"
         defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_RATE_LIMIT_RPS": "10000",
                     "UCGW_RATE_LIMIT_BURST": "100000"}
