@@ -416,8 +416,11 @@ class World:
             yield a, *(json.loads(st[s][a]) if a in st[s] else None for s in SOURCES)  # type: ignore[misc]
 
     def categories(self) -> dict[str, list[str]]:
-        """Sorted A-numbers per sample state; recomputed only after records change or the clock moves."""
-        if self._cat_cache and self._cat_cache[0] == self.version and self._cat_cache[1] == self.now:
+        """Sorted A-numbers per sample state; recomputed only after a record changes.
+
+        (Moving the clock past a hearing plays it, which changes the record, so the states stay current.)
+        """
+        if self._cat_cache and self._cat_cache[0] == self.version:
             return self._cat_cache[2]
         cats: dict[str, list[str]] = {k: [] for k in CATEGORY_ORDER}
         for a, orr, ice, eoir in self.iter_children():
