@@ -65,7 +65,9 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print matching audit events as JSON lines, oldest first."""
-    from gateway.audit import AuditFilter, SQLiteAuditStore, parse_timestamp
+    import dataclasses
+
+    from gateway.audit import MAX_QUERY_ROWS, AuditFilter, SQLiteAuditStore, parse_timestamp
     from resolvers.anumber import canonical_a_number
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
@@ -73,7 +75,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         where = AuditFilter(
             a_number=canonical_a_number(args.a_number) if args.a_number else None, subject=args.subject,
             since=parse_timestamp(args.since) if args.since else None,
-            until=parse_timestamp(args.until) if args.until else None, limit=args.limit,
+            until=parse_timestamp(args.until) if args.until else None, limit=MAX_QUERY_ROWS,
         )
     except Exception as exc:  # noqa: BLE001 - a bad filter is the user's to fix
         print(f"ucgw audit: {getattr(exc, 'message', exc)}", file=sys.stderr)
@@ -83,12 +85,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"ucgw audit: {exc}", file=sys.stderr)
         return 1
+    printed = 0
     try:
-        for event in store.query_sync(where):
-            print(json.dumps(event.as_dict(), ensure_ascii=False))
+        while True:  # page through by id: the trail may hold more events than one query returns
+            page = store.query_sync(where)
+            for event in page:
+                if args.limit and printed >= args.limit:
+                    return 0
+                print(json.dumps(event.as_dict(), ensure_ascii=False))
+                printed += 1
+            if len(page) < where.limit:
+                return 0
+            where = dataclasses.replace(where, after_id=page[-1].id)
     finally:
         store.close()
-    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -156,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_p.add_argument("--subject", help="who read (token subject or API key client)")
     audit_p.add_argument("--since", help="from this ISO date/datetime, inclusive (UTC when no offset)")
     audit_p.add_argument("--until", help="up to this ISO date/datetime, exclusive")
-    audit_p.add_argument("--limit", type=int, default=10_000, help="at most this many events (default 10000)")
+    audit_p.add_argument("--limit", type=int, default=0, help="at most this many events (default: all)")
     audit_p.set_defaults(func=cmd_audit)
     return parser
 

@@ -21,6 +21,7 @@ from strawberry.types import Info
 
 from gateway.audit import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, utc_timestamp
 from gateway.roles import Principal
+from resolvers.anumber import canonical_a_number
 
 log = logging.getLogger("ucgw.audit")
 
@@ -137,8 +138,6 @@ class ReadRecorder:
 
 def _named_children(raw: Any) -> list[str]:
     """Canonical A-numbers among the arguments of a refused root field (malformed ones are not reads)."""
-    from resolvers.anumber import canonical_a_number
-
     values = raw if isinstance(raw, list) else [raw]
     out = []
     for value in values:
