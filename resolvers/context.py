@@ -42,6 +42,13 @@ class RequestContext:
         if not self.deadline:
             self.deadline = time.monotonic() + self.services.settings.request_deadline_seconds
 
+    def renew(self) -> None:
+        """Start a new unit of work on a long-lived context (one subscription event on a websocket):
+        a fresh deadline and fresh DataLoaders, so nothing cached by an earlier event is served again."""
+        self.deadline = time.monotonic() + self.services.settings.request_deadline_seconds
+        self._loaders.clear()
+        self.warnings.clear()
+
     def loader(self, source: Source, max_age: float | None) -> DataLoader[str, Fetched | SourceError]:
         """The request's DataLoader for one source and freshness bound."""
         key = (source, max_age)

@@ -5,13 +5,13 @@ apply: a subscriber needs `child:status`; a token scoped to field offices hears 
 the `child` field of an event is the ordinary `Child` type, so its field-level permissions hold, and
 each event that returns child data is written to the audit trail before it is sent (`StreamAudit`).
 One websocket connection shares one context, so each event renews the request state (deadline,
-DataLoaders) before its fields resolve.
+DataLoaders) before its fields resolve. `caseloadChanges` evaluates the caseload filter on the child's
+records as they are after the change (a child the change took out of the filter is not reported).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -21,8 +21,10 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
+from gateway.errors import SourceError
 from gateway.events import (
     ALL_ALERTS,
+    ALL_CHANGES,
     AlertEvent,
     ChangeEvent,
     child_alert_topic,
@@ -31,13 +33,17 @@ from gateway.events import (
     office_topic,
 )
 from gateway.roles import Capability, Principal
+from gateway.sources import Source
 from resolvers.alerts import AlertKind
 from resolvers.anumber import canonical_a_number
+from resolvers.caseload import CaseloadFilter
+from resolvers.caseload import plan as caseload_plan
 from resolvers.child import Child
 from resolvers.context import RequestContext
 from resolvers.evidence import SourceClaim, claim
 from resolvers.permissions import forbidden, office_scope_error, principal_of
 from resolvers.reads import AUDIT_UNAVAILABLE, ReadRecorder
+from resolvers.scan import Row
 from resolvers.types import SourceEnum, parse_datetime
 
 
@@ -124,26 +130,26 @@ def _subscriber(info: Info[RequestContext, None]) -> Principal:
     return principal
 
 
-def renew_request_state(ctx: RequestContext) -> None:
-    """Give the long-lived websocket context a fresh deadline and DataLoaders for the next event."""
-    ctx.deadline = time.monotonic() + ctx.services.settings.request_deadline_seconds
-    ctx._loaders.clear()  # noqa: SLF001 - the context's own per-request cache
-    ctx.warnings.clear()
-
-
 def _in_scope(principal: Principal, offices: tuple[str, ...] | list[str]) -> bool:
     return principal.field_offices is None or any(principal.covers_office(o) for o in offices)
 
 
-async def _stream(info: Info[RequestContext, None], topics: list[str], accept: Callable[[Any], bool],
+async def _stream(info: Info[RequestContext, None], topics: list[str], accept: Callable[[Any], Awaitable[bool]],
                   view: Callable[[Any], Any]) -> AsyncGenerator[Any, None]:
     """Events of `topics` that pass `accept`, as GraphQL objects, until the client or the app ends it."""
     ctx = info.context
     async with ctx.services.pubsub.subscribe(topics) as sub:
         async for event in sub:
-            if accept(event):
-                renew_request_state(ctx)
+            ctx.renew()
+            if await accept(event):
                 yield view(event)
+
+
+def _always(checks: Callable[[Any], bool]) -> Callable[[Any], Awaitable[bool]]:
+    async def accept(event: Any) -> bool:
+        return checks(event)
+
+    return accept
 
 
 async def _child_in_scope(info: Info[RequestContext, None], a_number: str) -> None:
@@ -170,7 +176,7 @@ class PushSubscription:
         def accept(e: ChangeEvent) -> bool:
             return not e.field_offices or _in_scope(principal, e.field_offices)
 
-        return _stream(info, [child_topic(a)], accept, ChildStatusChange.of)
+        return _stream(info, [child_topic(a)], _always(accept), ChildStatusChange.of)
 
     @strawberry.subscription(description="Changes to records of children this field office is responsible "
                                          "for (ICE's office, else the office covering the sponsor's address).")
@@ -180,7 +186,7 @@ class PushSubscription:
         principal = _subscriber(info)
         if not principal.covers_office(field_office):
             raise forbidden("not allowed: this field office is outside your scope")
-        return _stream(info, [office_topic(field_office)], lambda e: True, ChildStatusChange.of)
+        return _stream(info, [office_topic(field_office)], _always(lambda e: True), ChildStatusChange.of)
 
     @strawberry.subscription(description="New missed hearings and in-absentia orders, for one child, one field "
                                          "office, or (neither given) every child the caller may see.")
@@ -205,7 +211,35 @@ class PushSubscription:
         def accept(e: AlertEvent) -> bool:
             return principal.field_offices is None or principal.covers_office(e.field_office)
 
-        return _stream(info, topics, accept, CourtAlertEvent.of)
+        return _stream(info, topics, _always(accept), CourtAlertEvent.of)
+
+    @strawberry.subscription(description="Changes to records of children who match a caseload filter once the "
+                                         "change is applied (the filter is that of `caseload`, asOf = now).")
+    async def caseload_changes(
+        self, info: Info[RequestContext, None], filter: CaseloadFilter
+    ) -> AsyncGenerator[ChildStatusChange, None]:
+        _subscriber(info)
+        checks = caseload_plan(info, filter, datetime.now(UTC))
+
+        async def accept(e: ChangeEvent) -> bool:
+            p = checks if filter.hearing_within_days is None else caseload_plan(info, filter, datetime.now(UTC))
+            ctx = info.context
+            ice = await ctx.fetch(Source.ICE, e.a_number, None)
+            if isinstance(ice, SourceError) or ice.record is None:
+                return False
+            others: dict[str, Any] = {}
+            for source in p.sources:
+                other = await ctx.fetch(source, e.a_number, None)
+                if isinstance(other, SourceError):
+                    return False
+                others[source.value.lower()] = other
+            row = Row(ice=ice, **others)
+            try:
+                return p.keeps(row)
+            except (KeyError, TypeError, ValueError, AttributeError):  # a record of the wrong shape
+                return False
+
+        return _stream(info, [ALL_CHANGES], accept, ChildStatusChange.of)
 
 
 class StreamAudit(SchemaExtension):

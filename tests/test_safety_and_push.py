@@ -557,14 +557,24 @@ def test_subscriptions_need_a_token_and_the_right_role(gw: GatewayProcess, world
     asyncio.run(run())
 
 
-def test_field_office_subscription(gw: GatewayProcess, world: MockProcess) -> None:
+CASELOAD = """subscription($f: CaseloadFilter!) { caseloadChanges(filter: $f) { aNumber source changedFields } }"""
+
+
+def test_field_office_and_caseload_subscriptions(gw: GatewayProcess, world: MockProcess) -> None:
     a = known_child(world, released=True)
     office = record(world, "ice", a)["field_office"]  # type: ignore[index]
+    other = "Seattle" if office != "Seattle" else "Miami"
 
     async def run() -> None:
         async with Subscriber(gw, mint("partner", field_offices=[office])) as sub:
             await sub.subscribe("o", "subscription($o: String!) { fieldOfficeChanges(fieldOffice: $o) "
                                      "{ aNumber source fieldOffices } }", {"o": office.upper()})
+            await sub.subscribe("match", CASELOAD, {"f": {"fieldOffice": office,
+                                                          "locationStatus": "RELEASED_TO_SPONSOR"}})
+            await sub.subscribe("miss", CASELOAD, {"f": {"fieldOffice": other}})
+            await sub.subscribe("contact", CASELOAD, {"f": {"sponsorState": "TX"}})  # partner: no addresses
+            msg = await sub.message("contact")
+            assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "FORBIDDEN"
             await settle()
             current = await asyncio.to_thread(record, world, "orr", a)
             flipped = "pending" if current["background_check"] == "cleared" else "cleared"  # type: ignore[index]
@@ -572,6 +582,10 @@ def test_field_office_subscription(gw: GatewayProcess, world: MockProcess) -> No
                                     {"background_check": flipped})
             got = await sub.until("o", lambda p: p["data"]["fieldOfficeChanges"]["aNumber"] == a, 5)
             assert got["data"]["fieldOfficeChanges"]["fieldOffices"] == [office]
+            got = await sub.until("match", lambda p: p["data"]["caseloadChanges"]["aNumber"] == a, 5)
+            assert got["data"]["caseloadChanges"]["changedFields"] == ["background_check"]
+            with pytest.raises(asyncio.TimeoutError):
+                await sub.until("miss", lambda p: p["data"]["caseloadChanges"]["aNumber"] == a, 1.5)
 
     asyncio.run(run())
 
