@@ -68,8 +68,14 @@ class SourceFetcher:
         return f"{self.source.value}:{a_number}"
 
     def invalidate(self, a_number: str) -> None:
-        """Drop the cached record of one A-number (the source says it changed)."""
-        self.cache.delete(self.key(a_number))
+        """Drop the cached record of one A-number (the source says it changed).
+
+        A fetch already in flight may hold the record as it was before the change: later readers do
+        not join it, and its answer is not cached.
+        """
+        key = self.key(a_number)
+        self.cache.delete(key)
+        self._inflight.pop(key, None)
 
     async def list_page(
         self, cursor: str | None, limit: int, deadline: float, **filters: str
@@ -180,7 +186,8 @@ class SourceFetcher:
             fetched_at = time.time()
             for a, fut in futures.items():
                 record = records.get(a)
-                self.cache.set(self.key(a), CacheEntry(record, fetched_at))
+                if self._inflight.get(self.key(a)) is fut:  # not invalidated while we waited
+                    self.cache.set(self.key(a), CacheEntry(record, fetched_at))
                 fut.set_result(Fetched(self.source, record, fetched_at, MISS))
         except SourceError as exc:
             for fut in futures.values():

@@ -209,3 +209,34 @@ def test_follower_starts_at_the_end_and_survives_outages() -> None:
         await runner.cleanup()
 
     asyncio.run(run())
+
+
+def test_invalidation_during_a_fetch_in_flight() -> None:
+    """A fetch that began before the change neither fills the cache nor serves readers who come after."""
+
+    async def run() -> None:
+        gate = asyncio.Event()
+
+        class SlowClient(FakeClient):
+            async def fetch_batch(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+                snapshot = {a: copy.deepcopy(self.records.get(a)) for a in a_numbers}
+                self.calls.append(list(a_numbers))
+                if len(self.calls) == 1:
+                    await gate.wait()
+                return snapshot
+
+        settings = Settings()
+        client = SlowClient(Source.ORR, {A: {"a_number": A, "updated_at": "old"}})
+        fetcher = SourceFetcher(client, MemoryCache(10, lambda key: 60.0), settings)  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        early = asyncio.create_task(fetcher.load_many([A], None, deadline))
+        await asyncio.sleep(0.01)
+        client.records[A] = {"a_number": A, "updated_at": "new"}
+        fetcher.invalidate(A)
+        late = await fetcher.load_many([A], None, deadline)  # does not join the old call
+        gate.set()
+        assert (await early)[0].record["updated_at"] == "old"  # type: ignore[union-attr]
+        assert late[0].record["updated_at"] == "new"  # type: ignore[union-attr]
+        assert fetcher.cache.get(fetcher.key(A)).record["updated_at"] == "new"  # type: ignore[union-attr]
+
+    asyncio.run(run())
