@@ -20,6 +20,7 @@ from graphql import (
 )
 
 from tests.support.gateway import ROOT, GatewayProcess, http
+from tests.support.oversight_truth import location as expected_location
 
 PROV = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
 ADDR = "fragment A on Address { street unit city state zip quality }"
@@ -82,26 +83,6 @@ def expected_address(raw_addr: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     keys = ("street", "unit", "city", "state", "zip")
     return {**{k: raw_addr.get(k) for k in keys}, "quality": (raw_addr.get("quality") or "valid").upper()}
-
-
-def expected_location(orr: dict[str, Any] | None, ice: dict[str, Any] | None) -> str:
-    ice_status = (ice or {}).get("custody_status")
-    orr_status = (orr or {}).get("status")
-    if ice_status == "removed":
-        return "OTHER_DISCHARGE"
-    if ice_status == "in_ice_custody":
-        return "IN_DHS_CUSTODY"
-    if orr_status == "referred":
-        return "IN_DHS_CUSTODY"
-    if orr_status == "in_care":
-        return "IN_ORR_CARE"
-    if orr_status == "released":
-        return "RELEASED_TO_SPONSOR"
-    if orr_status in ("aged_out", "repatriated", "unauthorized_departure"):
-        return "OTHER_DISCHARGE"
-    if ice_status == "in_dhs_custody":
-        return "IN_DHS_CUSTODY"
-    return "UNKNOWN"
 
 
 def check_provenance(prov: list[dict[str, Any]], records: dict[str, dict[str, Any] | None]) -> None:
