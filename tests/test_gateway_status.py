@@ -303,3 +303,58 @@ def test_graphiql_loads_from_the_gateway_itself(gateway: Any) -> None:
         assert f"/static/graphiql/{asset}" in html
         status, _, data = http("GET", f"{gateway.url}/static/graphiql/{asset}")
         assert status == 200 and len(data) > 1000
+
+
+def test_after_the_clock_moves_and_the_ttl_passes_new_values_appear() -> None:
+    from tests.support.mockproc import MockProcess
+
+    q = """query($as: [ID!]!) { children(aNumbers: $as) { aNumber
+      nta { status servedOn filedOn provenance { sourceUpdatedAt cacheStatus } }
+      hearing { caseStatus missedHearingCount provenance { sourceUpdatedAt cacheStatus } } } }"""
+    with MockProcess(seed=31, children=200) as mocks:
+        gw = GatewayProcess(mocks.gateway_env(UCGW_CACHE_TTL_SECONDS="3", UCGW_CHANGE_FEED_POLL_SECONDS="0"))
+        try:
+            a_numbers = mocks.sample(80)
+
+            def raw_updated() -> dict[str, tuple[str | None, str | None]]:
+                out = {}
+                for a in a_numbers:
+                    ice = mocks.request("ice", "GET", f"/v1/subjects/{a}").json()
+                    eoir = mocks.request("eoir", "GET", f"/v1/cases/{a}")
+                    out[a] = (ice["updated_at"], eoir.json()["updated_at"] if eoir.status == 200 else None)
+                return out
+
+            _, first = gw.query(q, {"as": a_numbers})
+            before = raw_updated()
+            assert mocks.advance(120 * 86400)["events_applied"] > 0
+            after = raw_updated()
+            changed = [a for a in a_numbers if after[a] != before[a]]
+            assert changed, "120 simulated days must change some records"
+            _, cached = gw.query(q, {"as": a_numbers})  # inside the TTL: the old values, honestly marked HIT
+            for c, f in zip(cached["data"]["children"], first["data"]["children"], strict=True):
+                for section in ("nta", "hearing"):
+                    assert c[section]["provenance"][0]["cacheStatus"] == "HIT"
+                    cp, fp = c[section]["provenance"][0], f[section]["provenance"][0]
+                    assert cp["sourceUpdatedAt"] == fp["sourceUpdatedAt"]
+                    assert c[section]["status" if section == "nta" else "caseStatus"] == \
+                        f[section]["status" if section == "nta" else "caseStatus"]
+            new_nta = {a: mocks.request("ice", "GET", f"/v1/subjects/{a}").json()["nta"] for a in changed}
+            time.sleep(3.2)
+            _, fresh = gw.query(q, {"as": a_numbers})
+        finally:
+            gw.stop()
+    old = {c["aNumber"]: c for c in first["data"]["children"]}
+    for child in fresh["data"]["children"]:
+        a = child["aNumber"]
+        ice_updated, eoir_updated = after[a]
+        nta_prov = child["nta"]["provenance"][0]
+        assert nta_prov["cacheStatus"] == "MISS"
+        assert ts(nta_prov["sourceUpdatedAt"]) == ts(ice_updated.replace("Z", "+00:00"))
+        hearing_prov = child["hearing"]["provenance"][0]
+        want = ts(eoir_updated.replace("Z", "+00:00")) if eoir_updated else None
+        assert ts(hearing_prov["sourceUpdatedAt"]) == want
+        if a in changed and ice_updated != before[a][0]:
+            assert ts(nta_prov["sourceUpdatedAt"]) > ts(old[a]["nta"]["provenance"][0]["sourceUpdatedAt"])
+            assert (child["nta"]["servedOn"], child["nta"]["filedOn"]) == (
+                new_nta[a]["served_on"], new_nta[a]["filed_on"])
+    assert any(fresh_c != old[fresh_c["aNumber"]] for fresh_c in fresh["data"]["children"])
