@@ -268,3 +268,40 @@ def test_graceful_shutdown_finishes_in_flight_requests(mock_services: Any) -> No
     assert status == 200 and body["data"]["child"]["nta"]["status"], (body, output)
     assert gw.proc.returncode in (0, -15)  # uvicorn re-raises SIGTERM after its graceful shutdown
     assert "ERROR" not in output and "Traceback" not in output
+
+
+def test_a_4xx_answer_is_not_retried(mock_services: Any) -> None:
+    """A backend refusing the request (HTTP 400) is asked once: retrying cannot help."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            hits.append(self.path)
+            body = b'{"error": {"code": "BAD_REQUEST", "message": "refused"}}'
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = mock_services.gateway_env(**FAST, UCGW_ICE_URL=f"http://127.0.0.1:{server.server_port}",
+                                    UCGW_CHANGE_FEED_POLL_SECONDS="0")
+    gw = GatewayProcess(env)
+    try:
+        status, body = gw.query(NTA, {"a": mock_services.sample(30)[13]})
+        facts = source_facts(gw)["ICE"]
+    finally:
+        gw.stop()
+        server.shutdown()
+    assert status == 200
+    assert body["errors"][0]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
+    assert hits == ["/v1/subjects/batch"]
+    assert facts["retries"] == 0
