@@ -12,12 +12,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import jwt
+
+from tests.support.mockproc import request
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_JWT_SECRET = "test-only-jwt-secret-of-the-suite-0123456789"  # not a real secret: tests only
@@ -47,18 +47,9 @@ def free_port() -> int:
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
          timeout: float = 30.0, raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP exchange: (status, headers, body bytes); 4xx/5xx are returned, not raised."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method)
-    if body is not None:
-        req.add_header("Content-Type", "application/json")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, dict(resp.headers), resp.read()
-    except urllib.error.HTTPError as err:
-        return err.code, dict(err.headers), err.read()
+    """One HTTP exchange: (status, lower-cased headers, body bytes); 4xx/5xx are returned, not raised."""
+    resp = request(method, url, json_body=body, headers=headers, timeout=timeout, data=raw)
+    return resp.status, resp.headers, resp.body
 
 
 def _temp_data_dir() -> str:
