@@ -26,9 +26,15 @@ SAMPLE_QUERY = """query Status($a: ID!) {
 }"""
 
 
-def _sample_a_numbers(orr_url: str, n: int = 3) -> list[str]:
-    with urllib.request.urlopen(f"{orr_url}/_admin/sample?n={n}", timeout=10) as resp:
-        return list(json.load(resp)["a_numbers"])
+def _sample_a_numbers(orr_url: str, n: int = 4) -> list[str]:
+    """A child with a scheduled hearing first (the richest answer), then others spread over every state."""
+
+    def sample(query: str) -> list[str]:
+        with urllib.request.urlopen(f"{orr_url}/_admin/sample?{query}", timeout=10) as resp:
+            return list(json.load(resp)["a_numbers"])
+
+    first = sample("n=1&state=hearing_scheduled")
+    return list(dict.fromkeys(first + sample(f"n={n}")))
 
 
 def sample_query(a_number: str) -> str:
