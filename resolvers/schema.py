@@ -7,7 +7,13 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import DisableIntrospection, MaxTokensLimiter, ParserCache, SchemaExtension
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxTokensLimiter,
+    ParserCache,
+    SchemaExtension,
+    ValidationCache,
+)
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
@@ -143,6 +149,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         TokenLimitCode,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
+        lambda: ValidationCache(maxsize=256),  # keyed by (schema, parsed document, rules): same document, same verdict
         lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
         AuditTrail,
         StreamAudit,
