@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, SelectionSetNode
 from strawberry.types import Info
-from strawberry.types.nodes import SelectedField, Selection
 
 from gateway.errors import SourceError
 from gateway.fetcher import Fetched
@@ -127,13 +126,30 @@ class Child:
         return await _section(info, self, SECTION_SOURCES["discrepancies"], detect)
 
 
-def _field_names(selections: Iterable[Selection]) -> set[str]:
+def _section_names(info: Info[RequestContext, None]) -> set[str]:
+    """Names of the fields selected directly under the current field, through fragments.
+
+    A shallow walk of the query's syntax tree: strawberry's `info.selected_fields` converts the whole
+    sub-tree (arguments and directives of every nested field) and cost more than the rest of a cached
+    answer. Validation has already refused fragment cycles; `seen` guards anyway.
+    """
+    raw = info._raw_info
     names: set[str] = set()
-    for sel in selections:
-        if isinstance(sel, SelectedField):
-            names.add(sel.name)
-        else:
-            names |= _field_names(sel.selections)
+    seen: set[str] = set()
+
+    def walk(selection_set: SelectionSetNode | None) -> None:
+        for sel in selection_set.selections if selection_set is not None else ():
+            if isinstance(sel, FieldNode):
+                names.add(sel.name.value)
+            elif isinstance(sel, InlineFragmentNode):
+                walk(sel.selection_set)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
+                seen.add(sel.name.value)
+                fragment = raw.fragments.get(sel.name.value)
+                walk(fragment.selection_set if fragment is not None else None)
+
+    for node in raw.field_nodes:
+        walk(node.selection_set)
     return names
 
 
@@ -142,7 +158,7 @@ def needed_sources(info: Info[RequestContext, None]) -> list[Source]:
 
     Sections the caller may not read are left out: a refused section costs no backend call.
     """
-    names = _field_names(info.selected_fields[0].selections) if info.selected_fields else set()
+    names = _section_names(info)
     names = {n for n in names if n not in SECTION_CAPABILITY or allowed(info, SECTION_CAPABILITY[n])}
     wanted = {s for name in names for s in SECTION_SOURCES.get(name, ())}
     return [s for s in Source if s in wanted]
