@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
+from cachetools import LRUCache
 from graphql import GraphQLError
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
+from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
 from strawberry.types import Info
 
@@ -116,6 +118,29 @@ class StatusQuery:
         return source_statuses(info.context.services)
 
 
+class ValidationByText(SchemaExtension):
+    """Validation verdicts cached by query text and rule set, in a cache owned by one schema.
+
+    strawberry's ValidationCache keys its LRU by the parsed document, and graphql-core hashes a document
+    by walking every node of it on each lookup: a cost per request that grows with the query. The parser
+    cache already maps one text to one document, so the text (hashed in one pass) is the key here.
+    """
+
+    def __init__(self, cache: LRUCache[tuple[str, tuple[Any, ...]], list[GraphQLError]]) -> None:
+        self.cache = cache
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if ctx.query is not None and ctx.graphql_document is not None:
+            key = (ctx.query, tuple(ctx.validation_rules))
+            errors = self.cache.get(key)
+            if errors is None:
+                errors = self.cache[key] = validate_document(ctx.schema._schema, ctx.graphql_document,
+                                                             ctx.validation_rules)
+            ctx.pre_execution_errors = errors
+        yield
+
+
 class ResponseWarnings(SchemaExtension):
     """Adds `extensions.warnings` when a section was served stale because its source failed."""
 
@@ -144,12 +169,13 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """
     settings = settings or Settings()
     show_type = not settings.production
+    validated: LRUCache[tuple[str, tuple[Any, ...]], list[GraphQLError]] = LRUCache(maxsize=256)
     extensions: list[Any] = [
         lambda: InternalErrorMask(show_type=show_type),
         TokenLimitCode,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
-        lambda: ValidationCache(maxsize=256),  # keyed by (schema, parsed document, rules): same document, same verdict
+        lambda: ValidationByText(validated),  # same text and rules, same verdict
         lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
         AuditTrail,
         StreamAudit,
