@@ -12,7 +12,7 @@ Leaf fields and introspection are free (they touch no backend).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +61,7 @@ class _Measure:
         self.defaults = defaults
         self.memo: dict[str, Complexity] = {}
         self.active: set[str] = set()
+        self.read_variables = False  # whether the result depends on the request's variables
 
     def selection_set(self, node: SelectionSetNode | None) -> Complexity:
         depth = aliases = cost = 0
@@ -102,6 +103,7 @@ class _Measure:
             if name not in LIST_SIZE_ARGUMENTS and name not in COUNT_ARGUMENTS:
                 continue
             if isinstance(arg.value, VariableNode):
+                self.read_variables = True
                 var = arg.value.name.value
                 value = self.variables.get(var, self.defaults.get(var))
             elif isinstance(arg.value, ListValueNode | IntValueNode):
@@ -118,11 +120,18 @@ class _Measure:
 
 def measure(document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None) -> Complexity:
     """Depth, aliases and cost of the operation that would run."""
+    return _measure(document, operation_name, variables)[0]
+
+
+def _measure(document: DocumentNode, operation_name: str | None,
+             variables: Mapping[str, Any] | None) -> tuple[Complexity, bool]:
+    """`measure`, and whether the result depends on the variables (a list size given by a variable)."""
     operation = get_operation_ast(document, operation_name)
     if operation is None:
-        return Complexity(0, 0, 0)
+        return Complexity(0, 0, 0), False
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    return _Measure(fragments, variables or {}, _variable_defaults(operation)).selection_set(operation.selection_set)
+    m = _Measure(fragments, variables or {}, _variable_defaults(operation))
+    return m.selection_set(operation.selection_set), m.read_variables
 
 
 def _variable_defaults(operation: OperationDefinitionNode) -> dict[str, Any]:
@@ -146,15 +155,26 @@ def check(c: Complexity, max_depth: int, max_aliases: int, max_cost: int) -> Gra
 
 
 class QueryLimits(SchemaExtension):
-    """Rejects an operation over the depth, alias or cost limit before execution starts."""
+    """Rejects an operation over the depth, alias or cost limit before execution starts.
 
-    def __init__(self, max_depth: int, max_aliases: int, max_cost: int) -> None:
+    With a `cache` (shared by the requests of one schema), the measure of an operation that does not
+    depend on its variables is kept by query text and operation name and not taken again.
+    """
+
+    def __init__(self, max_depth: int, max_aliases: int, max_cost: int,
+                 cache: MutableMapping[tuple[str, str | None], Complexity] | None = None) -> None:
         self.max_depth, self.max_aliases, self.max_cost = max_depth, max_aliases, max_cost
+        self.cache = cache
 
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         if ctx.graphql_document is not None and ctx.result is None:
-            complexity = measure(ctx.graphql_document, ctx.operation_name, ctx.variables)
+            key = (ctx.query, ctx.operation_name) if self.cache is not None and ctx.query is not None else None
+            complexity = self.cache.get(key) if key is not None and self.cache is not None else None
+            if complexity is None:
+                complexity, by_variables = _measure(ctx.graphql_document, ctx.operation_name, ctx.variables)
+                if key is not None and self.cache is not None and not by_variables:
+                    self.cache[key] = complexity
             error = check(complexity, self.max_depth, self.max_aliases, self.max_cost)
             if error is not None:
                 ctx.result = ExecutionResult(data=None, errors=[error])

@@ -25,7 +25,7 @@ from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.audit_query import AuditQuery
 from resolvers.child import Child, needed_sources, resolve_child
-from resolvers.complexity import QueryLimits, TokenLimitCode
+from resolvers.complexity import Complexity, QueryLimits, TokenLimitCode
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.health import SourceStatus, source_statuses
@@ -170,13 +170,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or Settings()
     show_type = not settings.production
     validated: LRUCache[tuple[str, tuple[Any, ...]], list[GraphQLError]] = LRUCache(maxsize=256)
+    measured: LRUCache[tuple[str, str | None], Complexity] = LRUCache(maxsize=256)
     extensions: list[Any] = [
         lambda: InternalErrorMask(show_type=show_type),
         TokenLimitCode,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
         lambda: ValidationByText(validated),  # same text and rules, same verdict
-        lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost),
+        lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, measured),
         AuditTrail,
         StreamAudit,
         ResponseWarnings,
