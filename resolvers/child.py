@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -173,7 +172,7 @@ async def resolve_child(info: Info[RequestContext, None], a_number: str, max_age
     ctx = info.context
 
     async def known(group: list[Source]) -> bool:
-        outcomes = await asyncio.gather(*(ctx.fetch(s, a_number, max_age) for s in group))
+        outcomes = await ctx.answers(a_number, max_age, group)
         return any(isinstance(o, SourceError) or o.record is not None for o in outcomes)
 
     if sources and await known(sources):

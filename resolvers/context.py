@@ -62,8 +62,35 @@ class RequestContext:
             loader = self._loaders[key] = DataLoader(load_fn=load)
         return loader
 
+    def ready(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError | None:
+        """One source's answer when it needs no waiting, else None (then await `fetch`).
+
+        What this request already holds for the A-number (loaded or primed) comes first, so every section
+        of one answer sees the same record; otherwise a fresh cached record (a HIT), primed into the
+        request's DataLoader for the same reason. A cached answer thus costs no DataLoader batch and no
+        task switch.
+        """
+        loader = self.loader(source, max_age)
+        future = loader.cache_map.get(a_number)
+        if future is not None:
+            if not future.done() or future.cancelled():
+                return None
+            exc = future.exception()
+            outcome = exc if isinstance(exc, SourceError) else None if exc is not None else future.result()
+        else:
+            outcome = self.services.fetchers[source].fresh(a_number, max_age)
+            if outcome is None:
+                return None
+            loader.prime(a_number, outcome)
+        if isinstance(outcome, Fetched) and outcome.warning is not None:
+            self.warn_stale(outcome)
+        return outcome
+
     async def fetch(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError:
         """One source's answer, or the SourceError explaining why there is none."""
+        outcome = self.ready(source, a_number, max_age)
+        if outcome is not None:
+            return outcome
         try:
             outcome = await self.loader(source, max_age).load(a_number)
         except SourceError as exc:  # the DataLoader re-raises error values
@@ -72,9 +99,17 @@ class RequestContext:
             self.warn_stale(outcome)
         return outcome
 
+    async def answers(self, a_number: str, max_age: float | None,
+                      sources: Sequence[Source]) -> list[Fetched | SourceError]:
+        """Every named source's answer (or error), concurrently; without a task when all are ready."""
+        outcomes = [self.ready(s, a_number, max_age) for s in sources]
+        if any(o is None for o in outcomes):
+            return list(await asyncio.gather(*(self.fetch(s, a_number, max_age) for s in sources)))
+        return outcomes  # type: ignore[return-value]
+
     async def records(self, a_number: str, max_age: float | None, *sources: Source) -> list[Fetched]:
         """Every named source's answer, fetched concurrently; raises the first failure as a GraphQL error."""
-        outcomes = await asyncio.gather(*(self.fetch(s, a_number, max_age) for s in sources))
+        outcomes = await self.answers(a_number, max_age, sources)
         for outcome in outcomes:
             if isinstance(outcome, SourceError):
                 raise source_error(outcome)
