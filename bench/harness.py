@@ -1,0 +1,436 @@
+"""Benchmark harness: the mocks, the gateway and the floor as subprocesses, and an aiohttp load driver.
+
+Everything the benchmark (`bench/run.py`) and the soak (`bench/soak.py`) start goes through here:
+
+- `start_mocks`: `python -m mocks` (tests/support/mockproc.py `MockProcess`) with a fixed added latency
+  and no jitter by default.
+- `Gateway`: `ucgw serve` (tests/support/gateway.py `GatewayProcess`, uvicorn, one worker) in production
+  mode with a random JWT secret, a token minted by `ucgw token`, and the rate limit raised out of the way
+  (a load test sends far more than one caseworker would; the limiter still runs on every request).
+- `Floor`: bench/floor_app.py under the same uvicorn settings, serving fixed bytes.
+- The load driver runs in this (the calling) process: asyncio + aiohttp over loopback.
+
+Only 127.0.0.1 is ever contacted. Every loop is bounded by a count and/or a duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.gateway import GatewayProcess, free_port, http  # noqa: E402
+from tests.support.mockproc import SOURCES, MockProcess  # noqa: E402
+
+COLLECTIONS = {"orr": "children", "ice": "subjects", "eoir": "cases"}
+BATCH_ROUTES = {s: f"POST /v1/{c}/batch" for s, c in COLLECTIONS.items()}
+DEFAULT_LATENCY_MS = 40.0
+RATE_LIMIT_RPS = "1000000"  # raised for the load test: one benchmark client sends thousands of req/s
+RATE_LIMIT_BURST = "1000000"
+
+# The four sections of the status contract (location, sponsor, NTA, hearing), every field, with provenance.
+PROVENANCE = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
+ADDRESS = "fragment A on Address { street unit city state zip quality }"
+HEARING = "fragment H on Hearing { id type startsAt judge courtName courtAddress { ...A } medium outcome }"
+STATUS_FIELDS = """
+    location { status since facility { name type city state admittedAt dischargedAt } address { ...A }
+               dischargeType iceCustodyStatus provenance { ...P } }
+    sponsor { name relationship category phone address { ...A } releasedAt postReleaseServices provenance { ...P } }
+    nta { status issuedOn servedOn serviceMethod filedOn fieldOffice
+          addressOnFile { source kind address { ...A } asOf origin } provenance { ...P } }
+    hearing { caseStatus nextHearing { ...H } pastHearings { ...H } missedHearingCount
+              inAbsentiaOrder { orderedOn judge } decision { type decidedOn } addressOfRecord { ...A }
+              changeOfAddressFiledOn provenance { ...P } }"""
+FULL_STATUS = ("query Status($a: ID!, $m: Int) { child(aNumber: $a, maxAgeSeconds: $m) { aNumber"
+               + STATUS_FIELDS + " } } " + PROVENANCE + " " + ADDRESS + " " + HEARING)
+FULL_STATUS_MANY = ("query Statuses($as: [ID!]!, $m: Int) { children(aNumbers: $as, maxAgeSeconds: $m) { aNumber"
+                    + STATUS_FIELDS + " } } " + PROVENANCE + " " + ADDRESS + " " + HEARING)
+# the smallest selection that still reads all three sources (location: ORR + ICE, hearing: EOIR)
+LIGHT_MANY = ("query Light($as: [ID!]!) { children(aNumbers: $as) { aNumber location { status } "
+              "hearing { caseStatus } } }")
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..1) of an already sorted sequence; nan when empty."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+@dataclass
+class Sample:
+    """Latencies (seconds) and outcomes of a batch of requests."""
+
+    latencies: list[float] = field(default_factory=list)
+    statuses: collections.Counter[int] = field(default_factory=collections.Counter)
+    failures: int = 0  # transport errors (no HTTP status)
+    seconds: float = 0.0  # wall time of the measured window
+
+    def add(self, other: Sample) -> None:
+        """Merge another sample into this one."""
+        self.latencies += other.latencies
+        self.statuses.update(other.statuses)
+        self.failures += other.failures
+        self.seconds += other.seconds
+
+    def summary(self) -> dict[str, Any]:
+        """Count, req/s, p50/p95/p99/max in ms, status counts."""
+        lat = sorted(self.latencies)
+        out: dict[str, Any] = {"requests": len(lat)}
+        if self.seconds:
+            out["rps"] = round(len(lat) / self.seconds, 1)
+        for name, q in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+            out[name] = round(percentile(lat, q) * 1000, 2)
+        out["max_ms"] = round(lat[-1] * 1000, 2) if lat else math.nan
+        out["statuses"] = {str(k): v for k, v in sorted(self.statuses.items())}
+        if self.failures:
+            out["transport_failures"] = self.failures
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ processes
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    model = ""
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(), "cpu_model": model, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(), "platform": platform.platform(),
+    }
+
+
+def cpu_calibration() -> float:
+    """CPU seconds of a fixed pure-Python loop (10 million additions): how fast this machine is right now.
+
+    The same run on the same machine varies by tens of percent from hour to hour (shared virtual CPUs);
+    this figure, recorded with every result, shows which runs are comparable.
+    """
+    started = time.process_time()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return round(time.process_time() - started, 3)
+
+
+def start_mocks(children: int, latency_ms: float = DEFAULT_LATENCY_MS, seed: int = 7) -> tuple[MockProcess, float]:
+    """The three mocks in one process, `latency_ms` added to every data request; (process, seconds to READY)."""
+    started = time.perf_counter()
+    mocks = MockProcess(seed=seed, children=children, extra_args=["--latency-ms", str(latency_ms)],
+                        startup_timeout=300).start()
+    return mocks, time.perf_counter() - started
+
+
+class _Drain:
+    """Reads a child's combined output in a thread so a chatty process never blocks on a full pipe."""
+
+    def __init__(self, proc: subprocess.Popen[str], keep: int = 400) -> None:
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+        self.counts: collections.Counter[str] = collections.Counter()  # log lines by level word
+        self._thread = threading.Thread(target=self._run, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _run(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.rstrip())
+            for level in ("ERROR", "WARNING", "CRITICAL", "Traceback"):
+                if level in line:
+                    self.counts[level] += 1
+
+    def join(self, timeout: float = 5.0) -> None:
+        self._thread.join(timeout)
+
+
+class _Proc:
+    """Shared bits of a server subprocess: RSS, CPU time, stop."""
+
+    proc: subprocess.Popen[str]
+    drain: _Drain
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss(self) -> int:
+        """Resident set size in bytes."""
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far (all threads)."""
+        t = psutil.Process(self.pid).cpu_times()
+        return float(t.user + t.system)
+
+    def stop(self) -> int | None:
+        """SIGTERM, wait, SIGKILL if it will not go; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.drain.join()
+        return self.proc.returncode
+
+
+def mint_token(env: dict[str, str], role: str = "caseworker") -> str:
+    """A token from `ucgw token`, as a user would get one, signed with the gateway's configured secret."""
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "token", "--role", role, "--ttl", "86400",
+                          "--subject", f"bench-{role}", "--client", "ucgw-bench"],
+                         cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
+class Gateway(_Proc):
+    """`ucgw serve` in production mode against the given mocks; stop() ends it and removes its data dir."""
+
+    def __init__(self, mocks: MockProcess, **env: str) -> None:
+        self.data_dir = tempfile.mkdtemp(prefix="ucgw-bench-data-")
+        self.env = mocks.gateway_env(
+            UCGW_ENV="production",
+            UCGW_JWT_SECRET=secrets.token_urlsafe(48),  # production refuses the demo secret
+            UCGW_RATE_LIMIT_RPS=RATE_LIMIT_RPS, UCGW_RATE_LIMIT_BURST=RATE_LIMIT_BURST,
+            UCGW_DATA_DIR=self.data_dir, **env,
+        )
+        self.token = mint_token(self.env)
+        self._process = GatewayProcess(self.env, token=self.token)
+        self.proc = self._process.proc
+        self.url = self._process.url
+        self.graphql = f"{self.url}/graphql"
+        self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        self.drain = _Drain(self.proc)
+
+    def readyz(self) -> dict[str, Any]:
+        """GET /readyz as JSON."""
+        _status, _headers, body = http("GET", f"{self.url}/readyz", timeout=10)
+        return json.loads(body)
+
+    def calls(self) -> dict[str, int]:
+        """Backend calls per source as the gateway counts them (SourceHealth.calls)."""
+        return {f["source"].lower(): int(f["calls"]) for f in self.readyz()["sources"]}
+
+    def breaker(self, source: str) -> str:
+        """One source's breaker state as /readyz reports it."""
+        return next(f["breaker_state"] for f in self.readyz()["sources"] if f["source"].lower() == source)
+
+    def audit_bytes(self) -> int:
+        """Size of the audit trail files (database + WAL)."""
+        return sum(p.stat().st_size for p in Path(self.data_dir).glob("audit.sqlite3*"))
+
+    def stop(self) -> int | None:
+        code = super().stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        return code
+
+
+class Floor(_Proc):
+    """bench/floor_app.py serving `body` at POST /graphql under the same uvicorn settings as the gateway."""
+
+    def __init__(self, body: bytes) -> None:
+        fd, self.body_path = tempfile.mkstemp(prefix="ucgw-floor-", suffix=".json")
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.graphql = f"{self.url}/graphql"
+        env = {**os.environ, "UCGW_FLOOR_BODY": self.body_path}
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(self.port)],
+                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.drain = _Drain(self.proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("floor app exited: " + "\n".join(self.drain.lines))
+            try:
+                if http("GET", f"{self.url}/healthz", timeout=1)[0] == 200:
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("floor app did not start within 30 s")
+
+    def stop(self) -> int | None:
+        code = super().stop()
+        Path(self.body_path).unlink(missing_ok=True)
+        return code
+
+
+# ------------------------------------------------------------------------------------------------ load driver
+
+def session(connections: int = 0) -> aiohttp.ClientSession:
+    """A keep-alive client session; `connections` 0 = no pool limit."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, force_close=False),
+                                 timeout=aiohttp.ClientTimeout(total=60))
+
+
+def graphql_body(query: str, variables: dict[str, Any] | None = None) -> bytes:
+    """The POST body of one GraphQL request."""
+    return json.dumps({"query": query, "variables": variables or {}}).encode()
+
+
+async def post(client: aiohttp.ClientSession, url: str, body: bytes,
+               headers: dict[str, str]) -> tuple[float, int, bytes]:
+    """(seconds, HTTP status, body) of one POST; status 0 on a transport error."""
+    started = time.perf_counter()
+    try:
+        async with client.post(url, data=body, headers=headers) as resp:
+            data = await resp.read()
+            return time.perf_counter() - started, resp.status, data
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return time.perf_counter() - started, 0, repr(exc).encode()
+
+
+async def closed_loop(client: aiohttp.ClientSession, url: str, body: bytes | Callable[[], bytes],
+                      headers: dict[str, str], concurrency: int, seconds: float, warmup: float = 0.0,
+                      max_requests: int = 10_000_000,
+                      on_response: Callable[[int, bytes], None] | None = None) -> Sample:
+    """`concurrency` workers each sending the next request as soon as the last one is answered.
+
+    The first `warmup` seconds are not measured; then requests are measured for `seconds` (or until
+    `max_requests`). `body` may be a function returning a fresh body per request.
+    """
+    sample = Sample()
+    loop = asyncio.get_running_loop()
+    start_measure = loop.time() + warmup
+    stop_at = start_measure + seconds
+    sent = 0
+
+    async def worker() -> None:
+        nonlocal sent
+        while loop.time() < stop_at and sent < max_requests:
+            payload = body() if callable(body) else body
+            began = loop.time()
+            latency, status, data = await post(client, url, payload, headers)
+            if began < start_measure:
+                continue
+            sent += 1
+            sample.latencies.append(latency)
+            if status:
+                sample.statuses[status] += 1
+            else:
+                sample.failures += 1
+            if on_response is not None:
+                on_response(status, data)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    sample.seconds = max(1e-9, loop.time() - start_measure)  # up to the last answer of the window
+    return sample
+
+
+async def one_at_a_time(items: Iterable[Any], send: Callable[[Any], Awaitable[tuple[float, int, bytes]]],
+                        on_response: Callable[[Any, int, bytes], None] | None = None) -> Sample:
+    """Send one request per item, sequentially; latencies in order."""
+    sample = Sample()
+    began = time.perf_counter()
+    for item in items:
+        latency, status, data = await send(item)
+        sample.latencies.append(latency)
+        sample.statuses[status] += 1
+        if on_response is not None:
+            on_response(item, status, data)
+    sample.seconds = time.perf_counter() - began
+    return sample
+
+
+class CpuMeter:
+    """CPU used by processes over a window, as a share of one core (1.0 = one core busy all the time)."""
+
+    def __init__(self, **pids: int) -> None:
+        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
+        self.began = time.perf_counter()
+        self.start = {name: self._cpu(p) for name, p in self.procs.items()}
+
+    @staticmethod
+    def _cpu(p: psutil.Process) -> float:
+        t = p.cpu_times()
+        return float(t.user + t.system)
+
+    def shares(self) -> dict[str, float]:
+        """CPU share of each process since the meter was made."""
+        wall = max(1e-9, time.perf_counter() - self.began)
+        return {name: round((self._cpu(p) - self.start[name]) / wall, 2) for name, p in self.procs.items()}
+
+
+# ------------------------------------------------------------------------------------------------ mocks helpers
+
+async def admin(client: aiohttp.ClientSession, mocks: MockProcess, source: str, method: str, path: str,
+                body: Any = None) -> Any:
+    """A tester-control call on one mock service."""
+    async with client.request(method, mocks.urls[source] + path, json=body) as resp:
+        data = await resp.json(content_type=None)
+        if resp.status >= 400:
+            raise RuntimeError(f"{method} {path} on {source}: {resp.status} {data}")
+        return data
+
+
+async def set_faults(client: aiohttp.ClientSession, mocks: MockProcess, faults: dict[str, Any],
+                     sources: Iterable[str] = SOURCES) -> None:
+    """PUT /_admin/faults on each named source."""
+    await asyncio.gather(*(admin(client, mocks, s, "PUT", "/_admin/faults", faults) for s in sources))
+
+
+async def batch_calls(client: aiohttp.ClientSession, mocks: MockProcess) -> dict[str, int]:
+    """Batch-read calls each mock service has counted so far."""
+    stats = await asyncio.gather(*(admin(client, mocks, s, "GET", "/_admin/stats") for s in SOURCES))
+    return {s: int(st["by_route"].get(BATCH_ROUTES[s], 0)) for s, st in zip(SOURCES, stats, strict=True)}
+
+
+async def all_a_numbers(client: aiohttp.ClientSession, mocks: MockProcess, limit: int) -> list[str]:
+    """Up to `limit` A-numbers from ICE's listing (which holds every child), paged 500 at a time.
+
+    ICE's added latency is switched off for the listing and restored afterwards.
+    """
+    faults = await admin(client, mocks, "ice", "GET", "/_admin/faults")
+    await set_faults(client, mocks, {"latency_ms": 0, "jitter_ms": 0}, ["ice"])
+    out: list[str] = []
+    cursor: str | None = None
+    try:
+        for _ in range(limit // 500 + 2):
+            params = {"limit": "500", **({"cursor": cursor} if cursor else {})}
+            async with client.get(f"{mocks.ice}/v1/subjects", params=params) as resp:
+                page = await resp.json(content_type=None)
+            out += [r["a_number"] for r in page["records"]]
+            cursor = page.get("next_cursor")
+            if not cursor or len(out) >= limit:
+                break
+    finally:
+        await set_faults(client, mocks, {"latency_ms": faults["latency_ms"], "jitter_ms": faults["jitter_ms"]},
+                         ["ice"])
+    return out[:limit]
+
+
+def errors_of(body: bytes) -> list[dict[str, Any]]:
+    """The GraphQL errors of a response body ([] when none or not JSON)."""
+    try:
+        return list(json.loads(body).get("errors") or [])
+    except (ValueError, AttributeError):
+        return []
