@@ -217,7 +217,8 @@ class Bench:
                 gw_cpu = meter.shares()["server"]
                 g, f = gw.summary(), fl.summary()
                 runs[str(c)] = {
-                    "gateway": {**g, "server_cpu": gw_cpu, "cpu_ms_per_request": _per_request(gw_cpu, g), **counts},
+                    "gateway": {**g, "server_cpu": gw_cpu, "cpu_ms_per_request": _per_request(gw_cpu, g),
+                                "error_answers": counts["errors"], "answers_not_from_cache": counts["not_from_cache"]},
                     "floor": {**f, "server_cpu": floor_cpu, "cpu_ms_per_request": _per_request(floor_cpu, f)},
                     "rps_ratio": round(g["rps"] / f["rps"], 3),
                     "added_p50_ms": round(g["p50_ms"] - f["p50_ms"], 2),
@@ -227,7 +228,9 @@ class Bench:
                     f"p50 {f['p50_ms']} ms ({runs[str(c)]['floor']['cpu_ms_per_request']} ms CPU/req)")
         finally:
             floor.stop()
-        return {"response_bytes": len(warm_body), "seconds_per_run": self.plan.warm_seconds, "runs": runs}
+        bad = sum(r["gateway"]["error_answers"] + r["gateway"]["answers_not_from_cache"] for r in runs.values())
+        return {"response_bytes": len(warm_body), "seconds_per_run": self.plan.warm_seconds, "runs": runs,
+                "bad_responses": bad}
 
     # ------------------------------------------------------------------------------------------ scenario 3
 
