@@ -19,6 +19,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -74,6 +75,14 @@ async def measure(urls: dict[str, str], a_number: str, requests: int, profile: s
     headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
                (b"authorization", f"Bearer {token}".encode())]
     body = json.dumps({"query": FULL_STATUS, "variables": {"a": a_number}}).encode()
+    try:
+        return await _run(app, body, headers, requests, profile)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+async def _run(app: Any, body: bytes, headers: list[tuple[bytes, bytes]], requests: int,
+               profile: str | None) -> dict[str, Any]:
     async with app.router.lifespan_context(app):
         status, first = await call(app, body, headers)
         assert status == 200 and b'"errors"' not in first, first[:500]
