@@ -19,14 +19,11 @@ import strawberry
 from gateway.fetcher import Fetched
 from gateway.roles import Capability
 from resolvers import build
-from resolvers.discrepancies import sponsor_address
+from resolvers.discrepancies import place_key, sponsor_address
 from resolvers.evidence import SourceClaim, address_text, claim
 from resolvers.types import CaseStatus, Hearing, HearingOutcome, LocationStatus
 
 CONTACT = Capability.CHILD_CONTACT
-ADDRESS_KEYS = ("street", "unit", "city", "state", "zip")
-
-
 @strawberry.enum(description="A kind of court alert.")
 class AlertKind(enum.Enum):
     MISSED_HEARING = "MISSED_HEARING"
@@ -52,8 +49,7 @@ def _midnight(day: object) -> datetime | None:
 def _same_place(a: dict[str, object] | None, b: dict[str, object] | None) -> bool:
     if a is None or b is None:
         return False
-    norm = [tuple(" ".join(str(x.get(k) or "").casefold().split()) for k in ADDRESS_KEYS) for x in (a, b)]
-    return norm[0] == norm[1]
+    return place_key(a) == place_key(b)
 
 
 def court_alerts(orr: Fetched, ice: Fetched, eoir: Fetched, as_of: datetime, within_days: int) -> list[AlertFact]:

@@ -105,7 +105,8 @@ def _dob_mismatch(present: list[Fetched]) -> Discrepancy | None:
     ])
 
 
-def _place(raw: Record) -> tuple[str, ...]:
+def place_key(raw: Record) -> tuple[str, ...]:
+    """An address folded for comparison (case, accents, punctuation and spacing ignored)."""
     return tuple(_fold(str(raw.get(k) or "")) for k in ADDRESS_KEYS)
 
 
@@ -141,9 +142,9 @@ def _address_mismatch(addrs: list[tuple[Fetched, str, Record | None]]) -> Discre
     NTA service and field visits go astray, but the court can still reach the child.
     """
     usable = [(f, field, a) for f, field, a in addrs if not _blank(a)]
-    if len({_place(a) for _f, _field, a in usable}) < 2:  # type: ignore[arg-type]
+    if len({place_key(a) for _f, _field, a in usable}) < 2:  # type: ignore[arg-type]
         return None
-    by_source = {f.source.value: _place(a) for f, _field, a in usable}  # type: ignore[arg-type]
+    by_source = {f.source.value: place_key(a) for f, _field, a in usable}  # type: ignore[arg-type]
     court_vs_sponsor = "EOIR" in by_source and "ORR" in by_source and by_source["EOIR"] != by_source["ORR"]
     severity = Severity.HIGH if court_vs_sponsor else Severity.MEDIUM
     detail = ("the court's address of record differs from the sponsor's current address" if court_vs_sponsor
