@@ -23,6 +23,14 @@ RESULT_JS = ("() => { const el = document.querySelector('.graphiql-response .Cod
              " return el && el.CodeMirror ? el.CodeMirror.getValue() : ''; }")
 
 
+def _healthy(url: str) -> bool:
+    """Whether the gateway answers yet (the demo prints its banner just before it starts listening)."""
+    try:
+        return http("GET", url, timeout=1)[0] == 200
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`ucgw demo` on free ports; yields its GraphiQL URL, sample link and printed tokens."""
@@ -40,7 +48,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 text = log_path.read_text()
-                if "sample " in text and http("GET", f"http://127.0.0.1:{port}/healthz", timeout=1)[0] == 200:
+                if "sample " in text and _healthy(f"http://127.0.0.1:{port}/healthz"):
                     break
                 assert proc.poll() is None, text
                 time.sleep(0.2)
