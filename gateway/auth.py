@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 
 from gateway.config import ConfigError, Settings
 from gateway.roles import CASEWORKER, ROLES, Principal, office_scope
 
 LEEWAY_SECONDS = 30
+VERIFIED_TOKENS = 4096  # tokens whose verification is remembered until they expire
 API_KEY_PREFIX = "ucgw_"
 
 
@@ -113,6 +115,9 @@ class Authenticator:
         self.secret = settings.jwt_secret or None
         self.public_keys = _load_public_keys(settings)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else {}
+        # token → (its principal, when it stops being valid): the keys are fixed at start, so a token that
+        # verified once stays valid until its `exp` (plus the leeway), and its claims cannot change
+        self._verified: LRUCache[str, tuple[Principal, float]] = LRUCache(maxsize=VERIFIED_TOKENS)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """The caller named by `Authorization` (Bearer JWT, Bearer/ApiKey API key) or `X-API-Key`."""
@@ -143,7 +148,16 @@ class Authenticator:
                          field_offices=entry.field_offices)
 
     def jwt(self, token: str) -> Principal:
-        """The subject of a valid token (signature, exp, aud, iss, role checked)."""
+        """The subject of a valid token (signature, exp, aud, iss, role checked; remembered until it expires)."""
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        principal, expires = self._verify(token)
+        self._verified[token] = (principal, expires + LEEWAY_SECONDS)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
+        """The principal of a token and its `exp`, or AuthError."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -186,8 +200,9 @@ class Authenticator:
         except ValueError as exc:
             raise AuthError(f"token {exc}") from None
         client = claims.get("client") or claims.get("azp") or "jwt"
-        return Principal(subject=str(claims["sub"]), role=role, client=str(client), method="jwt",
-                         field_offices=offices)
+        principal = Principal(subject=str(claims["sub"]), role=role, client=str(client), method="jwt",
+                              field_offices=offices)
+        return principal, float(claims["exp"])
 
 
 def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: str | None = None,

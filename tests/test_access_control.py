@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -360,3 +361,16 @@ def test_logs_hold_no_personal_data_or_a_numbers(mock_services: Any, released: l
         for value in _sensitive(records(mock_services, a)):
             assert value not in output, "a personal value reached the application log"
     assert "court date check" not in output  # the stated purpose goes to the audit trail only
+
+
+def test_a_remembered_token_still_expires(gateway: GatewayProcess) -> None:
+    """Verified tokens are remembered (no signature check per request) only until `exp` plus the 30 s leeway."""
+    time.sleep(1.01 - time.time() % 1)  # just past a whole second: `exp` is whole seconds
+    token = mint(ttl=-29)  # expired 29 s ago: inside the leeway for about one more second
+    headers = {"Authorization": f"Bearer {token}"}
+    answers = [http("POST", f"{gateway.url}/graphql", {"query": "{ __typename }"}, headers=headers)[0]
+               for _ in range(3)]
+    assert answers == [200, 200, 200]
+    time.sleep(1.6)
+    status, _, body = http("POST", f"{gateway.url}/graphql", {"query": "{ __typename }"}, headers=headers)
+    assert status == 401 and "expired" in json.loads(body)["errors"][0]["message"]
