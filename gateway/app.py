@@ -23,12 +23,13 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext, ExecutionResult
 
+from gateway.answer_cache import ANSWER_KEY, AnswerCache, AnswerRecording, AnswerShortcut
 from gateway.audit import AuditStore, SQLiteAuditStore
 from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
-from gateway.guard import PRINCIPAL_KEY, GraphQLGuard
+from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -38,7 +39,7 @@ from resolvers.safety import sponsor_office
 from resolvers.schema import build_schema
 
 log = logging.getLogger("ucgw.app")
-MAX_PURPOSE_CHARS = 200
+CONTEXT_KEY = "ucgw.context"  # ASGI scope entry: the request's GraphQL context, for process_result
 DEMO_TOKEN_TTL = 12 * 3600
 
 
@@ -59,22 +60,24 @@ def _quiet_errors(schema: Any) -> None:
 class GatewayGraphQL(GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page."""
 
-    def __init__(self, services: Services, audit_store: AuditStore | None = None,
+    def __init__(self, services: Services, answers: AnswerCache, audit_store: AuditStore | None = None,
                  authenticator: Authenticator | None = None, **kwargs: Any) -> None:
         schema = build_schema(services.settings)
         _quiet_errors(schema)
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.services = services
+        self.answers = answers
         self.audit_store = audit_store
         self.authenticator = authenticator or Authenticator(services.settings)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
-        purpose = request.headers.get("x-purpose")
-        if purpose is not None:
-            purpose = "".join(c for c in purpose if c.isprintable()).strip()[:MAX_PURPOSE_CHARS] or None
-        return RequestContext(services=self.services, request=request, response=response,
-                              principal=request.scope.get(PRINCIPAL_KEY), purpose=purpose,
-                              audit_store=self.audit_store)
+        recording = AnswerRecording() if ANSWER_KEY in request.scope else None
+        context = RequestContext(services=self.services, request=request, response=response,
+                                 principal=request.scope.get(PRINCIPAL_KEY),
+                                 purpose=clean_purpose(request.headers.get("x-purpose")),
+                                 audit_store=self.audit_store, answer=recording)
+        request.scope[CONTEXT_KEY] = context
+        return context
 
     async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
         """Authenticate a websocket from its `connection_init` payload (`{"Authorization": "Bearer ..."}`).
@@ -90,9 +93,8 @@ class GatewayGraphQL(GraphQL):
             except AuthError as exc:
                 log.info("websocket refused: %s", exc)
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
-        purpose = headers.get("x-purpose")
-        if purpose:
-            context.purpose = "".join(c for c in purpose if c.isprintable()).strip()[:MAX_PURPOSE_CHARS] or None
+        if headers.get("x-purpose"):
+            context.purpose = clean_purpose(headers["x-purpose"])
         if isinstance(context.request, WebSocket):
             used = headers.get("authorization") or context.request.headers.get("authorization", "")
             expires = _token_expiry(used)
@@ -105,7 +107,12 @@ class GatewayGraphQL(GraphQL):
         if result.errors:
             result.errors = [mask_unexpected(e, show_type=not self.services.settings.production)
                              for e in result.errors]
-        return await super().process_result(request, result)
+        response = await super().process_result(request, result)
+        key, context = request.scope.get(ANSWER_KEY), request.scope.get(CONTEXT_KEY)
+        if key is not None and context is not None and context.answer is not None:
+            events = context.reads.events(context.principal, context.purpose)
+            self.answers.store(key, response, context.answer, events, self.encode_json)
+        return response
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""
@@ -178,11 +185,12 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
     services.changes.office_fallback = sponsor_office
+    answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     graphql_app = GatewayGraphQL(
-        services, audit_store, authenticator, graphql_ide=None if settings.production else "graphiql",
+        services, answers, audit_store, authenticator, graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=True,
     )
-    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter)
+    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store))
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -190,7 +198,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     async def readyz(request: Request) -> JSONResponse:
         facts = services.health()
         ready = any(f["usable"] for f in facts)
-        return JSONResponse({"ready": ready, "sources": facts}, status_code=200 if ready else 503)
+        return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts()},
+                            status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -213,5 +222,6 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.services = services
     app.state.audit_store = audit_store
+    app.state.answers = answers
     app.state.demo_banner = demo_banner(settings)
     return app

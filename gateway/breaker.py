@@ -33,6 +33,11 @@ class CircuitBreaker:
             return HALF_OPEN
         return self._state
 
+    @property
+    def opened_at(self) -> float:
+        """When the breaker last opened (its clock); tells one open period from the next."""
+        return self._opened_at
+
     def allow(self) -> bool:
         """Whether a call may go to the backend now; in half-open state only one probe at a time."""
         state = self.state

@@ -17,7 +17,7 @@ import aiohttp
 
 from gateway.breaker import CircuitBreaker
 from gateway.config import Settings
-from gateway.errors import SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
+from gateway.errors import BREAKER_OPEN, SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
 from gateway.sources import Source
 
 log = logging.getLogger("ucgw.client")
@@ -160,7 +160,7 @@ class SourceClient:
         if remaining <= 0:
             raise SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
         if not self.breaker.allow():
-            raise SourceError(self.source, SOURCE_UNAVAILABLE, "circuit breaker open", retryable=False)
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, BREAKER_OPEN, retryable=False)
         timeout = min(self.settings.source_timeout_seconds, remaining)
         started = time.monotonic()
         self.health.calls += 1

@@ -36,6 +36,7 @@ class Settings:
     ice_ttl_seconds: float | None = None
     eoir_ttl_seconds: float | None = None
     cache_max_entries: int = 300_000
+    answer_cache_bytes: int = 32 * 1024 * 1024  # rendered answers of repeated status queries; 0 disables
     max_stale_seconds: float = 86_400.0
     stale_while_revalidate_seconds: float = 0.0
     # backends

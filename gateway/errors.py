@@ -7,6 +7,8 @@ from gateway.sources import Source
 SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
 SOURCE_TIMEOUT = "SOURCE_TIMEOUT"
 SOURCE_BAD_RESPONSE = "SOURCE_BAD_RESPONSE"
+FORBIDDEN = "FORBIDDEN"  # the caller's role or scope may not read a field
+BREAKER_OPEN = "circuit breaker open"  # the detail of a SOURCE_UNAVAILABLE error that cost no call
 
 
 class SourceError(Exception):

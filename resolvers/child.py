@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, GraphQLError, InlineFragmentNode, SelectionSetNode
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    SelectionSetNode,
+)
 from strawberry.types import Info
 
 from gateway.errors import SourceError
@@ -125,14 +132,14 @@ class Child:
         return await _section(info, self, SECTION_SOURCES["discrepancies"], detect)
 
 
-def _section_names(info: Info[RequestContext, None]) -> set[str]:
-    """Names of the fields selected directly under the current field, through fragments.
+def selected_names(selection_sets: Iterable[SelectionSetNode | None],
+                   fragments: Mapping[str, FragmentDefinitionNode]) -> set[str]:
+    """Names of the fields selected directly in `selection_sets`, through fragments.
 
     A shallow walk of the query's syntax tree: strawberry's `info.selected_fields` converts the whole
     sub-tree (arguments and directives of every nested field) and cost more than the rest of a cached
     answer. Validation has already refused fragment cycles; `seen` guards anyway.
     """
-    raw = info._raw_info
     names: set[str] = set()
     seen: set[str] = set()
 
@@ -144,11 +151,11 @@ def _section_names(info: Info[RequestContext, None]) -> set[str]:
                 walk(sel.selection_set)
             elif isinstance(sel, FragmentSpreadNode) and sel.name.value not in seen:
                 seen.add(sel.name.value)
-                fragment = raw.fragments.get(sel.name.value)
+                fragment = fragments.get(sel.name.value)
                 walk(fragment.selection_set if fragment is not None else None)
 
-    for node in raw.field_nodes:
-        walk(node.selection_set)
+    for selection_set in selection_sets:
+        walk(selection_set)
     return names
 
 
@@ -157,7 +164,8 @@ def needed_sources(info: Info[RequestContext, None]) -> list[Source]:
 
     Sections the caller may not read are left out: a refused section costs no backend call.
     """
-    names = _section_names(info)
+    raw = info._raw_info
+    names = selected_names((node.selection_set for node in raw.field_nodes), raw.fragments)
     names = {n for n in names if n not in SECTION_CAPABILITY or allowed(info, SECTION_CAPABILITY[n])}
     wanted = {s for name in names for s in SECTION_SOURCES.get(name, ())}
     return [s for s in Source if s in wanted]

@@ -10,6 +10,7 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
+from gateway.answer_cache import AnswerRecording
 from gateway.audit import AuditStore
 from gateway.errors import SOURCE_BAD_RESPONSE, SourceError
 from gateway.fetcher import STALE, Fetched
@@ -34,6 +35,7 @@ class RequestContext:
     audit_store: AuditStore | None = None
     reads: ReadRecorder = field(default_factory=ReadRecorder)
     connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
+    answer: AnswerRecording | None = None  # set when the answer may be stored for identical requests
     _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
         default_factory=dict
     )
@@ -82,8 +84,7 @@ class RequestContext:
             if outcome is None:
                 return None
             loader.prime(a_number, outcome)
-        if isinstance(outcome, Fetched) and outcome.warning is not None:
-            self.warn_stale(outcome)
+        self._served(a_number, max_age, outcome)
         return outcome
 
     async def fetch(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError:
@@ -94,10 +95,19 @@ class RequestContext:
         try:
             outcome = await self.loader(source, max_age).load(a_number)
         except SourceError as exc:  # the DataLoader re-raises error values
-            return exc
-        if isinstance(outcome, Fetched) and outcome.warning is not None:
-            self.warn_stale(outcome)
+            outcome = exc
+        self._served(a_number, max_age, outcome)
         return outcome
+
+    def _served(self, a_number: str, max_age: float | None, outcome: Fetched | SourceError | None) -> None:
+        """Note a stale value's warning, and what the answer was built from when it may be stored."""
+        if isinstance(outcome, Fetched):
+            if outcome.warning is not None:
+                self.warn_stale(outcome)
+            if self.answer is not None:
+                self.answer.served(a_number, max_age, outcome)
+        elif self.answer is not None:
+            self.answer.unavailable(outcome, self.services.fetchers)
 
     async def answers(self, a_number: str, max_age: float | None,
                       sources: Sequence[Source]) -> list[Fetched | SourceError]:

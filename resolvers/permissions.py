@@ -16,13 +16,11 @@ from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
-from gateway.errors import SourceError
+from gateway.errors import FORBIDDEN, SourceError
 from gateway.fetcher import Fetched
 from gateway.roles import ROLE_CAPABILITIES, Capability, Principal
 from gateway.sources import Source
 from resolvers.errors import source_error
-
-FORBIDDEN = "FORBIDDEN"
 
 
 def forbidden(message: str, **facts: Any) -> GraphQLError:

@@ -8,7 +8,7 @@ from typing import Any
 
 import strawberry
 from cachetools import LRUCache
-from graphql import GraphQLError
+from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
@@ -18,13 +18,14 @@ from strawberry.extensions import (
 from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
 from gateway.config import Settings
 from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.audit_query import AuditQuery
-from resolvers.child import Child, needed_sources, resolve_child
+from resolvers.child import Child, needed_sources, resolve_child, selected_names
 from resolvers.complexity import Complexity, QueryLimits, TokenLimitCode
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
@@ -35,6 +36,8 @@ from resolvers.permissions import FORBIDDEN, documented, office_scope_error, pri
 from resolvers.reads import AuditTrail
 from resolvers.safety import SafetyMutation, SafetyQuery
 from resolvers.subscriptions import PushSubscription, StreamAudit
+
+STORABLE_ROOTS = frozenset({"child", "children", "__typename"})
 
 
 def _max_age(value: int | None) -> float | None:
@@ -141,6 +144,25 @@ class ValidationByText(SchemaExtension):
         yield
 
 
+class AnswerEligibility(SchemaExtension):
+    """Marks a request whose answer may be stored (gateway/answer_cache.py): a query whose root fields are
+    only `child`/`children`, whose answers depend on nothing but the records they read and the caller's view."""
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context
+        recording = getattr(ctx.context, "answer", None)
+        if recording is None or ctx.operation_type is not OperationType.QUERY or ctx.graphql_document is None:
+            return
+        operation = get_operation_ast(ctx.graphql_document, ctx.operation_name)
+        if operation is None:
+            return
+        fragments = {d.name.value: d for d in ctx.graphql_document.definitions
+                     if isinstance(d, FragmentDefinitionNode)}
+        roots = selected_names([operation.selection_set], fragments)
+        recording.eligible = bool(roots) and roots <= STORABLE_ROOTS
+
+
 class ResponseWarnings(SchemaExtension):
     """Adds `extensions.warnings` when a section was served stale because its source failed."""
 
@@ -179,6 +201,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         lambda: ValidationByText(validated),  # same text and rules, same verdict
         lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, measured),
         AuditTrail,
+        AnswerEligibility,
         StreamAudit,
         ResponseWarnings,
     ]

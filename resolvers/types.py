@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 import time
 from datetime import UTC, date, datetime
+from typing import Any
 
 import strawberry
+from strawberry.types import Info
 
+from gateway.answer_cache import AGE, CACHE_STATUS
 from gateway.fetcher import STALE, Fetched
 from gateway.roles import Capability
 from gateway.sources import Source
@@ -25,6 +28,23 @@ class CacheStatus(enum.Enum):
     STALE = "STALE"
 
 
+def _open_value(info: Info[Any, None], kind: str, fetched_at: float) -> None:
+    """Tell a request whose answer may be stored that this value depends on the moment of the answer."""
+    recording = getattr(info.context, "answer", None)
+    if recording is not None:
+        recording.open_value(info.path.as_list(), kind, fetched_at)
+
+
+def _age_seconds(root: Provenance, info: Info[Any, None]) -> float:
+    _open_value(info, AGE, root.fetched_epoch)
+    return round(max(0.0, time.time() - root.fetched_epoch), 3)
+
+
+def _cache_status(root: Provenance, info: Info[Any, None]) -> CacheStatus:
+    _open_value(info, CACHE_STATUS, root.fetched_epoch)
+    return CacheStatus(root.status)
+
+
 @strawberry.type(description="Where one section's facts came from and how fresh they are.")
 class Provenance:
     source: SourceEnum  # type: ignore[valid-type]
@@ -32,23 +52,25 @@ class Provenance:
     source_updated_at: datetime | None = strawberry.field(
         description="The source record's own updated_at; null when the source has no record."
     )
-    age_seconds: float = strawberry.field(description="Response time minus fetchedAt.")
-    cache_status: CacheStatus
+    age_seconds: float = strawberry.field(resolver=_age_seconds, description="Response time minus fetchedAt.")
+    cache_status: CacheStatus = strawberry.field(resolver=_cache_status)
     stale: bool = strawberry.field(description="True when the value is past its TTL and served anyway.")
     record_found: bool = strawberry.field(description="False when the source answered that it has no record.")
+    fetched_epoch: strawberry.Private[float] = 0.0
+    status: strawberry.Private[str] = "MISS"
 
     @classmethod
     def of(cls, fetched: Fetched) -> Provenance:
-        """Provenance of one fetched record, aged to now."""
+        """Provenance of one fetched record (aged when the answer is written)."""
         updated = fetched.record.get("updated_at") if fetched.record else None
         return cls(
             source=fetched.source,
             fetched_at=datetime.fromtimestamp(fetched.fetched_at, UTC),
             source_updated_at=parse_datetime(updated) if updated else None,
-            age_seconds=round(max(0.0, time.time() - fetched.fetched_at), 3),
-            cache_status=CacheStatus(fetched.cache_status),
             stale=fetched.cache_status == STALE,
             record_found=fetched.record is not None,
+            fetched_epoch=fetched.fetched_at,
+            status=fetched.cache_status,
         )
 
 

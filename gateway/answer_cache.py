@@ -1,0 +1,279 @@
+"""Rendered answers of repeated status queries, served without running GraphQL again while their records hold.
+
+A caseworker's screen or a partner app asks the same `child`/`children` query again and again, and
+while the records behind it sit unchanged in the record cache, the answer is the same bytes except for
+each section's freshness (`ageSeconds`, `cacheStatus`). So the gateway keeps the answer's JSON text as a
+template with those values left open, keyed by what decides the answer: the query text, operation name
+and variables, and the caller's view (role and field-office scope). Each template lists the exact
+records it was built from (source, A-number, max age, `fetched_at`).
+
+A later identical request is answered from the template only when every one of those records is still
+the fresh entry in the record cache (`SourceFetcher.fresh`, which counts the cache hits as a normal
+answer would); a record refetched, invalidated by a change feed or past its TTL sends the request down
+the normal GraphQL path, which stores a new template. The open values are filled in for the moment of
+the answer: `cacheStatus` HIT and `ageSeconds` aged to now. Authentication, the rate limit and the body
+limit have already run; the audit trail gets the same events the first answer wrote (new request id,
+time, caller and purpose), committed before the response, as on the normal path.
+
+Only answers that a new execution would repeat are stored: no stale section, no failed source and no
+error other than FORBIDDEN (decided by role and scope, which are in the key), except a source refused by
+its open circuit breaker: that answer (SOURCE_UNAVAILABLE for the source's sections) holds while the
+breaker stays open in the same period, and the first request after it half-opens runs GraphQL (the
+probe). The store is process-local and bounded in bytes of JSON. It is a derived memo of the record
+cache, not state of its own: a replica that has not seen a query runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cachetools import LRUCache
+from starlette.datastructures import Headers
+
+from gateway.audit import AuditEvent, AuditStore, utc_timestamp
+from gateway.breaker import OPEN
+from gateway.errors import BREAKER_OPEN, FORBIDDEN, SOURCE_UNAVAILABLE, SourceError
+from gateway.fetcher import HIT, STALE, Fetched, SourceFetcher
+from gateway.guard import clean_purpose
+from gateway.roles import Principal
+from gateway.sources import Source
+
+ANSWER_KEY = "ucgw.answer_key"  # ASGI scope entry: the request may be stored under this key
+AGE, CACHE_STATUS = "age", "cache_status"  # kinds of open values
+_SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')
+_REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
+
+Dependency = tuple[Source, str, float | None, float]  # source, A-number, max age, fetched_at
+
+
+@dataclass
+class AnswerRecording:
+    """What one request's execution used, collected by the resolvers while it runs."""
+
+    eligible: bool = False  # set when the operation is a query of child/children only
+    failed: bool = False  # a source failed (other than by an open breaker), or a section was served stale
+    records: dict[tuple[Source, str, float | None], float] = field(default_factory=dict)
+    open_breakers: dict[Source, float] = field(default_factory=dict)  # source → when its breaker opened
+    slots: list[tuple[tuple[str | int, ...], str, float]] = field(default_factory=list)
+
+    def served(self, a_number: str, max_age: float | None, fetched: Fetched) -> None:
+        """A record was served to the request."""
+        if fetched.cache_status == STALE:
+            self.failed = True
+        self.records[(fetched.source, a_number, max_age)] = fetched.fetched_at
+
+    def unavailable(self, error: SourceError | None, fetchers: Mapping[Source, SourceFetcher]) -> None:
+        """A source gave no record. Only an open breaker's refusal is repeatable (until the breaker moves)."""
+        if error is not None and error.detail == BREAKER_OPEN:
+            breaker = fetchers[error.source].client.breaker
+            if breaker.state == OPEN:
+                self.open_breakers[error.source] = breaker.opened_at
+                return
+        self.failed = True
+
+    def open_value(self, path: Sequence[str | int], kind: str, fetched_at: float) -> None:
+        """The value at `path` depends on the moment of the answer (kind AGE or CACHE_STATUS)."""
+        self.slots.append((tuple(path), kind, fetched_at))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnswer:
+    """JSON text split around its open values, what it was built from, and its audit events."""
+
+    parts: tuple[str, ...]  # len(parts) == len(slots) + 1
+    slots: tuple[tuple[str, float], ...]  # (kind, fetched_at) in text order
+    records: tuple[Dependency, ...]
+    open_breakers: tuple[tuple[Source, float], ...]
+    events: tuple[AuditEvent, ...]
+    size: int
+
+
+@dataclass
+class AnswerStats:
+    """Counters for tests, /readyz and benchmarks."""
+
+    hits: int = 0
+    misses: int = 0  # no template for the key
+    outdated: int = 0  # a template whose records changed or expired
+    stored: int = 0
+    not_stored: int = 0  # executed answers that may not be stored (errors, stale, not a status query)
+
+
+def request_key(body: Mapping[str, Any], principal: Principal) -> Hashable | None:
+    """The key of a JSON request body for this caller, or None when the request is not a plain query."""
+    if not isinstance(body, dict) or not body.keys() <= _REQUEST_KEYS:
+        return None
+    query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
+    if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
+        return None
+    try:
+        canonical = json.dumps(variables, sort_keys=True, separators=(",", ":")) if variables else ""
+    except (TypeError, ValueError):
+        return None
+    return (query, name, canonical, principal.role, principal.field_offices)
+
+
+def _at(data: Any, path: tuple[str | int, ...]) -> tuple[Any, str | int]:
+    """The container holding the last element of `path`, and that element's key."""
+    for step in path[:-1]:
+        data = data[step]
+    return data, path[-1]
+
+
+def render(response: MutableMapping[str, Any], recording: AnswerRecording,
+           encode: Callable[[Any], str | bytes]) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]] | None:
+    """The response's JSON text split around its open values, or None when a slot's path is not in it.
+
+    Each open value is replaced by a numbered marker, the response is encoded as the view encodes it,
+    and the values are put back (the same dict is then sent as this request's answer).
+    """
+    data = response.get("data")
+    saved: list[tuple[Any, str | int, Any]] = []
+    try:
+        for i, (path, _, _) in enumerate(recording.slots):
+            holder, last = _at(data, path)
+            saved.append((holder, last, holder[last]))
+            holder[last] = f"\x00{i}\x00"
+        text = encode(response)
+    except (KeyError, IndexError, TypeError):
+        return None
+    finally:
+        for holder, last, value in reversed(saved):
+            holder[last] = value
+    text = text.decode() if isinstance(text, bytes) else text
+    pieces = _SENTINEL.split(text)
+    parts = tuple(pieces[0::2])
+    order = [int(i) for i in pieces[1::2]]
+    if sorted(order) != list(range(len(recording.slots))):
+        return None
+    return parts, tuple((recording.slots[i][1], recording.slots[i][2]) for i in order)
+
+
+class AnswerCache:
+    """Templates of stored answers, bounded by their total size in bytes (LRU)."""
+
+    def __init__(self, max_bytes: int, fetchers: Mapping[Source, SourceFetcher]) -> None:
+        self.max_bytes = max_bytes
+        self.fetchers = fetchers
+        self.stats = AnswerStats()
+        self._store: LRUCache[Hashable, StoredAnswer] = LRUCache(maxsize=max(1, max_bytes),
+                                                                 getsizeof=lambda a: a.size)
+
+    @property
+    def enabled(self) -> bool:
+        """False when configured with no room (`answer_cache_bytes = 0`)."""
+        return self.max_bytes > 0
+
+    def store(self, key: Hashable, response: MutableMapping[str, Any], recording: AnswerRecording,
+              events: Sequence[AuditEvent], encode: Callable[[Any], str | bytes]) -> bool:
+        """Keep the executed `response` for `key` when it may be served again; True when stored."""
+        if not self._storable(response, recording):
+            self.stats.not_stored += 1
+            return False
+        rendered = render(response, recording, encode)
+        if rendered is None:
+            self.stats.not_stored += 1
+            return False
+        parts, slots = rendered
+        size = sum(len(p) for p in parts) + 64 * (len(recording.records) + len(events) + 1)
+        if size > self.max_bytes:
+            self.stats.not_stored += 1
+            return False
+        records = tuple((s, a, m, at) for (s, a, m), at in recording.records.items())
+        breakers = tuple(recording.open_breakers.items())
+        self._store[key] = StoredAnswer(parts, slots, records, breakers, tuple(events), size)
+        self.stats.stored += 1
+        return True
+
+    def _storable(self, response: Mapping[str, Any], recording: AnswerRecording) -> bool:
+        if not self.enabled or not recording.eligible or recording.failed:
+            return False
+        if not (recording.records or recording.open_breakers):
+            return False
+        if response.get("extensions") or not isinstance(response.get("data"), dict):
+            return False
+        repeatable = {FORBIDDEN, SOURCE_UNAVAILABLE} if recording.open_breakers else {FORBIDDEN}
+        return all((e.get("extensions") or {}).get("code") in repeatable for e in response.get("errors") or ())
+
+    def answer(self, key: Hashable) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
+        """The stored answer for `key` as of now, with its audit events; None when there is none or it is
+        outdated (a record changed, was dropped or expired)."""
+        stored = self._store.get(key)
+        if stored is None:
+            self.stats.misses += 1
+            return None
+        for source, a_number, max_age, fetched_at in stored.records:
+            fresh = self.fetchers[source].fresh(a_number, max_age)
+            if fresh is None or fresh.fetched_at != fetched_at:
+                return self._outdated(key)
+        for source, opened_at in stored.open_breakers:
+            breaker = self.fetchers[source].client.breaker
+            if breaker.state != OPEN or breaker.opened_at != opened_at:
+                return self._outdated(key)
+        now = time.time()
+        out = [stored.parts[0]]
+        for (kind, fetched_at), part in zip(stored.slots, stored.parts[1:], strict=True):
+            out.append(repr(round(max(0.0, now - fetched_at), 3)) if kind == AGE else f'"{HIT}"')
+            out.append(part)
+        self.stats.hits += 1
+        return "".join(out).encode(), stored.events
+
+    def _outdated(self, key: Hashable) -> None:
+        self._store.pop(key, None)
+        self.stats.outdated += 1
+
+    def facts(self) -> dict[str, Any]:
+        """Counters and size, for /readyz."""
+        return {"entries": len(self._store), "bytes": int(self._store.currsize), "maxBytes": self.max_bytes,
+                **self.stats.__dict__}
+
+
+def events_for(templates: Sequence[AuditEvent], principal: Principal, purpose: str | None) -> list[AuditEvent]:
+    """This request's audit events: the stored answer's, with a new request id, time, caller and purpose."""
+    request_id, now = uuid.uuid4().hex, utc_timestamp()
+    return [replace(e, time=now, request_id=request_id, subject=principal.subject, role=principal.role,
+                    client=principal.client, purpose=purpose) for e in templates]
+
+
+class AnswerShortcut:
+    """The guard's shortcut (`gateway.guard.Shortcut`): a POSTed JSON query with a stored, current answer is
+    answered here; any other request goes on to GraphQL, marked with its key when it may be stored."""
+
+    def __init__(self, cache: AnswerCache, audit_store: AuditStore) -> None:
+        self.cache = cache
+        self.audit_store = audit_store
+
+    async def __call__(self, scope: MutableMapping[str, Any], body: bytes, principal: Principal,
+                       send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> bool:
+        if not self.cache.enabled or scope.get("method") != "POST":
+            return False
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return False
+        try:
+            key = request_key(json.loads(body), principal)
+        except ValueError:
+            return False
+        if key is None:
+            return False
+        found = self.cache.answer(key)
+        if found is not None:
+            payload, templates = found
+            try:
+                await self.audit_store.append(events_for(templates, principal, clean_purpose(headers.get("x-purpose"))))
+            except Exception:  # noqa: BLE001 - GraphQL runs instead: it retries the write, withholds data on failure
+                found = None
+        if found is None:
+            scope[ANSWER_KEY] = key
+            return False
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+        return True

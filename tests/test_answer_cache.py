@@ -1,0 +1,231 @@
+"""Stored answers of repeated status queries (gateway/answer_cache.py), over real HTTP against the mocks.
+
+What is proved: a repeated query is answered without GraphQL and without backend calls, with the same
+bytes a fresh execution gives except the open values (`cacheStatus` HIT, `ageSeconds` aged to now);
+each such answer still writes its audit event; an expired or changed record, another caller's view,
+another text and `maxAgeSeconds: 0` are never served a stored answer; an open breaker's partial answer
+is repeated only while the breaker stays open; the store respects its size bound and can be disabled.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.access import gateway_env
+from tests.support.gateway import GatewayProcess, http, mint
+
+PROV = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
+STATUS = """query($a: ID!) { child(aNumber: $a) { aNumber
+  location { status since facility { name city state } address { street city zip } provenance { ...P } }
+  sponsor { name phone category provenance { ...P } }
+  nta { status issuedOn servedOn filedOn fieldOffice provenance { ...P } }
+  hearing { caseStatus missedHearingCount nextHearing { startsAt courtName } provenance { ...P } }
+} } """ + PROV
+EVENTS = """query($a: ID) { auditEvents(aNumber: $a, first: 100) {
+  requestId subject role aNumber outcome sectionsReturned sectionsDenied purpose } }"""
+ROUTES = {"orr": "POST /v1/children/batch", "ice": "POST /v1/subjects/batch", "eoir": "POST /v1/cases/batch"}
+
+
+@pytest.fixture(scope="module")
+def gw(mock_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    data = tmp_path_factory.mktemp("answers-data")
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_DATA_DIR=str(data), UCGW_CACHE_TTL_SECONDS="300",
+                                         UCGW_BREAKER_RESET_SECONDS="1", UCGW_RETRY_ATTEMPTS="0",
+                                         UCGW_BREAKER_FAILURE_THRESHOLD="1"))
+    yield gateway
+    gateway.stop()
+
+
+def answer_facts(gw: GatewayProcess) -> dict[str, int]:
+    _, _, body = http("GET", f"{gw.url}/readyz")
+    return json.loads(body)["answerCache"]
+
+
+def batch_calls(mock_services: Any) -> dict[str, int]:
+    return {s: mock_services.stats(s)["by_route"].get(route, 0) for s, route in ROUTES.items()}
+
+
+def post(gw: GatewayProcess, query: str, variables: dict[str, Any], token: str | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    status, _, body = http("POST", f"{gw.url}/graphql", {"query": query, "variables": variables},
+                           headers=gw.headers(token, headers))
+    return status, body
+
+
+def without_open_values(body: dict[str, Any]) -> Any:
+    """The answer with every provenance's `ageSeconds` and `cacheStatus` taken out."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in ("ageSeconds", "cacheStatus")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+    return strip(body)
+
+
+def provenances(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, dict):
+        own = [node] if "cacheStatus" in node else []
+        return own + [p for v in node.values() for p in provenances(v)]
+    if isinstance(node, list):
+        return [p for v in node for p in provenances(v)]
+    return []
+
+
+def released_child(mock_services: Any, n: int) -> str:
+    """The n-th sampled child released to a sponsor (every section of STATUS filled)."""
+    return mock_services.sample(40, "missed_hearing")[n]
+
+
+def test_repeated_query_is_answered_from_the_stored_answer(gw: GatewayProcess, mock_services: Any) -> None:
+    a = released_child(mock_services, 0)
+    before, calls = answer_facts(gw), batch_calls(mock_services)
+    status, first_raw = post(gw, STATUS, {"a": a})
+    first = json.loads(first_raw)
+    assert status == 200 and "errors" not in first
+    assert {p["cacheStatus"] for p in provenances(first)} == {"MISS"}
+    after_first = answer_facts(gw)
+    assert after_first["stored"] == before["stored"] + 1
+    assert batch_calls(mock_services) == {s: calls[s] + 1 for s in ROUTES}
+
+    time.sleep(0.05)
+    status, second_raw = post(gw, STATUS, {"a": a})
+    second = json.loads(second_raw)
+    assert status == 200
+    after_second = answer_facts(gw)
+    assert after_second["hits"] == after_first["hits"] + 1
+    assert after_second["stored"] == after_first["stored"]
+    assert batch_calls(mock_services) == {s: calls[s] + 1 for s in ROUTES}  # no backend call for the repeat
+    assert without_open_values(second) == without_open_values(first)
+    for p1, p2 in zip(provenances(first), provenances(second), strict=True):
+        assert p2["cacheStatus"] == "HIT" and p2["stale"] is False
+        assert p2["fetchedAt"] == p1["fetchedAt"]
+        assert p2["ageSeconds"] >= 0.05 and p2["ageSeconds"] > p1["ageSeconds"]
+
+    # the same query through GraphQL (another text: one more space) gives the same bytes, open values aside
+    status, executed_raw = post(gw, STATUS + " ", {"a": a})
+    executed = json.loads(executed_raw)
+    assert answer_facts(gw)["hits"] == after_second["hits"]  # not from the store
+    assert {p["cacheStatus"] for p in provenances(executed)} == {"HIT"}
+    assert without_open_values(executed) == without_open_values(second)
+
+
+def test_every_stored_answer_writes_its_audit_event(gw: GatewayProcess, mock_services: Any) -> None:
+    a = released_child(mock_services, 1)
+    subject = f"tester-{uuid.uuid4().hex[:8]}"
+    token = mint("caseworker", subject=subject)
+    hits = answer_facts(gw)["hits"]
+    for n in range(3):
+        status, _ = post(gw, STATUS, {"a": a}, token=token, headers={"X-Purpose": f"visit {n}"})
+        assert status == 200
+    assert answer_facts(gw)["hits"] == hits + 2
+    _, body = gw.query(EVENTS, {"a": a}, token=mint("auditor"))
+    mine = [e for e in body["data"]["auditEvents"] if e["subject"] == subject]
+    assert [e["purpose"] for e in mine] == ["visit 0", "visit 1", "visit 2"]
+    assert len({e["requestId"] for e in mine}) == 3
+    assert {(e["outcome"], tuple(e["sectionsReturned"]), e["role"]) for e in mine} == {
+        ("OK", ("hearing", "location", "nta", "sponsor"), "caseworker")}
+
+
+def test_another_view_text_or_max_age_is_never_served_a_stored_answer(gw: GatewayProcess,
+                                                                     mock_services: Any) -> None:
+    a = released_child(mock_services, 2)
+    assert post(gw, STATUS, {"a": a})[0] == 200
+    facts = answer_facts(gw)
+    # a partner's view: the same text, other permissions; its FORBIDDEN nulls are its own stored answer
+    partner = mint("partner")
+    _, first = post(gw, STATUS, {"a": a}, token=partner)
+    _, again = post(gw, STATUS, {"a": a}, token=partner)
+    for raw in (first, again):
+        body = json.loads(raw)
+        assert body["data"]["child"]["sponsor"]["name"] is None
+        assert {e["extensions"]["code"] for e in body["errors"]} == {"FORBIDDEN"}
+    now = answer_facts(gw)
+    assert now["stored"] == facts["stored"] + 1 and now["hits"] == facts["hits"] + 1
+    # maxAgeSeconds 0 asks the sources every time: stored, but never current
+    query = STATUS.replace("child(aNumber: $a)", "child(aNumber: $a, maxAgeSeconds: 0)")
+    calls = batch_calls(mock_services)
+    for _ in range(2):
+        _, raw = post(gw, query, {"a": a})
+        assert {p["cacheStatus"] for p in provenances(json.loads(raw))} == {"MISS"}
+    assert batch_calls(mock_services) == {s: calls[s] + 2 for s in ROUTES}
+    assert answer_facts(gw)["hits"] == now["hits"]
+
+
+def test_expired_records_send_the_request_back_to_graphql(mock_services: Any, tmp_path: Any) -> None:
+    gw = GatewayProcess(gateway_env(mock_services, UCGW_DATA_DIR=str(tmp_path), UCGW_CACHE_TTL_SECONDS="1"))
+    try:
+        a = released_child(mock_services, 3)
+        _, first = post(gw, STATUS, {"a": a})
+        _, second = post(gw, STATUS, {"a": a})
+        assert answer_facts(gw)["hits"] == 1
+        time.sleep(1.2)
+        calls = batch_calls(mock_services)
+        _, third = post(gw, STATUS, {"a": a})
+        facts = answer_facts(gw)
+        assert facts["outdated"] == 1 and facts["hits"] == 1 and facts["stored"] == 2
+        assert batch_calls(mock_services) == {s: calls[s] + 1 for s in ROUTES}
+        provs = provenances(json.loads(third))
+        assert {p["cacheStatus"] for p in provs} == {"MISS"}
+        assert all(p3["fetchedAt"] > p1["fetchedAt"]
+                   for p1, p3 in zip(provenances(json.loads(first)), provs, strict=True))
+    finally:
+        gw.stop()
+
+
+def test_open_breaker_answer_is_repeated_only_while_it_stays_open(gw: GatewayProcess, mock_services: Any) -> None:
+    a, b = released_child(mock_services, 4), released_child(mock_services, 7)
+    light = "query($a: ID!) { child(aNumber: $a) { location { status } nta { status } } }"
+    assert post(gw, light, {"a": b})[0] == 200  # ORR and ICE cached for b, EOIR not
+    assert mock_services.admin("eoir", "PUT", "/_admin/faults", {"down": True})[0] == 200
+    try:
+        opener = "query($a: ID!) { child(aNumber: $a, maxAgeSeconds: 0) { hearing { caseStatus } } }"
+        _, opened = post(gw, opener, {"a": a})  # one failed call opens EOIR's breaker (threshold 1, no retry)
+        assert json.loads(opened)["errors"][0]["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+        facts, calls = answer_facts(gw), batch_calls(mock_services)
+        bodies = [json.loads(post(gw, STATUS, {"a": b})[1]) for _ in range(3)]
+        for body in bodies:
+            assert body["data"]["child"]["hearing"] is None and body["data"]["child"]["location"] is not None
+            assert [e["extensions"]["code"] for e in body["errors"]] == ["SOURCE_UNAVAILABLE"]
+            assert "circuit breaker open" in body["errors"][0]["message"]
+        now = answer_facts(gw)
+        assert now["stored"] == facts["stored"] + 1 and now["hits"] == facts["hits"] + 2
+        assert batch_calls(mock_services) == calls  # the breaker refused: no call at all
+        time.sleep(1.1)  # the breaker half-opens: the next request is the probe, not the stored answer
+        _, probe = post(gw, STATUS, {"a": b})
+        after = answer_facts(gw)
+        assert after["outdated"] == now["outdated"] + 1 and after["hits"] == now["hits"]
+        assert batch_calls(mock_services)["eoir"] == calls["eoir"] + 1
+        body = json.loads(probe)
+        assert body["data"]["child"]["hearing"] is None
+        assert "circuit breaker open" not in body["errors"][0]["message"]  # the probe's own failure: not stored
+        assert after["not_stored"] == now["not_stored"] + 1
+    finally:
+        mock_services.reset()
+
+
+def test_size_bound_and_disabled_store(mock_services: Any, tmp_path: Any) -> None:
+    small = GatewayProcess(gateway_env(mock_services, UCGW_DATA_DIR=str(tmp_path / "small"),
+                                       UCGW_ANSWER_CACHE_BYTES="1000"))
+    off = GatewayProcess(gateway_env(mock_services, UCGW_DATA_DIR=str(tmp_path / "off"),
+                                     UCGW_ANSWER_CACHE_BYTES="0"))
+    try:
+        a, b = released_child(mock_services, 5), released_child(mock_services, 6)
+        tiny = "query($a: ID!) { child(aNumber: $a) { aNumber nta { status } } }"
+        for gw in (small, off):
+            for query, child in ((STATUS, a), (tiny, a), (tiny, b), (tiny, a)):
+                assert post(gw, query, {"a": child})[0] == 200
+        small_facts, off_facts = answer_facts(small), answer_facts(off)
+        # the status of one child (about 2,000 bytes of JSON) does not fit in 1,000 bytes; the tiny ones do
+        assert small_facts["not_stored"] == 1 and small_facts["stored"] == 2 and small_facts["hits"] == 1
+        assert small_facts["bytes"] <= 1000 and small_facts["entries"] == 2
+        assert off_facts["stored"] == 0 and off_facts["hits"] == 0 and off_facts["entries"] == 0
+    finally:
+        small.stop()
+        off.stop()
