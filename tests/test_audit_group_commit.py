@@ -1,0 +1,222 @@
+"""Group commit in the SQLite audit trail: concurrent appends share one transaction, each still durable on return.
+
+The writer thread is held at a gate (a wrapper around the store's connection lock that blocks its first entry)
+so that later appends are queued while it waits: the batching is then deterministic, without sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pytest
+
+from gateway.audit import AuditEvent, AuditFilter, AuditStoreClosed, SQLiteAuditStore, utc_timestamp
+
+WAIT = 10  # seconds; a bound on waiting for the writer thread, never a synchronisation by sleeping
+
+
+def event(a_number: Any, request_id: str = "r") -> AuditEvent:
+    """One ok read of `a_number` (None makes the INSERT fail: the column is NOT NULL)."""
+    return AuditEvent(time=utc_timestamp(), request_id=request_id, subject="s", role="caseworker", client="c",
+                      a_number=a_number, outcome="ok", sections_returned=("identity",))
+
+
+def stored(path: Path) -> list[str]:
+    """The a_numbers in the file, by id, read through a connection of our own."""
+    db = sqlite3.connect(path)
+    try:
+        return [row[0] for row in db.execute("SELECT a_number FROM audit_event ORDER BY id")]
+    finally:
+        db.close()
+
+
+class GatedLock:
+    """Stands in for `store._lock`: the first entry reports itself, then waits for `gate`; later ones pass."""
+
+    def __init__(self, real: threading.Lock) -> None:
+        self.real = real
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __enter__(self) -> bool:
+        self.entered.set()
+        if not self.gate.wait(WAIT):
+            raise TimeoutError("gate never opened")
+        return self.real.__enter__()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.real.__exit__(kind, exc, tb)
+
+
+async def hold_writer(store: SQLiteAuditStore) -> tuple[GatedLock, asyncio.Task[None]]:
+    """Start one append and return once the writer has taken it and is waiting at the gate."""
+    gated = GatedLock(store._lock)
+    store._lock = gated  # type: ignore[assignment]
+    first = asyncio.ensure_future(store.append([event("A000000000", "first")]))
+    assert await asyncio.to_thread(gated.entered.wait, WAIT)
+    return gated, first
+
+
+async def until_queued(store: SQLiteAuditStore, n: int) -> None:
+    """Let the just-created tasks run up to their enqueue (each needs one loop turn, no time)."""
+    for _ in range(100):
+        if store._queue.qsize() >= n:
+            break
+        await asyncio.sleep(0)
+    assert store._queue.qsize() == n
+
+
+async def until(condition: Any) -> None:
+    """Poll `condition` (set by another thread) until it holds, at most WAIT seconds."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3")
+    yield s
+    s.close()
+
+
+def test_concurrent_appends_share_one_commit(store: SQLiteAuditStore) -> None:
+    wanted = [f"A{i:03d}{j}00000" for i in range(50) for j in range(2)]
+
+    async def run() -> None:
+        gated, first = await hold_writer(store)
+        group = asyncio.gather(*(store.append([event(wanted[2 * i], f"r{i}"), event(wanted[2 * i + 1], f"r{i}")])
+                                 for i in range(50)))
+        await until_queued(store, 50)
+        gated.gate.set()
+        assert await group == [None] * 50
+        await first
+
+    asyncio.run(run())
+    assert store.commits == 2  # the held one alone, then all 50 waiting calls in one transaction
+    assert store.rows_written == 101
+    rows = stored(store.path)
+    assert rows[0] == "A000000000" and sorted(rows[1:]) == sorted(wanted) and len(rows) == 101
+    # each call's two events are adjacent: a call's rows are inserted together
+    ids = {a: i for i, a in enumerate(rows)}
+    assert all(ids[wanted[2 * i + 1]] == ids[wanted[2 * i]] + 1 for i in range(50))
+
+
+def test_lone_append_commits_at_once_and_is_visible_on_return(store: SQLiteAuditStore) -> None:
+    async def run() -> list[str]:
+        await store.append([event("A111111111"), event("A222222222")])
+        return stored(store.path)  # a second connection, right after the await returned
+
+    assert asyncio.run(run()) == ["A111111111", "A222222222"]
+    assert (store.commits, store.rows_written) == (1, 2)
+
+    async def one_by_one() -> None:  # awaited one after another: nothing to group, one commit each
+        for i in range(3):
+            await store.append([event(f"A30000000{i}")])
+
+    asyncio.run(one_by_one())
+    assert (store.commits, store.rows_written) == (4, 5)
+
+
+def test_a_failing_call_fails_alone(store: SQLiteAuditStore) -> None:
+    good = [f"A5000000{i:02d}" for i in range(6)]
+
+    async def run() -> list[Any]:
+        gated, first = await hold_writer(store)
+        calls = [store.append([event(a, "good"), event(a + "x", "good")]) for a in good[:3]]
+        calls.append(store.append([event("A599999999", "bad"), event(None, "bad")]))
+        calls += [store.append([event(a, "good"), event(a + "x", "good")]) for a in good[3:]]
+        group = asyncio.gather(*calls, return_exceptions=True)
+        await until_queued(store, 7)
+        gated.gate.set()
+        await first
+        return await group
+
+    results = asyncio.run(run())
+    assert results[:3] == [None] * 3 and results[4:] == [None] * 3
+    assert isinstance(results[3], sqlite3.IntegrityError) and "NOT NULL" in str(results[3])
+    # the held one; the grouped transaction rolled back; then the six good calls one transaction each
+    assert (store.commits, store.rows_written) == (7, 13)
+    rows = stored(store.path)
+    assert sorted(rows) == sorted(["A000000000", *good, *(a + "x" for a in good)])
+    assert "A599999999" not in rows  # the bad call is all-or-none too
+
+
+def test_close_finishes_queued_work_then_refuses(store: SQLiteAuditStore) -> None:
+    async def run() -> list[Any]:
+        gated, first = await hold_writer(store)
+        group = asyncio.gather(*(store.append([event(f"A70000000{i}")]) for i in range(5)))
+        await until_queued(store, 5)
+        closing = asyncio.ensure_future(asyncio.to_thread(store.close))
+        await until(lambda: store._queue.qsize() == 6)  # close() has queued its stop behind the five
+        gated.gate.set()
+        await closing
+        await first
+        return await group
+
+    assert asyncio.run(run()) == [None] * 5
+    assert store._writer is not None and not store._writer.is_alive()
+    assert (store.commits, len(stored(store.path))) == (2, 6)
+    with pytest.raises(AuditStoreClosed):
+        asyncio.run(store.append([event("A799999999")]))
+    with pytest.raises(AuditStoreClosed):
+        store.append_sync([event("A799999999")])
+
+
+def test_close_with_nothing_pending_is_prompt_and_appends_then_raise(store: SQLiteAuditStore) -> None:
+    asyncio.run(store.append([event("A800000000")]))
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 1
+    assert store._writer is not None and not store._writer.is_alive()
+    store.close()  # twice is harmless
+
+    async def after() -> None:
+        await asyncio.wait_for(store.append([event("A800000001")]), WAIT)  # raises at once, never hangs
+
+    with pytest.raises(AuditStoreClosed, match="closed"):
+        asyncio.run(after())
+    assert stored(store.path) == ["A800000000"]
+
+
+def test_close_without_any_append_starts_no_writer(tmp_path: Path) -> None:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3")
+    s.append_sync([event("A900000000")])
+    assert s._writer is None and (s.commits, s.rows_written) == (1, 1)
+    s.close()
+    assert stored(tmp_path / "audit.sqlite3") == ["A900000000"]
+
+
+def test_append_sync_and_query_alongside_the_writer(store: SQLiteAuditStore) -> None:
+    async def run() -> list[AuditEvent]:
+        await asyncio.gather(*(store.append([event(f"A61000000{i}")]) for i in range(5)),
+                             asyncio.to_thread(store.append_sync, [event("A619999999")]))
+        return await store.query(AuditFilter())
+
+    events = asyncio.run(run())
+    assert sorted(e.a_number for e in events) == sorted([*(f"A61000000{i}" for i in range(5)), "A619999999"])
+    assert store.rows_written == 6 and 2 <= store.commits <= 6  # grouping here depends on thread timing
+
+
+def test_a_caller_gone_with_its_loop_does_not_stop_the_writer(store: SQLiteAuditStore) -> None:
+    gate: list[GatedLock] = []
+
+    async def abandon() -> None:
+        gated, first = await hold_writer(store)
+        gate.append(gated)
+        asyncio.ensure_future(store.append([event("A620000001")]))
+        await until_queued(store, 1)
+        first.cancel()  # asyncio.run cancels the other one and closes the loop on return
+
+    asyncio.run(abandon())
+    gate[0].gate.set()  # the writer now commits both and finds their loop closed
+    asyncio.run(store.append([event("A620000002")]))
+    assert stored(store.path) == ["A000000000", "A620000001", "A620000002"]
+    assert store.rows_written == 3
