@@ -249,11 +249,10 @@ class AnswerShortcut:
         self.cache = cache
         self.audit_store = audit_store
 
-    async def __call__(self, scope: MutableMapping[str, Any], body: bytes, principal: Principal,
+    async def __call__(self, scope: MutableMapping[str, Any], headers: Headers, body: bytes, principal: Principal,
                        send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> bool:
         if not self.cache.enabled or scope.get("method") != "POST":
             return False
-        headers = Headers(scope=scope)
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return False
         try:

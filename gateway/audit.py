@@ -14,6 +14,7 @@ contents.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import queue
 import sqlite3
@@ -147,20 +148,27 @@ _STOP = object()  # queued by close(): the writer finishes what is ahead of it, 
 _INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
+@functools.lru_cache(maxsize=4096)
+def _json_list(names: tuple[str, ...]) -> str:
+    """A JSON array of section names (the same few lists recur: encoded once each)."""
+    return json.dumps(list(names))
+
+
 def _rows(events: Iterable[AuditEvent]) -> list[_Row]:
     return [(e.time, e.request_id, e.subject, e.role, e.client, e.a_number, e.outcome,
-             json.dumps(list(e.sections_returned)), json.dumps(list(e.sections_denied)),
-             json.dumps(list(e.sections_failed)), e.purpose) for e in events]
+             _json_list(e.sections_returned), _json_list(e.sections_denied), _json_list(e.sections_failed),
+             e.purpose) for e in events]
 
 
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    """Runs on the caller's loop: report the outcome unless the caller has stopped waiting."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _settle_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+    """Runs on the callers' loop: report each outcome unless that caller has stopped waiting."""
+    for future, error in settled:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
 
 
 class SQLiteAuditStore:
@@ -280,9 +288,12 @@ class SQLiteAuditStore:
                         outcomes = [self._try_commit(p.rows) for p in batch]
         except BaseException as exc:  # noqa: BLE001 - e.g. the lock or connection is gone; fail, don't hang
             outcomes = [exc] * len(batch)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], BaseException | None]]] = {}
         for p, error in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(p.loop, []).append((p.future, error))
+        for loop, settled in by_loop.items():  # one wake-up per event loop, not one per caller
             try:
-                p.loop.call_soon_threadsafe(_settle, p.future, error)
+                loop.call_soon_threadsafe(_settle_all, settled)
             except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
                 pass
 

@@ -40,7 +40,7 @@ class _TooLarge(Exception):
 
 
 # Answers a request from the body already read (True), or leaves it to the GraphQL app (False).
-Shortcut = Callable[[Scope, bytes, Principal, Send], Awaitable[bool]]
+Shortcut = Callable[[Scope, Headers, bytes, Principal, Send], Awaitable[bool]]
 
 
 def clean_purpose(raw: str | None) -> str | None:
@@ -139,7 +139,7 @@ class GraphQLGuard:
             await self._too_large(send)
             return
         scope[PRINCIPAL_KEY] = principal
-        if self.shortcut is not None and await self.shortcut(scope, body, principal, send):
+        if self.shortcut is not None and await self.shortcut(scope, headers, body, principal, send):
             return
         await self.app(scope, _replay(body, receive), send)
 
