@@ -54,16 +54,41 @@ SECTION_CAPABILITY: dict[str, Capability] = {
 }
 
 
-async def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
-                   make: Callable[..., Any]) -> Any:
-    """Fetch `sources` for the child and build the section; a record of the wrong shape is a source error.
+def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
+             make: Callable[..., Any]) -> Any:
+    """The section built from `sources`' records for the child, or an awaitable of it while a source must
+    still be waited for.
+
+    When every record is at hand (cached, or loaded for the whole list by `children`) the section is
+    returned at once: the executor then needs no coroutine and no task for it.
+    """
+    ctx = info.context
+    ctx.reads.section_started(info, child.a_number)
+    outcomes = [ctx.ready(s, child.a_number, child.max_age) for s in sources]
+    if any(o is None for o in outcomes):
+        return _section_when_fetched(info, child, sources, make)
+    return _build_section(info, child, sources, make, outcomes)  # type: ignore[arg-type]
+
+
+async def _section_when_fetched(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
+                                make: Callable[..., Any]) -> Any:
+    outcomes = await info.context.answers(child.a_number, child.max_age, sources)
+    return _build_section(info, child, sources, make, outcomes)
+
+
+def _build_section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
+                   make: Callable[..., Any], outcomes: list[Fetched | SourceError]) -> Any:
+    """Build the section; a failed source or a record of the wrong shape is a source error.
 
     The outcome (returned or failed) goes to the request's audit recorder.
     """
     reads = info.context.reads
-    reads.section_started(info, child.a_number)
     try:
-        fetched = await info.context.records(child.a_number, child.max_age, *sources)
+        fetched: list[Fetched] = []
+        for outcome in outcomes:
+            if isinstance(outcome, SourceError):
+                raise source_error(outcome)
+            fetched.append(outcome)
         try:
             section = make(*fetched)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -95,41 +120,41 @@ class Child:
     max_age: strawberry.Private[float | None] = None
 
     @strawberry.field(description="Name and birth data (ICE, with ORR's case id).")
-    async def identity(self, info: Info[RequestContext, None]) -> Identity | None:
-        return await _section(info, self, SECTION_SOURCES["identity"], build.identity)
+    def identity(self, info: Info[RequestContext, None]) -> Identity | None:
+        return _section(info, self, SECTION_SOURCES["identity"], build.identity)
 
     @strawberry.field(description="Where the child is now, derived from ORR and ICE.")
-    async def location(self, info: Info[RequestContext, None]) -> Location | None:
-        return await _section(info, self, SECTION_SOURCES["location"], build.location)
+    def location(self, info: Info[RequestContext, None]) -> Location | None:
+        return _section(info, self, SECTION_SOURCES["location"], build.location)
 
     @strawberry.field(description="Who the child was released to (ORR); null when not released.")
-    async def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
-        return await _section(info, self, SECTION_SOURCES["sponsor"], build.sponsor)
+    def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
+        return _section(info, self, SECTION_SOURCES["sponsor"], build.sponsor)
 
     @strawberry.field(description=documented("ORR's 30-day safety and well-being call; null before one is due.",
                                              SECTION_CAPABILITY["followUpCall"]),
                       extensions=requires(SECTION_CAPABILITY["followUpCall"]))
-    async def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
-        return await _section(info, self, SECTION_SOURCES["followUpCall"], build.follow_up)
+    def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
+        return _section(info, self, SECTION_SOURCES["followUpCall"], build.follow_up)
 
     @strawberry.field(description="The Notice to Appear as ICE records it.")
-    async def nta(self, info: Info[RequestContext, None]) -> NoticeToAppear | None:
-        return await _section(info, self, SECTION_SOURCES["nta"], build.nta)
+    def nta(self, info: Info[RequestContext, None]) -> NoticeToAppear | None:
+        return _section(info, self, SECTION_SOURCES["nta"], build.nta)
 
     @strawberry.field(description="The immigration-court case and hearings (EOIR).")
-    async def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
-        return await _section(info, self, SECTION_SOURCES["hearing"], build.hearing_status)
+    def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
+        return _section(info, self, SECTION_SOURCES["hearing"], build.hearing_status)
 
     @strawberry.field(description=documented("The address each agency has on file for the child or sponsor.",
                                              SECTION_CAPABILITY["addressesOnFile"]),
                       extensions=requires(SECTION_CAPABILITY["addressesOnFile"]))
-    async def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
-        return await _section(info, self, SECTION_SOURCES["addressesOnFile"], build.addresses_on_file)
+    def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
+        return _section(info, self, SECTION_SOURCES["addressesOnFile"], build.addresses_on_file)
 
     @strawberry.field(description="Where ORR, ICE and EOIR disagree or hold unusable data, each with a severity "
                                   "and what each source says (see resolvers/discrepancies.py).")
-    async def discrepancies(self, info: Info[RequestContext, None]) -> list[Discrepancy] | None:
-        return await _section(info, self, SECTION_SOURCES["discrepancies"], detect)
+    def discrepancies(self, info: Info[RequestContext, None]) -> list[Discrepancy] | None:
+        return _section(info, self, SECTION_SOURCES["discrepancies"], detect)
 
 
 def selected_names(selection_sets: Iterable[SelectionSetNode | None],

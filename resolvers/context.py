@@ -17,7 +17,6 @@ from gateway.fetcher import STALE, Fetched
 from gateway.roles import Principal
 from gateway.services import Services
 from gateway.sources import Source
-from resolvers.errors import source_error
 from resolvers.reads import ReadRecorder
 
 
@@ -116,14 +115,6 @@ class RequestContext:
         if any(o is None for o in outcomes):
             return list(await asyncio.gather(*(self.fetch(s, a_number, max_age) for s in sources)))
         return outcomes  # type: ignore[return-value]
-
-    async def records(self, a_number: str, max_age: float | None, *sources: Source) -> list[Fetched]:
-        """Every named source's answer, fetched concurrently; raises the first failure as a GraphQL error."""
-        outcomes = await self.answers(a_number, max_age, sources)
-        for outcome in outcomes:
-            if isinstance(outcome, SourceError):
-                raise source_error(outcome)
-        return list(outcomes)  # type: ignore[arg-type]
 
     def warn_stale(self, fetched: Fetched) -> None:
         """Note, once per source, that an expired value was served because the source failed."""
