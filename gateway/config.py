@@ -37,6 +37,7 @@ class Settings:
     eoir_ttl_seconds: float | None = None
     cache_max_entries: int = 300_000
     answer_cache_bytes: int = 32 * 1024 * 1024  # rendered answers of repeated status queries; 0 disables
+    inline_plain_fields: bool = True  # complete plain attribute fields without graphql-core's per-field steps
     max_stale_seconds: float = 86_400.0
     stale_while_revalidate_seconds: float = 0.0
     # backends

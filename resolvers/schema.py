@@ -29,6 +29,7 @@ from resolvers.child import Child, needed_sources, resolve_child, selected_names
 from resolvers.complexity import Complexity, QueryLimits, TokenLimitCode
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
+from resolvers.execution import PlainFieldExecutor
 from resolvers.health import SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
@@ -207,4 +208,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     ]
     if settings.production:
         extensions.append(DisableIntrospection)
-    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions)
+    executor = PlainFieldExecutor if settings.inline_plain_fields else None
+    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+                             execution_context_class=executor)
