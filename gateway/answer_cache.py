@@ -126,12 +126,22 @@ def _at(data: Any, path: tuple[str | int, ...]) -> tuple[Any, str | int]:
     return data, path[-1]
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A response's JSON text split around its open values (`parts`, one more than `slots`), and the
+    whole text as executed (the values it was answered with in their places)."""
+
+    parts: tuple[str, ...]
+    slots: tuple[tuple[str, float], ...]  # (kind, fetched_at) in text order
+    text: str
+
+
 def render(response: MutableMapping[str, Any], recording: AnswerRecording,
-           encode: Callable[[Any], str | bytes]) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]] | None:
-    """The response's JSON text split around its open values, or None when a slot's path is not in it.
+           encode: Callable[[Any], str | bytes]) -> Rendered | None:
+    """The response rendered once, with its open values marked; None when a slot's path is not in it.
 
     Each open value is replaced by a numbered marker, the response is encoded as the view encodes it,
-    and the values are put back (the same dict is then sent as this request's answer).
+    and the values are put back in the dict and in the text.
     """
     data = response.get("data")
     saved: list[tuple[Any, str | int, Any]] = []
@@ -140,19 +150,22 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
             holder, last = _at(data, path)
             saved.append((holder, last, holder[last]))
             holder[last] = f"\x00{i}\x00"
-        text = encode(response)
+        encoded = encode(response)
     except (KeyError, IndexError, TypeError):
         return None
     finally:
-        for holder, last, value in reversed(saved):
+        for holder, last, value in saved:
             holder[last] = value
-    text = text.decode() if isinstance(text, bytes) else text
+    text = encoded.decode() if isinstance(encoded, bytes) else encoded
     pieces = _SENTINEL.split(text)
     parts = tuple(pieces[0::2])
     order = [int(i) for i in pieces[1::2]]
     if sorted(order) != list(range(len(recording.slots))):
         return None
-    return parts, tuple((recording.slots[i][1], recording.slots[i][2]) for i in order)
+    executed = [parts[0]]
+    for i, part in zip(order, parts[1:], strict=True):
+        executed += (json.dumps(saved[i][2]), part)
+    return Rendered(parts, tuple((recording.slots[i][1], recording.slots[i][2]) for i in order), "".join(executed))
 
 
 class AnswerCache:
@@ -171,25 +184,28 @@ class AnswerCache:
         return self.max_bytes > 0
 
     def store(self, key: Hashable, response: MutableMapping[str, Any], recording: AnswerRecording,
-              events: Sequence[AuditEvent], encode: Callable[[Any], str | bytes]) -> bool:
-        """Keep the executed `response` for `key` when it may be served again; True when stored."""
+              events: Callable[[], Sequence[AuditEvent]], encode: Callable[[Any], str | bytes]) -> str | None:
+        """Keep the executed `response` for `key` when it may be served again.
+
+        Returns the response's JSON text when it was rendered here (so that it is not encoded twice).
+        """
         if not self._storable(response, recording):
             self.stats.not_stored += 1
-            return False
+            return None
         rendered = render(response, recording, encode)
         if rendered is None:
             self.stats.not_stored += 1
-            return False
-        parts, slots = rendered
-        size = sum(len(p) for p in parts) + 64 * (len(recording.records) + len(events) + 1)
+            return None
+        templates = tuple(events())
+        size = len(rendered.text) + 64 * (len(recording.records) + len(templates) + 1)
         if size > self.max_bytes:
             self.stats.not_stored += 1
-            return False
+            return rendered.text
         records = tuple((s, a, m, at) for (s, a, m), at in recording.records.items())
         breakers = tuple(recording.open_breakers.items())
-        self._store[key] = StoredAnswer(parts, slots, records, breakers, tuple(events), size)
+        self._store[key] = StoredAnswer(rendered.parts, rendered.slots, records, breakers, templates, size)
         self.stats.stored += 1
-        return True
+        return rendered.text
 
     def _storable(self, response: Mapping[str, Any], recording: AnswerRecording) -> bool:
         if not self.enabled or not recording.eligible or recording.failed:

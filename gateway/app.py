@@ -57,6 +57,14 @@ def _quiet_errors(schema: Any) -> None:
     schema.process_errors = process_errors
 
 
+class _Encoded(dict):  # type: ignore[type-arg]
+    """A response dict whose JSON text is already known."""
+
+    def __init__(self, response: dict[str, Any], text: str) -> None:
+        super().__init__(response)
+        self.text = text
+
+
 class GatewayGraphQL(GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page."""
 
@@ -110,9 +118,18 @@ class GatewayGraphQL(GraphQL):
         response = await super().process_result(request, result)
         key, context = request.scope.get(ANSWER_KEY), request.scope.get(CONTEXT_KEY)
         if key is not None and context is not None and context.answer is not None:
-            events = context.reads.events(context.principal, context.purpose)
-            self.answers.store(key, response, context.answer, events, self.encode_json)
+            text = self.answers.store(key, response, context.answer,
+                                      lambda: context.reads.events(context.principal, context.purpose),
+                                      self.encode_json)
+            if text is not None:
+                return _Encoded(response, text)
         return response
+
+    def encode_json(self, data: object) -> str | bytes:
+        """The view's JSON encoding; a response already rendered by the answer store is not encoded again."""
+        if isinstance(data, _Encoded):
+            return data.text
+        return super().encode_json(data)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""
