@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,7 +35,7 @@ from typing import Any
 from cachetools import LRUCache
 from starlette.datastructures import Headers
 
-from gateway.audit import AuditEvent, AuditStore, utc_timestamp
+from gateway.audit import AuditEvent, AuditStore, new_request_id, utc_timestamp
 from gateway.breaker import OPEN
 from gateway.errors import BREAKER_OPEN, FORBIDDEN, SOURCE_UNAVAILABLE, SourceError
 from gateway.fetcher import HIT, STALE, Fetched, SourceFetcher
@@ -252,7 +251,7 @@ class AnswerCache:
 
 def events_for(templates: Sequence[AuditEvent], principal: Principal, purpose: str | None) -> list[AuditEvent]:
     """This request's audit events: the stored answer's, with a new request id, time, caller and purpose."""
-    request_id, now = uuid.uuid4().hex, utc_timestamp()
+    request_id, now = new_request_id(), utc_timestamp()
     return [replace(e, time=now, request_id=request_id, subject=principal.subject, role=principal.role,
                     client=principal.client, purpose=purpose) for e in templates]
 

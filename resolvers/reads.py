@@ -10,7 +10,6 @@ response carries no data (fail closed).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ from graphql import ExecutionResult, GraphQLError
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
-from gateway.audit import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, utc_timestamp
+from gateway.audit import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, new_request_id, utc_timestamp
 from gateway.roles import Principal
 from resolvers.anumber import canonical_a_number
 
@@ -66,7 +65,7 @@ class ReadRecorder:
     """Per-request collector of child reads."""
 
     def __init__(self) -> None:
-        self.request_id = uuid.uuid4().hex
+        self.request_id = new_request_id()
         self._reads: dict[str, ChildRead] = {}
         self._sections: dict[PathKey, tuple[str, str]] = {}  # section's response path → (A-number, section)
 

@@ -66,10 +66,10 @@ async def hold_writer(store: SQLiteAuditStore) -> tuple[GatedLock, asyncio.Task[
 async def until_queued(store: SQLiteAuditStore, n: int) -> None:
     """Let the just-created tasks run up to their enqueue (each needs one loop turn, no time)."""
     for _ in range(100):
-        if store._queue.qsize() >= n:
+        if store.waiting >= n:
             break
         await asyncio.sleep(0)
-    assert store._queue.qsize() == n
+    assert store.waiting == n
 
 
 async def until(condition: Any) -> None:
@@ -155,7 +155,7 @@ def test_close_finishes_queued_work_then_refuses(store: SQLiteAuditStore) -> Non
         group = asyncio.gather(*(store.append([event(f"A70000000{i}")]) for i in range(5)))
         await until_queued(store, 5)
         closing = asyncio.ensure_future(asyncio.to_thread(store.close))
-        await until(lambda: store._queue.qsize() == 6)  # close() has queued its stop behind the five
+        await until(lambda: store._closed)  # close() has queued its stop behind the five
         gated.gate.set()
         await closing
         await first
