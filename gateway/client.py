@@ -102,6 +102,8 @@ class SourceClient:
 
     async def fetch_batch(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
         """Records by A-number (None where the backend has no record), chunked by the backend's limit."""
+        if len(a_numbers) <= BATCH_LIMIT:  # one call: no task to gather
+            return await self._fetch_chunk(a_numbers, deadline)
         out: dict[str, dict[str, Any] | None] = {}
         chunks = [a_numbers[i : i + BATCH_LIMIT] for i in range(0, len(a_numbers), BATCH_LIMIT)]
         results = await asyncio.gather(*(self._fetch_chunk(c, deadline) for c in chunks))
