@@ -196,7 +196,8 @@ class AnswerCache:
             self.stats.not_stored += 1
             return None
         templates = tuple(events())
-        size = len(rendered.text) + 64 * (len(recording.records) + len(templates) + 1)
+        # text, plus what the records (~150 bytes each) and audit event templates (~600 bytes each) hold
+        size = len(rendered.text) + 150 * len(recording.records) + 600 * len(templates) + 200
         if size > self.max_bytes:
             self.stats.not_stored += 1
             return rendered.text

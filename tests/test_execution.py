@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.support.access import gateway_env
-from tests.support.gateway import GatewayProcess, http, mint
+from tests.support.gateway import GatewayProcess, http, mint, without
 
 PROV = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
 ADDR = "fragment A on Address { street unit city state zip quality }"
@@ -56,11 +56,7 @@ def pair(mock_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def comparable(node: Any) -> Any:
     """The answer without what differs between two gateways by nature: when each fetched and how long ago."""
-    if isinstance(node, dict):
-        return {k: comparable(v) for k, v in node.items() if k not in ("fetchedAt", "ageSeconds")}
-    if isinstance(node, list):
-        return [comparable(v) for v in node]
-    return node
+    return without(node, "fetchedAt", "ageSeconds")
 
 
 def ask(gw: GatewayProcess, query: str, variables: dict[str, Any], token: str) -> tuple[int, Any]:

@@ -38,6 +38,15 @@ def mint(role: str = "caseworker", *, ttl: float = 3600, subject: str | None = N
     return jwt.encode(body, secret, algorithm="HS256")
 
 
+def without(node: Any, *keys: str) -> Any:
+    """A decoded JSON answer with every member named in `keys` left out, at any depth."""
+    if isinstance(node, dict):
+        return {k: without(v, *keys) for k, v in node.items() if k not in keys}
+    if isinstance(node, list):
+        return [without(v, *keys) for v in node]
+    return node
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket() as sock:
