@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 import traceback
@@ -186,6 +187,22 @@ def demo_banner(settings: Settings) -> list[str]:
     return lines
 
 
+GC_THRESHOLDS = (20_000, 20, 100)  # Python's defaults are (700, 10, 10)
+
+
+def settle_heap() -> None:
+    """Keep the garbage collector off the request path as far as it is safe to.
+
+    Everything alive once the gateway has started (modules, schema, settings) is moved out of the
+    collector's sight (`gc.freeze`), and collections run less often: with a record cache of 100,000s of
+    dicts, a full collection took 70-130 ms and hit about one cold `children` batch in five. Cycles are
+    still collected, only in larger steps.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def open_audit_store(settings: Settings) -> AuditStore:
     """The audit trail under the data directory; a store that cannot open stops the start."""
     try:
@@ -221,6 +238,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
+        settle_heap()
         try:
             yield
         finally:
