@@ -444,8 +444,9 @@ def table(r: dict[str, Any]) -> str:
             rows.append(
                 f"| 2 | Warm cache, concurrency {c} | gateway {g['rps']} req/s, p50 {g['p50_ms']} ms, "
                 f"p99 {g['p99_ms']} ms; floor {fl['rps']} req/s, p50 {fl['p50_ms']} ms, p99 {fl['p99_ms']} ms; "
-                f"**{run['rps_ratio']}** of floor, +{run['added_p50_ms']} ms at p50 | ≥ 0.5 (0.35 at least), "
-                f"< 2 ms added | {verdict(run['rps_ratio'] >= 0.5 and run['added_p50_ms'] < 2)}"
+                f"**{run['rps_ratio']}** of floor, +{run['added_p50_ms']} ms at p50 | ≥ 0.5 (0.35 at least)"
+                f"{', < 2 ms added' if c == '1' else ''} | "
+                f"{verdict(run['rps_ratio'] >= 0.5 and (c != '1' or run['added_p50_ms'] < 2))}"
                 f"{'' if run['rps_ratio'] >= 0.5 or run['rps_ratio'] < 0.35 else ' (≥ 0.35)'} |")
     if "3" in s:
         b = s["3"]
