@@ -3,9 +3,9 @@
 A caseworker's screen or a partner app asks the same `child`/`children` query again and again, and
 while the records behind it sit unchanged in the record cache, the answer is the same bytes except for
 each section's freshness (`ageSeconds`, `cacheStatus`). So the gateway keeps the answer's JSON text as a
-template with those values left open, keyed by what decides the answer: the query text, operation name
-and variables, and the caller's view (role and field-office scope). Each template lists the exact
-records it was built from (source, A-number, max age, `fetched_at`).
+template with those values left open, keyed by what decides the answer: the request body as sent (query
+text, operation name and variables) and the caller's view (role and field-office scope). Each template
+lists the exact records it was built from (source, A-number, max age, `fetched_at`).
 
 A later identical request is answered from the template only when every one of those records is still
 the fresh entry in the record cache (`SourceFetcher.fresh`, which counts the cache hits as a normal
@@ -28,8 +28,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LRUCache
@@ -104,18 +104,26 @@ class AnswerStats:
     not_stored: int = 0  # executed answers that may not be stored (errors, stale, not a status query)
 
 
-def request_key(body: Mapping[str, Any], principal: Principal) -> Hashable | None:
-    """The key of a JSON request body for this caller, or None when the request is not a plain query."""
-    if not isinstance(body, dict) or not body.keys() <= _REQUEST_KEYS:
-        return None
-    query, variables, name = body.get("query"), body.get("variables"), body.get("operationName")
-    if not isinstance(query, str) or not isinstance(variables, dict | None) or not isinstance(name, str | None):
-        return None
+@dataclass(frozen=True, slots=True)
+class AnswerKey:
+    """What decides an answer: the request body as sent (query, variables, operation name; the same request
+    written otherwise is another key) and the caller's view."""
+
+    body: bytes
+    role: str
+    field_offices: frozenset[str] | None
+
+
+def plain_query(body: bytes) -> bool:
+    """True when a JSON request body holds a query and nothing else than its variables and operation name."""
     try:
-        canonical = json.dumps(variables, sort_keys=True, separators=(",", ":")) if variables else ""
-    except (TypeError, ValueError):
-        return None
-    return (query, name, canonical, principal.role, principal.field_offices)
+        parsed = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(parsed, dict) or not parsed.keys() <= _REQUEST_KEYS:
+        return False
+    query, variables, name = parsed.get("query"), parsed.get("variables"), parsed.get("operationName")
+    return isinstance(query, str) and isinstance(variables, dict | None) and isinstance(name, str | None)
 
 
 def _at(data: Any, path: tuple[str | int, ...]) -> tuple[Any, str | int]:
@@ -174,7 +182,7 @@ class AnswerCache:
         self.max_bytes = max_bytes
         self.fetchers = fetchers
         self.stats = AnswerStats()
-        self._store: LRUCache[Hashable, StoredAnswer] = LRUCache(maxsize=max(1, max_bytes),
+        self._store: LRUCache[AnswerKey, StoredAnswer] = LRUCache(maxsize=max(1, max_bytes),
                                                                  getsizeof=lambda a: a.size)
 
     @property
@@ -182,7 +190,7 @@ class AnswerCache:
         """False when configured with no room (`answer_cache_bytes = 0`)."""
         return self.max_bytes > 0
 
-    def store(self, key: Hashable, response: MutableMapping[str, Any], recording: AnswerRecording,
+    def store(self, key: AnswerKey, response: MutableMapping[str, Any], recording: AnswerRecording,
               events: Callable[[], Sequence[AuditEvent]], encode: Callable[[Any], str | bytes]) -> str | None:
         """Keep the executed `response` for `key` when it may be served again.
 
@@ -196,8 +204,8 @@ class AnswerCache:
             self.stats.not_stored += 1
             return None
         templates = tuple(events())
-        # text, plus what the records (~150 bytes each) and audit event templates (~600 bytes each) hold
-        size = len(rendered.text) + 150 * len(recording.records) + 600 * len(templates) + 200
+        # text and key, plus what the records (~150 bytes each) and audit event templates (~600 bytes) hold
+        size = len(rendered.text) + len(key.body) + 150 * len(recording.records) + 600 * len(templates) + 200
         if size > self.max_bytes:
             self.stats.not_stored += 1
             return rendered.text
@@ -217,7 +225,7 @@ class AnswerCache:
         repeatable = {FORBIDDEN, SOURCE_UNAVAILABLE} if recording.open_breakers else {FORBIDDEN}
         return all((e.get("extensions") or {}).get("code") in repeatable for e in response.get("errors") or ())
 
-    def answer(self, key: Hashable) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
+    def answer(self, key: AnswerKey) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
         """The stored answer for `key` as of now, with its audit events; None when there is none or it is
         outdated (a record changed, was dropped or expired)."""
         stored = self._store.get(key)
@@ -240,7 +248,7 @@ class AnswerCache:
         self.stats.hits += 1
         return "".join(out).encode(), stored.events
 
-    def _outdated(self, key: Hashable) -> None:
+    def _outdated(self, key: AnswerKey) -> None:
         self._store.pop(key, None)
         self.stats.outdated += 1
 
@@ -253,8 +261,10 @@ class AnswerCache:
 def events_for(templates: Sequence[AuditEvent], principal: Principal, purpose: str | None) -> list[AuditEvent]:
     """This request's audit events: the stored answer's, with a new request id, time, caller and purpose."""
     request_id, now = new_request_id(), utc_timestamp()
-    return [replace(e, time=now, request_id=request_id, subject=principal.subject, role=principal.role,
-                    client=principal.client, purpose=purpose) for e in templates]
+    return [AuditEvent(time=now, request_id=request_id, subject=principal.subject, role=principal.role,
+                       client=principal.client, a_number=e.a_number, outcome=e.outcome,
+                       sections_returned=e.sections_returned, sections_denied=e.sections_denied,
+                       sections_failed=e.sections_failed, purpose=purpose) for e in templates]
 
 
 class AnswerShortcut:
@@ -271,12 +281,7 @@ class AnswerShortcut:
             return False
         if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return False
-        try:
-            key = request_key(json.loads(body), principal)
-        except ValueError:
-            return False
-        if key is None:
-            return False
+        key = AnswerKey(body, principal.role, principal.field_offices)
         found = self.cache.answer(key)
         if found is not None:
             payload, templates = found
@@ -285,7 +290,8 @@ class AnswerShortcut:
             except Exception:  # noqa: BLE001 - GraphQL runs instead: it retries the write, withholds data on failure
                 found = None
         if found is None:
-            scope[ANSWER_KEY] = key
+            if plain_query(body):
+                scope[ANSWER_KEY] = key
             return False
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
