@@ -187,7 +187,7 @@ def demo_banner(settings: Settings) -> list[str]:
     return lines
 
 
-GC_THRESHOLDS = (20_000, 20, 100)  # Python's defaults are (700, 10, 10)
+GC_THRESHOLDS = (20_000, 20, 10)  # Python's defaults are (700, 10, 10)
 
 
 def settle_heap() -> None:
