@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import strawberry
@@ -205,8 +205,7 @@ async def resolve_child(info: Info[RequestContext, None], a_number: str, max_age
     ctx = info.context
 
     async def known(group: list[Source]) -> bool:
-        outcomes = await ctx.answers(a_number, max_age, group)
-        return any(isinstance(o, SourceError) or o.record is not None for o in outcomes)
+        return _any_known(await ctx.answers(a_number, max_age, group))
 
     if sources and await known(sources):
         return Child(a_number=strawberry.ID(a_number), max_age=max_age)
@@ -214,3 +213,26 @@ async def resolve_child(info: Info[RequestContext, None], a_number: str, max_age
     if rest and await known(rest):
         return Child(a_number=strawberry.ID(a_number), max_age=max_age)
     return None
+
+
+def _any_known(outcomes: Sequence[Fetched | SourceError | None]) -> bool:
+    """True when a source has a record of the child, or could not answer (the child may exist)."""
+    return any(isinstance(o, SourceError) or (o is not None and o.record is not None) for o in outcomes)
+
+
+async def prefetch_children(info: Info[RequestContext, None], a_numbers: Sequence[str], max_age: float | None,
+                            sources: list[Source]) -> None:
+    """Load what `resolve_child` will read for each of `a_numbers`, for all of them at once.
+
+    One wait for every source's batch (and, for children none of those sources knows, one more for the
+    other sources), so that each child's own reads then find their answers ready: a list of 100 costs
+    a handful of waits instead of three per child.
+    """
+    ctx = info.context
+    await ctx.prefetch(a_numbers, max_age, sources)
+    rest = [s for s in Source if s not in sources]
+    if rest:
+        unknown = [a for a in a_numbers
+                   if not (sources and _any_known([ctx.ready(s, a, max_age) for s in sources]))]
+        if unknown:
+            await ctx.prefetch(unknown, max_age, rest)

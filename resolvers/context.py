@@ -108,6 +108,16 @@ class RequestContext:
         elif self.answer is not None:
             self.answer.unavailable(outcome, self.services.fetchers)
 
+    async def prefetch(self, a_numbers: Sequence[str], max_age: float | None, sources: Sequence[Source]) -> None:
+        """Have every named source's answer for every A-number at hand (each source asked in one batch).
+
+        Failures are not raised here: they are what `ready`/`fetch` give each reader afterwards.
+        """
+        waiting = [self.loader(s, max_age).load(a) for s in sources for a in dict.fromkeys(a_numbers)
+                   if self.ready(s, a, max_age) is None]
+        if waiting:
+            await asyncio.gather(*waiting, return_exceptions=True)
+
     async def answers(self, a_number: str, max_age: float | None,
                       sources: Sequence[Source]) -> list[Fetched | SourceError]:
         """Every named source's answer (or error), concurrently; without a task when all are ready."""

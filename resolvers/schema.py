@@ -25,7 +25,7 @@ from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.audit_query import AuditQuery
-from resolvers.child import Child, needed_sources, resolve_child, selected_names
+from resolvers.child import Child, needed_sources, prefetch_children, resolve_child, selected_names
 from resolvers.complexity import Complexity, QueryLimits, TokenLimitCode
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
@@ -112,6 +112,7 @@ class StatusQuery:
         max_age = _max_age(None if max_age_seconds is strawberry.UNSET else max_age_seconds)
         canonical = [canonical_a_number(str(a)) for a in a_numbers]
         sources = _sources_for(info)
+        await prefetch_children(info, canonical, max_age, sources)
         # an error in the list becomes null plus an error at that element's path
         return list(await asyncio.gather(*(_read_child(info, a, max_age, sources) for a in canonical)))
 
