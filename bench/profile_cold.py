@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import secrets
 import shutil
 import statistics
 import sys
@@ -31,33 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # noqa: E402
     FULL_STATUS,
     FULL_STATUS_MANY,
-    RATE_LIMIT_BURST,
-    RATE_LIMIT_RPS,
     all_a_numbers,
     start_mocks,
 )
-from profile_warm import call  # noqa: E402
+from profile_warm import call, in_process_app  # noqa: E402
 
 WARMUP = 5
 
 
 async def measure(urls: dict[str, str], pool: list[str], mode: str, requests: int,
                   profile: str | None) -> dict[str, Any]:
-    from gateway.app import create_app
-    from gateway.auth import mint_token
-    from gateway.config import load_settings
-
     data_dir = tempfile.mkdtemp(prefix="ucgw-profile-")
-    settings = load_settings(environ={
-        "UCGW_ENV": "production", "UCGW_JWT_SECRET": secrets.token_urlsafe(48), "UCGW_DATA_DIR": data_dir,
-        "UCGW_RATE_LIMIT_RPS": RATE_LIMIT_RPS, "UCGW_RATE_LIMIT_BURST": RATE_LIMIT_BURST,
-        "UCGW_CHANGE_FEED_POLL_SECONDS": "0",
-        "UCGW_ORR_URL": urls["orr"], "UCGW_ICE_URL": urls["ice"], "UCGW_EOIR_URL": urls["eoir"],
-    })
-    app = create_app(settings)
-    token = mint_token(settings, "caseworker", ttl=3600)
-    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
-               (b"authorization", f"Bearer {token}".encode())]
+    app, headers = in_process_app(urls, data_dir)
     cold = iter(pool)
 
     def body() -> bytes:
@@ -117,10 +101,9 @@ def main() -> int:
         pool = asyncio.run(listing(mocks, needed))
         if len(pool) < needed:
             raise SystemExit(f"the mock world lists {len(pool)} children; {needed} are needed")
-        result = asyncio.run(measure(mocks.urls, pool, args.mode, args.requests, args.profile))
+        print(json.dumps(asyncio.run(measure(mocks.urls, pool, args.mode, args.requests, args.profile))))
     finally:
         mocks.stop()
-    print(json.dumps(result))
     return 0
 
 

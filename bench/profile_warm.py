@@ -58,22 +58,27 @@ async def call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> tup
     return out["status"], b"".join(out["body"])
 
 
-async def measure(urls: dict[str, str], a_number: str, requests: int, profile: str | None) -> dict[str, Any]:
+def in_process_app(urls: dict[str, str], data_dir: str, **env: str) -> tuple[Any, list[tuple[bytes, bytes]]]:
+    """The gateway's ASGI app in production mode against the mocks at `urls`, and a caseworker's headers."""
     from gateway.app import create_app
     from gateway.auth import mint_token
     from gateway.config import load_settings
 
-    data_dir = tempfile.mkdtemp(prefix="ucgw-profile-")
     settings = load_settings(environ={
         "UCGW_ENV": "production", "UCGW_JWT_SECRET": secrets.token_urlsafe(48), "UCGW_DATA_DIR": data_dir,
         "UCGW_RATE_LIMIT_RPS": RATE_LIMIT_RPS, "UCGW_RATE_LIMIT_BURST": RATE_LIMIT_BURST,
-        "UCGW_CACHE_TTL_SECONDS": "3600", "UCGW_CHANGE_FEED_POLL_SECONDS": "0",
-        "UCGW_ORR_URL": urls["orr"], "UCGW_ICE_URL": urls["ice"], "UCGW_EOIR_URL": urls["eoir"],
+        "UCGW_CHANGE_FEED_POLL_SECONDS": "0",
+        "UCGW_ORR_URL": urls["orr"], "UCGW_ICE_URL": urls["ice"], "UCGW_EOIR_URL": urls["eoir"], **env,
     })
-    app = create_app(settings)
     token = mint_token(settings, "caseworker", ttl=3600)
     headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"application/json"),
                (b"authorization", f"Bearer {token}".encode())]
+    return create_app(settings), headers
+
+
+async def measure(urls: dict[str, str], a_number: str, requests: int, profile: str | None) -> dict[str, Any]:
+    data_dir = tempfile.mkdtemp(prefix="ucgw-profile-")
+    app, headers = in_process_app(urls, data_dir, UCGW_CACHE_TTL_SECONDS="3600")
     body = json.dumps({"query": FULL_STATUS, "variables": {"a": a_number}}).encode()
     try:
         return await _run(app, body, headers, requests, profile)
