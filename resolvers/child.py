@@ -114,6 +114,10 @@ def _culprit(sources: tuple[Source, ...], fetched: list[Fetched], make: Callable
     return sources[0]
 
 
+# Every field of Child (and below) must be a function of the records read through the request's
+# RequestContext (`ready`/`fetch`/`answers`) and of the caller's role and scope: the answer store
+# (gateway/answer_cache.py) repeats an answer while those records are unchanged. A field that reads other
+# state (a database, the clock beyond Provenance's open values) must set `info.context.answer.failed`.
 @strawberry.type(description="One child's status across ORR, ICE and EOIR, section by section.")
 class Child:
     a_number: strawberry.ID = strawberry.field(description="Canonical A-number: A + 9 digits.")
