@@ -101,7 +101,7 @@ class AnswerStats:
     misses: int = 0  # no template for the key
     outdated: int = 0  # a template whose records changed or expired
     stored: int = 0
-    not_stored: int = 0  # executed answers that may not be stored (errors, stale, not a status query)
+    not_stored: int = 0  # executed status queries whose answer may not be stored (errors, stale, too large)
 
 
 @dataclass(frozen=True, slots=True)

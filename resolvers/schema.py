@@ -147,22 +147,31 @@ class ValidationByText(SchemaExtension):
 
 
 class AnswerEligibility(SchemaExtension):
-    """Marks a request whose answer may be stored (gateway/answer_cache.py): a query whose root fields are
-    only `child`/`children`, whose answers depend on nothing but the records they read and the caller's view."""
+    """Decides, before execution, whether a request's answer may be stored (gateway/answer_cache.py): a query
+    whose root fields are only `child`/`children`, whose answers depend on nothing but the records they read
+    and the caller's view. Any other operation runs without recording what it reads."""
 
     def on_execute(self) -> Iterator[None]:
-        yield
         ctx = self.execution_context
-        recording = getattr(ctx.context, "answer", None)
-        if recording is None or ctx.operation_type is not OperationType.QUERY or ctx.graphql_document is None:
-            return
+        context = ctx.context
+        if getattr(context, "answer", None) is not None:
+            if self._storable(ctx):
+                context.answer.eligible = True
+            else:
+                context.answer = None
+        yield
+
+    @staticmethod
+    def _storable(ctx: Any) -> bool:
+        if ctx.operation_type is not OperationType.QUERY or ctx.graphql_document is None:
+            return False
         operation = get_operation_ast(ctx.graphql_document, ctx.operation_name)
         if operation is None:
-            return
+            return False
         fragments = {d.name.value: d for d in ctx.graphql_document.definitions
                      if isinstance(d, FragmentDefinitionNode)}
         roots = selected_names([operation.selection_set], fragments)
-        recording.eligible = bool(roots) and roots <= STORABLE_ROOTS
+        return bool(roots) and roots <= STORABLE_ROOTS
 
 
 class ResponseWarnings(SchemaExtension):

@@ -150,6 +150,14 @@ def test_another_view_text_or_max_age_is_never_served_a_stored_answer(gw: Gatewa
         assert {p["cacheStatus"] for p in provenances(json.loads(raw))} == {"MISS"}
     assert batch_calls(mock_services) == {s: calls[s] + 2 for s in ROUTES}
     assert answer_facts(gw)["hits"] == now["hits"]
+    # other operations are neither stored nor recorded
+    before = answer_facts(gw)
+    for _ in range(2):
+        status, raw = post(gw, "query { sources { source breakerState } }", {})
+        assert status == 200 and len(json.loads(raw)["data"]["sources"]) == 3
+    after = answer_facts(gw)
+    assert (after["stored"], after["not_stored"], after["hits"]) == (before["stored"], before["not_stored"],
+                                                                    before["hits"])
 
 
 def test_expired_records_send_the_request_back_to_graphql(mock_services: Any, tmp_path: Any) -> None:
