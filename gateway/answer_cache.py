@@ -53,9 +53,11 @@ Dependency = tuple[Source, str, float | None, float]  # source, A-number, max ag
 
 @dataclass
 class AnswerRecording:
-    """What one request's execution used, collected by the resolvers while it runs."""
+    """What one request's execution used, collected by the resolvers while it runs.
 
-    eligible: bool = False  # set when the operation is a query of child/children only
+    A request has one only when its answer may be stored (resolvers/schema.py `AnswerEligibility` drops
+    it before execution for any operation other than a query of `child`/`children`)."""
+
     failed: bool = False  # a source failed (other than by an open breaker), or a section was served stale
     records: dict[tuple[Source, str, float | None], float] = field(default_factory=dict)
     open_breakers: dict[Source, float] = field(default_factory=dict)  # source → when its breaker opened
@@ -216,7 +218,7 @@ class AnswerCache:
         return rendered.text
 
     def _storable(self, response: Mapping[str, Any], recording: AnswerRecording) -> bool:
-        if not self.enabled or not recording.eligible or recording.failed:
+        if not self.enabled or recording.failed:
             return False
         if not (recording.records or recording.open_breakers):
             return False

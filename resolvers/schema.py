@@ -154,11 +154,8 @@ class AnswerEligibility(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         context = ctx.context
-        if getattr(context, "answer", None) is not None:
-            if self._storable(ctx):
-                context.answer.eligible = True
-            else:
-                context.answer = None
+        if getattr(context, "answer", None) is not None and not self._storable(ctx):
+            context.answer = None
         yield
 
     @staticmethod
