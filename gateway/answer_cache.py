@@ -61,7 +61,9 @@ class AnswerRecording:
     failed: bool = False  # a source failed (other than by an open breaker), or a section was served stale
     records: dict[tuple[Source, str, float | None], float] = field(default_factory=dict)
     open_breakers: dict[Source, float] = field(default_factory=dict)  # source → when its breaker opened
-    slots: list[tuple[tuple[str | int, ...], str, float]] = field(default_factory=list)
+    # path → (kind, fetched_at); keyed by path, so a value completed twice (graphql-core taking over a field
+    # the inline executor began) is one slot
+    slots: dict[tuple[str | int, ...], tuple[str, float]] = field(default_factory=dict)
 
     def served(self, a_number: str, max_age: float | None, fetched: Fetched) -> None:
         """A record was served to the request."""
@@ -80,7 +82,7 @@ class AnswerRecording:
 
     def open_value(self, path: Sequence[str | int], kind: str, fetched_at: float) -> None:
         """The value at `path` depends on the moment of the answer (kind AGE or CACHE_STATUS)."""
-        self.slots.append((tuple(path), kind, fetched_at))
+        self.slots[tuple(path)] = (kind, fetched_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +155,10 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
     and the values are put back in the dict and in the text.
     """
     data = response.get("data")
+    slots = list(recording.slots.items())
     saved: list[tuple[Any, str | int, Any]] = []
     try:
-        for i, (path, _, _) in enumerate(recording.slots):
+        for i, (path, _) in enumerate(slots):
             holder, last = _at(data, path)
             saved.append((holder, last, holder[last]))
             holder[last] = f"\x00{i}\x00"
@@ -169,12 +172,12 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
     pieces = _SENTINEL.split(text)
     parts = tuple(pieces[0::2])
     order = [int(i) for i in pieces[1::2]]
-    if sorted(order) != list(range(len(recording.slots))):
+    if sorted(order) != list(range(len(slots))):
         return None
     executed = [parts[0]]
     for i, part in zip(order, parts[1:], strict=True):
         executed += (json.dumps(saved[i][2]), part)
-    return Rendered(parts, tuple((recording.slots[i][1], recording.slots[i][2]) for i in order), "".join(executed))
+    return Rendered(parts, tuple(slots[i][1] for i in order), "".join(executed))
 
 
 class AnswerCache:

@@ -1,4 +1,4 @@
-"""graphql-core's executor with plain attribute fields completed inline.
+"""graphql-core's executor with plain fields completed inline.
 
 A full child status resolves ~170 fields, and a `children` batch of 100 about 17,000; most are plain
 attributes of the section objects (`Location.status`, `Address.city`, ...). For each of them graphql-core
@@ -6,19 +6,27 @@ builds a resolve-info object and calls strawberry's wrapper, which calls `getatt
 value through several generic steps. `PlainFieldExecutor` completes such fields directly: `getattr`,
 the type's own output coercion for scalars and enums, lists item by item, and nested objects the same way.
 
-Inline means a "basic" strawberry field (no resolver, no extension, no arguments, read with `getattr`)
-whose type is a scalar, an enum, or an object type made only of such fields (lists and non-null of
-these included). Everything else (section resolvers, permission-checked fields, `Provenance.ageSeconds`,
-root fields, `__typename` at the top) goes through graphql-core's `execute_field` unchanged. Inline
-completion has no side effects, so anything unusual on it (a null where the schema forbids one, a value
-the scalar refuses, an exception, a deferred fragment) hands the whole field back to `execute_field`,
-which then raises and locates the error exactly as before. tests/test_execution.py compares answers
-with graphql-core's own executor over HTTP.
+Inline means a strawberry field without arguments whose value is one of:
+- an attribute read with `getattr` (a "basic" field: no resolver, no extension);
+- such an attribute restricted to a capability (`resolvers.permissions.restricted_field`), when the
+  caller holds the capability; a caller without it goes through the permission extension (null, a
+  FORBIDDEN error and the audit record of the denial);
+- a value computed from (source, context, path) by a function the field's resolver is a view of
+  (`computed_inline`: `Provenance.ageSeconds` and `cacheStatus`). The function may record the value's path
+  (the answer store's open values); recording is keyed by path, so doing it twice is harmless;
+and whose type is a scalar, an enum, or an object type made only of such fields (lists and non-null of
+these included). Everything else (section resolvers, root fields, `__typename` at the top) goes through
+graphql-core's `execute_field` unchanged. Anything unusual on the inline path (a null where the schema
+forbids one, a value the scalar refuses, an exception, a deferred fragment, a capability the caller lacks
+deeper down) hands the whole field back to `execute_field`, which then resolves it, raises and locates the
+error exactly as before. tests/test_execution.py compares answers with graphql-core's own executor over HTTP.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -31,23 +39,69 @@ from graphql import (
     is_leaf_type,
 )
 from graphql.pyutils import Path, gather_with_cancel
+from strawberry.permission import PermissionExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.roles import Capability
+from resolvers.permissions import Requires, holds
+
 BACKREF = "strawberry-definition"
+COMPUTE = "ucgw.compute"  # strawberry field metadata: the (source, context, path) function of the value
+
+Compute = Callable[[Any, Any, Path], Any]
+
+
+def computed_inline(compute: Compute) -> dict[str, Compute]:
+    """Metadata for a `strawberry.field` whose resolver returns `compute(root, info.context, info.path)`:
+    the inline executor calls `compute` itself. Nothing else may differ between the two."""
+    return {COMPUTE: compute}
 
 
 class _Slow(Exception):
     """The value needs graphql-core's full completion (it is an error to report, or of an unusual kind)."""
 
 
-def _is_basic(field: Any) -> str | None:
-    """The attribute name of a strawberry field read with plain `getattr`, else None."""
+@dataclass(frozen=True, slots=True)
+class _Plain:
+    """How one field is completed inline."""
+
+    attribute: str  # read with getattr, unless `compute` is set
+    compute: Compute | None
+    output: GraphQLOutputType
+    capability: Capability | None  # the caller must hold it, else graphql-core resolves the field
+
+    def value(self, source: Any, context: Any, path: Path) -> Any:
+        return getattr(source, self.attribute) if self.compute is None else self.compute(source, context, path)
+
+
+def _restriction(definition: Any) -> Capability | None:
+    """The capability of a field whose only extension is one `Requires` permission; else raises `_Slow`."""
+    extensions = definition.extensions
+    if len(extensions) != 1 or not isinstance(extensions[0], PermissionExtension):
+        raise _Slow
+    extension = extensions[0]
+    if extension.fail_silently or len(extension.permissions) != 1 or type(extension.permissions[0]) is not Requires:
+        raise _Slow
+    return extension.permissions[0].capability
+
+
+def _plain(field: Any) -> _Plain | None:
+    """How a strawberry field is completed inline, or None when graphql-core must resolve it."""
     definition = (field.extensions or {}).get(BACKREF)
-    if definition is None or field.args or not getattr(definition, "is_basic_field", False):
+    if definition is None or field.args:
         return None
-    if getattr(definition, "default_resolver", None) is not getattr:
+    try:
+        if definition.base_resolver is not None:
+            compute = (definition.metadata or {}).get(COMPUTE)
+            if compute is None or definition.extensions:
+                return None
+            return _Plain(definition.python_name, compute, field.type, None)
+        if getattr(definition, "default_resolver", None) is not getattr:
+            return None
+        capability = _restriction(definition) if definition.extensions else None
+    except _Slow:
         return None
-    return str(definition.python_name)
+    return _Plain(str(definition.python_name), None, field.type, capability)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -58,17 +112,18 @@ def _inline_type(output: GraphQLOutputType) -> bool:
         return True
     if not isinstance(named, GraphQLObjectType) or named.is_type_of is not None:
         return False
-    return all(_is_basic(f) is not None and _inline_type(f.type) for f in named.fields.values())
+    plains = [_plain(f) for f in named.fields.values()]
+    return all(p is not None and _inline_type(p.output) for p in plains)
 
 
 @functools.lru_cache(maxsize=1024)
-def _inline_fields(parent: GraphQLObjectType) -> dict[str, tuple[str, GraphQLOutputType]]:
-    """The fields of `parent` completed inline: name → (attribute, type)."""
+def _inline_fields(parent: GraphQLObjectType) -> dict[str, _Plain]:
+    """The fields of `parent` that may be completed inline, by name."""
     out = {}
     for name, field in parent.fields.items():
-        attribute = _is_basic(field)
-        if attribute is not None and _inline_type(field.type):
-            out[name] = (attribute, field.type)
+        plain = _plain(field)
+        if plain is not None and _inline_type(plain.output):
+            out[name] = plain
     return out
 
 
@@ -87,11 +142,10 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             for response_name, details in grouped_field_set.items():
                 field_path = Path(path, response_name, parent_type.name)
                 plain = inline.get(details[0].node.name.value)
-                if plain is not None:
-                    attribute, output = plain
+                if plain is not None and (plain.capability is None or self._holds(plain.capability)):
                     try:
-                        results[response_name] = self._complete(output, details, field_path,
-                                                                getattr(source_value, attribute))
+                        value = plain.value(source_value, self.context_value, field_path)
+                        results[response_name] = self._complete(plain.output, details, field_path, value)
                         continue
                     except Exception:  # noqa: BLE001 - graphql-core completes the field and reports the error
                         pass
@@ -145,7 +199,14 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             if name == "__typename":
                 completed_object[response_name] = output.name
                 continue
-            attribute, sub_type = fields[name]
-            completed_object[response_name] = self._complete(sub_type, sub, Path(path, response_name, output.name),
-                                                             getattr(value, attribute))
+            plain = fields[name]
+            if plain.capability is not None and not self._holds(plain.capability):
+                raise _Slow
+            sub_path = Path(path, response_name, output.name)
+            completed_object[response_name] = self._complete(plain.output, sub, sub_path,
+                                                             plain.value(value, self.context_value, sub_path))
         return completed_object
+
+    def _holds(self, capability: Capability) -> bool:
+        """True when the caller holds `capability` (the permission extension would let the field through)."""
+        return holds(self.context_value, capability)

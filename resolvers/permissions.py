@@ -33,10 +33,15 @@ def principal_of(info: Info[Any, Any]) -> Principal | None:
     return getattr(info.context, "principal", None)
 
 
+def holds(context: Any, capability: Capability) -> bool:
+    """True when the caller of the request with this context holds `capability`."""
+    principal: Principal | None = getattr(context, "principal", None)
+    return principal is not None and principal.can(capability)
+
+
 def allowed(info: Info[Any, Any], capability: Capability) -> bool:
     """True when the request's caller holds `capability`."""
-    principal = principal_of(info)
-    return principal is not None and principal.can(capability)
+    return holds(info.context, capability)
 
 
 class Requires(BasePermission):

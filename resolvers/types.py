@@ -8,12 +8,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import strawberry
+from graphql.pyutils import Path
 from strawberry.types import Info
 
 from gateway.answer_cache import AGE, CACHE_STATUS
 from gateway.fetcher import STALE, Fetched
 from gateway.roles import Capability
 from gateway.sources import Source
+from resolvers.execution import computed_inline
 from resolvers.permissions import restricted_field
 
 IDENTITY, CONTACT = Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT
@@ -28,21 +30,31 @@ class CacheStatus(enum.Enum):
     STALE = "STALE"
 
 
-def _open_value(info: Info[Any, None], kind: str, fetched_at: float) -> None:
+def _open_value(context: Any, path: Path, kind: str, fetched_at: float) -> None:
     """Tell a request whose answer may be stored that this value depends on the moment of the answer."""
-    recording = getattr(info.context, "answer", None)
+    recording = getattr(context, "answer", None)
     if recording is not None:
-        recording.open_value(info.path.as_list(), kind, fetched_at)
+        recording.open_value(path.as_list(), kind, fetched_at)
 
 
-def _age_seconds(root: Provenance, info: Info[Any, None]) -> float:
-    _open_value(info, AGE, root.fetched_epoch)
+def provenance_age(root: Provenance, context: Any, path: Path) -> float:
+    """`Provenance.ageSeconds`: seconds from `fetchedAt` to now (an open value of a stored answer)."""
+    _open_value(context, path, AGE, root.fetched_epoch)
     return round(max(0.0, time.time() - root.fetched_epoch), 3)
 
 
-def _cache_status(root: Provenance, info: Info[Any, None]) -> CacheStatus:
-    _open_value(info, CACHE_STATUS, root.fetched_epoch)
+def provenance_cache_status(root: Provenance, context: Any, path: Path) -> CacheStatus:
+    """`Provenance.cacheStatus` (an open value of a stored answer: HIT when repeated)."""
+    _open_value(context, path, CACHE_STATUS, root.fetched_epoch)
     return CacheStatus(root.status)
+
+
+def _age_seconds(root: Provenance, info: Info[Any, None]) -> float:
+    return provenance_age(root, info.context, info.path)
+
+
+def _cache_status(root: Provenance, info: Info[Any, None]) -> CacheStatus:
+    return provenance_cache_status(root, info.context, info.path)
 
 
 @strawberry.type(description="Where one section's facts came from and how fresh they are.")
@@ -52,8 +64,10 @@ class Provenance:
     source_updated_at: datetime | None = strawberry.field(
         description="The source record's own updated_at; null when the source has no record."
     )
-    age_seconds: float = strawberry.field(resolver=_age_seconds, description="Response time minus fetchedAt.")
-    cache_status: CacheStatus = strawberry.field(resolver=_cache_status)
+    age_seconds: float = strawberry.field(resolver=_age_seconds, metadata=computed_inline(provenance_age),
+                                          description="Response time minus fetchedAt.")
+    cache_status: CacheStatus = strawberry.field(resolver=_cache_status,
+                                                 metadata=computed_inline(provenance_cache_status))
     stale: bool = strawberry.field(description="True when the value is past its TTL and served anyway.")
     record_found: bool = strawberry.field(description="False when the source answered that it has no record.")
     fetched_epoch: strawberry.Private[float] = 0.0

@@ -231,3 +231,21 @@ def test_size_bound_and_disabled_store(mock_services: Any, tmp_path: Any) -> Non
     finally:
         small.stop()
         off.stop()
+
+
+def test_a_value_recorded_twice_is_one_open_slot() -> None:
+    """graphql-core may complete again a field the inline executor began: the slot is kept once."""
+    from gateway.answer_cache import AGE, CACHE_STATUS, AnswerRecording, render
+
+    recording = AnswerRecording()
+    path = ["child", "location", "provenance", 0, "ageSeconds"]
+    for _ in range(2):
+        recording.open_value(path, AGE, 100.0)
+    recording.open_value(["child", "location", "provenance", 0, "cacheStatus"], CACHE_STATUS, 100.0)
+    response = {"data": {"child": {"location": {"provenance": [{"ageSeconds": 1.5, "cacheStatus": "MISS"}]}}}}
+    rendered = render(response, recording, json.dumps)
+    assert rendered is not None
+    assert rendered.slots == ((AGE, 100.0), (CACHE_STATUS, 100.0))
+    assert len(rendered.parts) == 3
+    assert json.loads(rendered.text) == response
+    assert response["data"]["child"]["location"]["provenance"][0] == {"ageSeconds": 1.5, "cacheStatus": "MISS"}
