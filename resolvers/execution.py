@@ -25,15 +25,21 @@ error exactly as before. tests/test_execution.py compares answers with graphql-c
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    GraphQLBoolean,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLString,
     Undefined,
     get_named_type,
     is_leaf_type,
@@ -49,6 +55,7 @@ BACKREF = "strawberry-definition"
 COMPUTE = "ucgw.compute"  # strawberry field metadata: the (source, context, path) function of the value
 
 Compute = Callable[[Any, Any, Path], Any]
+Completer = Callable[[Any, Path | None], Any]  # (value, its path when a computed field lies below) → completed
 
 
 def computed_inline(compute: Compute) -> dict[str, Compute]:
@@ -117,6 +124,15 @@ def _inline_type(output: GraphQLOutputType) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
+def _needs_path(output: GraphQLOutputType) -> bool:
+    """True when a computed field (which is given its path) lies within a value of this inline type."""
+    named = get_named_type(output)
+    if not isinstance(named, GraphQLObjectType):
+        return False
+    return any(p.compute is not None or _needs_path(p.output) for p in _inline_fields(named).values())
+
+
+@functools.lru_cache(maxsize=1024)
 def _inline_fields(parent: GraphQLObjectType) -> dict[str, _Plain]:
     """The fields of `parent` that may be completed inline, by name."""
     out = {}
@@ -125,6 +141,48 @@ def _inline_fields(parent: GraphQLObjectType) -> dict[str, _Plain]:
         if plain is not None and _inline_type(plain.output):
             out[name] = plain
     return out
+
+
+_INT32 = range(-(2**31), 2**31)
+
+
+def _same_scalar(named: Any) -> Callable[[Any], bool] | None:
+    """For a built-in scalar, a test of the values its output coercion returns unchanged."""
+    if named is GraphQLString or named is GraphQLID:
+        return lambda v: type(v) is str
+    if named is GraphQLBoolean:
+        return lambda v: type(v) is bool
+    if named is GraphQLInt:
+        return lambda v: type(v) is int and v in _INT32
+    if named is GraphQLFloat:
+        return lambda v: type(v) is float and math.isfinite(v)
+    return None
+
+
+def _leaf(output: Any, nullable: bool) -> Completer:
+    """Completion of a scalar or enum value: the type's own output coercion, with shortcuts for the values
+    that coercion returns unchanged (built-in scalars) or by a fixed table (strawberry enums)."""
+    coerce = output.coerce_output_value
+    same = _same_scalar(output)
+    names: dict[Any, str] = {}
+    wrapped = getattr(output, "wrapped_cls", None)  # strawberry's enum type: Python enum member → GraphQL name
+    if wrapped is not None:
+        names = {member: name for member in wrapped for name, v in output.values.items() if member.value == v.value}
+
+    def leaf(value: Any, path: Path | None) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise _Slow
+        if same is not None and same(value):
+            return value
+        completed = names.get(value) if names else None
+        if completed is None:
+            completed = coerce(value)
+            if completed is None or completed is Undefined:
+                raise _Slow
+        return completed
+    return leaf
 
 
 class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -145,7 +203,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 if plain is not None and (plain.capability is None or self._holds(plain.capability)):
                     try:
                         value = plain.value(source_value, self.context_value, field_path)
-                        results[response_name] = self._complete(plain.output, details, field_path, value)
+                        results[response_name] = self._completer(plain.output, details)(value, field_path)
                         continue
                     except Exception:  # noqa: BLE001 - graphql-core completes the field and reports the error
                         pass
@@ -169,42 +227,78 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return get_results()
 
-    def _complete(self, output: GraphQLOutputType, details: Any, path: Path, value: Any) -> Any:
-        """A plain value completed for `output` (see the module docstring); raises when it needs more."""
+    def _completer(self, output: GraphQLOutputType, details: Any) -> Completer:
+        """The completion of `output` for the selection `details`, compiled once per request."""
+        cache: dict[tuple[int, int], tuple[Any, Completer]] = self.__dict__.setdefault("_completers", {})
+        key = (id(output), id(details))  # like graphql-core's subfield memo: `details` is kept alive with it
+        entry = cache.get(key)
+        if entry is None:
+            entry = cache[key] = (details, self._compile(output, details))
+        return entry[1]
+
+    def _compile(self, output: GraphQLOutputType, details: Any) -> Completer:
+        """A function completing a plain value for `output` (see the module docstring); it raises `_Slow`
+        when the value needs graphql-core. `path` is given only where a computed field lies below."""
         if isinstance(output, GraphQLNonNull):
-            completed = self._complete(output.of_type, details, path, value)
-            if completed is None:
-                raise _Slow
-            return completed
-        if value is None:
-            return None
+            if is_leaf_type(output.of_type):
+                return _leaf(output.of_type, nullable=False)
+            inner = self._compile(output.of_type, details)
+
+            def non_null(value: Any, path: Path | None) -> Any:
+                completed = inner(value, path)
+                if completed is None:
+                    raise _Slow
+                return completed
+            return non_null
         if isinstance(output, GraphQLList):
-            if not isinstance(value, list | tuple):
-                raise _Slow
-            item = output.of_type
-            return [self._complete(item, details, Path(path, i, None), v) for i, v in enumerate(value)]
+            item = self._compile(output.of_type, details)
+            located = _needs_path(output.of_type)
+
+            def listed(value: Any, path: Path | None) -> Any:
+                if value is None:
+                    return None
+                if not isinstance(value, list | tuple):
+                    raise _Slow
+                if located:
+                    return [item(v, Path(path, i, None)) for i, v in enumerate(value)]
+                return [item(v, None) for v in value]
+            return listed
         if is_leaf_type(output):
-            completed = output.coerce_output_value(value)  # type: ignore[union-attr]
-            if completed is None or completed is Undefined:
-                raise _Slow
-            return completed
+            return _leaf(output, nullable=True)
         assert isinstance(output, GraphQLObjectType)
+        return self._compile_object(output, details)
+
+    def _compile_object(self, output: GraphQLObjectType, details: Any) -> Completer:
         grouped, deferred, _ = self.collect_subfields(output, details)
-        if deferred:
-            raise _Slow
         fields = _inline_fields(output)
-        completed_object: dict[str, Any] = {}
-        for response_name, sub in grouped.items():
-            name = sub[0].node.name.value
-            if name == "__typename":
-                completed_object[response_name] = output.name
-                continue
-            plain = fields[name]
-            if plain.capability is not None and not self._holds(plain.capability):
+        selected = [(name, sub, sub[0].node.name.value) for name, sub in grouped.items()]
+        if deferred or any(f != "__typename" and fields[f].capability is not None
+                           and not self._holds(fields[f].capability) for _, _, f in selected):  # type: ignore[arg-type]
+            def slow(value: Any, path: Path | None) -> Any:
                 raise _Slow
-            sub_path = Path(path, response_name, output.name)
-            completed_object[response_name] = self._complete(plain.output, sub, sub_path,
-                                                             plain.value(value, self.context_value, sub_path))
+            return slow
+        context, type_name = self.context_value, output.name
+        steps = []
+        for response_name, sub, field_name in selected:
+            if field_name == "__typename":
+                steps.append((response_name, None, None, None, False))
+                continue
+            plain = fields[field_name]
+            located = plain.compute is not None or _needs_path(plain.output)
+            steps.append((response_name, plain.attribute, plain.compute, self._completer(plain.output, sub), located))
+
+        def completed_object(value: Any, path: Path | None) -> Any:
+            if value is None:
+                return None
+            out: dict[str, Any] = {}
+            for response_name, attribute, compute, complete, located in steps:
+                if complete is None:
+                    out[response_name] = type_name
+                    continue
+                sub_path = Path(path, response_name, type_name) if located else None
+                raw = getattr(value, attribute) if compute is None else compute(value, context, sub_path)
+                out[response_name] = complete(raw, sub_path)
+            return out
         return completed_object
 
     def _holds(self, capability: Capability) -> bool:

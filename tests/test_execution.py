@@ -112,3 +112,32 @@ def test_scoped_partner_and_malformed_records_get_the_same_answers(pair: dict[st
         assert all(c is None or c["hearing"] is None for c in body["data"]["children"])
     finally:
         mock_services.reset()
+
+
+def test_leaf_shortcuts_agree_with_the_types_own_coercion() -> None:
+    """Scalars and enums completed inline give what the type's output coercion gives, and refuse what it refuses."""
+    from graphql import GraphQLBoolean, GraphQLError, GraphQLFloat, GraphQLID, GraphQLInt, GraphQLString
+
+    from resolvers.execution import _leaf, _Slow
+    from resolvers.schema import build_schema
+    from resolvers.types import LocationStatus
+
+    enum_type = build_schema()._schema.type_map["LocationStatus"]
+    cases: list[tuple[Any, list[Any]]] = [
+        (GraphQLString, ["x", "", 5, True]),
+        (GraphQLID, ["A123456789", 7]),
+        (GraphQLBoolean, [True, False, 1]),
+        (GraphQLInt, [0, -(2**31), 2**31 - 1, 3.0]),
+        (GraphQLFloat, [1.5, 2, 0.0]),
+        (enum_type, list(LocationStatus)),
+    ]
+    for output, values in cases:
+        complete = _leaf(output, nullable=True)
+        for value in values:
+            assert complete(value, None) == output.coerce_output_value(value), (output, value)
+    assert _leaf(GraphQLInt, nullable=True)(None, None) is None
+    with pytest.raises(_Slow):
+        _leaf(GraphQLString, nullable=False)(None, None)
+    for output, bad in ((GraphQLInt, 2**31), (GraphQLFloat, float("nan")), (GraphQLString, [1])):
+        with pytest.raises(GraphQLError):
+            _leaf(output, nullable=False)(bad, None)
