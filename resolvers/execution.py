@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
 from graphql import (
     GraphQLBoolean,
     GraphQLFloat,
@@ -40,6 +41,8 @@ from graphql import (
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLString,
+    OperationDefinitionNode,
+    SelectionSetNode,
     Undefined,
     get_named_type,
     is_leaf_type,
@@ -55,7 +58,8 @@ BACKREF = "strawberry-definition"
 COMPUTE = "ucgw.compute"  # strawberry field metadata: the (source, context, path) function of the value
 
 Compute = Callable[[Any, Any, Path], Any]
-Completer = Callable[[Any, Path | None], Any]  # (value, its path when a computed field lies below) → completed
+# (value, its path when a computed field lies below, the request's context) → the completed value
+Completer = Callable[[Any, Path | None, Any], Any]
 
 
 def computed_inline(compute: Compute) -> dict[str, Compute]:
@@ -144,9 +148,34 @@ def _inline_fields(parent: GraphQLObjectType) -> dict[str, _Plain]:
 
 
 _INT32 = range(-(2**31), 2**31)
+# compiled completions shared by requests: (type, field nodes, capabilities held) → (type, nodes, completion)
+_COMPILED: LRUCache[tuple[int, tuple[int, ...], frozenset[Capability]], tuple[Any, Any, Completer]] = \
+    LRUCache(maxsize=4096)
+_DIRECTIVES: LRUCache[int, tuple[Any, bool]] = LRUCache(maxsize=1024)  # id(operation) → (operation, has any)
 
 
-def _same_scalar(named: Any) -> Callable[[Any], bool] | None:
+def _has_directives(operation: OperationDefinitionNode, fragments: dict[str, Any]) -> bool:
+    """True when the operation or a fragment it may use carries a directive anywhere in its selections (or
+    the fragment takes variables): then what is selected depends on the variables."""
+    entry = _DIRECTIVES.get(id(operation))
+    if entry is None or entry[0] is not operation:
+        found = _selections_have_directives(operation.selection_set) or any(
+            f.variable_signatures or _selections_have_directives(f.definition.selection_set)
+            for f in fragments.values())
+        entry = _DIRECTIVES[id(operation)] = (operation, found)
+    return entry[1]
+
+
+def _selections_have_directives(selection_set: SelectionSetNode | None) -> bool:
+    if selection_set is None:
+        return False
+    for node in selection_set.selections:
+        if node.directives or _selections_have_directives(getattr(node, "selection_set", None)):
+            return True
+    return False
+
+
+def _unchanged(named: Any) -> Callable[[Any], bool] | None:
     """For a built-in scalar, a test of the values its output coercion returns unchanged."""
     if named is GraphQLString or named is GraphQLID:
         return lambda v: type(v) is str
@@ -159,29 +188,39 @@ def _same_scalar(named: Any) -> Callable[[Any], bool] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _leaf(output: Any, nullable: bool) -> Completer:
     """Completion of a scalar or enum value: the type's own output coercion, with shortcuts for the values
-    that coercion returns unchanged (built-in scalars) or by a fixed table (strawberry enums)."""
+    that coercion returns unchanged (strings, the commonest) or by a fixed table (strawberry enums)."""
     coerce = output.coerce_output_value
-    same = _same_scalar(output)
-    names: dict[Any, str] = {}
-    wrapped = getattr(output, "wrapped_cls", None)  # strawberry's enum type: Python enum member → GraphQL name
-    if wrapped is not None:
-        names = {member: name for member in wrapped for name, v in output.values.items() if member.value == v.value}
 
-    def leaf(value: Any, path: Path | None) -> Any:
+    def coerced(value: Any) -> Any:
         if value is None:
             if nullable:
                 return None
             raise _Slow
-        if same is not None and same(value):
-            return value
-        completed = names.get(value) if names else None
-        if completed is None:
-            completed = coerce(value)
-            if completed is None or completed is Undefined:
-                raise _Slow
+        completed = coerce(value)
+        if completed is None or completed is Undefined:
+            raise _Slow
         return completed
+
+    if output is GraphQLString or output is GraphQLID:
+        def string(value: Any, path: Path | None, context: Any) -> Any:
+            return value if type(value) is str else coerced(value)
+        return string
+    wrapped = getattr(output, "wrapped_cls", None)  # strawberry's enum type: Python enum member → GraphQL name
+    if wrapped is not None:
+        names = {id(member): name for member in wrapped for name, v in output.values.items()
+                 if member.value == v.value}  # members live as long as their class: ids are not reused
+
+        def enum(value: Any, path: Path | None, context: Any) -> Any:
+            name = names.get(id(value)) if type(value) is wrapped else None
+            return name if name is not None else coerced(value)
+        return enum
+    unchanged = _unchanged(output)
+
+    def leaf(value: Any, path: Path | None, context: Any) -> Any:
+        return value if unchanged is not None and unchanged(value) else coerced(value)
     return leaf
 
 
@@ -196,17 +235,19 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
         results: dict[str, Any] = {}
         awaiting: list[str] = []
+        context, type_name = self.context_value, parent_type.name
         try:
-            for response_name, details in grouped_field_set.items():
-                field_path = Path(path, response_name, parent_type.name)
-                plain = inline.get(details[0].node.name.value)
-                if plain is not None and (plain.capability is None or self._holds(plain.capability)):
+            for response_name, details, plain, complete in self._plan(parent_type, grouped_field_set, inline):
+                if complete is not None:
                     try:
-                        value = plain.value(source_value, self.context_value, field_path)
-                        results[response_name] = self._completer(plain.output, details)(value, field_path)
+                        field_path = Path(path, response_name, type_name)
+                        value = (getattr(source_value, plain.attribute) if plain.compute is None
+                                 else plain.compute(source_value, context, field_path))
+                        results[response_name] = complete(value, field_path, context)
                         continue
                     except Exception:  # noqa: BLE001 - graphql-core completes the field and reports the error
                         pass
+                field_path = Path(path, response_name, type_name)
                 result = self.execute_field(parent_type, source_value, details, field_path, position_context)
                 if result is Undefined:
                     continue
@@ -227,14 +268,53 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return get_results()
 
-    def _completer(self, output: GraphQLOutputType, details: Any) -> Completer:
-        """The completion of `output` for the selection `details`, compiled once per request."""
-        cache: dict[tuple[int, int], tuple[Any, Completer]] = self.__dict__.setdefault("_completers", {})
-        key = (id(output), id(details))  # like graphql-core's subfield memo: `details` is kept alive with it
-        entry = cache.get(key)
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any,
+              inline: dict[str, _Plain]) -> list[tuple[str, Any, _Plain, Completer | None]]:
+        """Each field of a selection: (response name, details, how it is read, its inline completion or None
+        when graphql-core resolves it). Made once per request and selection (the selections of a list's
+        items are the same object)."""
+        plans: dict[tuple[int, int], tuple[Any, list[Any]]] = self.__dict__.setdefault("_plans", {})
+        key = (id(parent_type), id(grouped_field_set))
+        entry = plans.get(key)
         if entry is None:
-            entry = cache[key] = (details, self._compile(output, details))
+            plan = []
+            for response_name, details in grouped_field_set.items():
+                plain = inline.get(details[0].node.name.value)
+                inlined = plain is not None and (plain.capability is None or self._holds(plain.capability))
+                plan.append((response_name, details, plain,
+                             self._completer(plain.output, details) if inlined else None))  # type: ignore[union-attr]
+            entry = plans[key] = (grouped_field_set, plan)
         return entry[1]
+
+    def _completer(self, output: GraphQLOutputType, details: Any) -> Completer:
+        """The completion of `output` for the selection `details`.
+
+        Compiled once per query text and caller's capabilities, and kept across requests (`_COMPILED`),
+        unless the operation has directives (@skip/@include depend on the variables): then once per request.
+        """
+        local: dict[tuple[int, int], tuple[Any, Completer]] = self.__dict__.setdefault("_completers", {})
+        key = (id(output), id(details))  # like graphql-core's subfield memo: `details` is kept alive with it
+        entry = local.get(key)
+        if entry is None:
+            entry = local[key] = (details, self._shared(output, details))
+        return entry[1]
+
+    def _shared(self, output: GraphQLOutputType, details: Any) -> Completer:
+        if _has_directives(self.operation, self.fragments):
+            return self._compile(output, details)
+        nodes = tuple(d.node for d in details)
+        key = (id(output), tuple(map(id, nodes)), self._held())
+        entry = _COMPILED.get(key)
+        if entry is None:  # the type and the nodes are kept alive with it, so their ids are not reused
+            entry = _COMPILED[key] = (output, nodes, self._compile(output, details))
+        return entry[2]
+
+    def _held(self) -> frozenset[Capability]:
+        """The capabilities the caller holds (what the inline completion of restricted fields depends on)."""
+        held = self.__dict__.get("_held_capabilities")
+        if held is None:
+            held = self.__dict__["_held_capabilities"] = frozenset(c for c in Capability if self._holds(c))
+        return held
 
     def _compile(self, output: GraphQLOutputType, details: Any) -> Completer:
         """A function completing a plain value for `output` (see the module docstring); it raises `_Slow`
@@ -244,8 +324,8 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 return _leaf(output.of_type, nullable=False)
             inner = self._compile(output.of_type, details)
 
-            def non_null(value: Any, path: Path | None) -> Any:
-                completed = inner(value, path)
+            def non_null(value: Any, path: Path | None, context: Any) -> Any:
+                completed = inner(value, path, context)
                 if completed is None:
                     raise _Slow
                 return completed
@@ -254,14 +334,14 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             item = self._compile(output.of_type, details)
             located = _needs_path(output.of_type)
 
-            def listed(value: Any, path: Path | None) -> Any:
+            def listed(value: Any, path: Path | None, context: Any) -> Any:
                 if value is None:
                     return None
                 if not isinstance(value, list | tuple):
                     raise _Slow
                 if located:
-                    return [item(v, Path(path, i, None)) for i, v in enumerate(value)]
-                return [item(v, None) for v in value]
+                    return [item(v, Path(path, i, None), context) for i, v in enumerate(value)]
+                return [item(v, None, context) for v in value]
             return listed
         if is_leaf_type(output):
             return _leaf(output, nullable=True)
@@ -274,10 +354,10 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         selected = [(name, sub, sub[0].node.name.value) for name, sub in grouped.items()]
         if deferred or any(f != "__typename" and fields[f].capability is not None
                            and not self._holds(fields[f].capability) for _, _, f in selected):  # type: ignore[arg-type]
-            def slow(value: Any, path: Path | None) -> Any:
+            def slow(value: Any, path: Path | None, context: Any) -> Any:
                 raise _Slow
             return slow
-        context, type_name = self.context_value, output.name
+        type_name = output.name
         steps = []
         for response_name, sub, field_name in selected:
             if field_name == "__typename":
@@ -287,7 +367,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             located = plain.compute is not None or _needs_path(plain.output)
             steps.append((response_name, plain.attribute, plain.compute, self._completer(plain.output, sub), located))
 
-        def completed_object(value: Any, path: Path | None) -> Any:
+        def completed_object(value: Any, path: Path | None, context: Any) -> Any:
             if value is None:
                 return None
             out: dict[str, Any] = {}
@@ -297,7 +377,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                     continue
                 sub_path = Path(path, response_name, type_name) if located else None
                 raw = getattr(value, attribute) if compute is None else compute(value, context, sub_path)
-                out[response_name] = complete(raw, sub_path)
+                out[response_name] = complete(raw, sub_path, context)
             return out
         return completed_object
 

@@ -41,6 +41,12 @@ ALIASED = ("""query($a: ID!) { first: child(aNumber: $a) { id: aNumber
   court: hearing { ... { next: nextHearing { ...H at: startsAt } } past: pastHearings { id } }
   n1: nta { status } n2: nta { fieldOffice office: fieldOffice } } } """ + PROV + ADDR + HEAR)
 
+# what is selected depends on the variables: completions compiled for one request must not serve another
+DIRECTED = ("""query($a: ID!, $more: Boolean!) { child(aNumber: $a) { aNumber
+  location { status facility @include(if: $more) { name city } provenance { source ...Q @skip(if: $more) } }
+  sponsor { category name @include(if: $more) } } }
+  fragment Q on Provenance { cacheStatus }""")
+
 
 @pytest.fixture(scope="module")
 def pair(mock_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, GatewayProcess]]:
@@ -91,6 +97,12 @@ def test_every_role_gets_the_same_answers(pair: dict[str, GatewayProcess], mock_
     for a in sample[40:50]:
         body = same_answers(pair, ALIASED, {"a": a}, mint("caseworker"))
         assert body["data"]["first"]["id"] == a
+    for more in (True, False, True):
+        body = same_answers(pair, DIRECTED, {"a": sample[0], "more": more}, mint("caseworker"))
+        location = body["data"]["child"]["location"]
+        assert ("facility" in location) is more
+        assert all(("cacheStatus" in p) is not more for p in location["provenance"])
+        assert body["data"]["child"]["sponsor"] is None or ("name" in body["data"]["child"]["sponsor"]) is more
 
 
 def test_scoped_partner_and_malformed_records_get_the_same_answers(pair: dict[str, GatewayProcess],
@@ -134,10 +146,10 @@ def test_leaf_shortcuts_agree_with_the_types_own_coercion() -> None:
     for output, values in cases:
         complete = _leaf(output, nullable=True)
         for value in values:
-            assert complete(value, None) == output.coerce_output_value(value), (output, value)
-    assert _leaf(GraphQLInt, nullable=True)(None, None) is None
+            assert complete(value, None, None) == output.coerce_output_value(value), (output, value)
+    assert _leaf(GraphQLInt, nullable=True)(None, None, None) is None
     with pytest.raises(_Slow):
-        _leaf(GraphQLString, nullable=False)(None, None)
+        _leaf(GraphQLString, nullable=False)(None, None, None)
     for output, bad in ((GraphQLInt, 2**31), (GraphQLFloat, float("nan")), (GraphQLString, [1])):
         with pytest.raises(GraphQLError):
-            _leaf(output, nullable=False)(bad, None)
+            _leaf(output, nullable=False)(bad, None, None)
