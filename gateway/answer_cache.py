@@ -25,13 +25,13 @@ cache, not state of its own: a replica that has not seen a query runs it.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from cachetools import LRUCache
 from starlette.datastructures import Headers
 
@@ -121,7 +121,7 @@ class AnswerKey:
 def plain_query(body: bytes) -> bool:
     """True when a JSON request body holds a query and nothing else than its variables and operation name."""
     try:
-        parsed = json.loads(body)
+        parsed = orjson.loads(body)
     except ValueError:
         return False
     if not isinstance(parsed, dict) or not parsed.keys() <= _REQUEST_KEYS:
@@ -139,20 +139,19 @@ def _at(data: Any, path: tuple[str | int, ...]) -> tuple[Any, str | int]:
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A response's JSON text split around its open values (`parts`, one more than `slots`), and the
-    whole text as executed (the values it was answered with in their places)."""
+    """A response's JSON text split around its open values (`parts`, one more than `slots`)."""
 
     parts: tuple[str, ...]
     slots: tuple[tuple[str, float], ...]  # (kind, fetched_at) in text order
-    text: str
+    size: int  # characters of the text
 
 
 def render(response: MutableMapping[str, Any], recording: AnswerRecording,
            encode: Callable[[Any], str | bytes]) -> Rendered | None:
-    """The response rendered once, with its open values marked; None when a slot's path is not in it.
+    """The response rendered with its open values marked; None when a slot's path is not in it.
 
-    Each open value is replaced by a numbered marker, the response is encoded as the view encodes it,
-    and the values are put back in the dict and in the text.
+    Each open value is replaced by a numbered marker, the response is encoded as the view encodes it, and
+    the values are put back in the dict.
     """
     data = response.get("data")
     slots = list(recording.slots.items())
@@ -170,14 +169,10 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
             holder[last] = value
     text = encoded.decode() if isinstance(encoded, bytes) else encoded
     pieces = _SENTINEL.split(text)
-    parts = tuple(pieces[0::2])
     order = [int(i) for i in pieces[1::2]]
     if sorted(order) != list(range(len(slots))):
         return None
-    executed = [parts[0]]
-    for i, part in zip(order, parts[1:], strict=True):
-        executed += (json.dumps(saved[i][2]), part)
-    return Rendered(parts, tuple(slots[i][1] for i in order), "".join(executed))
+    return Rendered(tuple(pieces[0::2]), tuple(slots[i][1] for i in order), len(text))
 
 
 class AnswerCache:
@@ -196,29 +191,30 @@ class AnswerCache:
         return self.max_bytes > 0
 
     def store(self, key: AnswerKey, response: MutableMapping[str, Any], recording: AnswerRecording,
-              events: Callable[[], Sequence[AuditEvent]], encode: Callable[[Any], str | bytes]) -> str | None:
-        """Keep the executed `response` for `key` when it may be served again.
+              events: Callable[[], Sequence[AuditEvent]], encode: Callable[[Any], str | bytes]) -> bool:
+        """Keep the executed `response` for `key` when it may be served again; True when kept.
 
-        Returns the response's JSON text when it was rendered here (so that it is not encoded twice).
+        Called once the response has gone (the view schedules it), so rendering the template adds nothing
+        to the response's latency; `response` is not changed afterwards.
         """
         if not self._storable(response, recording):
             self.stats.not_stored += 1
-            return None
+            return False
         rendered = render(response, recording, encode)
         if rendered is None:
             self.stats.not_stored += 1
-            return None
+            return False
         templates = tuple(events())
         # text and key, plus what the records (~150 bytes each) and audit event templates (~600 bytes) hold
-        size = len(rendered.text) + len(key.body) + 150 * len(recording.records) + 600 * len(templates) + 200
+        size = rendered.size + len(key.body) + 150 * len(recording.records) + 600 * len(templates) + 200
         if size > self.max_bytes:
             self.stats.not_stored += 1
-            return rendered.text
+            return False
         records = tuple((s, a, m, at) for (s, a, m), at in recording.records.items())
         breakers = tuple(recording.open_breakers.items())
         self._store[key] = StoredAnswer(rendered.parts, rendered.slots, records, breakers, templates, size)
         self.stats.stored += 1
-        return rendered.text
+        return True
 
     def _storable(self, response: Mapping[str, Any], recording: AnswerRecording) -> bool:
         if not self.enabled or recording.failed:

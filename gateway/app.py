@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
+import orjson
 from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,14 +57,6 @@ def _quiet_errors(schema: Any) -> None:
             log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
 
     schema.process_errors = process_errors
-
-
-class _Encoded(dict):  # type: ignore[type-arg]
-    """A response dict whose JSON text is already known."""
-
-    def __init__(self, response: dict[str, Any], text: str) -> None:
-        super().__init__(response)
-        self.text = text
 
 
 class GatewayGraphQL(GraphQL):
@@ -119,18 +112,19 @@ class GatewayGraphQL(GraphQL):
         response = await super().process_result(request, result)
         key, context = request.scope.get(ANSWER_KEY), request.scope.get(CONTEXT_KEY)
         if key is not None and context is not None and context.answer is not None:
-            text = self.answers.store(key, response, context.answer,
-                                      lambda: context.reads.events(context.principal, context.purpose),
-                                      self.encode_json)
-            if text is not None:
-                return _Encoded(response, text)
+            # after this turn of the loop, when the response has been written: the template costs it nothing
+            asyncio.get_running_loop().call_soon(
+                self.answers.store, key, response, context.answer,
+                lambda: context.reads.events(context.principal, context.purpose), self.encode_json)
         return response
 
     def encode_json(self, data: object) -> str | bytes:
-        """The view's JSON encoding; a response already rendered by the answer store is not encoded again."""
-        if isinstance(data, _Encoded):
-            return data.text
-        return super().encode_json(data)
+        """The view's JSON encoding (orjson: compact, UTF-8)."""
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Request bodies and query parameters (orjson raises `json.JSONDecodeError`'s subclass on bad input)."""
+        return orjson.loads(data)
 
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""

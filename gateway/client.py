@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aiohttp
+import orjson
 
 from gateway.breaker import CircuitBreaker
 from gateway.config import Settings
@@ -176,7 +177,7 @@ class SourceClient:
                             self.source, SOURCE_BAD_RESPONSE, f"HTTP {resp.status}", retryable=False
                         )
                     try:
-                        body = await resp.json(content_type=None)
+                        body = await resp.json(loads=orjson.loads, content_type=None)
                     except (ValueError, aiohttp.ContentTypeError) as exc:
                         raise SourceError(
                             self.source, SOURCE_BAD_RESPONSE, "answer is not JSON", retryable=False
