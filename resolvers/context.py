@@ -111,12 +111,22 @@ class RequestContext:
     async def prefetch(self, a_numbers: Sequence[str], max_age: float | None, sources: Sequence[Source]) -> None:
         """Have every named source's answer for every A-number at hand (each source asked in one batch).
 
-        Failures are not raised here: they are what `ready`/`fetch` give each reader afterwards.
+        The answers go straight from the fetchers into the request's DataLoaders (primed), without a
+        DataLoader load per A-number. Failures are not raised here: they are what `ready`/`fetch` give each
+        reader afterwards.
         """
-        waiting = [self.loader(s, max_age).load(a) for s in sources for a in dict.fromkeys(a_numbers)
-                   if self.ready(s, a, max_age) is None]
-        if waiting:
-            await asyncio.gather(*waiting, return_exceptions=True)
+        wanted = dict.fromkeys(a_numbers)
+        missing = {s: [a for a in wanted if self.ready(s, a, max_age) is None] for s in sources}
+
+        async def fill(source: Source, keys: list[str]) -> None:
+            outcomes = await self.services.fetchers[source].load_many(keys, max_age, self.deadline)
+            self.loader(source, max_age).prime_many(dict(zip(keys, outcomes, strict=True)))
+
+        fills = [fill(s, keys) for s, keys in missing.items() if keys]
+        if len(fills) == 1:
+            await fills[0]
+        elif fills:
+            await asyncio.gather(*fills)
 
     async def answers(self, a_number: str, max_age: float | None,
                       sources: Sequence[Source]) -> list[Fetched | SourceError]:
