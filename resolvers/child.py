@@ -14,6 +14,7 @@ from graphql import (
     InlineFragmentNode,
     SelectionSetNode,
 )
+from graphql.pyutils import Path
 from strawberry.types import Info
 
 from gateway.errors import SourceError
@@ -24,6 +25,7 @@ from resolvers import build
 from resolvers.context import RequestContext, bad_response
 from resolvers.discrepancies import Discrepancy, detect
 from resolvers.errors import source_error
+from resolvers.execution import Compute, computed_inline
 from resolvers.permissions import allowed, documented, requires
 from resolvers.types import (
     AgencyAddress,
@@ -54,6 +56,10 @@ SECTION_CAPABILITY: dict[str, Capability] = {
 }
 
 
+class NotAtHand(Exception):
+    """A section's records are not all at hand (or one is an error): its resolver must run."""
+
+
 def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
              make: Callable[..., Any]) -> Any:
     """The section built from `sources`' records for the child, or an awaitable of it while a source must
@@ -62,27 +68,42 @@ def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Sour
     When every record is at hand (cached, or loaded for the whole list by `children`) the section is
     returned at once: the executor then needs no coroutine and no task for it.
     """
-    ctx = info.context
+    ctx, name = info.context, info.field_name
     ctx.reads.section_started(info, child.a_number)
     outcomes = [ctx.ready(s, child.a_number, child.max_age) for s in sources]
     if any(o is None for o in outcomes):
-        return _section_when_fetched(info, child, sources, make)
-    return _build_section(info, child, sources, make, outcomes)  # type: ignore[arg-type]
+        return _section_when_fetched(ctx, child, name, sources, make)
+    return _build_section(ctx, child, name, sources, make, outcomes)  # type: ignore[arg-type]
 
 
-async def _section_when_fetched(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
+def _at_hand(name: str, make: Callable[..., Any]) -> Compute:
+    """Section `name` computed by the inline executor (resolvers/execution.py) when all its records are at
+    hand and none is an error; otherwise it raises `NotAtHand` and the section's resolver runs (it waits,
+    or reports the error at the section's path)."""
+    sources = SECTION_SOURCES[name]
+
+    def compute(child: Child, ctx: RequestContext, path: Path) -> Any:
+        outcomes = [ctx.ready(s, child.a_number, child.max_age) for s in sources]
+        if any(o is None or isinstance(o, SourceError) for o in outcomes):
+            raise NotAtHand
+        ctx.reads.section_started_at(path, name, child.a_number)
+        return _build_section(ctx, child, name, sources, make, outcomes)  # type: ignore[arg-type]
+    return compute
+
+
+async def _section_when_fetched(ctx: RequestContext, child: Child, name: str, sources: tuple[Source, ...],
                                 make: Callable[..., Any]) -> Any:
-    outcomes = await info.context.answers(child.a_number, child.max_age, sources)
-    return _build_section(info, child, sources, make, outcomes)
+    outcomes = await ctx.answers(child.a_number, child.max_age, sources)
+    return _build_section(ctx, child, name, sources, make, outcomes)
 
 
-def _build_section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
+def _build_section(ctx: RequestContext, child: Child, name: str, sources: tuple[Source, ...],
                    make: Callable[..., Any], outcomes: list[Fetched | SourceError]) -> Any:
-    """Build the section; a failed source or a record of the wrong shape is a source error.
+    """Build section `name`; a failed source or a record of the wrong shape is a source error.
 
     The outcome (returned or failed) goes to the request's audit recorder.
     """
-    reads = info.context.reads
+    reads = ctx.reads
     try:
         fetched: list[Fetched] = []
         for outcome in outcomes:
@@ -95,9 +116,9 @@ def _build_section(info: Info[RequestContext, None], child: Child, sources: tupl
             culprit = _culprit(sources, fetched, make)
             raise source_error(bad_response(culprit, exc)) from None
     except GraphQLError:
-        reads.section_done(info, child.a_number, ok=False)
+        reads.section_done(name, child.a_number, ok=False)
         raise
-    reads.section_done(info, child.a_number, ok=True)
+    reads.section_done(name, child.a_number, ok=True)
     return section
 
 
@@ -123,15 +144,18 @@ class Child:
     a_number: strawberry.ID = strawberry.field(description="Canonical A-number: A + 9 digits.")
     max_age: strawberry.Private[float | None] = None
 
-    @strawberry.field(description="Name and birth data (ICE, with ORR's case id).")
+    @strawberry.field(description="Name and birth data (ICE, with ORR's case id).",
+                      metadata=computed_inline(_at_hand("identity", build.identity)))
     def identity(self, info: Info[RequestContext, None]) -> Identity | None:
         return _section(info, self, SECTION_SOURCES["identity"], build.identity)
 
-    @strawberry.field(description="Where the child is now, derived from ORR and ICE.")
+    @strawberry.field(description="Where the child is now, derived from ORR and ICE.",
+                      metadata=computed_inline(_at_hand("location", build.location)))
     def location(self, info: Info[RequestContext, None]) -> Location | None:
         return _section(info, self, SECTION_SOURCES["location"], build.location)
 
-    @strawberry.field(description="Who the child was released to (ORR); null when not released.")
+    @strawberry.field(description="Who the child was released to (ORR); null when not released.",
+                      metadata=computed_inline(_at_hand("sponsor", build.sponsor)))
     def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
         return _section(info, self, SECTION_SOURCES["sponsor"], build.sponsor)
 
@@ -141,11 +165,13 @@ class Child:
     def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
         return _section(info, self, SECTION_SOURCES["followUpCall"], build.follow_up)
 
-    @strawberry.field(description="The Notice to Appear as ICE records it.")
+    @strawberry.field(description="The Notice to Appear as ICE records it.",
+                      metadata=computed_inline(_at_hand("nta", build.nta)))
     def nta(self, info: Info[RequestContext, None]) -> NoticeToAppear | None:
         return _section(info, self, SECTION_SOURCES["nta"], build.nta)
 
-    @strawberry.field(description="The immigration-court case and hearings (EOIR).")
+    @strawberry.field(description="The immigration-court case and hearings (EOIR).",
+                      metadata=computed_inline(_at_hand("hearing", build.hearing_status)))
     def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
         return _section(info, self, SECTION_SOURCES["hearing"], build.hearing_status)
 

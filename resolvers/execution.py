@@ -11,15 +11,18 @@ Inline means a strawberry field without arguments whose value is one of:
 - such an attribute restricted to a capability (`resolvers.permissions.restricted_field`), when the
   caller holds the capability; a caller without it goes through the permission extension (null, a
   FORBIDDEN error and the audit record of the denial);
-- a value computed from (source, context, path) by a function the field's resolver is a view of
-  (`computed_inline`: `Provenance.ageSeconds` and `cacheStatus`). The function may record the value's path
-  (the answer store's open values); recording is keyed by path, so doing it twice is harmless;
+- a value computed from (source, context, path) by a function given in the field's metadata
+  (`computed_inline`): `Provenance.ageSeconds` and `cacheStatus` (the function may record the value's
+  path, an open value of a stored answer; recording is keyed by path, so doing it twice is harmless) and
+  the Child sections (`location`, ...) whose records are all at hand; a function that raises sends the
+  field to its resolver;
 and whose type is a scalar, an enum, or an object type made only of such fields (lists and non-null of
-these included). Everything else (section resolvers, root fields, `__typename` at the top) goes through
-graphql-core's `execute_field` unchanged. Anything unusual on the inline path (a null where the schema
-forbids one, a value the scalar refuses, an exception, a deferred fragment, a capability the caller lacks
-deeper down) hands the whole field back to `execute_field`, which then resolves it, raises and locates the
-error exactly as before. tests/test_execution.py compares answers with graphql-core's own executor over HTTP.
+these included). Everything else (root fields, sections still waiting for a source, fields a permission
+refuses, `__typename` at the top) goes through graphql-core's `execute_field` unchanged. Anything unusual
+on the inline path (a null where the schema forbids one, a value the scalar refuses, an exception, a
+deferred fragment, a capability the caller lacks deeper down) hands the whole field back to
+`execute_field`, which then resolves it, raises and locates the error exactly as before.
+tests/test_execution.py compares answers with graphql-core's own executor over HTTP.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ Completer = Callable[[Any, Path | None, Any], Any]
 
 
 def computed_inline(compute: Compute) -> dict[str, Compute]:
-    """Metadata for a `strawberry.field` whose resolver returns `compute(root, info.context, info.path)`:
-    the inline executor calls `compute` itself. Nothing else may differ between the two."""
+    """Metadata for a `strawberry.field` that the inline executor completes with `compute(root, context,
+    path)` instead of its resolver. `compute` returns what the resolver would return, or raises and the
+    resolver runs; its side effects must be harmless to repeat."""
     return {COMPUTE: compute}
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import ExecutionResult, GraphQLError
+from graphql.pyutils import Path
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
@@ -91,13 +92,17 @@ class ReadRecorder:
 
     def section_started(self, info: Info[Any, Any], a_number: str) -> None:
         """A Child section resolver began: remember its path so denials inside it find their child."""
-        self._sections[_path(info)] = (a_number, info.field_name)
+        self.section_started_at(info.path, info.field_name, a_number)
+
+    def section_started_at(self, path: Path, section: str, a_number: str) -> None:
+        """`section_started` for a section computed without resolve info (resolvers/execution.py)."""
+        self._sections[tuple(path.as_list())] = (a_number, section)
         self.child(a_number)
 
-    def section_done(self, info: Info[Any, Any], a_number: str, ok: bool) -> None:
+    def section_done(self, section: str, a_number: str, ok: bool) -> None:
         """A Child section was returned (`ok`) or failed."""
         read = self.child(a_number)
-        (read.returned if ok else read.failed).add(info.field_name)
+        (read.returned if ok else read.failed).add(section)
 
     def denied(self, info: Info[Any, Any], source: Any, arguments: Mapping[str, Any]) -> None:
         """A permission check refused a field; attribute it to the child (or children) it concerns."""
