@@ -38,6 +38,8 @@ class RequestContext:
     _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
         default_factory=dict
     )
+    # answers loaded for a whole list by `prefetch`: (source, max age, A-number) → outcome
+    _prefetched: dict[tuple[Source, float | None, str], Fetched | SourceError] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.deadline:
@@ -48,6 +50,7 @@ class RequestContext:
         a fresh deadline and fresh DataLoaders, so nothing cached by an earlier event is served again."""
         self.deadline = time.monotonic() + self.services.settings.request_deadline_seconds
         self._loaders.clear()
+        self._prefetched.clear()
         self.warnings.clear()
 
     def loader(self, source: Source, max_age: float | None) -> DataLoader[str, Fetched | SourceError]:
@@ -66,11 +69,15 @@ class RequestContext:
     def ready(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError | None:
         """One source's answer when it needs no waiting, else None (then await `fetch`).
 
-        What this request already holds for the A-number (loaded or primed) comes first, so every section
+        What this request already holds for the A-number (prefetched, loaded or primed) comes first, so every section
         of one answer sees the same record; otherwise a fresh cached record (a HIT), primed into the
         request's DataLoader for the same reason. A cached answer thus costs no DataLoader batch and no
         task switch.
         """
+        prefetched = self._prefetched.get((source, max_age, a_number))
+        if prefetched is not None:
+            self._served(a_number, max_age, prefetched)
+            return prefetched
         loader = self.loader(source, max_age)
         future = loader.cache_map.get(a_number)
         if future is not None:
@@ -111,7 +118,7 @@ class RequestContext:
     async def prefetch(self, a_numbers: Sequence[str], max_age: float | None, sources: Sequence[Source]) -> None:
         """Have every named source's answer for every A-number at hand (each source asked in one batch).
 
-        The answers go straight from the fetchers into the request's DataLoaders (primed), without a
+        The answers go straight from the fetchers to the request (`ready` finds them first), without a
         DataLoader load per A-number. Failures are not raised here: they are what `ready`/`fetch` give each
         reader afterwards.
         """
@@ -120,7 +127,8 @@ class RequestContext:
 
         async def fill(source: Source, keys: list[str]) -> None:
             outcomes = await self.services.fetchers[source].load_many(keys, max_age, self.deadline)
-            self.loader(source, max_age).prime_many(dict(zip(keys, outcomes, strict=True)))
+            for a, outcome in zip(keys, outcomes, strict=True):
+                self._prefetched.setdefault((source, max_age, a), outcome)
 
         fills = [fill(s, keys) for s, keys in missing.items() if keys]
         if len(fills) == 1:
