@@ -85,9 +85,6 @@ class _Plain:
     output: GraphQLOutputType
     capability: Capability | None  # the caller must hold it, else graphql-core resolves the field
 
-    def value(self, source: Any, context: Any, path: Path) -> Any:
-        return getattr(source, self.attribute) if self.compute is None else self.compute(source, context, path)
-
 
 def _restriction(definition: Any) -> Capability | None:
     """The capability of a field whose only extension is one `Requires` permission; else raises `_Slow`."""
