@@ -54,29 +54,39 @@ SECTION_CAPABILITY: dict[str, Capability] = {
     "followUpCall": Capability.CHILD_WELFARE,
     "addressesOnFile": Capability.CHILD_CONTACT,
 }
+# how each section is made from its sources' records (in SECTION_SOURCES order)
+SECTION_BUILDERS: dict[str, Callable[..., Any]] = {
+    "identity": build.identity,
+    "location": build.location,
+    "sponsor": build.sponsor,
+    "followUpCall": build.follow_up,
+    "nta": build.nta,
+    "hearing": build.hearing_status,
+    "addressesOnFile": build.addresses_on_file,
+    "discrepancies": detect,
+}
 
 
 class NotAtHand(Exception):
     """A section's records are not all at hand (or one is an error): its resolver must run."""
 
 
-def _section(info: Info[RequestContext, None], child: Child, sources: tuple[Source, ...],
-             make: Callable[..., Any]) -> Any:
-    """The section built from `sources`' records for the child, or an awaitable of it while a source must
-    still be waited for.
+def _section(info: Info[RequestContext, None], child: Child) -> Any:
+    """The section this field names, built from its sources' records for the child, or an awaitable of it
+    while a source must still be waited for.
 
     When every record is at hand (cached, or loaded for the whole list by `children`) the section is
     returned at once: the executor then needs no coroutine and no task for it.
     """
     ctx, name = info.context, info.field_name
     ctx.reads.section_started(info, child.a_number)
-    outcomes = [ctx.ready(s, child.a_number, child.max_age) for s in sources]
+    outcomes = [ctx.ready(s, child.a_number, child.max_age) for s in SECTION_SOURCES[name]]
     if any(o is None for o in outcomes):
-        return _section_when_fetched(ctx, child, name, sources, make)
-    return _build_section(ctx, child, name, sources, make, outcomes)  # type: ignore[arg-type]
+        return _section_when_fetched(ctx, child, name)
+    return _build_section(ctx, child, name, outcomes)  # type: ignore[arg-type]
 
 
-def _at_hand(name: str, make: Callable[..., Any]) -> Compute:
+def _at_hand(name: str) -> Compute:
     """Section `name` computed by the inline executor (resolvers/execution.py) when all its records are at
     hand and none is an error; otherwise it raises `NotAtHand` and the section's resolver runs (it waits,
     or reports the error at the section's path)."""
@@ -87,22 +97,20 @@ def _at_hand(name: str, make: Callable[..., Any]) -> Compute:
         if any(o is None or isinstance(o, SourceError) for o in outcomes):
             raise NotAtHand
         ctx.reads.section_started_at(path, name, child.a_number)
-        return _build_section(ctx, child, name, sources, make, outcomes)  # type: ignore[arg-type]
+        return _build_section(ctx, child, name, outcomes)  # type: ignore[arg-type]
     return compute
 
 
-async def _section_when_fetched(ctx: RequestContext, child: Child, name: str, sources: tuple[Source, ...],
-                                make: Callable[..., Any]) -> Any:
-    outcomes = await ctx.answers(child.a_number, child.max_age, sources)
-    return _build_section(ctx, child, name, sources, make, outcomes)
+async def _section_when_fetched(ctx: RequestContext, child: Child, name: str) -> Any:
+    outcomes = await ctx.answers(child.a_number, child.max_age, SECTION_SOURCES[name])
+    return _build_section(ctx, child, name, outcomes)
 
 
-def _build_section(ctx: RequestContext, child: Child, name: str, sources: tuple[Source, ...],
-                   make: Callable[..., Any], outcomes: list[Fetched | SourceError]) -> Any:
-    """Build section `name`; a failed source or a record of the wrong shape is a source error.
-
-    The outcome (returned or failed) goes to the request's audit recorder.
+def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[Fetched | SourceError]) -> Any:
+    """Build section `name` from its sources' outcomes; a failed source or a record of the wrong shape is a
+    source error. The outcome (returned or failed) goes to the request's audit recorder.
     """
+    sources, make = SECTION_SOURCES[name], SECTION_BUILDERS[name]
     reads = ctx.reads
     try:
         fetched: list[Fetched] = []
@@ -145,46 +153,46 @@ class Child:
     max_age: strawberry.Private[float | None] = None
 
     @strawberry.field(description="Name and birth data (ICE, with ORR's case id).",
-                      metadata=computed_inline(_at_hand("identity", build.identity)))
+                      metadata=computed_inline(_at_hand("identity")))
     def identity(self, info: Info[RequestContext, None]) -> Identity | None:
-        return _section(info, self, SECTION_SOURCES["identity"], build.identity)
+        return _section(info, self)
 
     @strawberry.field(description="Where the child is now, derived from ORR and ICE.",
-                      metadata=computed_inline(_at_hand("location", build.location)))
+                      metadata=computed_inline(_at_hand("location")))
     def location(self, info: Info[RequestContext, None]) -> Location | None:
-        return _section(info, self, SECTION_SOURCES["location"], build.location)
+        return _section(info, self)
 
     @strawberry.field(description="Who the child was released to (ORR); null when not released.",
-                      metadata=computed_inline(_at_hand("sponsor", build.sponsor)))
+                      metadata=computed_inline(_at_hand("sponsor")))
     def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
-        return _section(info, self, SECTION_SOURCES["sponsor"], build.sponsor)
+        return _section(info, self)
 
     @strawberry.field(description=documented("ORR's 30-day safety and well-being call; null before one is due.",
                                              SECTION_CAPABILITY["followUpCall"]),
                       extensions=requires(SECTION_CAPABILITY["followUpCall"]))
     def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
-        return _section(info, self, SECTION_SOURCES["followUpCall"], build.follow_up)
+        return _section(info, self)
 
     @strawberry.field(description="The Notice to Appear as ICE records it.",
-                      metadata=computed_inline(_at_hand("nta", build.nta)))
+                      metadata=computed_inline(_at_hand("nta")))
     def nta(self, info: Info[RequestContext, None]) -> NoticeToAppear | None:
-        return _section(info, self, SECTION_SOURCES["nta"], build.nta)
+        return _section(info, self)
 
     @strawberry.field(description="The immigration-court case and hearings (EOIR).",
-                      metadata=computed_inline(_at_hand("hearing", build.hearing_status)))
+                      metadata=computed_inline(_at_hand("hearing")))
     def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
-        return _section(info, self, SECTION_SOURCES["hearing"], build.hearing_status)
+        return _section(info, self)
 
     @strawberry.field(description=documented("The address each agency has on file for the child or sponsor.",
                                              SECTION_CAPABILITY["addressesOnFile"]),
                       extensions=requires(SECTION_CAPABILITY["addressesOnFile"]))
     def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
-        return _section(info, self, SECTION_SOURCES["addressesOnFile"], build.addresses_on_file)
+        return _section(info, self)
 
     @strawberry.field(description="Where ORR, ICE and EOIR disagree or hold unusable data, each with a severity "
                                   "and what each source says (see resolvers/discrepancies.py).")
     def discrepancies(self, info: Info[RequestContext, None]) -> list[Discrepancy] | None:
-        return _section(info, self, SECTION_SOURCES["discrepancies"], detect)
+        return _section(info, self)
 
 
 def selected_names(selection_sets: Iterable[SelectionSetNode | None],
