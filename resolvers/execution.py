@@ -177,9 +177,8 @@ def _selections_have_directives(selection_set: SelectionSetNode | None) -> bool:
 
 
 def _unchanged(named: Any) -> Callable[[Any], bool] | None:
-    """For a built-in scalar, a test of the values its output coercion returns unchanged."""
-    if named is GraphQLString or named is GraphQLID:
-        return lambda v: type(v) is str
+    """For a built-in scalar other than String and ID (which `_leaf` tests itself), a test of the values its
+    output coercion returns unchanged."""
     if named is GraphQLBoolean:
         return lambda v: type(v) is bool
     if named is GraphQLInt:
