@@ -8,7 +8,7 @@ import gc
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import jwt
@@ -31,7 +31,7 @@ from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
-from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, clean_purpose
+from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -197,10 +197,12 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def open_audit_store(settings: Settings) -> AuditStore:
-    """The audit trail under the data directory; a store that cannot open stops the start."""
+def open_audit_store(settings: Settings, alone: Callable[[], bool] | None = None) -> AuditStore:
+    """The audit trail under the data directory; a store that cannot open stops the start.
+
+    `alone` tells the store when a request is the only one in flight (see `SQLiteAuditStore`)."""
     try:
-        return SQLiteAuditStore(settings.audit_path)
+        return SQLiteAuditStore(settings.audit_path, alone=alone)
     except Exception as exc:  # sqlite3.Error and filesystem errors alike
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 
@@ -209,7 +211,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                limiter: RateLimiter | None = None) -> Starlette:
     """Build the ASGI app; `services` are started and closed by the app's lifespan."""
     authenticator = Authenticator(settings)
-    audit_store = audit_store or open_audit_store(settings)
+    in_flight = InFlight()
+    audit_store = audit_store or open_audit_store(settings, alone=in_flight.alone)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
     services.changes.office_fallback = sponsor_office
@@ -218,7 +221,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         services, answers, audit_store, authenticator, graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=True,
     )
-    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store))
+    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
+                           in_flight)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -18,11 +18,13 @@ import asyncio
 import functools
 import itertools
 import json
+import math
 import queue
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -157,6 +159,7 @@ class _Pending:
     future: asyncio.Future[None]
 
 
+INLINE_AFTER_QUIET = 0.010  # seconds without an append before one may commit on the caller's thread
 _STOP = object()  # queued by close(): the writer finishes what is ahead of it, then exits
 _INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
@@ -187,12 +190,22 @@ def _settle_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]
 class SQLiteAuditStore:
     """The default store: one SQLite file, one connection guarded by a lock, writes by one writer thread.
 
-    `commits` counts committed write transactions and `rows_written` the rows they held (both paths:
-    `append` and `append_sync`).
+    `alone`, when given, tells whether the caller's request is the only one in the process. An `append`
+    made then, after `quiet_seconds` without any append and with the writer idle, commits on the caller's
+    thread: the event loop waits out one commit that nobody else is waiting for, instead of two
+    hand-overs between threads (about 0.4 ms of a lone request's latency here). Appends that follow one
+    another closely, or with other requests in flight, go to the writer thread, which groups them: under
+    load, requests are read one at a time, so "alone" alone would put every commit on the event loop.
+
+    `commits` counts committed write transactions and `rows_written` the rows they held (all paths:
+    `append`, inline or by the writer, and `append_sync`); `inline_commits` those made by `append` inline.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, alone: Callable[[], bool] | None = None) -> None:
         self.path = Path(path)
+        self.alone = alone
+        self.quiet_seconds = INLINE_AFTER_QUIET
+        self._last_append = -math.inf  # time.monotonic() of the last append
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
@@ -206,6 +219,7 @@ class SQLiteAuditStore:
         self.waiting = 0  # appends handed to the writer and not yet taken by it
         self.commits = 0
         self.rows_written = 0
+        self.inline_commits = 0
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -260,6 +274,8 @@ class SQLiteAuditStore:
         caller is cancelled while waiting, the rows may still be committed.
         """
         rows = _rows(events)
+        if self._commit_inline(rows):
+            return
         loop = asyncio.get_running_loop()
         pending = _Pending(rows, loop, loop.create_future())
         with self._state:
@@ -274,6 +290,23 @@ class SQLiteAuditStore:
             if len(self._outbox) == 1:  # the appends of this loop turn go to the writer together, right after it
                 loop.call_soon(self._hand_over)
         await pending.future
+
+    def _commit_inline(self, rows: list[_Row]) -> bool:
+        """Commit `rows` here when the request is alone, after a quiet spell, with the writer idle; False to
+        use the writer."""
+        now = time.monotonic()
+        quiet, self._last_append = now - self._last_append >= self.quiet_seconds, now
+        if not rows or not quiet or self.alone is None or not self.alone():
+            return False
+        with self._state:
+            if self._closed or self._outbox or self.waiting or not self._lock.acquire(blocking=False):
+                return False
+        try:
+            self._commit([rows])
+        finally:
+            self._lock.release()
+        self.inline_commits += 1
+        return True
 
     def _hand_over(self) -> None:
         """Give the writer every append made since the last hand-over, in one queue item (one wake-up)."""

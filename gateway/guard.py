@@ -91,16 +91,28 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+class InFlight:
+    """How many HTTP requests the GraphQL endpoint is handling now (counted by the guard)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def alone(self) -> bool:
+        """True when at most one request is in flight: the caller's own."""
+        return self.count <= 1
+
+
 class GraphQLGuard:
     """ASGI middleware for the GraphQL endpoint."""
 
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
-                 limiter: RateLimiter, shortcut: Shortcut | None = None) -> None:
+                 limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None) -> None:
         self.app = app
         self.settings = settings
         self.authenticator = authenticator
         self.limiter = limiter
         self.shortcut = shortcut
+        self.in_flight = in_flight or InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -109,6 +121,13 @@ class GraphQLGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        self.in_flight.count += 1
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            self.in_flight.count -= 1
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         if not self.settings.production and wants_graphiql_page(scope["method"], headers.get("accept", "")):
             await self.app(scope, receive, send)  # the page holds no data; its queries come back through here

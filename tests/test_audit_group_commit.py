@@ -125,6 +125,82 @@ def test_lone_append_commits_at_once_and_is_visible_on_return(store: SQLiteAudit
     assert (store.commits, store.rows_written) == (4, 5)
 
 
+def test_a_request_alone_commits_on_its_own_thread(tmp_path: Path) -> None:
+    alone = [True]
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: alone[0])
+    s.quiet_seconds = 0  # every append counts as after a quiet spell
+
+    async def run() -> list[str]:
+        for i in range(3):
+            await s.append([event(f"A70000000{i}")])
+        seen = stored(s.path)  # committed before each await returned
+        alone[0] = False
+        await s.append([event("A700000009")])
+        return seen
+
+    try:
+        assert asyncio.run(run()) == ["A700000000", "A700000001", "A700000002"]
+        assert (s.inline_commits, s.commits, s.rows_written) == (3, 4, 4)
+        assert s._writer is not None  # started only by the append made with other requests in flight
+    finally:
+        s.close()
+    assert stored(s.path)[-1] == "A700000009"
+
+
+def test_appends_close_together_go_to_the_writer(tmp_path: Path) -> None:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: True)
+    s.quiet_seconds = 3600  # no spell between these appends is quiet enough, except before the first
+
+    async def run() -> None:
+        for i in range(3):
+            await s.append([event(f"A73000000{i}")])
+
+    try:
+        asyncio.run(run())
+        assert (s.inline_commits, s.commits, s.rows_written) == (1, 3, 3)
+    finally:
+        s.close()
+    assert stored(s.path) == ["A730000000", "A730000001", "A730000002"]
+
+
+def test_a_request_alone_still_queues_behind_a_busy_writer(tmp_path: Path) -> None:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: True)
+
+    async def run() -> None:
+        s._lock.acquire()  # a commit in progress elsewhere holds the connection
+        try:
+            pending = asyncio.ensure_future(s.append([event("A710000000")]))
+            await until(lambda: s.waiting == 0 and s._writer is not None)
+            assert not pending.done() and s.commits == 0
+        finally:
+            s._lock.release()
+        await asyncio.wait_for(pending, WAIT)
+
+    try:
+        asyncio.run(run())
+        assert (s.inline_commits, s.commits) == (0, 1)
+    finally:
+        s.close()
+    assert stored(s.path) == ["A710000000"]
+
+
+def test_an_inline_commit_that_fails_stores_nothing_and_raises(tmp_path: Path) -> None:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: True)
+    s.quiet_seconds = 0  # the second append, right after the failed one, may commit inline too
+
+    async def run() -> None:
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            await s.append([event("A720000000"), event(None)])
+        await s.append([event("A720000001")])
+
+    try:
+        asyncio.run(run())
+        assert (s.inline_commits, s.commits, s.rows_written) == (1, 1, 1)
+    finally:
+        s.close()
+    assert stored(s.path) == ["A720000001"]
+
+
 def test_a_failing_call_fails_alone(store: SQLiteAuditStore) -> None:
     good = [f"A5000000{i:02d}" for i in range(6)]
 
