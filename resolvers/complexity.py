@@ -34,7 +34,10 @@ from graphql import (
 from graphql.utilities import get_operation_ast, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
 
+from resolvers.errors import BAD_USER_INPUT
+
 QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED = "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"
 LIST_SIZE_ARGUMENTS = ("aNumbers",)
 COUNT_ARGUMENTS = ("first", "last")
 
@@ -181,23 +184,41 @@ class QueryLimits(SchemaExtension):
         yield
 
 
-class TokenLimitCode(SchemaExtension):
-    """Gives the parser's token-limit error (strawberry's MaxTokensLimiter) the QUERY_TOO_COMPLEX code.
+class RequestErrorCodes(SchemaExtension):
+    """Gives every error of the request itself a code, as the resolvers' errors have one.
 
-    With the parser cache the error is raised from the parsing hook and passes through this hook as an
-    exception; without it, it arrives in the result. Both are tagged.
+    A document that does not parse: GRAPHQL_PARSE_FAILED (QUERY_TOO_COMPLEX when strawberry's
+    MaxTokensLimiter stopped the parser); one that fails validation: GRAPHQL_VALIDATION_FAILED; variables
+    that do not fit their declared types, or an unknown operation name: BAD_USER_INPUT. With the parser
+    cache a syntax error is raised from the parsing hook and passes through this hook as an exception;
+    without it, it arrives in the result. Both are tagged. Errors that carry a code keep it.
     """
 
     def on_operation(self) -> Iterator[None]:
         try:
             yield
         except GraphQLSyntaxError as error:
-            _tag_token_limit(error)
+            _tag(error, _syntax_code(error))
             raise
         for error in getattr(self.execution_context.result, "errors", None) or ():
-            _tag_token_limit(error)
+            if isinstance(error, GraphQLSyntaxError):
+                _tag(error, _syntax_code(error))
+            elif error.path is None and isinstance(error.original_error, GraphQLError | None):
+                _tag(error, BAD_USER_INPUT)  # variables that do not coerce, an unknown operation name
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        for error in self.execution_context.pre_execution_errors or ():  # the validation's own, here
+            _tag(error, GRAPHQL_VALIDATION_FAILED)
 
 
-def _tag_token_limit(error: GraphQLError) -> None:
-    if isinstance(error, GraphQLSyntaxError) and "more than" in error.message and "tokens" in error.message:
-        error.extensions = {**(error.extensions or {}), "code": QUERY_TOO_COMPLEX, "limit": "tokens"}
+def _syntax_code(error: GraphQLSyntaxError) -> str:
+    return QUERY_TOO_COMPLEX if "more than" in error.message and "tokens" in error.message else GRAPHQL_PARSE_FAILED
+
+
+def _tag(error: GraphQLError, code: str) -> None:
+    """Set `code` (and `limit` for the token limit) unless the error has a code already."""
+    if (error.extensions or {}).get("code"):
+        return
+    extra = {"limit": "tokens"} if code == QUERY_TOO_COMPLEX else {}
+    error.extensions = {**(error.extensions or {}), "code": code, **extra}

@@ -6,10 +6,12 @@ from graphql import GraphQLError
 
 from gateway.errors import SourceError
 
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
 
 def bad_input(message: str) -> GraphQLError:
     """An argument the caller must correct."""
-    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT"})
+    return GraphQLError(message, extensions={"code": BAD_USER_INPUT})
 
 
 def source_error(err: SourceError) -> GraphQLError:

@@ -25,7 +25,7 @@ from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.audit_query import AuditQuery
 from resolvers.child import Child, needed_sources, prefetch_children, resolve_child, selected_names
-from resolvers.complexity import Complexity, QueryLimits, TokenLimitCode
+from resolvers.complexity import Complexity, QueryLimits, RequestErrorCodes
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.execution import PlainFieldExecutor
@@ -203,7 +203,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     measured: LRUCache[tuple[str, str | None], Complexity] = LRUCache(maxsize=256)
     extensions: list[Any] = [
         lambda: InternalErrorMask(show_type=show_type),
-        TokenLimitCode,
+        RequestErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
         lambda: ValidationByText(validated),  # same text and rules, same verdict

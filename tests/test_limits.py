@@ -92,6 +92,28 @@ def test_token_bomb(gw: GatewayProcess, mock_services: Any) -> None:
     too_complex(rejected_without_backend_calls(gw, mock_services, query), "tokens")
 
 
+@pytest.mark.parametrize("query, variables, code", [
+    ("{ child(aNumber: ", None, "GRAPHQL_PARSE_FAILED"),
+    ('{ child(aNumber: "A012345678") { nosuch } }', None, "GRAPHQL_VALIDATION_FAILED"),
+    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {}, "BAD_USER_INPUT"),
+    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": None}, "BAD_USER_INPUT"),
+    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": ["A012345678"]}, "BAD_USER_INPUT"),
+    ("query($m: Int) { child(aNumber: \"A012345678\", maxAgeSeconds: $m) { aNumber } }", {"m": "x"},
+     "BAD_USER_INPUT"),
+])
+def test_request_errors_carry_a_code(gw: GatewayProcess, mock_services: Any, query: str,
+                                     variables: dict[str, Any] | None, code: str) -> None:
+    body = rejected_without_backend_calls(gw, mock_services, query, variables)
+    assert body.get("data") is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == [code], body
+
+
+def test_an_unknown_operation_name_is_a_400(gw: GatewayProcess) -> None:
+    status, _, raw = http("POST", f"{gw.url}/graphql", {"query": "query A { __typename }", "operationName": "B"},
+                          headers=gw.headers())
+    assert (status, raw) == (400, b'Unknown operation named "B".')
+
+
 def test_depth_limit(tight: GatewayProcess, mock_services: Any) -> None:
     a = mock_services.sample(3)[0]
     q = 'query($a: ID!) { child(aNumber: $a) { hearing { nextHearing { courtAddress { city } } } } }'
