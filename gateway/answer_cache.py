@@ -118,16 +118,19 @@ class AnswerKey:
     field_offices: frozenset[str] | None
 
 
-def plain_query(body: bytes) -> bool:
-    """True when a JSON request body holds a query and nothing else than its variables and operation name."""
+def json_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None] | None:
+    """(query, variables, operation name) of a JSON request body that holds a query and nothing else than
+    its variables and operation name; None for any other body."""
     try:
         parsed = orjson.loads(body)
     except ValueError:
-        return False
+        return None
     if not isinstance(parsed, dict) or not parsed.keys() <= _REQUEST_KEYS:
-        return False
+        return None
     query, variables, name = parsed.get("query"), parsed.get("variables"), parsed.get("operationName")
-    return isinstance(query, str) and isinstance(variables, dict | None) and isinstance(name, str | None)
+    if isinstance(query, str) and isinstance(variables, dict | None) and isinstance(name, str | None):
+        return query, variables, name
+    return None
 
 
 def _at(data: Any, path: tuple[str | int, ...]) -> tuple[Any, str | int]:
@@ -291,7 +294,7 @@ class AnswerShortcut:
             except Exception:  # noqa: BLE001 - GraphQL runs instead: it retries the write, withholds data on failure
                 found = None
         if found is None:
-            if plain_query(body):
+            if json_request(body) is not None:
                 scope[ANSWER_KEY] = key
             return False
         await send({"type": "http.response.start", "status": 200,

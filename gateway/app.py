@@ -36,6 +36,7 @@ from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
 from resolvers.context import RequestContext
+from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
 from resolvers.safety import sponsor_office
 from resolvers.schema import build_schema
@@ -74,10 +75,12 @@ class GatewayGraphQL(GraphQL):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         recording = AnswerRecording() if ANSWER_KEY in request.scope else None
+        early = request.scope.get(EARLY_KEY)
         context = RequestContext(services=self.services, request=request, response=response,
                                  principal=request.scope.get(PRINCIPAL_KEY),
                                  purpose=clean_purpose(request.headers.get("x-purpose")),
-                                 audit_store=self.audit_store, answer=recording)
+                                 audit_store=self.audit_store, answer=recording, early=early,
+                                 deadline=early.deadline if early is not None else 0.0)
         request.scope[CONTEXT_KEY] = context
         return context
 
@@ -221,8 +224,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         services, answers, audit_store, authenticator, graphql_ide=None if settings.production else "graphiql",
         allow_queries_via_get=True,
     )
+    early = EarlyFetch(services)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
-                           in_flight)
+                           in_flight, early)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -230,7 +234,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     async def readyz(request: Request) -> JSONResponse:
         facts = services.health()
         ready = any(f["usable"] for f in facts)
-        return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts()},
+        return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
+                             "earlyFetch": early.facts()},
                             status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager

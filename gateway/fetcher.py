@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,10 +134,10 @@ class SourceFetcher:
         if to_fetch:
             fetched = await self._fetch(to_fetch, deadline)
             for a in to_fetch:
-                results[a] = self._fallback(a, fetched[a], max_age)
+                results[a] = self.fallback(a, fetched[a], max_age)
         return [results[a] for a in a_numbers]
 
-    def _fallback(self, a: str, outcome: Fetched | SourceError, max_age: float | None) -> Fetched | SourceError:
+    def fallback(self, a: str, outcome: Fetched | SourceError, max_age: float | None) -> Fetched | SourceError:
         """On a failed fetch, an expired entry within the stale window (and `max_age`) is served instead."""
         if not isinstance(outcome, SourceError):
             return outcome
@@ -150,8 +150,47 @@ class SourceFetcher:
             return Fetched(self.source, entry.record, entry.fetched_at, STALE, warning=outcome)
         return outcome
 
+    def start(self, a_numbers: Sequence[str], max_age: float | None,
+              deadline: float) -> dict[str, asyncio.Future[Fetched | SourceError]]:
+        """Begin what `load_many` would fetch, without waiting: the calls for the A-numbers with no fresh
+        entry (joining any already in flight), as futures to await later and pass through `fallback`.
+
+        A-numbers with a fresh entry get none (`fresh` answers them); neither does anything when
+        stale-while-revalidate would serve an expired entry at once (`load_many` decides those).
+        """
+        now = time.time()
+        limit = self.ttl if max_age is None else min(self.ttl, max_age)
+        misses: list[str] = []
+        for a in dict.fromkeys(a_numbers):
+            entry = self.cache.get(self.key(a))
+            if entry is not None and (now - entry.fetched_at <= limit or self.swr > 0):
+                continue
+            misses.append(a)
+        return self._join_or_start(misses, deadline) if misses else {}
+
     async def _fetch(self, a_numbers: list[str], deadline: float) -> dict[str, Fetched | SourceError]:
         """Join in-flight calls for keys already being fetched; one new batch call for the rest."""
+        return await self.wait(self._join_or_start(a_numbers, deadline), deadline)
+
+    async def wait(self, futures: Mapping[str, asyncio.Future[Fetched | SourceError]],
+                   deadline: float) -> dict[str, Fetched | SourceError]:
+        """The outcome of each call in `futures` (from `start`), a SOURCE_TIMEOUT error for any still
+        unanswered at `deadline`; a failure is as the call gave it (see `fallback`)."""
+        if not futures:
+            return {}
+        remaining = max(0.0, deadline - time.monotonic())
+        await asyncio.wait(futures.values(), timeout=remaining)
+        out: dict[str, Fetched | SourceError] = {}
+        for a, fut in futures.items():
+            if fut.done():
+                out[a] = fut.result()
+            else:
+                out[a] = SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
+        return out
+
+    def _join_or_start(self, a_numbers: list[str],
+                       deadline: float) -> dict[str, asyncio.Future[Fetched | SourceError]]:
+        """The in-flight call's future for keys already being fetched; one new batch call for the rest."""
         futures: dict[str, asyncio.Future[Fetched | SourceError]] = {}
         new: list[str] = []
         for a in a_numbers:
@@ -163,15 +202,7 @@ class SourceFetcher:
                 futures[a] = fut
         if new:
             futures.update(self._start_batch(new, deadline))
-        remaining = max(0.0, deadline - time.monotonic())
-        await asyncio.wait(futures.values(), timeout=remaining)
-        out: dict[str, Fetched | SourceError] = {}
-        for a, fut in futures.items():
-            if fut.done():
-                out[a] = fut.result()
-            else:
-                out[a] = SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
-        return out
+        return futures
 
     def _start_batch(
         self, a_numbers: list[str], deadline: float

@@ -41,6 +41,8 @@ class _TooLarge(Exception):
 
 # Answers a request from the body already read (True), or leaves it to the GraphQL app (False).
 Shortcut = Callable[[Scope, Headers, bytes, Principal, Send], Awaitable[bool]]
+# Runs just before the GraphQL app takes an admitted request (e.g. starts the backend calls it will make).
+EarlyHook = Callable[[Scope, Headers, bytes, Principal], Awaitable[None]]
 
 
 def clean_purpose(raw: str | None) -> str | None:
@@ -106,12 +108,14 @@ class GraphQLGuard:
     """ASGI middleware for the GraphQL endpoint."""
 
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
-                 limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None) -> None:
+                 limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None,
+                 early: EarlyHook | None = None) -> None:
         self.app = app
         self.settings = settings
         self.authenticator = authenticator
         self.limiter = limiter
         self.shortcut = shortcut
+        self.early = early
         self.in_flight = in_flight or InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -160,6 +164,8 @@ class GraphQLGuard:
         scope[PRINCIPAL_KEY] = principal
         if self.shortcut is not None and await self.shortcut(scope, headers, body, principal, send):
             return
+        if self.early is not None:
+            await self.early(scope, headers, body, principal)
         await self.app(scope, _replay(body, receive), send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -17,6 +17,7 @@ from gateway.fetcher import STALE, Fetched
 from gateway.roles import Principal
 from gateway.services import Services
 from gateway.sources import Source
+from resolvers.early import EarlyStart
 from resolvers.reads import ReadRecorder
 
 
@@ -35,6 +36,7 @@ class RequestContext:
     reads: ReadRecorder = field(default_factory=ReadRecorder)
     connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
     answer: AnswerRecording | None = None  # set when the answer may be stored for identical requests
+    early: EarlyStart | None = None  # backend calls the guard started for this request (resolvers/early.py)
     _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
         default_factory=dict
     )
@@ -69,12 +71,12 @@ class RequestContext:
     def ready(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError | None:
         """One source's answer when it needs no waiting, else None (then await `fetch`).
 
-        What this request already holds for the A-number (prefetched, loaded or primed) comes first, so every section
-        of one answer sees the same record; otherwise a fresh cached record (a HIT), primed into the
-        request's DataLoader for the same reason. A cached answer thus costs no DataLoader batch and no
+        What this request already holds for the A-number (prefetched, started early, loaded or primed) comes
+        first, so every section of one answer sees the same record; otherwise a fresh cached record (a HIT),
+        primed into the request's DataLoader for the same reason. A cached answer thus costs no DataLoader batch and no
         task switch.
         """
-        prefetched = self._prefetched.get((source, max_age, a_number))
+        prefetched = self._prefetched.get((source, max_age, a_number)) or self._early_done(source, a_number, max_age)
         if prefetched is not None:
             self._served(a_number, max_age, prefetched)
             return prefetched
@@ -98,6 +100,9 @@ class RequestContext:
         outcome = self.ready(source, a_number, max_age)
         if outcome is not None:
             return outcome
+        if self._early_call(source, a_number, max_age) is not None:
+            await self._await_early(source, max_age, [a_number])
+            return self.ready(source, a_number, max_age)  # type: ignore[return-value]  # at hand now
         try:
             outcome = await self.loader(source, max_age).load(a_number)
         except SourceError as exc:  # the DataLoader re-raises error values
@@ -126,15 +131,41 @@ class RequestContext:
         missing = {s: [a for a in wanted if self.ready(s, a, max_age) is None] for s in sources}
 
         async def fill(source: Source, keys: list[str]) -> None:
-            outcomes = await self.services.fetchers[source].load_many(keys, max_age, self.deadline)
-            for a, outcome in zip(keys, outcomes, strict=True):
-                self._prefetched.setdefault((source, max_age, a), outcome)
+            started = [a for a in keys if self._early_call(source, a, max_age) is not None]
+            if started:
+                await self._await_early(source, max_age, started)
+                keys = [a for a in keys if (source, max_age, a) not in self._prefetched]
+            if keys:
+                outcomes = await self.services.fetchers[source].load_many(keys, max_age, self.deadline)
+                for a, outcome in zip(keys, outcomes, strict=True):
+                    self._prefetched.setdefault((source, max_age, a), outcome)
 
         fills = [fill(s, keys) for s, keys in missing.items() if keys]
         if len(fills) == 1:
             await fills[0]
         elif fills:
             await asyncio.gather(*fills)
+
+    def _early_call(self, source: Source, a_number: str,
+                    max_age: float | None) -> asyncio.Future[Fetched | SourceError] | None:
+        return None if self.early is None else self.early.futures.get((source, max_age, a_number))
+
+    def _early_done(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError | None:
+        """The answer of an early call that has come back, taken as this request's own (None otherwise)."""
+        future = self._early_call(source, a_number, max_age)
+        if future is None or not future.done():
+            return None
+        del self.early.futures[(source, max_age, a_number)]  # type: ignore[union-attr]
+        outcome = self.services.fetchers[source].fallback(a_number, future.result(), max_age)
+        return self._prefetched.setdefault((source, max_age, a_number), outcome)
+
+    async def _await_early(self, source: Source, max_age: float | None, a_numbers: Sequence[str]) -> None:
+        """Wait (within the deadline) for the early calls of `a_numbers`; their answers become the request's."""
+        calls = {a: f for a in a_numbers if (f := self._early_call(source, a, max_age)) is not None}
+        for a, outcome in (await self.services.fetchers[source].wait(calls, self.deadline)).items():
+            if self._early_done(source, a, max_age) is None:  # unanswered at the deadline (or taken already)
+                self.early.futures.pop((source, max_age, a), None)  # type: ignore[union-attr]
+                self._prefetched.setdefault((source, max_age, a), outcome)
 
     async def answers(self, a_number: str, max_age: float | None,
                       sources: Sequence[Source]) -> list[Fetched | SourceError]:

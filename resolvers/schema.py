@@ -27,6 +27,7 @@ from resolvers.audit_query import AuditQuery
 from resolvers.child import Child, needed_sources, prefetch_children, resolve_child, selected_names
 from resolvers.complexity import Complexity, QueryLimits, RequestErrorCodes
 from resolvers.context import RequestContext
+from resolvers.early import learn
 from resolvers.errors import bad_input
 from resolvers.execution import PlainFieldExecutor
 from resolvers.health import SourceStatus, source_statuses
@@ -91,7 +92,9 @@ class StatusQuery:
     ) -> Child | None:
         max_age = _max_age(None if max_age_seconds is strawberry.UNSET else max_age_seconds)
         canonical = canonical_a_number(str(a_number))
-        outcome = await _read_child(info, canonical, max_age, _sources_for(info))
+        sources = _sources_for(info)
+        learn(info, 1, sources)
+        outcome = await _read_child(info, canonical, max_age, sources)
         if isinstance(outcome, GraphQLError):
             raise outcome
         return outcome
@@ -111,6 +114,7 @@ class StatusQuery:
         max_age = _max_age(None if max_age_seconds is strawberry.UNSET else max_age_seconds)
         canonical = [canonical_a_number(str(a)) for a in a_numbers]
         sources = _sources_for(info)
+        learn(info, len(canonical), sources)
         await prefetch_children(info, canonical, max_age, sources)
         # every record is at hand now, so each read completes without waiting: awaited in turn, they need no
         # task each. An error in the list becomes null plus an error at that element's path.
