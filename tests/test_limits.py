@@ -279,3 +279,15 @@ def test_unexpected_errors_are_masked(env: str) -> None:
     assert error.formatted["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
     assert "secret" not in json.dumps(error.formatted) and "hunter2" not in json.dumps(error.formatted)
     assert error.message == ("internal error" if env == "production" else "internal error (RuntimeError)")
+
+
+def test_routes_other_than_graphql_post_and_get_are_starlettes(gw: GatewayProcess, mock_services: Any) -> None:
+    """POST/GET /graphql go straight to the guard (gateway/app.py GatewayApp); everything else is routed."""
+    mock_services.reset()
+    assert http("PUT", f"{gw.url}/graphql", {"query": "{ __typename }"}, headers=gw.headers())[0] == 405
+    assert http("POST", f"{gw.url}/graphql/", {"query": "{ __typename }"}, headers=gw.headers())[0] == 307
+    assert http("GET", f"{gw.url}/nowhere")[0] == 404
+    assert http("POST", f"{gw.url}/graphql", {"query": "{ __typename }"})[0] == 401  # the guard, uncredentialed
+    status, _, raw = http("GET", f"{gw.url}/graphql?query=%7B__typename%7D", headers=gw.headers())
+    assert (status, json.loads(raw)) == (200, {"data": {"__typename": "Query"}})
+    assert backend_calls(mock_services) == 0
