@@ -200,12 +200,12 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def open_audit_store(settings: Settings, alone: Callable[[], bool] | None = None) -> AuditStore:
+def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = None) -> AuditStore:
     """The audit trail under the data directory; a store that cannot open stops the start.
 
-    `alone` tells the store when a request is the only one in flight (see `SQLiteAuditStore`)."""
+    `may_block` tells the store when a request may commit on the event loop (see `SQLiteAuditStore`)."""
     try:
-        return SQLiteAuditStore(settings.audit_path, alone=alone)
+        return SQLiteAuditStore(settings.audit_path, may_block=may_block)
     except Exception as exc:  # sqlite3.Error and filesystem errors alike
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 
@@ -235,7 +235,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     """Build the ASGI app; `services` are started and closed by the app's lifespan."""
     authenticator = Authenticator(settings)
     in_flight = InFlight()
-    audit_store = audit_store or open_audit_store(settings, alone=in_flight.alone)
+    audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
     services.changes.office_fallback = sponsor_office
@@ -255,7 +255,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         facts = services.health()
         ready = any(f["usable"] for f in facts)
         return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
-                             "earlyFetch": early.facts()},
+                             "earlyFetch": early.facts(), "auditTrail": audit_store.facts()},
                             status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager

@@ -18,12 +18,10 @@ import asyncio
 import functools
 import itertools
 import json
-import math
 import queue
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -112,6 +110,9 @@ class AuditStore(Protocol):
     async def query(self, where: AuditFilter) -> list[AuditEvent]:
         """Matching events, oldest first."""
 
+    def facts(self) -> dict[str, int]:
+        """Counters, for /readyz."""
+
     def close(self) -> None:
         """Release the store."""
 
@@ -159,7 +160,6 @@ class _Pending:
     future: asyncio.Future[None]
 
 
-INLINE_AFTER_QUIET = 0.010  # seconds without an append before one may commit on the caller's thread
 _STOP = object()  # queued by close(): the writer finishes what is ahead of it, then exits
 _INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
@@ -190,22 +190,20 @@ def _settle_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]
 class SQLiteAuditStore:
     """The default store: one SQLite file, one connection guarded by a lock, writes by one writer thread.
 
-    `alone`, when given, tells whether the caller's request is the only one in the process. An `append`
-    made then, after `quiet_seconds` without any append and with the writer idle, commits on the caller's
-    thread: the event loop waits out one commit that nobody else is waiting for, instead of two
-    hand-overs between threads (about 0.4 ms of a lone request's latency here). Appends that follow one
-    another closely, or with other requests in flight, go to the writer thread, which groups them: under
-    load, requests are read one at a time, so "alone" alone would put every commit on the event loop.
+    `may_block`, when given, tells whether the caller may keep its event loop busy for one commit with
+    nobody else waiting (gateway/guard.py `InFlight.may_block`: a lone request). An `append` made then,
+    with the writer idle, commits on the caller's thread: the event loop waits out one commit instead of
+    two hand-overs between threads (about 0.4 ms of a lone request's latency here). Any other append goes
+    to the writer thread, which groups the appends waiting at the same moment into one commit.
 
     `commits` counts committed write transactions and `rows_written` the rows they held (all paths:
     `append`, inline or by the writer, and `append_sync`); `inline_commits` those made by `append` inline.
     """
 
-    def __init__(self, path: str | Path, *, create: bool = True, alone: Callable[[], bool] | None = None) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True,
+                 may_block: Callable[[], bool] | None = None) -> None:
         self.path = Path(path)
-        self.alone = alone
-        self.quiet_seconds = INLINE_AFTER_QUIET
-        self._last_append = -math.inf  # time.monotonic() of the last append
+        self.may_block = may_block
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         elif not self.path.exists():
@@ -292,11 +290,8 @@ class SQLiteAuditStore:
         await pending.future
 
     def _commit_inline(self, rows: list[_Row]) -> bool:
-        """Commit `rows` here when the request is alone, after a quiet spell, with the writer idle; False to
-        use the writer."""
-        now = time.monotonic()
-        quiet, self._last_append = now - self._last_append >= self.quiet_seconds, now
-        if not rows or not quiet or self.alone is None or not self.alone():
+        """Commit `rows` here when the caller may block and the writer is idle; False to use the writer."""
+        if not rows or self.may_block is None or not self.may_block():
             return False
         with self._state:
             if self._closed or self._outbox or self.waiting or not self._lock.acquire(blocking=False):
@@ -368,6 +363,10 @@ class SQLiteAuditStore:
     async def query(self, where: AuditFilter) -> list[AuditEvent]:
         """Matching events, oldest first."""
         return await asyncio.to_thread(self.query_sync, where)
+
+    def facts(self) -> dict[str, int]:
+        """Committed transactions, the rows they held, and how many were committed on a caller's thread."""
+        return {"commits": self.commits, "rowsWritten": self.rows_written, "inlineCommits": self.inline_commits}
 
     def close(self) -> None:
         """Stop the writer once it has committed everything queued, then close the connection.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -93,15 +94,43 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
+QUIET_SECONDS = 0.010  # a request this long after the one before it arrived into a quiet gateway
+STEADY_SECONDS = 0.100  # every request this long from one connection: a lone client, asking in turn
+
+
 class InFlight:
-    """How many HTTP requests the GraphQL endpoint is handling now (counted by the guard)."""
+    """The GraphQL endpoint's traffic as the guard sees it: requests in flight, and who sent the latest.
 
-    def __init__(self) -> None:
+    `may_block` tells a store (the audit trail) whether the request it serves may keep the event loop busy
+    for a moment (one commit) without anybody else waiting: it is the only request in flight, and either
+    it came after a quiet spell, or every request for a while came over one connection (an HTTP/1.1
+    connection sends its next request only after this one's answer). Requests from several connections
+    at once, read one at a time by the server, are never counted as alone.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.count = 0
+        self._clock = clock
+        self._started = -math.inf  # clock time when the latest request arrived
+        self._quiet = True  # it arrived QUIET_SECONDS or more after the one before it
+        self._connection: object = None  # the latest request's client address
+        self._switched = -math.inf  # when a request last came over another connection than the one before
 
-    def alone(self) -> bool:
-        """True when at most one request is in flight: the caller's own."""
-        return self.count <= 1
+    def enter(self, connection: object) -> None:
+        """A request arrived over `connection` (the ASGI scope's client address)."""
+        now = self._clock()
+        self.count += 1
+        self._quiet, self._started = now - self._started >= QUIET_SECONDS, now
+        if connection != self._connection:
+            self._connection, self._switched = connection, now
+
+    def leave(self) -> None:
+        """A request was answered (or failed)."""
+        self.count -= 1
+
+    def may_block(self) -> bool:
+        """True when the latest request is alone and nobody else is likely to be kept waiting."""
+        return self.count <= 1 and (self._quiet or self._started - self._switched >= STEADY_SECONDS)
 
 
 class GraphQLGuard:
@@ -125,11 +154,11 @@ class GraphQLGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        self.in_flight.count += 1
+        self.in_flight.enter(scope.get("client"))
         try:
             await self._http(scope, receive, send)
         finally:
-            self.in_flight.count -= 1
+            self.in_flight.leave()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)

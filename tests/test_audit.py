@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from gateway.services import Services
 from resolvers.context import RequestContext
 from resolvers.schema import build_schema
 from tests.support.access import FULL, audit_cli, gateway_env, raw, records
-from tests.support.gateway import GatewayProcess, mint
+from tests.support.gateway import GatewayProcess, http, mint
 
 EVENTS = """query($s: String, $a: ID, $since: DateTime, $until: DateTime, $first: Int!, $after: ID) {
   auditEvents(subject: $s, aNumber: $a, since: $since, until: $until, first: $first, after: $after) {
@@ -220,6 +222,9 @@ class FailingStore:
     async def query(self, where: AuditFilter) -> list[AuditEvent]:
         return []
 
+    def facts(self) -> dict[str, int]:
+        return {}
+
     def close(self) -> None:
         pass
 
@@ -244,3 +249,39 @@ def test_no_data_leaves_when_the_read_cannot_be_recorded(mock_services: Any, kno
     assert result.data is None
     assert [e.extensions["code"] for e in result.errors] == ["AUDIT_UNAVAILABLE"]
     assert time.monotonic() - started < 10
+
+
+def test_a_lone_client_on_one_connection_commits_without_the_writer_thread(gateway: GatewayProcess,
+                                                                            known: list[str]) -> None:
+    """Requests one after another over one keep-alive connection: the first after a pause (quiet) and
+    every one once the connection has been the only sender for 100 ms commit on the event loop
+    (gateway/guard.py InFlight.may_block); each request is still exactly one committed event."""
+    def trail() -> dict[str, int]:
+        status, _, body = http("GET", f"{gateway.url}/readyz")
+        return json.loads(body)["auditTrail"]
+
+    conn = HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+    body = json.dumps({"query": FULL, "variables": {"a": known[1]}})
+    headers = {**gateway.headers(), "Content-Type": "application/json"}
+
+    def ask() -> None:
+        conn.request("POST", "/graphql", body=body, headers=headers)
+        response = conn.getresponse()
+        assert response.status == 200 and b'"errors"' not in response.read()
+
+    try:
+        ask()  # the connection is open; what follows counts from here
+        time.sleep(0.05)
+        before = trail()
+        ask()
+        first = trail()
+        assert {k: first[k] - before[k] for k in before} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1}
+        began = time.monotonic()
+        while time.monotonic() - began < 0.15:  # the only sender for more than 100 ms
+            ask()
+        steady = trail()
+        ask()
+        last = trail()
+        assert {k: last[k] - steady[k] for k in steady} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1}
+    finally:
+        conn.close()

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from gateway.audit import AuditEvent, AuditFilter, AuditStoreClosed, SQLiteAuditStore, utc_timestamp
+from gateway.guard import QUIET_SECONDS, InFlight
 
 WAIT = 10  # seconds; a bound on waiting for the writer thread, never a synchronisation by sleeping
 
@@ -125,46 +126,66 @@ def test_lone_append_commits_at_once_and_is_visible_on_return(store: SQLiteAudit
     assert (store.commits, store.rows_written) == (4, 5)
 
 
-def test_a_request_alone_commits_on_its_own_thread(tmp_path: Path) -> None:
-    alone = [True]
-    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: alone[0])
-    s.quiet_seconds = 0  # every append counts as after a quiet spell
+def test_a_request_that_may_block_commits_on_its_own_thread(tmp_path: Path) -> None:
+    may = [True]
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: may[0])
 
     async def run() -> list[str]:
         for i in range(3):
             await s.append([event(f"A70000000{i}")])
         seen = stored(s.path)  # committed before each await returned
-        alone[0] = False
+        may[0] = False
         await s.append([event("A700000009")])
         return seen
 
     try:
         assert asyncio.run(run()) == ["A700000000", "A700000001", "A700000002"]
         assert (s.inline_commits, s.commits, s.rows_written) == (3, 4, 4)
-        assert s._writer is not None  # started only by the append made with other requests in flight
+        assert s._writer is not None  # started only by the append that may not block
     finally:
         s.close()
     assert stored(s.path)[-1] == "A700000009"
 
 
-def test_appends_close_together_go_to_the_writer(tmp_path: Path) -> None:
-    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: True)
-    s.quiet_seconds = 3600  # no spell between these appends is quiet enough, except before the first
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
 
-    async def run() -> None:
-        for i in range(3):
-            await s.append([event(f"A73000000{i}")])
-
-    try:
-        asyncio.run(run())
-        assert (s.inline_commits, s.commits, s.rows_written) == (1, 3, 3)
-    finally:
-        s.close()
-    assert stored(s.path) == ["A730000000", "A730000001", "A730000002"]
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_a_request_alone_still_queues_behind_a_busy_writer(tmp_path: Path) -> None:
-    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: True)
+def test_in_flight_lets_a_lone_request_block_after_a_quiet_spell_or_on_one_steady_connection() -> None:
+    clock = Clock()
+    traffic = InFlight(clock)
+
+    def arrive(connection: tuple[str, int], after: float) -> bool:
+        clock.now += after
+        traffic.enter(connection)
+        try:
+            return traffic.may_block()
+        finally:
+            traffic.leave()
+
+    a, b = ("127.0.0.1", 5001), ("127.0.0.1", 5002)
+    assert arrive(a, 0.0)  # the first request ever: quiet
+    assert not arrive(a, 0.001)  # right after it, the same connection for only 1 ms
+    assert arrive(a, 2 * QUIET_SECONDS)  # after a quiet spell
+    assert [arrive(a, 0.001) for _ in range(120)][-21:] == [True] * 21  # one connection for 100 ms and more
+    assert not arrive(b, 0.001)  # another connection: several clients now
+    assert not arrive(a, 0.001) and not arrive(b, 0.001)
+    assert arrive(b, 0.5)  # quiet again
+    clock.now += 1
+    traffic.enter(a)
+    traffic.enter(b)  # two in flight: neither may block
+    assert not traffic.may_block()
+    traffic.leave()
+    traffic.leave()
+    assert traffic.count == 0
+
+
+def test_a_request_that_may_block_still_queues_behind_a_busy_writer(tmp_path: Path) -> None:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: True)
 
     async def run() -> None:
         s._lock.acquire()  # a commit in progress elsewhere holds the connection
@@ -185,8 +206,7 @@ def test_a_request_alone_still_queues_behind_a_busy_writer(tmp_path: Path) -> No
 
 
 def test_an_inline_commit_that_fails_stores_nothing_and_raises(tmp_path: Path) -> None:
-    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", alone=lambda: True)
-    s.quiet_seconds = 0  # the second append, right after the failed one, may commit inline too
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: True)
 
     async def run() -> None:
         with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
