@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import statistics
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from gateway.breaker import CircuitBreaker
 from gateway.config import Settings
@@ -75,6 +75,11 @@ def _validate_page(source: Source, body: Any) -> tuple[list[dict[str, Any]], str
     return records, cursor or None
 
 
+def _json_text(value: Any) -> str:
+    """Request bodies as aiohttp wants them (text), encoded by orjson."""
+    return orjson.dumps(value).decode()
+
+
 class SourceClient:
     """One backend's client; owns one aiohttp ClientSession for the app's lifetime."""
 
@@ -87,12 +92,17 @@ class SourceClient:
         )
         self.health = SourceHealth()
         self._session: aiohttp.ClientSession | None = None
+        # parsed once: aiohttp parses a URL given as text on every request
+        self._batch_url = URL(f"{self.base_url}/v1/{source.collection}/batch")
+        self._list_url = URL(f"{self.base_url}/v1/{source.collection}")
 
     async def start(self) -> None:
         """Open the connection pool."""
         connector = aiohttp.TCPConnector(limit=self.settings.source_connection_limit, ttl_dns_cache=300)
+        # the backends set no cookies: no cookie jar to consult on every request and answer
         self._session = aiohttp.ClientSession(
-            connector=connector, json_serialize=json.dumps, raise_for_status=False
+            connector=connector, json_serialize=_json_text, raise_for_status=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:
@@ -113,9 +123,9 @@ class SourceClient:
         return out
 
     async def _fetch_chunk(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
-        url = f"{self.base_url}/v1/{self.source.collection}/batch"
         records, missing = await self._retrying(
-            deadline, lambda: self._attempt("POST", url, deadline, _validate_batch, payload={"a_numbers": a_numbers})
+            deadline,
+            lambda: self._attempt("POST", self._batch_url, deadline, _validate_batch, payload={"a_numbers": a_numbers}),
         )
         out: dict[str, dict[str, Any] | None] = {a: None for a in missing}
         for rec in records:
@@ -131,9 +141,8 @@ class SourceClient:
         params = {"limit": str(min(limit, BATCH_LIMIT)), **{k: v for k, v in filters.items() if v is not None}}
         if cursor:
             params["cursor"] = cursor
-        url = f"{self.base_url}/v1/{self.source.collection}"
         return await self._retrying(
-            deadline, lambda: self._attempt("GET", url, deadline, _validate_page, params=params)
+            deadline, lambda: self._attempt("GET", self._list_url, deadline, _validate_page, params=params)
         )
 
     async def _retrying(self, deadline: float, attempt_once: Callable[[], Awaitable[T]]) -> T:
@@ -153,7 +162,7 @@ class SourceClient:
                 await asyncio.sleep(backoff)
 
     async def _attempt(
-        self, method: str, url: str, deadline: float, validate: Callable[[Source, Any], T],
+        self, method: str, url: URL, deadline: float, validate: Callable[[Source, Any], T],
         *, payload: Any = None, params: dict[str, str] | None = None,
     ) -> T:
         """One HTTP exchange within the deadline, through the breaker; `validate` checks the answer's shape."""
