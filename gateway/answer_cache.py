@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from cachetools import LRUCache
@@ -51,6 +51,13 @@ _REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
 Dependency = tuple[Source, str, float | None, float]  # source, A-number, max age, fetched_at
 
 
+class ResponsePath(Protocol, Hashable):
+    """Where a value sits in the response (graphql-core's `graphql.pyutils.Path`)."""
+
+    def as_list(self) -> list[str | int]:
+        """The path from the root: field names and list indexes."""
+
+
 @dataclass
 class AnswerRecording:
     """What one request's execution used, collected by the resolvers while it runs.
@@ -62,8 +69,9 @@ class AnswerRecording:
     records: dict[tuple[Source, str, float | None], float] = field(default_factory=dict)
     open_breakers: dict[Source, float] = field(default_factory=dict)  # source → when its breaker opened
     # path → (kind, fetched_at); keyed by path, so a value completed twice (graphql-core taking over a field
-    # the inline executor began) is one slot
-    slots: dict[tuple[str | int, ...], tuple[str, float]] = field(default_factory=dict)
+    # the inline executor began) is one slot. The path is graphql-core's linked `Path` as completion has it
+    # (hashed in C); it is made a list only when the answer is rendered, after the response has gone.
+    slots: dict[ResponsePath, tuple[str, float]] = field(default_factory=dict)
 
     def served(self, a_number: str, max_age: float | None, fetched: Fetched) -> None:
         """A record was served to the request."""
@@ -80,9 +88,9 @@ class AnswerRecording:
                 return
         self.failed = True
 
-    def open_value(self, path: Sequence[str | int], kind: str, fetched_at: float) -> None:
+    def open_value(self, path: ResponsePath, kind: str, fetched_at: float) -> None:
         """The value at `path` depends on the moment of the answer (kind AGE or CACHE_STATUS)."""
-        self.slots[tuple(path)] = (kind, fetched_at)
+        self.slots[path] = (kind, fetched_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +141,7 @@ def json_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None] |
     return None
 
 
-def _at(data: Any, path: tuple[str | int, ...]) -> tuple[Any, str | int]:
+def _at(data: Any, path: list[str | int]) -> tuple[Any, str | int]:
     """The container holding the last element of `path`, and that element's key."""
     for step in path[:-1]:
         data = data[step]
@@ -161,7 +169,7 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
     saved: list[tuple[Any, str | int, Any]] = []
     try:
         for i, (path, _) in enumerate(slots):
-            holder, last = _at(data, path)
+            holder, last = _at(data, path.as_list())
             saved.append((holder, last, holder[last]))
             holder[last] = f"\x00{i}\x00"
         encoded = encode(response)

@@ -34,7 +34,7 @@ def _open_value(context: Any, path: Path, kind: str, fetched_at: float) -> None:
     """Tell a request whose answer may be stored that this value depends on the moment of the answer."""
     recording = getattr(context, "answer", None)
     if recording is not None:
-        recording.open_value(path.as_list(), kind, fetched_at)
+        recording.open_value(path, kind, fetched_at)
 
 
 def provenance_age(root: Provenance, context: Any, path: Path) -> float:

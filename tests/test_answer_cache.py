@@ -235,13 +235,22 @@ def test_size_bound_and_disabled_store(mock_services: Any, tmp_path: Any) -> Non
 
 def test_a_value_recorded_twice_is_one_open_slot() -> None:
     """graphql-core may complete again a field the inline executor began: the slot is kept once."""
+    from graphql.pyutils import Path
+
     from gateway.answer_cache import AGE, CACHE_STATUS, AnswerRecording, render
 
+    def at(*keys: str | int) -> Path:
+        path = None
+        for key in keys:
+            path = Path(path, key, None if isinstance(key, int) else "T")
+        assert path is not None
+        return path
+
     recording = AnswerRecording()
-    path = ["child", "location", "provenance", 0, "ageSeconds"]
-    for _ in range(2):
-        recording.open_value(path, AGE, 100.0)
-    recording.open_value(["child", "location", "provenance", 0, "cacheStatus"], CACHE_STATUS, 100.0)
+    for _ in range(2):  # built twice, as two executors would: equal paths, one slot
+        recording.open_value(at("child", "location", "provenance", 0, "ageSeconds"), AGE, 100.0)
+    recording.open_value(at("child", "location", "provenance", 0, "cacheStatus"), CACHE_STATUS, 100.0)
+    assert len(recording.slots) == 2
     response = {"data": {"child": {"location": {"provenance": [{"ageSeconds": 1.5, "cacheStatus": "MISS"}]}}}}
     rendered = render(response, recording, json.dumps)
     assert rendered is not None
