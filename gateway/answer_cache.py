@@ -126,6 +126,11 @@ class AnswerKey:
     field_offices: frozenset[str] | None
 
 
+def is_json(headers: Headers) -> bool:
+    """True when the request says its body is JSON (`Content-Type: application/json`, any parameters)."""
+    return headers.get("content-type", "").split(";")[0].strip().lower() == "application/json"
+
+
 def json_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None] | None:
     """(query, variables, operation name) of a JSON request body that holds a query and nothing else than
     its variables and operation name; None for any other body."""
@@ -291,7 +296,7 @@ class AnswerShortcut:
                        send: Callable[[MutableMapping[str, Any]], Awaitable[None]]) -> bool:
         if not self.cache.enabled or scope.get("method") != "POST":
             return False
-        if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        if not is_json(headers):
             return False
         key = AnswerKey(body, principal.role, principal.field_offices)
         found = self.cache.answer(key)

@@ -155,8 +155,8 @@ class SourceFetcher:
         """Begin what `load_many` would fetch, without waiting: the calls for the A-numbers with no fresh
         entry (joining any already in flight), as futures to await later and pass through `fallback`.
 
-        A-numbers with a fresh entry get none (`fresh` answers them); neither does anything when
-        stale-while-revalidate would serve an expired entry at once (`load_many` decides those).
+        A-numbers with a fresh entry get none (`fresh` answers them), nor, when stale-while-revalidate is
+        on, does any A-number with an entry (`load_many` decides whether to serve it at once).
         """
         now = time.time()
         limit = self.ttl if max_age is None else min(self.ttl, max_age)

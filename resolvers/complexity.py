@@ -189,9 +189,9 @@ class RequestErrorCodes(SchemaExtension):
 
     A document that does not parse: GRAPHQL_PARSE_FAILED (QUERY_TOO_COMPLEX when strawberry's
     MaxTokensLimiter stopped the parser); one that fails validation: GRAPHQL_VALIDATION_FAILED; variables
-    that do not fit their declared types, or an unknown operation name: BAD_USER_INPUT. With the parser
-    cache a syntax error is raised from the parsing hook and passes through this hook as an exception;
-    without it, it arrives in the result. Both are tagged. Errors that carry a code keep it.
+    that do not fit their declared types: BAD_USER_INPUT. With the parser cache a syntax error is raised
+    from the parsing hook and passes through this hook as an exception; without it, it arrives in the
+    result. Both are tagged. Errors that carry a code keep it.
     """
 
     def on_operation(self) -> Iterator[None]:
@@ -204,7 +204,7 @@ class RequestErrorCodes(SchemaExtension):
             if isinstance(error, GraphQLSyntaxError):
                 _tag(error, _syntax_code(error))
             elif error.path is None and isinstance(error.original_error, GraphQLError | None):
-                _tag(error, BAD_USER_INPUT)  # variables that do not coerce, an unknown operation name
+                _tag(error, BAD_USER_INPUT)  # variables that do not coerce
 
     def on_validate(self) -> Iterator[None]:
         yield

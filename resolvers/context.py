@@ -73,8 +73,8 @@ class RequestContext:
 
         What this request already holds for the A-number (prefetched, started early, loaded or primed) comes
         first, so every section of one answer sees the same record; otherwise a fresh cached record (a HIT),
-        primed into the request's DataLoader for the same reason. A cached answer thus costs no DataLoader batch and no
-        task switch.
+        primed into the request's DataLoader for the same reason. A cached answer thus costs no DataLoader
+        batch and no task switch.
         """
         prefetched = self._prefetched.get((source, max_age, a_number)) or self._early_done(source, a_number, max_age)
         if prefetched is not None:
@@ -166,11 +166,12 @@ class RequestContext:
 
     async def _await_early(self, source: Source, max_age: float | None, a_numbers: Sequence[str]) -> None:
         """Wait (within the deadline) for the early calls of `a_numbers`; their answers become the request's."""
+        fetcher = self.services.fetchers[source]
         calls = {a: f for a in a_numbers if (f := self._early_call(source, a, max_age)) is not None}
-        for a, outcome in (await self.services.fetchers[source].wait(calls, self.deadline)).items():
+        for a, outcome in (await fetcher.wait(calls, self.deadline)).items():
             if self._early_done(source, a, max_age) is None:  # unanswered at the deadline (or taken already)
                 self.early.futures.pop((source, max_age, a), None)  # type: ignore[union-attr]
-                self._prefetched.setdefault((source, max_age, a), outcome)
+                self._prefetched.setdefault((source, max_age, a), fetcher.fallback(a, outcome, max_age))
 
     async def answers(self, a_number: str, max_age: float | None,
                       sources: Sequence[Source]) -> list[Fetched | SourceError]:

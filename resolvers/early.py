@@ -42,7 +42,7 @@ from graphql import (
 from starlette.datastructures import Headers
 from strawberry.types import Info
 
-from gateway.answer_cache import json_request
+from gateway.answer_cache import is_json, json_request
 from gateway.errors import SourceError
 from gateway.fetcher import Fetched
 from gateway.roles import Principal
@@ -99,7 +99,7 @@ class EarlyFetch:
 
     async def __call__(self, scope: MutableMapping[str, Any], headers: Headers, body: bytes,
                        principal: Principal) -> None:
-        if scope.get("method") != "POST":
+        if scope.get("method") != "POST" or not is_json(headers):
             return
         request = json_request(body)
         if request is None:
