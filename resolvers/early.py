@@ -24,6 +24,7 @@ else runs as before, with no early call.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,7 @@ def learn(info: Info[Any, None], count: int, sources: Sequence[Source]) -> None:
     known = start.plans.get(start.key)
     if known is not None:
         if count > known.max_count:
-            start.plans[start.key] = Plan(known.root, known.numbers, known.max_age, known.sources, count)
+            start.plans[start.key] = dataclasses.replace(known, max_count=count)
         return
     plan = _plan(info, count, sources)
     if plan is not None:
