@@ -5,6 +5,8 @@ attributes of the section objects (`Location.status`, `Address.city`, ...). For 
 builds a resolve-info object and calls strawberry's wrapper, which calls `getattr`, then completes the
 value through several generic steps. `PlainFieldExecutor` completes such fields directly: `getattr`,
 the type's own output coercion for scalars and enums, lists item by item, and nested objects the same way.
+The completion of an object selection is one generated Python function (each field's read and leaf
+coercion written out), compiled once per query text and caller's capabilities.
 
 Inline means a strawberry field without arguments whose value is one of:
 - an attribute read with `getattr` (a "basic" field: no resolver, no extension);
@@ -28,6 +30,7 @@ tests/test_execution.py compares answers with graphql-core's own executor over H
 from __future__ import annotations
 
 import functools
+import keyword
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,52 +179,113 @@ def _selections_have_directives(selection_set: SelectionSetNode | None) -> bool:
     return False
 
 
-def _unchanged(named: Any) -> Callable[[Any], bool] | None:
-    """For a built-in scalar other than String and ID (which `_leaf` tests itself), a test of the values its
-    output coercion returns unchanged."""
-    if named is GraphQLBoolean:
-        return lambda v: type(v) is bool
-    if named is GraphQLInt:
-        return lambda v: type(v) is int and v in _INT32
-    if named is GraphQLFloat:
-        return lambda v: type(v) is float and math.isfinite(v)
-    return None
-
-
 @functools.lru_cache(maxsize=1024)
 def _leaf(output: Any, nullable: bool) -> Completer:
     """Completion of a scalar or enum value: the type's own output coercion, with shortcuts for the values
     that coercion returns unchanged (strings, the commonest) or by a fixed table (strawberry enums)."""
-    coerce = output.coerce_output_value
+    env: dict[str, Any] = {}
+    lines = ["def leaf(v0, path, context):"] + _leaf_lines(output, nullable, 0, env) + ["    return r0"]
+    return _generated("leaf", lines, env, f"<completion of {output.name}>")
 
-    def coerced(value: Any) -> Any:
-        if value is None:
-            if nullable:
-                return None
-            raise _Slow
-        completed = coerce(value)
-        if completed is None or completed is Undefined:
-            raise _Slow
-        return completed
 
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """One selected field of an object completion: `plain` None means `__typename`."""
+
+    response_name: str
+    plain: _Plain | None
+    complete: Completer | None
+
+
+def _shortcut(output: GraphQLOutputType, v: str) -> str | None:
+    """A Python expression true when `_leaf`'s completion of value `v` of the scalar `output` is `v` itself
+    (its own shortcuts, written out); None when there is none."""
     if output is GraphQLString or output is GraphQLID:
-        def string(value: Any, path: Path | None, context: Any) -> Any:
-            return value if type(value) is str else coerced(value)
-        return string
-    wrapped = getattr(output, "wrapped_cls", None)  # strawberry's enum type: Python enum member → GraphQL name
-    if wrapped is not None:
-        names = {id(member): name for member in wrapped for name, v in output.values.items()
-                 if member.value == v.value}  # members live as long as their class: ids are not reused
+        return f"type({v}) is str"
+    if output is GraphQLBoolean:
+        return f"type({v}) is bool"
+    if output is GraphQLInt:
+        return f"type({v}) is int and {_INT32.start} <= {v} < {_INT32.stop}"
+    if output is GraphQLFloat:
+        return f"type({v}) is float and isfinite({v})"
+    return None
 
-        def enum(value: Any, path: Path | None, context: Any) -> Any:
-            name = names.get(id(value)) if type(value) is wrapped else None
-            return name if name is not None else coerced(value)
-        return enum
-    unchanged = _unchanged(output)
 
-    def leaf(value: Any, path: Path | None, context: Any) -> Any:
-        return value if unchanged is not None and unchanged(value) else coerced(value)
-    return leaf
+def _leaf_lines(output: Any, nullable: bool, i: int, env: dict[str, Any]) -> list[str]:
+    """Generated lines completing the value `v{i}` of the scalar or enum `output` into `r{i}`: null where
+    allowed, a value the type returns unchanged as it is, an enum member by a fixed table, another value by
+    the type's own output coercion (a value it refuses raises; a null where none is allowed is `_Slow`)."""
+    v, r = f"v{i}", f"r{i}"
+    env.update(_Slow=_Slow, Undefined=Undefined, isfinite=math.isfinite)
+    env[f"s{i}"] = output.coerce_output_value
+    coerced = [f"{r} = s{i}({v})", f"if {r} is None or {r} is Undefined:", "    raise _Slow"]
+    lines = [f"if {v} is None:", f"    {r} = None" if nullable else "    raise _Slow"]
+    shortcut = _shortcut(output, v)
+    enum = _enum_names(output)
+    if shortcut is not None:
+        lines += [f"elif {shortcut}:", f"    {r} = {v}", "else:"] + [f"    {line}" for line in coerced]
+    elif enum is not None:
+        env[f"w{i}"], env[f"n{i}"] = enum
+        lines += ["else:", f"    {r} = n{i}.get(id({v})) if type({v}) is w{i} else None", f"    if {r} is None:"]
+        lines += [f"        {line}" for line in coerced]
+    else:
+        lines += ["else:"] + [f"    {line}" for line in coerced]
+    return [f"    {line}" for line in lines]
+
+
+def _enum_names(output: Any) -> tuple[type, dict[int, str]] | None:
+    """For a strawberry enum type: its Python class and member id → GraphQL name."""
+    wrapped = getattr(output, "wrapped_cls", None)
+    if wrapped is None:
+        return None
+    # members live as long as their class: ids are not reused
+    return wrapped, {id(m): name for m in wrapped for name, v in output.values.items() if m.value == v.value}
+
+
+def _object_source(type_name: str, steps: list[_Step], nullable: bool, env: dict[str, Any]) -> list[str]:
+    """The source lines of `completed_object(value, path, context)` for `steps`, filling `env` with what
+    they use.
+
+    It does what the closures of the other completions do, field by field: read the attribute (or call the
+    computed field with its path), then complete the value: a leaf inline (`_leaf_lines`), anything else by
+    the field's own completer (which raises `_Slow` for graphql-core to take over)."""
+    env.update(Path=Path, _Slow=_Slow, TYPE=type_name)
+    lines = ["def completed_object(value, path, context):",
+             "    if value is None:",
+             "        return None" if nullable else "        raise _Slow"]
+    names = []
+    for i, step in enumerate(steps):
+        plain, result = step.plain, f"r{i}"
+        names.append(f"{step.response_name!r}: {result}")
+        if plain is None:
+            lines.append(f"    {result} = TYPE")
+            continue
+        where = "None"
+        if plain.compute is not None or _needs_path(plain.output):
+            where = f"p{i}"
+            lines.append(f"    {where} = Path(path, {step.response_name!r}, TYPE)")
+        if plain.compute is not None:
+            env[f"k{i}"] = plain.compute
+            lines.append(f"    v{i} = k{i}(value, context, {where})")
+        elif plain.attribute.isidentifier() and not keyword.iskeyword(plain.attribute):
+            lines.append(f"    v{i} = value.{plain.attribute}")
+        else:
+            lines.append(f"    v{i} = getattr(value, {plain.attribute!r})")
+        nullable_leaf = not isinstance(plain.output, GraphQLNonNull)
+        named = plain.output if nullable_leaf else plain.output.of_type  # type: ignore[attr-defined]
+        if is_leaf_type(named):
+            lines += _leaf_lines(named, nullable_leaf, i, env)
+        else:
+            env[f"c{i}"] = step.complete
+            lines.append(f"    {result} = c{i}(v{i}, {where}, context)")
+    lines.append("    return {" + ", ".join(names) + "}")
+    return lines
+
+
+def _generated(name: str, lines: list[str], env: dict[str, Any], filename: str) -> Completer:
+    """The function `name` that `lines` define, compiled with the names in `env`."""
+    exec(compile("\n".join(lines) + "\n", filename, "exec"), env)  # noqa: S102 - our own generated source
+    return env[name]  # type: ignore[no-any-return]
 
 
 class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -322,6 +386,8 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         if isinstance(output, GraphQLNonNull):
             if is_leaf_type(output.of_type):
                 return _leaf(output.of_type, nullable=False)
+            if isinstance(output.of_type, GraphQLObjectType):
+                return self._compile_object(output.of_type, details, nullable=False)
             inner = self._compile(output.of_type, details)
 
             def non_null(value: Any, path: Path | None, context: Any) -> Any:
@@ -348,7 +414,9 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         assert isinstance(output, GraphQLObjectType)
         return self._compile_object(output, details)
 
-    def _compile_object(self, output: GraphQLObjectType, details: Any) -> Completer:
+    def _compile_object(self, output: GraphQLObjectType, details: Any, nullable: bool = True) -> Completer:
+        """The completion of an object value for the selection `details`: Python source generated for this
+        selection (one function, each field's read and leaf shortcut inline; see `_object_source`)."""
         grouped, deferred, _ = self.collect_subfields(output, details)
         fields = _inline_fields(output)
         selected = [(name, sub, sub[0].node.name.value) for name, sub in grouped.items()]
@@ -357,29 +425,16 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
             def slow(value: Any, path: Path | None, context: Any) -> Any:
                 raise _Slow
             return slow
-        type_name = output.name
-        steps = []
+        steps: list[_Step] = []
         for response_name, sub, field_name in selected:
             if field_name == "__typename":
-                steps.append((response_name, None, None, None, False))
+                steps.append(_Step(response_name, None, None))
                 continue
             plain = fields[field_name]
-            located = plain.compute is not None or _needs_path(plain.output)
-            steps.append((response_name, plain.attribute, plain.compute, self._completer(plain.output, sub), located))
-
-        def completed_object(value: Any, path: Path | None, context: Any) -> Any:
-            if value is None:
-                return None
-            out: dict[str, Any] = {}
-            for response_name, attribute, compute, complete, located in steps:
-                if complete is None:
-                    out[response_name] = type_name
-                    continue
-                sub_path = Path(path, response_name, type_name) if located else None
-                raw = getattr(value, attribute) if compute is None else compute(value, context, sub_path)
-                out[response_name] = complete(raw, sub_path, context)
-            return out
-        return completed_object
+            steps.append(_Step(response_name, plain, self._completer(plain.output, sub)))
+        env: dict[str, Any] = {}
+        lines = _object_source(output.name, steps, nullable, env)
+        return _generated("completed_object", lines, env, f"<completion of {output.name}>")
 
     def _holds(self, capability: Capability) -> bool:
         """True when the caller holds `capability` (the permission extension would let the field through)."""
