@@ -46,7 +46,7 @@ def provenance_age(root: Provenance, context: Any, path: Path) -> float:
 def provenance_cache_status(root: Provenance, context: Any, path: Path) -> CacheStatus:
     """`Provenance.cacheStatus` (an open value of a stored answer: HIT when repeated)."""
     _open_value(context, path, CACHE_STATUS, root.fetched_epoch)
-    return CacheStatus(root.status)
+    return CacheStatus._value2member_map_[root.status]  # type: ignore[return-value]  # what CacheStatus(...) finds
 
 
 def _age_seconds(root: Provenance, info: Info[Any, None]) -> float:
@@ -75,17 +75,28 @@ class Provenance:
 
     @classmethod
     def of(cls, fetched: Fetched) -> Provenance:
-        """Provenance of one fetched record (aged when the answer is written)."""
+        """Provenance of one fetched record (aged when the answer is written). The sections built from one
+        record share one (they are never changed; `_RECENT` holds the latest few thousand by content)."""
         updated = fetched.record.get("updated_at") if fetched.record else None
-        return cls(
-            source=fetched.source,
-            fetched_at=datetime.fromtimestamp(fetched.fetched_at, UTC),
-            source_updated_at=parse_datetime(updated) if updated else None,
-            stale=fetched.cache_status == STALE,
-            record_found=fetched.record is not None,
-            fetched_epoch=fetched.fetched_at,
-            status=fetched.cache_status,
-        )
+        key = (fetched.source, fetched.fetched_at, fetched.cache_status, updated, fetched.record is not None)
+        found = _RECENT.get(key)
+        if found is None:
+            if len(_RECENT) >= RECENT_PROVENANCES:
+                _RECENT.clear()
+            found = _RECENT[key] = cls(
+                source=fetched.source,
+                fetched_at=datetime.fromtimestamp(fetched.fetched_at, UTC),
+                source_updated_at=parse_datetime(updated) if updated else None,
+                stale=fetched.cache_status == STALE,
+                record_found=fetched.record is not None,
+                fetched_epoch=fetched.fetched_at,
+                status=fetched.cache_status,
+            )
+        return found
+
+
+RECENT_PROVENANCES = 4096
+_RECENT: dict[tuple[Any, ...], Provenance] = {}
 
 
 def parse_datetime(raw: str) -> datetime:
