@@ -60,12 +60,13 @@ class SourceFetcher:
         self.swr = settings.stale_while_revalidate_seconds
         self.revalidate_timeout = settings.source_timeout_seconds * (settings.retry_attempts + 1)
         self.stats = FetchStats()
+        self._key_prefix = f"{self.source.value}:"
         self._inflight: dict[str, asyncio.Future[Fetched | SourceError]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def key(self, a_number: str) -> str:
         """Cache key of one record."""
-        return f"{self.source.value}:{a_number}"
+        return self._key_prefix + a_number
 
     def invalidate(self, a_number: str) -> None:
         """Drop the cached record of one A-number (the source says it changed).
