@@ -12,6 +12,10 @@ class Source(enum.Enum):
     ICE = "ICE"
     EOIR = "EOIR"
 
+    # Members are singletons compared by identity, so the identity hash (C) serves; Enum's own __hash__
+    # is a Python call, and sources are in the keys the request context looks up per section.
+    __hash__ = object.__hash__
+
     @property
     def collection(self) -> str:
         """Path segment of this source's record collection (`/v1/<collection>`)."""
