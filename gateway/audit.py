@@ -31,6 +31,10 @@ from typing import Any, Protocol
 OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR = "ok", "partial", "not_found", "forbidden", "error"
 OUTCOMES = (OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR)
 MAX_QUERY_ROWS = 10_000
+# A new trail's page size. A one-row commit writes a WAL frame per page it touches (the table and its
+# three indexes); at 1 KiB instead of SQLite's 4 KiB default such a commit took 0.42 -> 0.34 ms on this
+# project's VM (scratch benchmark, fsync included). An existing file keeps the size it was made with.
+PAGE_SIZE = 1024
 
 
 _ID_PREFIX = secrets.token_hex(8)  # this process's; the counter makes each id unique within it
@@ -219,6 +223,7 @@ class SQLiteAuditStore:
         self.rows_written = 0
         self.inline_commits = 0
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # no effect unless the file is new
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         if create:

@@ -126,6 +126,31 @@ def test_lone_append_commits_at_once_and_is_visible_on_return(store: SQLiteAudit
     assert (store.commits, store.rows_written) == (4, 5)
 
 
+def test_a_new_trail_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    from gateway.audit import PAGE_SIZE
+
+    def page_size(path: Path) -> int:
+        db = sqlite3.connect(path)
+        try:
+            return int(db.execute("PRAGMA page_size").fetchone()[0])
+        finally:
+            db.close()
+
+    new = SQLiteAuditStore(tmp_path / "new.sqlite3")
+    new.append_sync([event("A111111111")])
+    new.close()
+    assert PAGE_SIZE == 1024 and page_size(tmp_path / "new.sqlite3") == 1024
+    old = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(old)
+    db.execute("PRAGMA page_size=4096")
+    db.execute("CREATE TABLE x (y)")  # a file made before: its page size is fixed
+    db.close()
+    store = SQLiteAuditStore(old)
+    store.append_sync([event("A222222222")])
+    store.close()
+    assert page_size(old) == 4096 and stored(old) == ["A222222222"]
+
+
 def test_a_request_that_may_block_commits_on_its_own_thread(tmp_path: Path) -> None:
     may = [True]
     s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: may[0])
