@@ -22,6 +22,7 @@ import queue
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
@@ -47,9 +48,19 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
+_SECOND: tuple[int, str] = (-1, "")  # the latest whole second `utc_timestamp` formatted, and its text
+
+
 def utc_timestamp(when: datetime | None = None) -> str:
-    """A sortable UTC timestamp: `YYYY-MM-DDTHH:MM:SS.ffffffZ`."""
-    when = when or datetime.now(UTC)
+    """A sortable UTC timestamp: `YYYY-MM-DDTHH:MM:SS.ffffffZ` (of now when `when` is None)."""
+    global _SECOND
+    if when is None:  # every answer's audit event needs one: the second's text is formatted once
+        now = time.time()
+        second = int(now)
+        cached = _SECOND
+        if cached[0] != second:
+            cached = _SECOND = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return f"{cached[1]}.{int((now - second) * 1_000_000):06d}Z"
     when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

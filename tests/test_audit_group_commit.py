@@ -341,3 +341,18 @@ def test_a_caller_gone_with_its_loop_does_not_stop_the_writer(store: SQLiteAudit
     asyncio.run(store.append([event("A620000002")]))
     assert stored(store.path) == ["A000000000", "A620000001", "A620000002"]
     assert store.rows_written == 3
+
+
+def test_timestamps_of_now_sort_between_the_clock_readings_around_them() -> None:
+    from datetime import UTC, datetime
+
+    stamps = []
+    for _ in range(3):
+        before = utc_timestamp(datetime.now(UTC))
+        now = utc_timestamp()
+        after = utc_timestamp(datetime.now(UTC))
+        stamps.append(now)
+        assert before <= now <= after
+        assert len(now) == 27 and now[10] == "T" and now[19] == "." and now.endswith("Z")
+        assert datetime.fromisoformat(now.replace("Z", "+00:00")).tzinfo is not None
+    assert stamps == sorted(stamps)
