@@ -217,6 +217,16 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _run(main: Any) -> None:
+    """Run a coroutine on uvloop when it is installed (as `uvicorn` itself would pick), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; prints one 'SOURCE URL' line per service, then READY."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -226,7 +236,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"ucgw mocks: {problem}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(args))
+        _run(_serve(args))
     except OSError as exc:
         print(f"ucgw mocks: cannot start: {exc}", file=sys.stderr)
         return 1
