@@ -9,6 +9,7 @@ import logging
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from typing import Any
 
 import jwt
@@ -255,7 +256,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         facts = services.health()
         ready = any(f["usable"] for f in facts)
         return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
-                             "earlyFetch": early.facts(), "auditTrail": audit_store.facts()},
+                             "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                             "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}},
                             status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager
