@@ -206,7 +206,7 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
 
     `may_block` tells the store when a request may commit on the event loop (see `SQLiteAuditStore`)."""
     try:
-        return SQLiteAuditStore(settings.audit_path, may_block=may_block)
+        return SQLiteAuditStore(settings.audit_path, may_block=may_block, synchronous=settings.audit_sync)
     except Exception as exc:  # sqlite3.Error and filesystem errors alike
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 

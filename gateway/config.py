@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.audit import SYNC_MODES
 from gateway.sources import Source
 
 DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # clearly-marked demo value
@@ -66,6 +67,7 @@ class Settings:
     max_body_bytes: int = 100_000
     max_children: int = 100
     audit_db: str = ""  # SQLite file of the audit trail; empty: <data_dir>/audit.sqlite3
+    audit_sync: str = "full"  # full: each commit flushed to the disk before the answer; normal: not flushed
     # safety concerns and push
     concerns_db: str = ""  # SQLite file of safety concerns; empty: <data_dir>/concerns.sqlite3
     change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
@@ -141,6 +143,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("timeouts and deadlines must be positive")
     if settings.cache_max_entries < 1:
         raise ConfigError("setting 'cache_max_entries' must be at least 1")
+    if settings.audit_sync not in SYNC_MODES:
+        raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.production:
         _validate_production(settings)
     return settings

@@ -151,6 +151,25 @@ def test_a_new_trail_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path:
     assert page_size(old) == 4096 and stored(old) == ["A222222222"]
 
 
+def test_the_sync_level_is_the_one_configured(tmp_path: Path) -> None:
+    from gateway.app import open_audit_store
+    from gateway.config import load_settings
+
+    levels = {}
+    for mode in ("full", "normal"):
+        settings = load_settings({"UCGW_DATA_DIR": str(tmp_path / mode), "UCGW_AUDIT_SYNC": mode})
+        store = open_audit_store(settings)
+        assert isinstance(store, SQLiteAuditStore) and store.synchronous == mode
+        levels[mode] = store._db.execute("PRAGMA synchronous").fetchone()[0]
+        store.append_sync([event("A111111111")])
+        assert stored(store.path) == ["A111111111"]
+        store.close()
+    assert levels == {"full": 2, "normal": 1}  # SQLite's numbers for FULL and NORMAL
+    assert load_settings({}).audit_sync == "full"
+    with pytest.raises(ValueError, match="synchronous must be one of full, normal"):
+        SQLiteAuditStore(tmp_path / "x.sqlite3", synchronous="off")
+
+
 def test_a_request_that_may_block_commits_on_its_own_thread(tmp_path: Path) -> None:
     may = [True]
     s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: may[0])

@@ -29,6 +29,7 @@ def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> 
     ({"UCGW_AUTH_REQUIRED": "maybe"}, "not a valid bool"),
     ({"UCGW_ENV": "staging"}, "development, production or test"),
     ({"UCGW_REQUEST_DEADLINE_SECONDS": "0"}, "must be positive"),
+    ({"UCGW_AUDIT_SYNC": "off"}, "'audit_sync' must be one of: full, normal"),
 ])
 def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
