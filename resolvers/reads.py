@@ -30,7 +30,6 @@ AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 CHILD_ROOTS = {"child": "a_number", "children": "a_numbers"}
 CHILD_TYPE = "Child"
 
-PathKey = tuple[str | int, ...]
 
 
 @dataclass
@@ -58,17 +57,13 @@ class ChildRead:
         return OK
 
 
-def _path(info: Info[Any, Any]) -> PathKey:
-    return tuple(info.path.as_list())
-
-
 class ReadRecorder:
     """Per-request collector of child reads."""
 
     def __init__(self) -> None:
         self.request_id = new_request_id()
         self._reads: dict[str, ChildRead] = {}
-        self._sections: dict[PathKey, tuple[str, str]] = {}  # section's response path → (A-number, section)
+        self._sections: dict[Path, tuple[str, str]] = {}  # section's response path → (A-number, section)
 
     def child(self, a_number: str) -> ChildRead:
         """The read of `a_number`, created on first mention."""
@@ -96,7 +91,7 @@ class ReadRecorder:
 
     def section_started_at(self, path: Path, section: str, a_number: str) -> None:
         """`section_started` for a section computed without resolve info (resolvers/execution.py)."""
-        self._sections[tuple(path.as_list())] = (a_number, section)
+        self._sections[path] = (a_number, section)
         self.child(a_number)
 
     def section_done(self, section: str, a_number: str, ok: bool) -> None:
@@ -114,13 +109,14 @@ class ReadRecorder:
             for a_number in _named_children(arguments.get(CHILD_ROOTS[info.field_name])):
                 self.forbidden(a_number)
             return
-        path = _path(info)
-        for end in range(len(path) - 1, 0, -1):
-            owner = self._sections.get(path[:end])
+        above = info.path.prev  # the enclosing paths, innermost first (Paths compare by value)
+        while above is not None:
+            owner = self._sections.get(above)
             if owner is not None:
                 a_number, section = owner
                 self.child(a_number).denied.add(f"{section}.{info.field_name}")
                 return
+            above = above.prev
 
     def reads(self) -> list[ChildRead]:
         """Every child read so far, in first-mention order."""
