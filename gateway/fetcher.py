@@ -229,9 +229,9 @@ class SourceFetcher:
             records = await self.client.fetch_batch(list(futures), deadline)
             fetched_at = time.time()
             for a, fut in futures.items():
-                record = records.get(a)
-                if self._inflight.get(self.key(a)) is fut:  # not invalidated while we waited
-                    self.cache.set(self.key(a), CacheEntry(record, fetched_at))
+                record, key = records.get(a), self.key(a)
+                if self._inflight.get(key) is fut:  # not invalidated while we waited
+                    self.cache.set(key, CacheEntry(record, fetched_at))
                 fut.set_result(Fetched(self.source, record, fetched_at, MISS))
         except SourceError as exc:
             for fut in futures.values():
@@ -245,8 +245,9 @@ class SourceFetcher:
                     fut.set_result(err)
         finally:
             for a, fut in futures.items():
-                if self._inflight.get(self.key(a)) is fut:
-                    del self._inflight[self.key(a)]
+                key = self.key(a)
+                if self._inflight.get(key) is fut:
+                    del self._inflight[key]
 
     async def aclose(self) -> None:
         """Wait briefly for background refreshes, then cancel what is left."""
