@@ -36,6 +36,7 @@ from resolvers.types import (
     Provenance,
     ServiceMethod,
     Sponsor,
+    member_of,
     parse_date,
     parse_datetime,
 )
@@ -43,16 +44,9 @@ from resolvers.types import (
 Record = dict[str, Any]
 
 
-def _member(enum_cls: Any, raw: Any) -> Any:
-    """The enum member for a source value (a dict lookup; an unknown value raises ValueError as the
-    enum's own call does, an unhashable one TypeError)."""
-    member = enum_cls._value2member_map_.get(raw)
-    return member if member is not None else enum_cls(raw)
-
-
 def _opt(enum_cls: type, raw: str | None) -> Any:
     """Enum member for a source value, None for None; an unknown value raises ValueError."""
-    return None if raw is None else _member(enum_cls, raw)
+    return None if raw is None else member_of(enum_cls, raw)
 
 
 def _dt(raw: str | None) -> Any:
@@ -65,7 +59,7 @@ def address(raw: Record | None) -> Address | None:
         return None
     return Address(
         street=raw.get("street"), unit=raw.get("unit"), city=raw.get("city"), state=raw.get("state"),
-        zip=raw.get("zip"), quality=_member(AddressQuality, raw.get("quality") or "valid"),
+        zip=raw.get("zip"), quality=member_of(AddressQuality, raw.get("quality") or "valid"),
     )
 
 
@@ -116,7 +110,7 @@ def location(orr: Fetched, ice: Fetched) -> Location:
         since = _dt(release.get("released_at"))
         addr = address((release.get("sponsor") or {}).get("address"))
     elif orr_status in ("aged_out", "repatriated", "unauthorized_departure"):
-        status, discharge = LocationStatus.OTHER_DISCHARGE, _member(DischargeType, orr_status)
+        status, discharge = LocationStatus.OTHER_DISCHARGE, member_of(DischargeType, orr_status)
         since = _dt((o.get("discharge") or {}).get("discharged_at"))
     elif ice_status is IceCustodyStatus.IN_DHS_CUSTODY:
         status = LocationStatus.IN_DHS_CUSTODY
@@ -176,7 +170,7 @@ def nta(ice: Fetched) -> NoticeToAppear | None:
         return None
     raw = ice.record["nta"]  # every ICE subject has one; its absence is a malformed record
     return NoticeToAppear(
-        status=_member(NtaStatus, raw["status"]), issued_on=parse_date(raw.get("issued_on")),
+        status=member_of(NtaStatus, raw["status"]), issued_on=parse_date(raw.get("issued_on")),
         served_on=parse_date(raw.get("served_on")), service_method=_opt(ServiceMethod, raw.get("service_method")),
         filed_on=parse_date(raw.get("filed_on")), field_office=ice.record.get("field_office"),
         address_on_file=_ice_address(ice), provenance=[Provenance.of(ice)],
@@ -206,13 +200,13 @@ def hearing_status(eoir: Fetched) -> HearingStatus:
     order = case.get("in_absentia_order")
     decision = case.get("decision")
     return HearingStatus(
-        case_status=_member(CaseStatus, case["case_status"]),
+        case_status=member_of(CaseStatus, case["case_status"]),
         next_hearing=upcoming[0] if upcoming else None,
         past_hearings=past,
         missed_hearing_count=sum(1 for h in past if h.outcome is HearingOutcome.FAILED_TO_APPEAR),
         in_absentia_order=InAbsentiaOrder(ordered_on=parse_date(order.get("ordered_on")), judge=order.get("judge"))
         if order else None,
-        decision=Decision(type=_member(DecisionType, decision["type"]),
+        decision=Decision(type=member_of(DecisionType, decision["type"]),
                           decided_on=parse_date(decision.get("decided_on"))) if decision else None,
         address_of_record=address(case.get("address_of_record")),
         change_of_address_filed_on=parse_date(case.get("change_of_address_filed_on")),

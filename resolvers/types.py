@@ -30,6 +30,13 @@ class CacheStatus(enum.Enum):
     STALE = "STALE"
 
 
+def member_of(enum_cls: Any, raw: Any) -> Any:
+    """The enum member for a value, by the enum's value map (what `enum_cls(raw)` finds, without its
+    Python-level call); a value it lacks goes through `enum_cls(raw)`, which raises ValueError."""
+    member = enum_cls._value2member_map_.get(raw)
+    return member if member is not None else enum_cls(raw)
+
+
 def _open_value(context: Any, path: Path, kind: str, fetched_at: float) -> None:
     """Tell a request whose answer may be stored that this value depends on the moment of the answer."""
     recording = getattr(context, "answer", None)
@@ -46,7 +53,7 @@ def provenance_age(root: Provenance, context: Any, path: Path) -> float:
 def provenance_cache_status(root: Provenance, context: Any, path: Path) -> CacheStatus:
     """`Provenance.cacheStatus` (an open value of a stored answer: HIT when repeated)."""
     _open_value(context, path, CACHE_STATUS, root.fetched_epoch)
-    return CacheStatus._value2member_map_[root.status]  # type: ignore[return-value]  # what CacheStatus(...) finds
+    return member_of(CacheStatus, root.status)  # type: ignore[no-any-return]
 
 
 def _age_seconds(root: Provenance, info: Info[Any, None]) -> float:
