@@ -135,9 +135,13 @@ class AuditStore(Protocol):
         """Release the store."""
 
 
+# `id` is the rowid: each new row gets the largest id plus one, and since no row can be deleted (the
+# triggers below) ids only grow, which `after_id` paging relies on. AUTOINCREMENT would promise the same
+# through a sqlite_sequence row that every commit rewrites (one more WAL frame of the few a one-row
+# commit writes); trails made with it keep it.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_event (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     time TEXT NOT NULL,
     request_id TEXT NOT NULL,
     subject TEXT NOT NULL,

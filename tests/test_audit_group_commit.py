@@ -16,9 +16,12 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditFilter, AuditStoreClosed, SQLiteAuditStore, utc_timestamp
+from gateway.audit import _SCHEMA, AuditEvent, AuditFilter, AuditStoreClosed, SQLiteAuditStore, utc_timestamp
 from gateway.guard import QUIET_SECONDS, InFlight
 
+# the trail's schema as it was made before ids came from the rowid alone
+SCHEMA_WITH_AUTOINCREMENT = _SCHEMA.replace("id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+assert SCHEMA_WITH_AUTOINCREMENT != _SCHEMA
 WAIT = 10  # seconds; a bound on waiting for the writer thread, never a synchronisation by sleeping
 
 
@@ -149,6 +152,47 @@ def test_a_new_trail_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path:
     store.append_sync([event("A222222222")])
     store.close()
     assert page_size(old) == 4096 and stored(old) == ["A222222222"]
+
+
+def test_ids_only_grow_without_a_sequence_table(tmp_path: Path) -> None:
+    """A new trail numbers rows by rowid (no sqlite_sequence row rewritten by every commit); ids keep
+    growing across a failed insert and a reopen, and a trail made with AUTOINCREMENT keeps it."""
+    path = tmp_path / "audit.sqlite3"
+    store = SQLiteAuditStore(path)
+    store.append_sync([event("A111111111"), event("A222222222")])
+    with pytest.raises(sqlite3.IntegrityError):
+        store.append_sync([event(None)])
+    store.close()
+    store = SQLiteAuditStore(path)
+    store.append_sync([event("A333333333")])
+    ids = [e.id for e in store.query_sync(AuditFilter())]
+    store.close()
+    assert ids == [1, 2, 3] and stored(path) == ["A111111111", "A222222222", "A333333333"]
+    db = sqlite3.connect(path)
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+    assert tables == {"audit_event"}
+
+    old = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(old)
+    db.executescript(SCHEMA_WITH_AUTOINCREMENT)
+    db.execute("INSERT INTO audit_event (id, time, request_id, subject, role, client, a_number, outcome, "
+               "sections_returned, sections_denied, sections_failed) VALUES (7, 't', 'r', 's', 'r', 'c', "
+               "'A000000007', 'ok', '[]', '[]', '[]')")
+    db.commit()
+    db.close()
+    store = SQLiteAuditStore(old)
+    store.append_sync([event("A444444444")])
+    ids = [e.id for e in store.query_sync(AuditFilter())]
+    store.close()
+    assert ids == [7, 8]
+    db = sqlite3.connect(old)
+    try:
+        assert db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_event'").fetchone() == (8,)
+    finally:
+        db.close()
 
 
 def test_the_sync_level_is_the_one_configured(tmp_path: Path) -> None:
