@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_warm.py                       # CPU and wall time per request
     .venv/bin/python bench/profile_warm.py --profile warm.txt    # the same under pyinstrument (or .html)
+    .venv/bin/python bench/profile_warm.py --audit-sync normal   # audit commits without the flush
 
 No sockets and no uvicorn: the app built by `gateway.app.create_app` (production settings, its lifespan
 run) is called with one HTTP scope per request, so what is measured is the gateway's own work per
@@ -76,9 +77,10 @@ def in_process_app(urls: dict[str, str], data_dir: str, **env: str) -> tuple[Any
     return create_app(settings), headers
 
 
-async def measure(urls: dict[str, str], a_number: str, requests: int, profile: str | None) -> dict[str, Any]:
+async def measure(urls: dict[str, str], a_number: str, requests: int, profile: str | None,
+                  audit_sync: str = "full") -> dict[str, Any]:
     data_dir = tempfile.mkdtemp(prefix="ucgw-profile-")
-    app, headers = in_process_app(urls, data_dir, UCGW_CACHE_TTL_SECONDS="3600")
+    app, headers = in_process_app(urls, data_dir, UCGW_CACHE_TTL_SECONDS="3600", UCGW_AUDIT_SYNC=audit_sync)
     body = json.dumps({"query": FULL_STATUS, "variables": {"a": a_number}}).encode()
     try:
         return await _run(app, body, headers, requests, profile)
@@ -130,11 +132,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", help="write a pyinstrument profile here (.txt or .html)")
     parser.add_argument("--children", type=int, default=500, help="mock world size (the child differs by size)")
+    parser.add_argument("--audit-sync", choices=("full", "normal"), default="full",
+                        help="the audit trail's flush setting (UCGW_AUDIT_SYNC)")
     args = parser.parse_args()
     mocks, _ = start_mocks(args.children, latency_ms=0)
     try:
         a_number = mocks.sample(1, "missed_hearing")[0]  # every section filled, as in bench/run.py
-        result = asyncio.run(measure(mocks.urls, a_number, args.requests, args.profile))
+        result = asyncio.run(measure(mocks.urls, a_number, args.requests, args.profile, args.audit_sync))
     finally:
         mocks.stop()
     print(json.dumps(result))
