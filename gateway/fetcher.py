@@ -36,6 +36,30 @@ class Fetched:
     warning: SourceError | None = None  # why an expired value was served
 
 
+BatchOutcome = dict[str, Fetched] | SourceError  # one batch call's answers by A-number, or why it failed
+
+
+class PendingCall:
+    """One A-number's share of a batch call: done once the call has answered; `result` is this A-number's
+    answer (or the call's error). The A-numbers of one call share its one future, so a batch of 100 costs
+    one completion to wait for, not 100."""
+
+    __slots__ = ("batch", "a_number")
+
+    def __init__(self, batch: asyncio.Future[BatchOutcome], a_number: str) -> None:
+        self.batch = batch
+        self.a_number = a_number
+
+    def done(self) -> bool:
+        """True once the call has answered or failed."""
+        return self.batch.done()
+
+    def result(self) -> Fetched | SourceError:
+        """This A-number's answer, or the SourceError of the call; only once `done()`."""
+        outcome = self.batch.result()
+        return outcome if isinstance(outcome, SourceError) else outcome[self.a_number]
+
+
 @dataclass
 class FetchStats:
     """Counters of one fetcher, for /readyz, tests and benchmarks."""
@@ -61,7 +85,7 @@ class SourceFetcher:
         self.revalidate_timeout = settings.source_timeout_seconds * (settings.retry_attempts + 1)
         self.stats = FetchStats()
         self._key_prefix = f"{self.source.value}:"
-        self._inflight: dict[str, asyncio.Future[Fetched | SourceError]] = {}
+        self._inflight: dict[str, asyncio.Future[BatchOutcome]] = {}  # cache key -> the call fetching it
         self._tasks: set[asyncio.Task[None]] = set()
 
     def key(self, a_number: str) -> str:
@@ -151,10 +175,9 @@ class SourceFetcher:
             return Fetched(self.source, entry.record, entry.fetched_at, STALE, warning=outcome)
         return outcome
 
-    def start(self, a_numbers: Sequence[str], max_age: float | None,
-              deadline: float) -> dict[str, asyncio.Future[Fetched | SourceError]]:
+    def start(self, a_numbers: Sequence[str], max_age: float | None, deadline: float) -> dict[str, PendingCall]:
         """Begin what `load_many` would fetch, without waiting: the calls for the A-numbers with no fresh
-        entry (joining any already in flight), as futures to await later and pass through `fallback`.
+        entry (joining any already in flight), to `wait` for later and pass through `fallback`.
 
         A-numbers with a fresh entry get none (`fresh` answers them), nor, when stale-while-revalidate is
         on, does any A-number with an entry (`load_many` decides whether to serve it at once).
@@ -173,80 +196,77 @@ class SourceFetcher:
         """Join in-flight calls for keys already being fetched; one new batch call for the rest."""
         return await self.wait(self._join_or_start(a_numbers, deadline), deadline)
 
-    async def wait(self, futures: Mapping[str, asyncio.Future[Fetched | SourceError]],
-                   deadline: float) -> dict[str, Fetched | SourceError]:
-        """The outcome of each call in `futures` (from `start`), a SOURCE_TIMEOUT error for any still
+    async def wait(self, calls: Mapping[str, PendingCall], deadline: float) -> dict[str, Fetched | SourceError]:
+        """The outcome of each call in `calls` (from `start`), a SOURCE_TIMEOUT error for any still
         unanswered at `deadline`; a failure is as the call gave it (see `fallback`)."""
-        if not futures:
+        if not calls:
             return {}
         remaining = max(0.0, deadline - time.monotonic())
-        await asyncio.wait(futures.values(), timeout=remaining)
+        await asyncio.wait({c.batch for c in calls.values()}, timeout=remaining)
         out: dict[str, Fetched | SourceError] = {}
-        for a, fut in futures.items():
-            if fut.done():
-                out[a] = fut.result()
+        for a, call in calls.items():
+            if call.done():
+                out[a] = call.result()
             else:
                 out[a] = SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
         return out
 
-    def _join_or_start(self, a_numbers: list[str],
-                       deadline: float) -> dict[str, asyncio.Future[Fetched | SourceError]]:
-        """The in-flight call's future for keys already being fetched; one new batch call for the rest."""
-        futures: dict[str, asyncio.Future[Fetched | SourceError]] = {}
+    def _join_or_start(self, a_numbers: list[str], deadline: float) -> dict[str, PendingCall]:
+        """The in-flight call for keys already being fetched; one new batch call for the rest."""
+        calls: dict[str, PendingCall] = {}
         new: list[str] = []
         for a in a_numbers:
-            fut = self._inflight.get(self.key(a))
-            if fut is None:
+            batch = self._inflight.get(self.key(a))
+            if batch is None:
                 new.append(a)
             else:
                 self.stats.coalesced += 1
-                futures[a] = fut
+                calls[a] = PendingCall(batch, a)
         if new:
-            futures.update(self._start_batch(new, deadline))
-        return futures
+            calls.update(self._start_batch(new, deadline))
+        return calls
 
-    def _start_batch(
-        self, a_numbers: list[str], deadline: float
-    ) -> dict[str, asyncio.Future[Fetched | SourceError]]:
-        """Register futures for `a_numbers` (skipping ones in flight) and start one batch call for them."""
-        loop = asyncio.get_running_loop()
-        futures: dict[str, asyncio.Future[Fetched | SourceError]] = {}
+    def _start_batch(self, a_numbers: list[str], deadline: float) -> dict[str, PendingCall]:
+        """Start one batch call for `a_numbers` (skipping ones in flight), each registered as in flight."""
+        batch: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
+        calls: dict[str, PendingCall] = {}
         for a in a_numbers:
             key = self.key(a)
             if key not in self._inflight:
-                futures[a] = self._inflight[key] = loop.create_future()
-        if futures:
-            self.stats.misses += len(futures)
+                self._inflight[key] = batch
+                calls[a] = PendingCall(batch, a)
+        if calls:
+            self.stats.misses += len(calls)
             self.stats.batches += 1
-            self.stats.records_fetched += len(futures)
-            task = asyncio.create_task(self._run_batch(futures, deadline))
+            self.stats.records_fetched += len(calls)
+            task = asyncio.create_task(self._run_batch(batch, list(calls), deadline))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return futures
+        return calls
 
-    async def _run_batch(self, futures: dict[str, asyncio.Future[Fetched | SourceError]], deadline: float) -> None:
+    async def _run_batch(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float) -> None:
         try:
-            records = await self.client.fetch_batch(list(futures), deadline)
+            records = await self.client.fetch_batch(a_numbers, deadline)
             fetched_at = time.time()
-            for a, fut in futures.items():
+            answers: dict[str, Fetched] = {}
+            for a in a_numbers:
                 record, key = records.get(a), self.key(a)
-                if self._inflight.get(key) is fut:  # not invalidated while we waited
+                if self._inflight.get(key) is batch:  # not invalidated while we waited
                     self.cache.set(key, CacheEntry(record, fetched_at))
-                fut.set_result(Fetched(self.source, record, fetched_at, MISS))
+                answers[a] = Fetched(self.source, record, fetched_at, MISS)
+            batch.set_result(answers)
         except SourceError as exc:
-            for fut in futures.values():
-                if not fut.done():
-                    fut.set_result(exc)
+            if not batch.done():
+                batch.set_result(exc)
         except Exception as exc:  # a bug or an unforeseen answer must not hang the waiters
             log.exception("unexpected failure fetching from %s", self.source.value)
-            err = SourceError(self.source, SOURCE_BAD_RESPONSE, f"unexpected {type(exc).__name__}", retryable=False)
-            for fut in futures.values():
-                if not fut.done():
-                    fut.set_result(err)
+            if not batch.done():
+                batch.set_result(SourceError(self.source, SOURCE_BAD_RESPONSE, f"unexpected {type(exc).__name__}",
+                                             retryable=False))
         finally:
-            for a, fut in futures.items():
+            for a in a_numbers:
                 key = self.key(a)
-                if self._inflight.get(key) is fut:
+                if self._inflight.get(key) is batch:
                     del self._inflight[key]
 
     async def aclose(self) -> None:

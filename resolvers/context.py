@@ -13,7 +13,7 @@ from strawberry.dataloader import DataLoader
 from gateway.answer_cache import AnswerRecording
 from gateway.audit import AuditStore
 from gateway.errors import SOURCE_BAD_RESPONSE, SourceError
-from gateway.fetcher import STALE, Fetched
+from gateway.fetcher import STALE, Fetched, PendingCall
 from gateway.roles import Principal
 from gateway.services import Services
 from gateway.sources import Source
@@ -152,7 +152,7 @@ class RequestContext:
             await asyncio.gather(*fills)
 
     def _early_call(self, source: Source, a_number: str,
-                    max_age: float | None) -> asyncio.Future[Fetched | SourceError] | None:
+                    max_age: float | None) -> PendingCall | None:
         return None if self.early is None else self.early.futures.get((source, max_age, a_number))
 
     def _early_done(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError | None:

@@ -44,8 +44,7 @@ from starlette.datastructures import Headers
 from strawberry.types import Info
 
 from gateway.answer_cache import is_json, json_request
-from gateway.errors import SourceError
-from gateway.fetcher import Fetched
+from gateway.fetcher import PendingCall
 from gateway.roles import Principal
 from gateway.services import Services
 from gateway.sources import Source
@@ -82,7 +81,7 @@ class EarlyStart:
     key: PlanKey
     plans: MutableMapping[PlanKey, Plan]
     deadline: float
-    futures: dict[EarlyKey, asyncio.Future[Fetched | SourceError]] = field(default_factory=dict)
+    futures: dict[EarlyKey, PendingCall] = field(default_factory=dict)
 
 
 class EarlyFetch:

@@ -240,3 +240,33 @@ def test_invalidation_during_a_fetch_in_flight() -> None:
         assert fetcher.cache.get(fetcher.key(A)).record["updated_at"] == "new"  # type: ignore[union-attr]
 
     asyncio.run(run())
+
+
+def test_a_batch_call_is_one_future_shared_by_its_a_numbers_and_by_joiners() -> None:
+    """The A-numbers of one batch call wait on its one future; a later start joins the keys in flight and
+    calls only for the rest; each A-number gets its own record, or the call's error when it fails."""
+
+    async def run() -> None:
+        numbers = [f"A{n:09d}" for n in range(1, 101)]
+        client = FakeClient(Source.ORR, {a: {"a_number": a, "updated_at": "t"} for a in numbers[:90]})
+        fetcher = SourceFetcher(client, MemoryCache(1000, lambda key: 60.0), Settings())  # type: ignore[arg-type]
+        deadline = time.monotonic() + 5
+        first = fetcher.start(numbers[:60], None, deadline)
+        second = fetcher.start(numbers[10:100], None, deadline)  # 50 in flight, 40 new
+        assert len({c.batch for c in first.values()}) == 1
+        assert len({c.batch for c in second.values()}) == 2
+        assert fetcher.stats.coalesced == 50 and fetcher.stats.batches == 2
+        answers = await fetcher.wait(second, deadline)
+        assert client.calls == [numbers[:60], numbers[60:100]]
+        assert [answers[a].record["a_number"] for a in numbers[10:90]] == numbers[10:90]  # type: ignore[union-attr]
+        assert all(answers[a].record is None for a in numbers[90:])  # type: ignore[union-attr]
+        assert not fetcher._inflight  # noqa: SLF001 - nothing left registered as in flight
+
+        client.down = True
+        failed = fetcher.start([f"A{n:09d}" for n in range(200, 205)], None, deadline)
+        outcomes = await fetcher.wait(failed, deadline)
+        assert len(client.calls) == 3
+        assert {type(o) for o in outcomes.values()} == {SourceError}
+        assert {o.code for o in outcomes.values()} == {SOURCE_UNAVAILABLE}  # type: ignore[union-attr]
+
+    asyncio.run(run())
