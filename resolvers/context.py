@@ -151,17 +151,16 @@ class RequestContext:
         elif fills:
             await asyncio.gather(*fills)
 
-    def _early_call(self, source: Source, a_number: str,
-                    max_age: float | None) -> PendingCall | None:
-        return None if self.early is None else self.early.futures.get((source, max_age, a_number))
+    def _early_call(self, source: Source, a_number: str, max_age: float | None) -> PendingCall | None:
+        return None if self.early is None else self.early.calls.get((source, max_age, a_number))
 
     def _early_done(self, source: Source, a_number: str, max_age: float | None) -> Fetched | SourceError | None:
         """The answer of an early call that has come back, taken as this request's own (None otherwise)."""
-        future = self._early_call(source, a_number, max_age)
-        if future is None or not future.done():
+        call = self._early_call(source, a_number, max_age)
+        if call is None or not call.done():
             return None
-        del self.early.futures[(source, max_age, a_number)]  # type: ignore[union-attr]
-        outcome = self.services.fetchers[source].fallback(a_number, future.result(), max_age)
+        del self.early.calls[(source, max_age, a_number)]  # type: ignore[union-attr]
+        outcome = self.services.fetchers[source].fallback(a_number, call.result(), max_age)
         return self._prefetched.setdefault((source, max_age, a_number), outcome)
 
     async def _await_early(self, source: Source, max_age: float | None, a_numbers: Sequence[str]) -> None:
@@ -170,7 +169,7 @@ class RequestContext:
         calls = {a: f for a in a_numbers if (f := self._early_call(source, a, max_age)) is not None}
         for a, outcome in (await fetcher.wait(calls, self.deadline)).items():
             if self._early_done(source, a, max_age) is None:  # unanswered at the deadline (or taken already)
-                self.early.futures.pop((source, max_age, a), None)  # type: ignore[union-attr]
+                self.early.calls.pop((source, max_age, a), None)  # type: ignore[union-attr]
                 self._prefetched.setdefault((source, max_age, a), fetcher.fallback(a, outcome, max_age))
 
     async def answers(self, a_number: str, max_age: float | None,

@@ -81,7 +81,7 @@ class EarlyStart:
     key: PlanKey
     plans: MutableMapping[PlanKey, Plan]
     deadline: float
-    futures: dict[EarlyKey, PendingCall] = field(default_factory=dict)
+    calls: dict[EarlyKey, PendingCall] = field(default_factory=dict)
 
 
 class EarlyFetch:
@@ -116,11 +116,11 @@ class EarlyFetch:
             return
         numbers, max_age = wanted
         for source in plan.sources:
-            for a, future in self.services.fetchers[source].start(numbers, max_age, deadline).items():
-                start.futures[(source, max_age, a)] = future
-        if start.futures:
+            for a, call in self.services.fetchers[source].start(numbers, max_age, deadline).items():
+                start.calls[(source, max_age, a)] = call
+        if start.calls:
             self.requests += 1
-            self.records += len(start.futures)
+            self.records += len(start.calls)
             for _ in range(WRITE_TURNS):  # the calls' requests are written before GraphQL's own work
                 await asyncio.sleep(0)
 
@@ -151,7 +151,7 @@ def learn(info: Info[Any, None], count: int, sources: Sequence[Source]) -> None:
     """Note how the current root field's request gets its A-numbers (`count` of them), for early fetches of
     the same text. Call from `child`/`children` once the arguments passed and the caller was allowed."""
     start: EarlyStart | None = getattr(info.context, "early", None)
-    if start is None or start.futures:
+    if start is None or start.calls:
         return
     known = start.plans.get(start.key)
     if known is not None:
