@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,23 +362,32 @@ async def one_at_a_time(items: Iterable[Any], send: Callable[[Any], Awaitable[tu
     return sample
 
 
-class CpuMeter:
-    """CPU used by processes over a window, as a share of one core (1.0 = one core busy all the time)."""
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
-    def __init__(self, **pids: int) -> None:
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items()}
-        self.began = time.perf_counter()
-        self.start = {name: self._cpu(p) for name, p in self.procs.items()}
 
-    @staticmethod
-    def _cpu(p: psutil.Process) -> float:
-        t = p.cpu_times()
-        return float(t.user + t.system)
+class CpuTally:
+    """CPU used by one process over several windows, as a share of one core over their total length."""
 
-    def shares(self) -> dict[str, float]:
-        """CPU share of each process since the meter was made."""
-        wall = max(1e-9, time.perf_counter() - self.began)
-        return {name: round((self._cpu(p) - self.start[name]) / wall, 2) for name, p in self.procs.items()}
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self.wall = 0.0
+
+    @contextlib.contextmanager
+    def measuring(self, pid: int) -> Iterator[None]:
+        """Add the window of the `with` block (CPU of process `pid`, wall time)."""
+        process = psutil.Process(pid)
+        cpu, began = _cpu_seconds(process), time.perf_counter()
+        try:
+            yield
+        finally:
+            self.cpu += _cpu_seconds(process) - cpu
+            self.wall += time.perf_counter() - began
+
+    def share(self) -> float:
+        """CPU seconds over wall seconds of all windows so far."""
+        return round(self.cpu / max(1e-9, self.wall), 2)
 
 
 # ------------------------------------------------------------------------------------------------ mocks helpers

@@ -10,7 +10,8 @@ Starts the mocks (fixed added latency, default 40 ms, no jitter) and the gateway
 
 1. fan-out: cold full status of one child vs the slowest single source (each alone, and the slowest of
    the three called together), all measured here, interleaved;
-2. warm cache at concurrency 1, 16, 64 vs the floor (bench/floor_app.py: same uvicorn, same bytes);
+2. warm cache at concurrency 1, 16, 64 vs the floor (bench/floor_app.py: same uvicorn, same bytes), the
+   two measured in four alternating turns per concurrency;
 3. batch: `children` with 100 cold A-numbers: backend calls per source and latency vs scenario 1;
 4. stampede: 200 concurrent identical cold queries: backend calls per source and p99;
 5. outage: EOIR down with its breaker open: p99 of the full-status query vs scenario 2;
@@ -50,7 +51,7 @@ from harness import (  # noqa: E402  (bench/ is not a package)
     RATE_LIMIT_RPS,
     ROOT,
     SOURCES,
-    CpuMeter,
+    CpuTally,
     Floor,
     Gateway,
     Sample,
@@ -92,6 +93,9 @@ class Plan:
     memory_children: int = 100_000
     memory_concurrency: int = 4
 
+
+WARM_SLICES = 4  # scenario 2: floor and gateway measured in turns, each turn a quarter of the window
+SLICE_WARMUP = 0.2  # seconds unmeasured at the start of each turn after the first (the plan's before it)
 
 QUICK = Plan(children=5_000, fanout_queries=40, warm_seconds=2.0, warm_warmup=0.5, batch_rounds=3,
              stampede_rounds=2, outage_seconds=2.0, memory_children=2_000)
@@ -185,7 +189,10 @@ class Bench:
     # ------------------------------------------------------------------------------------------ scenario 2
 
     async def warm(self) -> dict[str, Any]:
-        """The same full-status query answered from cache, against the floor, at each concurrency."""
+        """The same full-status query answered from cache, against the floor, at each concurrency.
+
+        Each concurrency's window is cut in `WARM_SLICES` turns, floor then gateway, so that a change in
+        this machine's speed during the run weighs on both sides of the ratio alike."""
         assert self.gw is not None
         say("2. warm cache vs floor")
         a = self.warm_child
@@ -196,13 +203,9 @@ class Bench:
             raise RuntimeError(f"warm answer expected, got {status}: {warm_body[:300]!r}")
         floor = Floor(warm_body)
         runs: dict[str, Any] = {}
+        seconds = self.plan.warm_seconds / WARM_SLICES
         try:
             for c in self.plan.concurrencies:
-                meter = CpuMeter(server=floor.pid)
-                fl = await closed_loop(self.client, floor.graphql, body, self.gw.headers, c,
-                                       self.plan.warm_seconds, self.plan.warm_warmup)
-                floor_cpu = meter.shares()["server"]
-                await self.gql(FULL_STATUS, {"a": a})  # the entry is fresh for the whole window (TTL 60 s)
                 counts: collections.Counter[str] = collections.Counter()
 
                 def check(status: int, data: bytes, counts: collections.Counter[str] = counts) -> None:
@@ -211,15 +214,22 @@ class Bench:
                     if b'"MISS"' in data or b'"STALE"' in data:
                         counts["not_from_cache"] += 1
 
-                meter = CpuMeter(server=self.gw.pid)
-                gw = await closed_loop(self.client, self.gw.graphql, body, self.gw.headers, c,
-                                       self.plan.warm_seconds, self.plan.warm_warmup, on_response=check)
-                gw_cpu = meter.shares()["server"]
+                fl, gw = Sample(), Sample()
+                fl_cpu, gw_cpu = CpuTally(), CpuTally()
+                for turn in range(WARM_SLICES):
+                    warmup = self.plan.warm_warmup if turn == 0 else SLICE_WARMUP
+                    with fl_cpu.measuring(floor.pid):
+                        fl.add(await closed_loop(self.client, floor.graphql, body, self.gw.headers, c, seconds, warmup))
+                    await self.gql(FULL_STATUS, {"a": a})  # the entry is fresh for the whole turn (TTL 60 s)
+                    with gw_cpu.measuring(self.gw.pid):
+                        gw.add(await closed_loop(self.client, self.gw.graphql, body, self.gw.headers, c, seconds,
+                                                 warmup, on_response=check))
                 g, f = gw.summary(), fl.summary()
                 runs[str(c)] = {
-                    "gateway": {**g, "server_cpu": gw_cpu, "cpu_ms_per_request": _per_request(gw_cpu, g),
+                    "gateway": {**g, "server_cpu": gw_cpu.share(),
+                                "cpu_ms_per_request": _per_request(gw_cpu.share(), g),
                                 "error_answers": counts["errors"], "answers_not_from_cache": counts["not_from_cache"]},
-                    "floor": {**f, "server_cpu": floor_cpu, "cpu_ms_per_request": _per_request(floor_cpu, f)},
+                    "floor": {**f, "server_cpu": fl_cpu.share(), "cpu_ms_per_request": _per_request(fl_cpu.share(), f)},
                     "rps_ratio": round(g["rps"] / f["rps"], 3),
                     "added_p50_ms": round(g["p50_ms"] - f["p50_ms"], 2),
                 }
@@ -229,8 +239,8 @@ class Bench:
         finally:
             floor.stop()
         bad = sum(r["gateway"]["error_answers"] + r["gateway"]["answers_not_from_cache"] for r in runs.values())
-        return {"response_bytes": len(warm_body), "seconds_per_run": self.plan.warm_seconds, "runs": runs,
-                "bad_responses": bad}
+        return {"response_bytes": len(warm_body), "seconds_per_run": self.plan.warm_seconds, "turns": WARM_SLICES,
+                "runs": runs, "bad_responses": bad}
 
     # ------------------------------------------------------------------------------------------ scenario 3
 
