@@ -15,6 +15,13 @@ the answer: `cacheStatus` HIT and `ageSeconds` aged to now. Authentication, the 
 limit have already run; the audit trail gets the same events the first answer wrote (new request id,
 time, caller and purpose), committed before the response, as on the normal path.
 
+Identical requests in flight are answered once: while a request is being executed for its key (from the
+moment its context is made; `lead`), an identical one waits for it (`follow`, until its own deadline at
+most) and is sent the same JSON bytes, stored or not (what it would have computed itself by joining the
+same backend calls), with audit events of its own. A request whose operation is not a status query
+releases its followers as soon as that is known; one that ends without an answer releases them to run
+GraphQL themselves.
+
 Only answers that a new execution would repeat are stored: no stale section, no failed source and no
 error other than FORBIDDEN (decided by role and scope, which are in the key), except a source refused by
 its open circuit breaker: that answer (SOURCE_UNAVAILABLE for the source's sections) holds while the
@@ -25,6 +32,7 @@ cache, not state of its own: a replica that has not seen a query runs it.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping, Sequence
@@ -39,7 +47,7 @@ from gateway.audit import AuditEvent, AuditStore, new_request_id, utc_timestamp
 from gateway.breaker import OPEN
 from gateway.errors import BREAKER_OPEN, FORBIDDEN, SOURCE_UNAVAILABLE, SourceError
 from gateway.fetcher import HIT, STALE, Fetched, SourceFetcher
-from gateway.guard import clean_purpose
+from gateway.guard import REQUEST_DEADLINE, clean_purpose
 from gateway.roles import Principal
 from gateway.sources import Source
 
@@ -65,6 +73,8 @@ class AnswerRecording:
     A request has one only when its answer may be stored (resolvers/schema.py `AnswerEligibility` drops
     it before execution for any operation other than a query of `child`/`children`)."""
 
+    # ends the request's lead (`AnswerCache.lead`) early: called when its answer will not be recorded
+    release: Callable[[], None] = field(default=lambda: None, repr=False)
     failed: bool = False  # a source failed (other than by an open breaker), or a section was served stale
     records: dict[tuple[Source, str, float | None], float] = field(default_factory=dict)
     open_breakers: dict[Source, float] = field(default_factory=dict)  # source → when its breaker opened
@@ -114,6 +124,16 @@ class AnswerStats:
     outdated: int = 0  # a template whose records changed or expired
     stored: int = 0
     not_stored: int = 0  # executed status queries whose answer may not be stored (errors, stale, too large)
+    followed: int = 0  # requests that waited for an identical request in flight
+    shared: int = 0  # of those, the ones answered with its answer
+
+
+@dataclass(eq=False, slots=True)
+class _Lead:
+    """A request answering its key through GraphQL, and how many identical requests wait for its answer."""
+
+    answer: asyncio.Future[tuple[bytes, tuple[AuditEvent, ...]] | None]
+    followers: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +220,7 @@ class AnswerCache:
         self.stats = AnswerStats()
         self._store: LRUCache[AnswerKey, StoredAnswer] = LRUCache(maxsize=max(1, max_bytes),
                                                                  getsizeof=lambda a: a.size)
+        self._in_flight: dict[AnswerKey, _Lead] = {}  # keys being answered by GraphQL now
 
     @property
     def enabled(self) -> bool:
@@ -211,8 +232,13 @@ class AnswerCache:
         """Keep the executed `response` for `key` when it may be served again; True when kept.
 
         Called once the response has gone (the view schedules it), so rendering the template adds nothing
-        to the response's latency; `response` is not changed afterwards.
+        to the response's latency; `response` is not changed afterwards. Identical requests waiting for this
+        one (`follow`) are handed its answer, stored or not.
         """
+        lead = self._in_flight.get(key)
+        if lead is not None and lead.followers and not lead.answer.done():
+            encoded = encode(response)
+            lead.answer.set_result((encoded if isinstance(encoded, bytes) else encoded.encode(), tuple(events())))
         if not self._storable(response, recording):
             self.stats.not_stored += 1
             return False
@@ -265,6 +291,33 @@ class AnswerCache:
         self.stats.hits += 1
         return "".join(out).encode(), stored.events
 
+    def lead(self, key: AnswerKey) -> Callable[[], None]:
+        """Note that a request is answering `key` through GraphQL; the returned function ends that: call it
+        once the request is over (after `store`, which hands its answer to the requests that followed it)."""
+        lead = self._in_flight[key] = _Lead(asyncio.get_running_loop().create_future())
+
+        def finish() -> None:
+            if self._in_flight.get(key) is lead:
+                del self._in_flight[key]
+            if not lead.answer.done():
+                lead.answer.set_result(None)  # it ended without an answer to share: followers run GraphQL
+        return finish
+
+    async def follow(self, key: AnswerKey, deadline: float) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
+        """The answer of the identical request answering `key` now (its JSON and audit events), waited for
+        until `time.monotonic()` reaches `deadline` at most; None at once when there is no such request,
+        and None when it ended without one."""
+        lead = self._in_flight.get(key)
+        if lead is None:
+            return None
+        self.stats.followed += 1
+        lead.followers += 1
+        await asyncio.wait([lead.answer], timeout=max(0.0, deadline - time.monotonic()))
+        shared = lead.answer.result() if lead.answer.done() else None
+        if shared is not None:
+            self.stats.shared += 1
+        return shared
+
     def _outdated(self, key: AnswerKey) -> None:
         self._store.pop(key, None)
         self.stats.outdated += 1
@@ -299,7 +352,7 @@ class AnswerShortcut:
         if not is_json(headers):
             return False
         key = AnswerKey(body, principal.role, principal.field_offices)
-        found = self.cache.answer(key)
+        found = self.cache.answer(key) or await self.cache.follow(key, scope[REQUEST_DEADLINE])
         if found is not None:
             payload, templates = found
             try:

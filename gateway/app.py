@@ -32,7 +32,7 @@ from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
-from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
+from gateway.guard import AFTER_RESPONSE, PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -75,7 +75,12 @@ class GatewayGraphQL(GraphQL):
         self.authenticator = authenticator or Authenticator(services.settings)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
-        recording = AnswerRecording() if ANSWER_KEY in request.scope else None
+        recording = None
+        key = request.scope.get(ANSWER_KEY)
+        if key is not None:  # identical requests arriving from now on wait for this one's answer
+            finish = self.answers.lead(key)
+            request.scope.setdefault(AFTER_RESPONSE, []).append(finish)
+            recording = AnswerRecording(release=finish)
         early = request.scope.get(EARLY_KEY)
         context = RequestContext(services=self.services, request=request, response=response,
                                  principal=request.scope.get(PRINCIPAL_KEY),

@@ -8,6 +8,7 @@ the queries it sends do.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -42,6 +43,11 @@ class _TooLarge(Exception):
 
 # Answers a request from the body already read (True), or leaves it to the GraphQL app (False).
 Shortcut = Callable[[Scope, Headers, bytes, Principal, Send], Awaitable[bool]]
+# ASGI scope entry: callables the guard schedules on the event loop once the GraphQL app has finished with
+# the request, however it finished (after what the app itself scheduled while answering).
+AFTER_RESPONSE = "ucgw.after_response"
+# ASGI scope entry: the `time.monotonic()` by which an admitted request must be answered.
+REQUEST_DEADLINE = "ucgw.deadline"
 # Runs just before the GraphQL app takes an admitted request (e.g. starts the backend calls it will make).
 EarlyHook = Callable[[Scope, Headers, bytes, Principal], Awaitable[None]]
 
@@ -191,11 +197,16 @@ class GraphQLGuard:
             await self._too_large(send)
             return
         scope[PRINCIPAL_KEY] = principal
+        scope[REQUEST_DEADLINE] = time.monotonic() + self.settings.request_deadline_seconds
         if self.shortcut is not None and await self.shortcut(scope, headers, body, principal, send):
             return
-        if self.early is not None:
-            await self.early(scope, headers, body, principal)
-        await self.app(scope, _replay(body, receive), send)
+        try:
+            if self.early is not None:
+                await self.early(scope, headers, body, principal)
+            await self.app(scope, _replay(body, receive), send)
+        finally:
+            for after in scope.get(AFTER_RESPONSE, ()):
+                asyncio.get_running_loop().call_soon(after)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A handshake with credentials must pass; one without goes on with no principal.

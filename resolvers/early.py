@@ -45,6 +45,7 @@ from strawberry.types import Info
 
 from gateway.answer_cache import is_json, json_request
 from gateway.fetcher import PendingCall
+from gateway.guard import REQUEST_DEADLINE
 from gateway.roles import Principal
 from gateway.services import Services
 from gateway.sources import Source
@@ -106,7 +107,7 @@ class EarlyFetch:
             return
         query, variables, operation_name = request
         key: PlanKey = (query, operation_name, principal.role, principal.field_offices is not None)
-        deadline = time.monotonic() + self.services.settings.request_deadline_seconds
+        deadline = scope.get(REQUEST_DEADLINE) or time.monotonic() + self.services.settings.request_deadline_seconds
         start = scope[EARLY_KEY] = EarlyStart(key, self.plans, deadline)
         plan = self.plans.get(key)
         if plan is None:

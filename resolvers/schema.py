@@ -159,6 +159,7 @@ class AnswerEligibility(SchemaExtension):
         ctx = self.execution_context
         context = ctx.context
         if getattr(context, "answer", None) is not None and not self._storable(ctx):
+            context.answer.release()  # identical requests waiting for this one run on their own
             context.answer = None
         yield
 

@@ -4,7 +4,9 @@ What is proved: a repeated query is answered without GraphQL and without backend
 bytes a fresh execution gives except the open values (`cacheStatus` HIT, `ageSeconds` aged to now);
 each such answer still writes its audit event; an expired or changed record, another caller's view,
 another text and `maxAgeSeconds: 0` are never served a stored answer; an open breaker's partial answer
-is repeated only while the breaker stays open; the store respects its size bound and can be disabled.
+is repeated only while the breaker stays open; the store respects its size bound and can be disabled;
+identical requests arriving while one executes get its answer (no call of their own), and a request
+whose answer is not recorded makes nobody wait.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -258,3 +261,73 @@ def test_a_value_recorded_twice_is_one_open_slot() -> None:
     assert len(rendered.parts) == 3
     assert json.loads(rendered.parts[0] + "1.5" + rendered.parts[1] + '"MISS"' + rendered.parts[2]) == response
     assert response["data"]["child"]["location"]["provenance"][0] == {"ageSeconds": 1.5, "cacheStatus": "MISS"}
+
+
+def _slow_sources(mock_services: Any, latency_ms: int) -> None:
+    for source in ROUTES:
+        mock_services.admin_ok(source, "PUT", "/_admin/faults", {"latency_ms": latency_ms})
+
+
+def _in_turn(gw: GatewayProcess, query: str, a: str, followers: int) -> tuple[bytes, list[bytes]]:
+    """One request, then (while its backend calls are out) `followers` identical ones at once; every body."""
+    token = mint("caseworker", subject=f"tester-{uuid.uuid4().hex[:8]}")
+    with ThreadPoolExecutor(max_workers=followers + 1) as pool:
+        first = pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": "p0"})
+        time.sleep(0.15)  # the first is waiting on the sources (300 ms)
+        rest = [pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": f"p{i}"})
+                for i in range(1, followers + 1)]
+        leader = first.result()
+        others = [f.result() for f in rest]
+    assert leader[0] == 200 and all(status == 200 for status, _ in others)
+    return leader[1], [body for _, body in others]
+
+
+@pytest.mark.parametrize("max_age", ["", ", maxAgeSeconds: 0"])
+def test_identical_requests_in_flight_share_the_first_ones_answer(gw: GatewayProcess, mock_services: Any,
+                                                                 max_age: str) -> None:
+    """Requests identical to one still executing wait for it and get its answer, byte for byte (cacheStatus
+    MISS, as if each had joined its backend calls), each with an audit event of its own; no further
+    backend call, even with maxAgeSeconds 0, whose answers are never served from the store."""
+    a = released_child(mock_services, 9 if max_age else 8)
+    query = STATUS.replace("child(aNumber: $a)", f"child(aNumber: $a{max_age})")
+    facts = answer_facts(gw)
+    mock_services.reset()
+    _slow_sources(mock_services, 300)
+    try:
+        leader, others = _in_turn(gw, query, a, followers=12)
+        calls = batch_calls(mock_services)
+    finally:
+        mock_services.reset()
+    assert calls == {s: 1 for s in ROUTES}
+    body = json.loads(leader)
+    assert "errors" not in body and {p["cacheStatus"] for p in provenances(body)} == {"MISS"}
+    assert others == [leader] * 12
+    now = answer_facts(gw)
+    assert (now["followed"], now["shared"]) == (facts["followed"] + 12, facts["shared"] + 12)
+    assert (now["stored"], now["hits"]) == (facts["stored"] + 1, facts["hits"])
+    _, events = gw.query(EVENTS, {"a": a}, token=mint("auditor"))
+    mine = [e for e in events["data"]["auditEvents"] if e["purpose"] in {f"p{i}" for i in range(13)}]
+    assert sorted(e["purpose"] for e in mine) == sorted(f"p{i}" for i in range(13))
+    assert len({e["requestId"] for e in mine}) == 13
+    assert {(e["outcome"], tuple(e["sectionsReturned"])) for e in mine} == {
+        ("OK", ("hearing", "location", "nta", "sponsor"))}
+
+
+def test_a_request_whose_answer_is_not_recorded_holds_no_identical_one(gw: GatewayProcess,
+                                                                       mock_services: Any) -> None:
+    """A query with another root field beside `child` is not stored: identical requests do not wait for it
+    (they join its backend calls instead, as any concurrent reads do)."""
+    a = released_child(mock_services, 10)
+    query = "query($a: ID!) { child(aNumber: $a) { aNumber location { status } } sources { source } }"
+    facts = answer_facts(gw)
+    mock_services.reset()
+    _slow_sources(mock_services, 300)
+    try:
+        leader, others = _in_turn(gw, query, a, followers=5)
+        calls = batch_calls(mock_services)
+    finally:
+        mock_services.reset()
+    assert calls == {"orr": 1, "ice": 1, "eoir": 0}  # location reads ORR and ICE; the five joined the calls
+    assert all(json.loads(b)["data"]["child"] == json.loads(leader)["data"]["child"] for b in others)
+    now = answer_facts(gw)
+    assert (now["followed"], now["shared"], now["stored"]) == (facts["followed"], facts["shared"], facts["stored"])
