@@ -15,8 +15,8 @@ the answer: `cacheStatus` HIT and `ageSeconds` aged to now. Authentication, the 
 limit have already run; the audit trail gets the same events the first answer wrote (new request id,
 time, caller and purpose), committed before the response, as on the normal path.
 
-Identical requests in flight are answered once: while a request is being executed for its key (from the
-moment its context is made; `lead`), an identical one waits for it (`follow`, until its own deadline at
+Identical requests in flight are answered once: from the moment the shortcut finds no stored answer for
+a request (`lead`) until it is over, an identical one waits for it (`follow`, until its own deadline at
 most) and is sent the same JSON bytes, stored or not (what it would have computed itself by joining the
 same backend calls), with audit events of its own. A request whose operation is not a status query
 releases its followers as soon as that is known; one that ends without an answer releases them to run
@@ -47,11 +47,12 @@ from gateway.audit import AuditEvent, AuditStore, new_request_id, utc_timestamp
 from gateway.breaker import OPEN
 from gateway.errors import BREAKER_OPEN, FORBIDDEN, SOURCE_UNAVAILABLE, SourceError
 from gateway.fetcher import HIT, STALE, Fetched, SourceFetcher
-from gateway.guard import REQUEST_DEADLINE, clean_purpose
+from gateway.guard import AFTER_RESPONSE, REQUEST_DEADLINE, clean_purpose
 from gateway.roles import Principal
 from gateway.sources import Source
 
 ANSWER_KEY = "ucgw.answer_key"  # ASGI scope entry: the request may be stored under this key
+ANSWER_LEAD = "ucgw.answer_lead"  # ASGI scope entry: ends the request's lead (`AnswerCache.lead`)
 AGE, CACHE_STATUS = "age", "cache_status"  # kinds of open values
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')
 _REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
@@ -362,6 +363,8 @@ class AnswerShortcut:
         if found is None:
             if json_request(body) is not None:
                 scope[ANSWER_KEY] = key
+                finish = scope[ANSWER_LEAD] = self.cache.lead(key)  # identical requests now wait for this one
+                scope.setdefault(AFTER_RESPONSE, []).append(finish)
             return False
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),

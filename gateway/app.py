@@ -26,13 +26,13 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext, ExecutionResult
 
-from gateway.answer_cache import ANSWER_KEY, AnswerCache, AnswerRecording, AnswerShortcut
+from gateway.answer_cache import ANSWER_KEY, ANSWER_LEAD, AnswerCache, AnswerRecording, AnswerShortcut
 from gateway.audit import AuditStore, SQLiteAuditStore
 from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
-from gateway.guard import AFTER_RESPONSE, PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
+from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -75,12 +75,8 @@ class GatewayGraphQL(GraphQL):
         self.authenticator = authenticator or Authenticator(services.settings)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
-        recording = None
-        key = request.scope.get(ANSWER_KEY)
-        if key is not None:  # identical requests arriving from now on wait for this one's answer
-            finish = self.answers.lead(key)
-            request.scope.setdefault(AFTER_RESPONSE, []).append(finish)
-            recording = AnswerRecording(release=finish)
+        lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one
+        recording = AnswerRecording(release=lead) if ANSWER_KEY in request.scope and lead is not None else None
         early = request.scope.get(EARLY_KEY)
         context = RequestContext(services=self.services, request=request, response=response,
                                  principal=request.scope.get(PRINCIPAL_KEY),
