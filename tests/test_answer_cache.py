@@ -263,23 +263,27 @@ def test_a_value_recorded_twice_is_one_open_slot() -> None:
     assert response["data"]["child"]["location"]["provenance"][0] == {"ageSeconds": 1.5, "cacheStatus": "MISS"}
 
 
-def _slow_sources(mock_services: Any, latency_ms: int) -> None:
-    for source in ROUTES:
-        mock_services.admin_ok(source, "PUT", "/_admin/faults", {"latency_ms": latency_ms})
-
-
-def _in_turn(gw: GatewayProcess, query: str, a: str, followers: int) -> tuple[bytes, list[bytes]]:
-    """One request, then (while its backend calls are out) `followers` identical ones at once; every body."""
+def _in_turn(gw: GatewayProcess, mock_services: Any, query: str, a: str,
+             followers: int) -> tuple[bytes, list[bytes], dict[str, int]]:
+    """With every source answering in 300 ms: one request, then (while its backend calls are out)
+    `followers` identical ones at once. Every body, and the backend batch calls they made."""
     token = mint("caseworker", subject=f"tester-{uuid.uuid4().hex[:8]}")
-    with ThreadPoolExecutor(max_workers=followers + 1) as pool:
-        first = pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": "p0"})
-        time.sleep(0.15)  # the first is waiting on the sources (300 ms)
-        rest = [pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": f"p{i}"})
-                for i in range(1, followers + 1)]
-        leader = first.result()
-        others = [f.result() for f in rest]
+    mock_services.reset()
+    for source in ROUTES:
+        mock_services.admin_ok(source, "PUT", "/_admin/faults", {"latency_ms": 300})
+    try:
+        with ThreadPoolExecutor(max_workers=followers + 1) as pool:
+            first = pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": "p0"})
+            time.sleep(0.15)  # the first is waiting on the sources
+            rest = [pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": f"p{i}"})
+                    for i in range(1, followers + 1)]
+            leader = first.result()
+            others = [f.result() for f in rest]
+        calls = batch_calls(mock_services)
+    finally:
+        mock_services.reset()
     assert leader[0] == 200 and all(status == 200 for status, _ in others)
-    return leader[1], [body for _, body in others]
+    return leader[1], [body for _, body in others], calls
 
 
 @pytest.mark.parametrize("max_age", ["", ", maxAgeSeconds: 0"])
@@ -291,13 +295,7 @@ def test_identical_requests_in_flight_share_the_first_ones_answer(gw: GatewayPro
     a = released_child(mock_services, 9 if max_age else 8)
     query = STATUS.replace("child(aNumber: $a)", f"child(aNumber: $a{max_age})")
     facts = answer_facts(gw)
-    mock_services.reset()
-    _slow_sources(mock_services, 300)
-    try:
-        leader, others = _in_turn(gw, query, a, followers=12)
-        calls = batch_calls(mock_services)
-    finally:
-        mock_services.reset()
+    leader, others, calls = _in_turn(gw, mock_services, query, a, followers=12)
     assert calls == {s: 1 for s in ROUTES}
     body = json.loads(leader)
     assert "errors" not in body and {p["cacheStatus"] for p in provenances(body)} == {"MISS"}
@@ -320,13 +318,7 @@ def test_a_request_whose_answer_is_not_recorded_holds_no_identical_one(gw: Gatew
     a = released_child(mock_services, 10)
     query = "query($a: ID!) { child(aNumber: $a) { aNumber location { status } } sources { source } }"
     facts = answer_facts(gw)
-    mock_services.reset()
-    _slow_sources(mock_services, 300)
-    try:
-        leader, others = _in_turn(gw, query, a, followers=5)
-        calls = batch_calls(mock_services)
-    finally:
-        mock_services.reset()
+    leader, others, calls = _in_turn(gw, mock_services, query, a, followers=5)
     assert calls == {"orr": 1, "ice": 1, "eoir": 0}  # location reads ORR and ICE; the five joined the calls
     assert all(json.loads(b)["data"]["child"] == json.loads(leader)["data"]["child"] for b in others)
     now = answer_facts(gw)
