@@ -76,7 +76,7 @@ class GatewayGraphQL(GraphQL):
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one
-        recording = AnswerRecording(release=lead) if ANSWER_KEY in request.scope and lead is not None else None
+        recording = AnswerRecording(release=lead) if lead is not None else None
         early = request.scope.get(EARLY_KEY)
         context = RequestContext(services=self.services, request=request, response=response,
                                  principal=request.scope.get(PRINCIPAL_KEY),
