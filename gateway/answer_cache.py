@@ -237,7 +237,9 @@ class AnswerCache:
         one (`follow`) are handed its answer, stored or not.
         """
         lead = self._in_flight.get(key)
-        if lead is not None and lead.followers and not lead.answer.done():
+        # an answer without data (refused, invalid, or withheld when its audit write failed) is not handed on:
+        # each follower then runs GraphQL and records its own read, or its own refusal
+        if lead is not None and lead.followers and not lead.answer.done() and isinstance(response.get("data"), dict):
             encoded = encode(response)
             lead.answer.set_result((encoded if isinstance(encoded, bytes) else encoded.encode(), tuple(events())))
         if not self._storable(response, recording):

@@ -323,3 +323,28 @@ def test_a_request_whose_answer_is_not_recorded_holds_no_identical_one(gw: Gatew
     assert all(json.loads(b)["data"]["child"] == json.loads(leader)["data"]["child"] for b in others)
     now = answer_facts(gw)
     assert (now["followed"], now["shared"], now["stored"]) == (facts["followed"], facts["shared"], facts["stored"])
+
+
+def test_an_answer_without_data_is_not_handed_to_followers() -> None:
+    """A follower is handed the executing request's answer only when it has data: one withheld (its audit
+    write failed) or refused leaves each follower to run GraphQL and record its own read."""
+    import asyncio
+
+    from gateway.answer_cache import AnswerCache, AnswerKey, AnswerRecording
+
+    async def run(response: dict[str, Any]) -> Any:
+        cache = AnswerCache(1 << 20, {})
+        key = AnswerKey(b'{"query": "{ child(aNumber: \\"A1\\") { aNumber } }"}', "caseworker", None)
+        finish = cache.lead(key)
+        follower = asyncio.create_task(cache.follow(key, time.monotonic() + 5))
+        await asyncio.sleep(0)  # the follower is waiting
+        cache.store(key, response, AnswerRecording(release=finish), lambda: [], json.dumps)
+        finish()
+        shared = await follower
+        return shared, cache.stats.followed, cache.stats.shared
+
+    withheld = {"data": None, "errors": [{"message": "no", "extensions": {"code": "AUDIT_UNAVAILABLE"}}]}
+    assert asyncio.run(run(withheld)) == (None, 1, 0)
+    shared, followed, handed = asyncio.run(run({"data": {"child": {"aNumber": "A1"}}}))
+    assert (followed, handed) == (1, 1)
+    assert shared is not None and json.loads(shared[0]) == {"data": {"child": {"aNumber": "A1"}}} and shared[1] == ()
