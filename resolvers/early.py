@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +106,7 @@ class EarlyFetch:
             return
         query, variables, operation_name = request
         key: PlanKey = (query, operation_name, principal.role, principal.field_offices is not None)
-        deadline = scope.get(REQUEST_DEADLINE) or time.monotonic() + self.services.settings.request_deadline_seconds
+        deadline = scope[REQUEST_DEADLINE]  # the guard sets it before this hook
         start = scope[EARLY_KEY] = EarlyStart(key, self.plans, deadline)
         plan = self.plans.get(key)
         if plan is None:
