@@ -30,6 +30,7 @@ log = logging.getLogger("mocks.runner")
 
 DEFAULT_PORTS = {"orr": 8101, "ice": 8102, "eoir": 8103}
 WEBHOOK_CHUNK = 500
+DEFAULT_KEEP_ALIVE = 5.0  # seconds an idle client connection stays open: uvicorn's own default
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clock-speed", type=float, default=0.0,
                         help="simulated seconds per real second (0 = clock moves only via /_admin/clock)")
     parser.add_argument("--start", default=DEFAULT_START, help=f"simulation start (default {DEFAULT_START})")
+    parser.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE,
+                        help=f"close a client's connection idle this long (default {DEFAULT_KEEP_ALIVE:g}, "
+                             "as uvicorn does)")
 
 
 class WebhookSender:
@@ -98,8 +102,9 @@ class MockCluster:
 
     def __init__(self, world: World, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
                  latency_ms: float = 0.0, error_rate: float = 0.0, webhook_url: str | None = None,
-                 clock_speed: float = 0.0) -> None:
+                 clock_speed: float = 0.0, keep_alive_seconds: float = DEFAULT_KEEP_ALIVE) -> None:
         self.world = world
+        self.keep_alive_seconds = keep_alive_seconds
         self.host = host
         self.ports = {**DEFAULT_PORTS, **(ports or {})}
         defaults = Faults(latency_ms=latency_ms, error_rate=error_rate)
@@ -115,7 +120,8 @@ class MockCluster:
         for source in SOURCES:
             sock = _bind(self.host, self.ports[source])
             config = uvicorn.Config(create_app(self.states[source]), lifespan="off", log_level="warning",
-                                    access_log=False, timeout_graceful_shutdown=1)
+                                    access_log=False, timeout_graceful_shutdown=1,
+                                    timeout_keep_alive=self.keep_alive_seconds)  # type: ignore[arg-type]
             config.load()
             server = uvicorn.Server(config)
             server.lifespan = config.lifespan_class(config)  # what Server._serve does before startup()
@@ -162,13 +168,14 @@ class MockCluster:
 async def running_mocks(host: str = "127.0.0.1", ports: dict[str, int] | None = None, seed: int = 7,
                         children: int = 5000, latency_ms: float = 0.0, error_rate: float = 0.0,
                         webhook_url: str | None = None, clock_speed: float = 0.0,
-                        start: str = DEFAULT_START) -> AsyncIterator[dict[str, str]]:
+                        start: str = DEFAULT_START,
+                        keep_alive_seconds: float = DEFAULT_KEEP_ALIVE) -> AsyncIterator[dict[str, str]]:
     """Generate a world and serve ORR, ICE and EOIR on this event loop; yields their base URLs.
 
     `ports` maps "orr"/"ice"/"eoir" to a port (0 = any free one; missing keys use 8101-8103).
     """
     world = await asyncio.to_thread(World.generate, seed, children, start)
-    cluster = MockCluster(world, host, ports, latency_ms, error_rate, webhook_url, clock_speed)
+    cluster = MockCluster(world, host, ports, latency_ms, error_rate, webhook_url, clock_speed, keep_alive_seconds)
     try:
         yield await cluster.start()
     finally:
@@ -181,7 +188,7 @@ async def _serve(args: argparse.Namespace) -> None:
     log.info("generated %d children in %.1f s", args.children, time.perf_counter() - t0)
     ports = {"orr": args.orr_port, "ice": args.ice_port, "eoir": args.eoir_port}
     cluster = MockCluster(world, args.host, ports, args.latency_ms, args.error_rate, args.webhook_url,
-                          args.clock_speed)
+                          args.clock_speed, args.keep_alive_seconds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -203,6 +210,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return "--error-rate must be in [0, 1]"
     if args.latency_ms < 0 or args.clock_speed < 0:
         return "--latency-ms and --clock-speed must not be negative"
+    if not args.keep_alive_seconds > 0:
+        return "--keep-alive-seconds must be positive"
     for name in ("orr_port", "ice_port", "eoir_port"):
         if not 0 <= getattr(args, name) <= 65535:
             return f"--{name.replace('_', '-')} must be in [0, 65535]"

@@ -90,16 +90,17 @@ class Faults:
 
 @dataclass
 class Stats:
-    """Counts of data requests (not admin, health or openapi)."""
+    """Counts of data requests (not admin, health or openapi), and the client connections they came on."""
 
     total: int = 0
     by_route: dict[str, int] = field(default_factory=dict)
     batch_sizes: list[int] = field(default_factory=list)
+    peers: set[tuple[str, int]] = field(default_factory=set)  # (client address, port) of each connection
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"total": self.total, "by_route": dict(sorted(self.by_route.items())),
-                "batch_sizes": list(self.batch_sizes)}
+                "batch_sizes": list(self.batch_sizes), "connections": len(self.peers)}
 
 
 class ServiceState:
@@ -208,6 +209,8 @@ class FaultInjector:
         label = st.route_label(scope["method"], scope["path"])
         st.stats.total += 1
         st.stats.by_route[label] = st.stats.by_route.get(label, 0) + 1
+        if scope.get("client"):
+            st.stats.peers.add(tuple(scope["client"]))
         f = st.faults
         delay = f.latency_ms + (st.rng.random() * f.jitter_ms if f.jitter_ms else 0.0)
         if delay > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import re
 import signal
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -139,7 +141,8 @@ def test_cli_prints_urls_then_ready_and_exits_cleanly_on_signals() -> None:
 
 
 def test_cli_rejects_bad_flags() -> None:
-    for args in (["--children", "0"], ["--error-rate", "2"], ["--start", "yesterday"], ["--orr-port", "70000"]):
+    for args in (["--children", "0"], ["--error-rate", "2"], ["--start", "yesterday"], ["--orr-port", "70000"],
+                 ["--keep-alive-seconds", "0"], ["--keep-alive-seconds", "nan"]):
         p = subprocess.run([sys.executable, "-m", "mocks", *args], cwd=REPO, capture_output=True, text=True,
                            timeout=30)
         assert p.returncode == 2, (args, p.stderr)
@@ -435,7 +438,9 @@ def test_stats_count_exactly_with_batch_sizes(mocks: MockProcess) -> None:
     mocks.request("ice", "GET", "/v1/changes")
     for path in ("/openapi.json", "/healthz", "/_admin/faults", "/_admin/sample?n=2", "/_admin/clock"):
         mocks.request("ice", "GET", path)
-    assert mocks.stats("ice") == {
+    stats = mocks.stats("ice")
+    assert stats.pop("connections") >= 1  # one per request here, counted exactly below
+    assert stats == {
         "total": 9,
         "by_route": {"GET /v1/changes": 1, "GET /v1/subjects": 1, "GET /v1/subjects/{a_number}": 4,
                      "POST /v1/subjects/batch": 3},
@@ -443,7 +448,30 @@ def test_stats_count_exactly_with_batch_sizes(mocks: MockProcess) -> None:
     }
     assert mocks.stats("orr")["total"] == 0 and mocks.stats("eoir")["total"] == 0
     mocks.admin_ok("ice", "POST", "/_admin/reset")
-    assert mocks.stats("ice") == {"total": 0, "by_route": {}, "batch_sizes": []}
+    assert mocks.stats("ice") == {"total": 0, "by_route": {}, "batch_sizes": [], "connections": 0}
+
+
+def test_stats_count_the_client_connections_of_data_requests(mocks: MockProcess) -> None:
+    """`connections` counts the distinct connections data requests came on: two kept-alive connections
+    carrying four requests are two; admin requests on a third are not counted."""
+    a = mocks.sample(1)[0]
+    mocks.admin_ok("ice", "POST", "/_admin/reset")
+    address = urllib.parse.urlsplit(mocks.ice)
+    first, second, admin = (http.client.HTTPConnection(address.hostname or "", address.port, timeout=10)
+                            for _ in range(3))
+    try:
+        for conn, path in ((first, f"/v1/subjects/{a}"), (second, f"/v1/subjects/{a}"),
+                           (first, "/v1/subjects?limit=2"), (second, f"/v1/subjects/{a}"),
+                           (admin, "/_admin/faults"), (admin, "/_admin/sample?n=1")):
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200
+    finally:
+        for conn in (first, second, admin):
+            conn.close()
+    assert mocks.stats("ice") == {"total": 4, "by_route": {"GET /v1/subjects": 1, "GET /v1/subjects/{a_number}": 3},
+                                  "batch_sizes": [], "connections": 2}
 
 
 # ----------------------------------------------------------------------------------------- bad input
