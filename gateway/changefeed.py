@@ -26,6 +26,7 @@ import aiohttp
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from gateway.client import source_connector
 from gateway.config import Settings
 from gateway.errors import SourceError
 from gateway.events import (
@@ -305,7 +306,7 @@ class ChangeFollower:
         if not self.enabled or self._tasks:
             return
         timeout = aiohttp.ClientTimeout(total=self.settings.source_timeout_seconds * 2)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=source_connector(self.settings))
         self._tasks = [asyncio.create_task(self._follow(s), name=f"changefeed-{s.value}") for s in Source]
 
     async def stop(self) -> None:

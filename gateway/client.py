@@ -80,6 +80,15 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def source_connector(settings: Settings) -> aiohttp.TCPConnector:
+    """A connection pool to one backend. A connection idle `source_keepalive_seconds` is closed, not reused
+    (0: none is reused): the backend closes idle ones too, and a call sent on one as it closes is lost."""
+    if settings.source_keepalive_seconds == 0:
+        return aiohttp.TCPConnector(limit=settings.source_connection_limit, ttl_dns_cache=300, force_close=True)
+    return aiohttp.TCPConnector(limit=settings.source_connection_limit, ttl_dns_cache=300,
+                                keepalive_timeout=settings.source_keepalive_seconds)
+
+
 class SourceClient:
     """One backend's client; owns one aiohttp ClientSession for the app's lifetime."""
 
@@ -98,7 +107,7 @@ class SourceClient:
 
     async def start(self) -> None:
         """Open the connection pool."""
-        connector = aiohttp.TCPConnector(limit=self.settings.source_connection_limit, ttl_dns_cache=300)
+        connector = source_connector(self.settings)
         # the backends set no cookies: no cookie jar to consult on every request and answer
         self._session = aiohttp.ClientSession(
             connector=connector, json_serialize=_json_text, raise_for_status=False,

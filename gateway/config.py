@@ -50,6 +50,9 @@ class Settings:
     breaker_failure_threshold: int = 5
     breaker_reset_seconds: float = 10.0
     source_connection_limit: int = 64
+    # a pooled connection idle this long is closed rather than reused; keep it below the backends' own
+    # keep-alive timeout (uvicorn's and the mocks': 5 s), or a call may go out on a connection they are closing
+    source_keepalive_seconds: float = 4.0
     # access control and abuse limits
     jwt_secret: str = DEMO_JWT_SECRET
     jwt_public_key_file: str = ""

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.gateway import GatewayProcess, http
+from tests.support.mockproc import MockProcess
 
 SECTIONS = {"ORR": ["sponsor", "followUpCall"], "ICE": ["nta"], "EOIR": ["hearing"]}
 FULL = """query($a: ID!, $m: Int) { child(aNumber: $a, maxAgeSeconds: $m) { aNumber
@@ -305,3 +306,34 @@ def test_a_4xx_answer_is_not_retried(mock_services: Any) -> None:
     assert body["errors"][0]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
     assert hits == ["/v1/subjects/batch"]
     assert facts["retries"] == 0
+
+
+@pytest.mark.parametrize("keepalive", ["0.25", "0"])
+def test_idle_backend_connections_are_given_up_before_the_backend_closes_them(keepalive: str) -> None:
+    """The mocks close a connection idle 0.3 s (as uvicorn does at 5 s). Back-to-back calls share one pooled
+    connection; a call after an idle pause around the backend's close goes out on a new one, so none is
+    lost, even with no retry and a breaker that opens on the first failure (with aiohttp's own default of
+    15 s, some of these calls go out on a connection the mocks are closing, and fail). With keep-alive 0
+    every call has a connection of its own."""
+    with MockProcess(seed=7, children=300, extra_args=["--keep-alive-seconds", "0.3"]) as mocks:
+        gw = GatewayProcess(mocks.gateway_env(UCGW_SOURCE_KEEPALIVE_SECONDS=keepalive, UCGW_RETRY_ATTEMPTS="0",
+                                              UCGW_BREAKER_FAILURE_THRESHOLD="1", UCGW_CHANGE_FEED_POLL_SECONDS="0"))
+        try:
+            a = mocks.sample(30)[13]
+            for _ in range(3):
+                status, body = gw.query(NTA, {"a": a, "m": 0})
+                assert status == 200 and "errors" not in body
+            back_to_back = mocks.stats("ice")
+            idles = [0.27 + 0.0015 * k for k in range(21)]  # around the moment the mocks close the connection
+            answers = []
+            for idle in idles:
+                time.sleep(idle)
+                answers.append(gw.query(NTA, {"a": a, "m": 0}))
+            after = mocks.stats("ice")
+        finally:
+            gw.stop()
+    assert back_to_back["by_route"] == {"POST /v1/subjects/batch": 3}
+    assert back_to_back["connections"] == (1 if keepalive != "0" else 3)
+    assert [(status, body.get("errors")) for status, body in answers] == [(200, None)] * len(idles)
+    assert after["by_route"] == {"POST /v1/subjects/batch": 3 + len(idles)}
+    assert after["connections"] == back_to_back["connections"] + len(idles)
