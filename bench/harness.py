@@ -288,8 +288,9 @@ class Floor(_Proc):
 # ------------------------------------------------------------------------------------------------ load driver
 
 def session(connections: int = 0) -> aiohttp.ClientSession:
-    """A keep-alive client session; `connections` 0 = no pool limit."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, force_close=False),
+    """A keep-alive client session; `connections` 0 = no pool limit. A connection idle 4 s is not reused:
+    the servers (uvicorn) close theirs at 5 s, and a request sent on one as it closes would fail."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=4.0),
                                  timeout=aiohttp.ClientTimeout(total=60))
 
 
