@@ -265,16 +265,16 @@ def test_a_value_recorded_twice_is_one_open_slot() -> None:
 
 def _in_turn(gw: GatewayProcess, mock_services: Any, query: str, a: str,
              followers: int) -> tuple[bytes, list[bytes], dict[str, int]]:
-    """With every source answering in 300 ms: one request, then (while its backend calls are out)
-    `followers` identical ones at once. Every body, and the backend batch calls they made."""
+    """With every source answering in 800 ms: one request, then (while its backend calls are out, with
+    0.6 s for the rest to arrive even on a slow machine) `followers` identical ones at once. Every body, and the backend batch calls they made."""
     token = mint("caseworker", subject=f"tester-{uuid.uuid4().hex[:8]}")
     mock_services.reset()
     for source in ROUTES:
-        mock_services.admin_ok(source, "PUT", "/_admin/faults", {"latency_ms": 300})
+        mock_services.admin_ok(source, "PUT", "/_admin/faults", {"latency_ms": 800})
     try:
         with ThreadPoolExecutor(max_workers=followers + 1) as pool:
             first = pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": "p0"})
-            time.sleep(0.15)  # the first is waiting on the sources
+            time.sleep(0.2)  # the first is waiting on the sources
             rest = [pool.submit(post, gw, query, {"a": a}, token, {"X-Purpose": f"p{i}"})
                     for i in range(1, followers + 1)]
             leader = first.result()
