@@ -266,7 +266,8 @@ def test_a_value_recorded_twice_is_one_open_slot() -> None:
 def _in_turn(gw: GatewayProcess, mock_services: Any, query: str, a: str,
              followers: int) -> tuple[bytes, list[bytes], dict[str, int]]:
     """With every source answering in 800 ms: one request, then (while its backend calls are out, with
-    0.6 s for the rest to arrive even on a slow machine) `followers` identical ones at once. Every body, and the backend batch calls they made."""
+    0.6 s for the rest to arrive even on a slow machine) `followers` identical ones at once. Every body,
+    and the backend batch calls they made."""
     token = mint("caseworker", subject=f"tester-{uuid.uuid4().hex[:8]}")
     mock_services.reset()
     for source in ROUTES:
