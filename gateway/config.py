@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -129,7 +130,10 @@ def _coerce(name: str, raw: object) -> object:
         if kind.startswith("float"):
             if isinstance(raw, bool):
                 raise ValueError(raw)
-            return float(raw)  # type: ignore[arg-type]
+            number = float(raw)  # type: ignore[arg-type]
+            if not math.isfinite(number):  # "nan" and "inf" parse, but no setting means them
+                raise ValueError(raw)
+            return number
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name!r}: {raw!r} is not a valid {kind}") from exc

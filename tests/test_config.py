@@ -25,6 +25,8 @@ def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("env, message", [
     ({"UCGW_CACHE_TTL_SECONDS": "soon"}, "not a valid float"),
+    ({"UCGW_SOURCE_TIMEOUT_SECONDS": "nan"}, "'source_timeout_seconds': 'nan' is not a valid float"),
+    ({"UCGW_SOURCE_KEEPALIVE_SECONDS": "inf"}, "not a valid float"),
     ({"UCGW_PORT": "-1"}, "must not be negative"),
     ({"UCGW_AUTH_REQUIRED": "maybe"}, "not a valid bool"),
     ({"UCGW_ENV": "staging"}, "development, production or test"),
