@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import urllib.parse
 import urllib.request
 
@@ -12,7 +13,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.config import load_settings
-from mocks.runner import running_mocks
+from mocks.runner import check_arguments, running_mocks
 
 SAMPLE_QUERY = """query Status($a: ID!) {
   child(aNumber: $a) {
@@ -68,6 +69,12 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """Run until interrupted."""
+    """Run until interrupted; 2 with a message for a bad flag."""
+    problem = check_arguments(args)
+    if problem is None and not 0 <= args.port <= 65535:
+        problem = "--port must be in [0, 65535]"
+    if problem:
+        print(f"ucgw demo: {problem}", file=sys.stderr)
+        return 2
     asyncio.run(_run(args))
     return 0

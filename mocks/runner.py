@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import socket
 import sys
@@ -203,15 +204,21 @@ async def _serve(args: argparse.Namespace) -> None:
         await cluster.stop()
 
 
-def _check(args: argparse.Namespace) -> str | None:
+def check_arguments(given: argparse.Namespace) -> str | None:
+    """The first problem with the mock flags in `given` (flags it lacks count as their defaults), or None."""
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    args = argparse.Namespace(**{**vars(defaults.parse_args([])), **vars(given)})
     if args.children < 1:
         return "--children must be at least 1"
     if not 0 <= args.error_rate <= 1:
         return "--error-rate must be in [0, 1]"
-    if args.latency_ms < 0 or args.clock_speed < 0:
-        return "--latency-ms and --clock-speed must not be negative"
-    if not args.keep_alive_seconds > 0:
-        return "--keep-alive-seconds must be positive"
+    for name in ("latency_ms", "clock_speed"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value >= 0):
+            return f"--{name.replace('_', '-')} must be a finite number, not negative"
+    if not (math.isfinite(args.keep_alive_seconds) and args.keep_alive_seconds > 0):
+        return "--keep-alive-seconds must be a finite number above 0"
     for name in ("orr_port", "ice_port", "eoir_port"):
         if not 0 <= getattr(args, name) <= 65535:
             return f"--{name.replace('_', '-')} must be in [0, 65535]"
@@ -240,7 +247,7 @@ def main(args: argparse.Namespace) -> int:
     """Run until SIGINT/SIGTERM; prints one 'SOURCE URL' line per service, then READY."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
-    problem = _check(args)
+    problem = check_arguments(args)
     if problem:
         print(f"ucgw mocks: {problem}", file=sys.stderr)
         return 2

@@ -53,6 +53,22 @@ def test_serve_with_a_bad_setting_exits_2_without_traceback() -> None:
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--children", "0"], "--children must be at least 1"),
+    (["--clock-speed", "-5"], "--clock-speed must be a finite number, not negative"),
+    (["--clock-speed", "nan"], "--clock-speed must be a finite number, not negative"),
+    (["--port", "70000"], "--port must be in [0, 65535]"),
+    (["--eoir-port", "-1"], "--eoir-port must be in [0, 65535]"),
+])
+def test_demo_with_a_bad_flag_exits_2_without_traceback(flags: list[str], message: str) -> None:
+    """The demo checks its flags before it builds a world or binds a port (as `ucgw mocks` does)."""
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "demo", *flags], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"ucgw demo: {message}"
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
 def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [env for env, _, _ in describe_settings() if f"`{env}`" not in readme]

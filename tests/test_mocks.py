@@ -142,7 +142,8 @@ def test_cli_prints_urls_then_ready_and_exits_cleanly_on_signals() -> None:
 
 def test_cli_rejects_bad_flags() -> None:
     for args in (["--children", "0"], ["--error-rate", "2"], ["--start", "yesterday"], ["--orr-port", "70000"],
-                 ["--keep-alive-seconds", "0"], ["--keep-alive-seconds", "nan"]):
+                 ["--keep-alive-seconds", "0"], ["--keep-alive-seconds", "nan"], ["--latency-ms", "nan"],
+                 ["--clock-speed", "inf"]):
         p = subprocess.run([sys.executable, "-m", "mocks", *args], cwd=REPO, capture_output=True, text=True,
                            timeout=30)
         assert p.returncode == 2, (args, p.stderr)
