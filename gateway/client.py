@@ -83,10 +83,9 @@ def _json_text(value: Any) -> str:
 def source_connector(settings: Settings) -> aiohttp.TCPConnector:
     """A connection pool to one backend. A connection idle `source_keepalive_seconds` is closed, not reused
     (0: none is reused): the backend closes idle ones too, and a call sent on one as it closes is lost."""
-    if settings.source_keepalive_seconds == 0:
-        return aiohttp.TCPConnector(limit=settings.source_connection_limit, ttl_dns_cache=300, force_close=True)
-    return aiohttp.TCPConnector(limit=settings.source_connection_limit, ttl_dns_cache=300,
-                                keepalive_timeout=settings.source_keepalive_seconds)
+    keepalive = settings.source_keepalive_seconds
+    reuse: dict[str, Any] = {"force_close": True} if keepalive == 0 else {"keepalive_timeout": keepalive}
+    return aiohttp.TCPConnector(limit=settings.source_connection_limit, ttl_dns_cache=300, **reuse)
 
 
 class SourceClient:
