@@ -36,6 +36,7 @@ from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
+from gateway.ws_protocol import RateLimitedTransportWS
 from resolvers.context import RequestContext
 from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
@@ -62,10 +63,15 @@ def _quiet_errors(schema: Any) -> None:
 
 
 class GatewayGraphQL(GraphQL):
-    """strawberry's ASGI view with our request context and the offline GraphiQL page."""
+    """strawberry's ASGI view with our request context and the offline GraphiQL page.
+
+    `limiter`, when given, charges each operation a websocket starts (`gateway/ws_protocol.py`)."""
+
+    graphql_transport_ws_handler_class = RateLimitedTransportWS
 
     def __init__(self, services: Services, answers: AnswerCache, audit_store: AuditStore | None = None,
-                 authenticator: Authenticator | None = None, **kwargs: Any) -> None:
+                 authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
+                 **kwargs: Any) -> None:
         schema = build_schema(services.settings)
         _quiet_errors(schema)
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
@@ -73,6 +79,7 @@ class GatewayGraphQL(GraphQL):
         self.answers = answers
         self.audit_store = audit_store
         self.authenticator = authenticator or Authenticator(services.settings)
+        self.limiter = limiter
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one
@@ -243,8 +250,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     services.changes.office_fallback = sponsor_office
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     graphql_app = GatewayGraphQL(
-        services, answers, audit_store, authenticator, graphql_ide=None if settings.production else "graphiql",
-        allow_queries_via_get=True,
+        services, answers, audit_store, authenticator, limiter,
+        graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
     )
     early = EarlyFetch(services)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),

@@ -21,7 +21,7 @@ from starlette.datastructures import Headers
 from gateway.auth import Authenticator, AuthError
 from gateway.config import Settings
 from gateway.graphiql import wants_graphiql_page
-from gateway.ratelimit import RateLimiter
+from gateway.ratelimit import RateLimiter, retry_after
 from gateway.roles import Principal
 
 log = logging.getLogger("ucgw.guard")
@@ -60,13 +60,22 @@ def clean_purpose(raw: str | None) -> str | None:
 
 
 async def send_error(send: Send, status: int, code: str, message: str,
-                     headers: dict[str, str] | None = None, **facts: Any) -> None:
-    """A JSON error response `{"errors": [{"message", "extensions": {"code", ...}}]}`."""
+                     headers: dict[str, str] | None = None, *, kind: str = "http.response", **facts: Any) -> None:
+    """A JSON error response `{"errors": [{"message", "extensions": {"code", ...}}]}`.
+
+    `kind` "websocket.http.response" refuses a websocket handshake with this response instead (the ASGI
+    denial-response extension)."""
     body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **facts}}]}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{kind}.start", "status": status, "headers": raw})
+    await send({"type": f"{kind}.body", "body": body})
+
+
+def address_key(scope: Scope) -> str:
+    """The rate-limit key of a caller known only by its address (no credentials, or bad ones)."""
+    client = scope.get("client") or ("unknown", 0)
+    return f"ip:{client[0]}"
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
@@ -179,8 +188,7 @@ class GraphQLGuard:
         try:
             principal = self.authenticator.authenticate(headers)
         except AuthError as exc:
-            client = scope.get("client") or ("unknown", 0)
-            wait = await self.limiter.check(f"ip:{client[0]}")  # slows credential guessing
+            wait = await self.limiter.check(address_key(scope))  # slows credential guessing
             if wait:
                 await self._rate_limited(send, wait)
                 return
@@ -213,23 +221,45 @@ class GraphQLGuard:
 
         Browsers cannot set headers on a websocket, so a subscription protocol may authenticate in its
         `connection_init` payload instead; until then the connection can read nothing (every field
-        needs a capability and no principal holds none).
+        needs a capability and no principal holds none). Each handshake takes one token of the rate
+        limit, as an HTTP request does: the principal's when the handshake carries credentials, else
+        the client address's (bad credentials included, which slows guessing). Each operation the
+        socket then starts takes one more (`gateway/ws_protocol.py`).
         """
         headers = Headers(scope=scope)
+        principal = None
         if "authorization" in headers or "x-api-key" in headers:
             try:
-                scope[PRINCIPAL_KEY] = self.authenticator.authenticate(headers)
+                principal = self.authenticator.authenticate(headers)
             except AuthError:
-                await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
+                if await self._websocket_admitted(scope, send, address_key(scope)):
+                    await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
                 return
-        await self.app(scope, receive, send)
+            scope[PRINCIPAL_KEY] = principal
+        key = principal.rate_key if principal is not None else address_key(scope)
+        if await self._websocket_admitted(scope, send, key):
+            await self.app(scope, receive, send)
+
+    async def _websocket_admitted(self, scope: Scope, send: Send, key: str) -> bool:
+        """Take a token for a handshake; when there is none, refuse it (HTTP 429 where the server can
+        send a denial response, else close code 4429) and return False."""
+        wait = await self.limiter.check(key)
+        if not wait:
+            return True
+        retry, message = retry_after(wait)
+        log.info("websocket refused: rate limit")
+        if "websocket.http.response" in (scope.get("extensions") or {}):
+            await send_error(send, 429, RATE_LIMITED, message, {"retry-after": str(retry)},
+                             kind="websocket.http.response", retryAfterSeconds=retry)
+        else:
+            await send({"type": "websocket.close", "code": 4429, "reason": message})
+        return False
 
     async def _too_large(self, send: Send) -> None:
         limit = self.settings.max_body_bytes
         await send_error(send, 413, PAYLOAD_TOO_LARGE, f"request larger than {limit} bytes", max=limit)
 
     async def _rate_limited(self, send: Send, wait: float) -> None:
-        retry = max(1, math.ceil(wait))
+        retry, message = retry_after(wait)
         log.info("request refused: rate limit")
-        await send_error(send, 429, RATE_LIMITED, f"too many requests; retry in {retry} s",
-                         {"retry-after": str(retry)}, retryAfterSeconds=retry)
+        await send_error(send, 429, RATE_LIMITED, message, {"retry-after": str(retry)}, retryAfterSeconds=retry)

@@ -6,6 +6,7 @@ The in-memory default suits one gateway process; several replicas would share bu
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Protocol
 
@@ -49,3 +50,9 @@ class RateLimiter:
         if self.rate <= 0:
             return 0.0
         return await self.store.take(key, self.rate, self.burst, time.monotonic())
+
+
+def retry_after(wait: float) -> tuple[int, str]:
+    """A refusal's whole seconds to wait (at least 1) and the message that says so."""
+    retry = max(1, math.ceil(wait))
+    return retry, f"too many requests; retry in {retry} s"

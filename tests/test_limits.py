@@ -17,6 +17,7 @@ from http.client import HTTPConnection
 from typing import Any
 
 import pytest
+import websockets
 from graphql import get_introspection_query, parse
 
 from gateway.config import Settings
@@ -208,6 +209,64 @@ def test_rate_limit_answers_429_with_retry_after(mock_services: Any) -> None:
         refused = [http("POST", f"{gateway.url}/graphql", {"query": "{ __typename }"},
                         headers={"X-API-Key": f"guess-{i}"})[0] for i in range(5)]
         assert refused[:3] == [401, 401, 401] and refused[-1] == 429
+    finally:
+        gateway.stop()
+
+
+WS = "graphql-transport-ws"
+
+
+def test_websockets_take_from_the_same_rate_limit(mock_services: Any) -> None:
+    """Handshakes and every operation over a socket (queries too) cost a token, as HTTP requests do."""
+    # 3 tokens each, one back every 50 s: no refill during the test
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_RATE_LIMIT_RPS="0.02", UCGW_RATE_LIMIT_BURST="3"))
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    alice, bob = mint(subject="alice"), mint(subject="bob")
+
+    async def handshake_refused(headers: dict[str, str] | None = None) -> Any:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(url, subprotocols=[WS], additional_headers=headers)
+        return refused.value.response
+
+    async def run() -> None:
+        # no credentials in the handshake: it costs the address a token; connection_init names alice
+        async with websockets.connect(url, subprotocols=[WS]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {alice}"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+            answers = []
+            for op in "abcd":
+                await ws.send(json.dumps({"id": op, "type": "subscribe", "payload": {"query": "{ __typename }"}}))
+                answers.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+                if answers[-1]["type"] == "next":
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"id": op, "type": "complete"}
+            assert [m["type"] for m in answers] == ["next", "next", "next", "error"]
+            assert [m["payload"] for m in answers[:3]] == [{"data": {"__typename": "Query"}}] * 3
+            [error] = answers[3]["payload"]
+            assert error["extensions"]["code"] == "RATE_LIMITED" and 1 <= error["extensions"]["retryAfterSeconds"] <= 50
+            await ws.send(json.dumps({"type": "ping"}))  # refused, not disconnected
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
+        # alice's HTTP requests share her bucket; bob's has its own
+        assert gateway.query("{ __typename }", token=alice)[0] == 429
+        assert gateway.query("{ __typename }", token=bob)[0] == 200
+        # a handshake carrying alice's token is refused with 429 and Retry-After
+        response = await handshake_refused({"Authorization": f"Bearer {alice}"})
+        retry = int(response.headers["Retry-After"])
+        body = json.loads(response.body)["errors"][0]
+        assert response.status_code == 429 and 1 <= retry <= 50
+        assert body["extensions"] == {"code": "RATE_LIMITED", "retryAfterSeconds": retry}
+        # the address's bucket: one token went above; bad credentials take the second, a bare handshake
+        # the third, and the next handshake is refused
+        with pytest.raises(websockets.InvalidStatus) as bad:
+            await websockets.connect(url, subprotocols=[WS], additional_headers={"X-API-Key": "guess"})
+        assert bad.value.response.status_code == 403
+        async with websockets.connect(url, subprotocols=[WS]) as ws:
+            assert ws.subprotocol == WS
+        assert (await handshake_refused()).status_code == 429
+        assert (await handshake_refused({"X-API-Key": "guess-2"})).status_code == 429
+
+    try:
+        asyncio.run(run())
+        assert backend_calls(mock_services) == 0
     finally:
         gateway.stop()
 
