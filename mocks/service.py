@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -88,13 +89,16 @@ class Faults:
         return (None, errors) if errors else (new, [])
 
 
+MAX_BATCH_SIZES = 10_000  # `Stats.batch_sizes` keeps the latest this many: a long run stays small
+
+
 @dataclass
 class Stats:
     """Counts of data requests (not admin, health or openapi), and the client connections they came on."""
 
     total: int = 0
     by_route: dict[str, int] = field(default_factory=dict)
-    batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_BATCH_SIZES))
     peers: set[tuple[str, int]] = field(default_factory=set)  # (client address, port) of each connection
 
     def as_dict(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import pytest
 from mocks.openapi import build
 from mocks.runner import running_mocks
 from mocks.schemas import RECORD_SCHEMAS, validate
+from mocks.service import MAX_BATCH_SIZES, Stats
 from mocks.util import DEFAULT_START, http_date, iso, parse_iso
 from mocks.world import CATEGORY_ORDER, World, classify
 from tests.support.mockproc import REPO, MockProcess, Resp, request
@@ -450,6 +451,14 @@ def test_stats_count_exactly_with_batch_sizes(mocks: MockProcess) -> None:
     assert mocks.stats("orr")["total"] == 0 and mocks.stats("eoir")["total"] == 0
     mocks.admin_ok("ice", "POST", "/_admin/reset")
     assert mocks.stats("ice") == {"total": 0, "by_route": {}, "batch_sizes": [], "connections": 0}
+
+
+def test_stats_keep_only_the_latest_batch_sizes() -> None:
+    stats = Stats()
+    for size in range(1, MAX_BATCH_SIZES + 6):
+        stats.batch_sizes.append(size)
+    kept = stats.as_dict()["batch_sizes"]
+    assert len(kept) == MAX_BATCH_SIZES and kept[0] == 6 and kept[-1] == MAX_BATCH_SIZES + 5
 
 
 def test_stats_count_the_client_connections_of_data_requests(mocks: MockProcess) -> None:
