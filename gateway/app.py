@@ -36,7 +36,7 @@ from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
-from gateway.ws_protocol import RateLimitedTransportWS
+from gateway.ws_protocol import GatewayTransportWS
 from resolvers.context import RequestContext
 from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
@@ -65,9 +65,10 @@ def _quiet_errors(schema: Any) -> None:
 class GatewayGraphQL(GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page.
 
-    `limiter`, when given, charges each operation a websocket starts (`gateway/ws_protocol.py`)."""
+    Websockets speak graphql-transport-ws through `gateway/ws_protocol.py` (malformed messages refused;
+    `limiter`, when given, charges each operation a socket starts)."""
 
-    graphql_transport_ws_handler_class = RateLimitedTransportWS
+    graphql_transport_ws_handler_class = GatewayTransportWS
 
     def __init__(self, services: Services, answers: AnswerCache, audit_store: AuditStore | None = None,
                  authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,

@@ -1,4 +1,10 @@
-"""The graphql-transport-ws handler, with the rate limit on every operation a websocket starts.
+"""The graphql-transport-ws handler, with the gateway's rules: malformed messages refused, and the rate
+limit on every operation a websocket starts.
+
+A message that is not a JSON object with a string `type`, or a `subscribe` whose id is not a string or
+whose payload is not `{"query": str, "variables"?: object, "operationName"?: str, "extensions"?: object}`,
+closes the socket with 4400 and its reason, as the protocol asks (strawberry's own handler let such a
+message raise, which dropped the connection without a close frame and logged a traceback).
 
 The protocol carries queries and mutations as well as subscriptions. Each operation a socket starts
 costs its caller one token of the same bucket an HTTP request takes from (the guard charges the
@@ -21,8 +27,34 @@ from gateway.ratelimit import RateLimiter, retry_after
 log = logging.getLogger("ucgw.guard")
 
 
-class RateLimitedTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
-    """strawberry's handler; `subscribe` first takes a token from the view's `limiter` (when it has one)."""
+def _subscribe_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with a `subscribe` message's shape, or None."""
+    payload = message.get("payload")
+    if not isinstance(message.get("id"), str):
+        return "subscribe needs a string id"
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "subscribe needs a payload with a string query"
+    for key, kind in (("variables", dict), ("operationName", str), ("extensions", dict)):
+        if payload.get(key) is not None and not isinstance(payload[key], kind):
+            return f"subscribe payload's {key} must be {'an object' if kind is dict else 'a string'}"
+    return None
+
+
+class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
+    """strawberry's handler; messages are checked for shape first, and `subscribe` takes a token from the
+    view's `limiter` (when it has one)."""
+
+    async def handle_message(self, message: Message) -> None:
+        """Close with 4400 on a malformed message, else handle it as strawberry does."""
+        raw: Any = message
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            await self.handle_invalid_message("Failed to parse message")
+            return
+        problem = _subscribe_problem(raw) if raw["type"] == "subscribe" else None
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
         """Start the operation, or refuse it with an `error` message when its caller is over the limit.

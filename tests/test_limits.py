@@ -271,6 +271,43 @@ def test_websockets_take_from_the_same_rate_limit(mock_services: Any) -> None:
         gateway.stop()
 
 
+def test_malformed_websocket_messages_close_with_4400(mock_services: Any) -> None:
+    """Each malformed message closes its socket with 4400 and a reason; none leaves a traceback in the log."""
+    gateway = GatewayProcess(gateway_env(mock_services))
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    subscribe = {"id": "1", "type": "subscribe"}
+    cases = [
+        ([1, 2], "Failed to parse message"),
+        ("hello", "Failed to parse message"),
+        ({"type": 5}, "Failed to parse message"),
+        ({**subscribe, "payload": []}, "subscribe needs a payload with a string query"),
+        ({**subscribe, "payload": {"query": 5}}, "subscribe needs a payload with a string query"),
+        ({**subscribe, "id": 5, "payload": {"query": "{ __typename }"}}, "subscribe needs a string id"),
+        ({**subscribe, "payload": {"query": "{ __typename }", "variables": [1]}},
+         "subscribe payload's variables must be an object"),
+        ({**subscribe, "payload": {"query": "{ __typename }", "operationName": 1}},
+         "subscribe payload's operationName must be a string"),
+    ]
+
+    async def closing(message: Any) -> tuple[int, str]:
+        async with websockets.connect(url, subprotocols=[WS]) as ws:
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {mint()}"}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+            await ws.send(json.dumps(message))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 10)
+        return closed.value.rcvd.code, closed.value.rcvd.reason  # type: ignore[union-attr]
+
+    async def run() -> list[tuple[int, str]]:
+        return [await closing(message) for message, _ in cases]
+
+    try:
+        assert asyncio.run(run()) == [(4400, reason) for _, reason in cases]
+    finally:
+        log = gateway.stop()
+    assert "Traceback" not in log and " ERROR " not in log
+
+
 def _serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("UCGW_")}
     full.update({"UCGW_PORT": str(free_port()), "UCGW_HOST": "127.0.0.1", **env})
