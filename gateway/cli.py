@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 from gateway.config import ConfigError, Settings, load_settings
@@ -34,6 +35,17 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
 
     sys.stdout.write(build_schema().as_str() + "\n")
     return 0
+
+
+def positive_seconds(raw: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, not {raw}")
+    return value
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -146,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     token_p = sub.add_parser("token", help="print a JWT for a role, signed with the configured secret")
     token_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
     token_p.add_argument("--role", required=True, choices=ROLES)
-    token_p.add_argument("--ttl", type=float, default=3600.0, help="lifetime in seconds (default 3600)")
+    token_p.add_argument("--ttl", type=positive_seconds, default=3600.0, help="lifetime in seconds (default 3600)")
     token_p.add_argument("--subject", help="the `sub` claim (default <role>-demo)")
     token_p.add_argument("--client", default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
     token_p.add_argument("--field-offices", help="comma-separated ERO field offices the token is limited to")

@@ -148,6 +148,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("setting 'env' must be development, production or test")
     if settings.request_deadline_seconds <= 0 or settings.source_timeout_seconds <= 0:
         raise ConfigError("timeouts and deadlines must be positive")
+    if settings.port > 65535:
+        raise ConfigError(f"setting 'port' must be in [0, 65535] (got {settings.port})")
     if settings.cache_max_entries < 1:
         raise ConfigError("setting 'cache_max_entries' must be at least 1")
     if settings.audit_sync not in SYNC_MODES:

@@ -28,6 +28,7 @@ def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> 
     ({"UCGW_SOURCE_TIMEOUT_SECONDS": "nan"}, "'source_timeout_seconds': 'nan' is not a valid float"),
     ({"UCGW_SOURCE_KEEPALIVE_SECONDS": "inf"}, "not a valid float"),
     ({"UCGW_PORT": "-1"}, "must not be negative"),
+    ({"UCGW_PORT": "99999"}, r"'port' must be in \[0, 65535\] \(got 99999\)"),
     ({"UCGW_AUTH_REQUIRED": "maybe"}, "not a valid bool"),
     ({"UCGW_ENV": "staging"}, "development, production or test"),
     ({"UCGW_REQUEST_DEADLINE_SECONDS": "0"}, "must be positive"),
@@ -67,6 +68,21 @@ def test_demo_with_a_bad_flag_exits_2_without_traceback(flags: list[str], messag
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"ucgw demo: {message}"
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("ttl, message", [
+    ("-5", "must be a finite number of seconds above 0, not -5"),
+    ("0", "must be a finite number of seconds above 0, not 0"),
+    ("nan", "must be a finite number of seconds above 0, not nan"),
+    ("inf", "must be a finite number of seconds above 0, not inf"),
+    ("soon", "'soon' is not a number of seconds"),
+])
+def test_token_with_a_bad_ttl_exits_2_without_traceback(ttl: str, message: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", "token", "--role", "caseworker", "--ttl", ttl],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1] == f"ucgw token: error: argument --ttl: {message}"
+    assert "Traceback" not in proc.stderr
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:
