@@ -36,7 +36,7 @@ from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
-from gateway.ws_protocol import GatewayTransportWS
+from gateway.ws_protocol import GatewayTransportWS, SocketCount
 from resolvers.context import RequestContext
 from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
@@ -81,6 +81,7 @@ class GatewayGraphQL(GraphQL):
         self.audit_store = audit_store
         self.authenticator = authenticator or Authenticator(services.settings)
         self.limiter = limiter
+        self.sockets = SocketCount(services.settings.websockets_per_client)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one
@@ -266,6 +267,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         ready = any(f["usable"] for f in facts)
         return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
                              "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                             "websockets": graphql_app.sockets.facts(),
                              "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}},
                             status_code=200 if ready else 503)
 

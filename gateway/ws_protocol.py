@@ -6,6 +6,11 @@ whose payload is not `{"query": str, "variables"?: object, "operationName"?: str
 closes the socket with 4400 and its reason, as the protocol asks (strawberry's own handler let such a
 message raise, which dropped the connection without a close frame and logged a traceback).
 
+One caller (a token's subject and client, or an API key) holds at most `websockets_per_client` open
+sockets in one gateway process: the one past the cap is acknowledged and then closed with 4429 and a
+reason (strawberry answers a rejected `connection_init` with a bare 4403, which would read as "forbidden").
+The count lives in the process, as the sockets do.
+
 The protocol carries queries and mutations as well as subscriptions. Each operation a socket starts
 costs its caller one token of the same bucket an HTTP request takes from (the guard charges the
 handshake), so a websocket is no way around the limit. A refused operation gets the protocol's `error`
@@ -23,6 +28,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 
 from gateway.guard import RATE_LIMITED
 from gateway.ratelimit import RateLimiter, retry_after
+from gateway.roles import Principal
 
 log = logging.getLogger("ucgw.guard")
 
@@ -40,9 +46,70 @@ def _subscribe_problem(message: dict[str, Any]) -> str | None:
     return None
 
 
+class SocketCount:
+    """Open websockets per caller (`Principal.rate_key`), with a cap (0: none)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open: dict[str, int] = {}
+
+    def enter(self, key: str) -> bool:
+        """Count one more socket of `key`; False (and not counted) when it already holds `cap`."""
+        held = self.open.get(key, 0)
+        if self.cap and held >= self.cap:
+            return False
+        self.open[key] = held + 1
+        return True
+
+    def facts(self) -> dict[str, int]:
+        """Open sockets and the callers holding them, for /readyz."""
+        return {"open": sum(self.open.values()), "clients": len(self.open), "perClientCap": self.cap}
+
+    def leave(self, key: str) -> None:
+        """One socket of `key` closed."""
+        held = self.open.get(key, 0) - 1
+        if held > 0:
+            self.open[key] = held
+        else:
+            self.open.pop(key, None)
+
+
 class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
-    """strawberry's handler; messages are checked for shape first, and `subscribe` takes a token from the
-    view's `limiter` (when it has one)."""
+    """strawberry's handler; messages are checked for shape first, an acknowledged socket is counted
+    against its caller's cap (the view's `sockets`, when it has one), and `subscribe` takes a token from
+    the view's `limiter` (when it has one)."""
+
+    counted: str | None = None  # the caller key this socket is counted under
+
+    async def handle_connection_init(self, message: Any) -> None:
+        """strawberry's handshake; then count the socket, or close it with 4429 when its caller is at the cap."""
+        await super().handle_connection_init(message)
+        sockets: SocketCount | None = getattr(self.view, "sockets", None)
+        principal: Principal | None = getattr(self.context, "principal", None)
+        if sockets is None or principal is None or not self.connection_acknowledged or self.counted is not None:
+            return
+        if sockets.enter(principal.rate_key):
+            self.counted = principal.rate_key
+            return
+        log.info("websocket refused: %d open for one client", sockets.cap)
+        self.connection_acknowledged = False
+        reason = f"too many open websockets for this client (at most {sockets.cap})"
+        await self.websocket.close(code=4429, reason=reason)
+
+    async def shutdown(self) -> None:
+        """strawberry's clean-up; then the socket no longer counts against its caller, and its token-expiry
+        timer (gateway/app.py `_close_at`) is cancelled, which would otherwise hold it until the expiry."""
+        try:
+            await super().shutdown()
+        finally:
+            sockets: SocketCount | None = getattr(self.view, "sockets", None)
+            if sockets is not None and self.counted is not None:
+                sockets.leave(self.counted)
+                self.counted = None
+            state = getattr(getattr(self.context, "request", None), "state", None)
+            timer = getattr(state, "expiry_timer", None)
+            if timer is not None:
+                timer.cancel()
 
     async def handle_message(self, message: Message) -> None:
         """Close with 4400 on a malformed message, else handle it as strawberry does."""

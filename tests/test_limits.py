@@ -308,6 +308,56 @@ def test_malformed_websocket_messages_close_with_4400(mock_services: Any) -> Non
     assert "Traceback" not in log and " ERROR " not in log
 
 
+def test_one_client_holds_at_most_its_cap_of_websockets(mock_services: Any) -> None:
+    """The socket past a caller's cap is closed with 4429; a closed socket frees its place (/readyz counts)."""
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_WEBSOCKETS_PER_CLIENT="2"))
+    url = gateway.url.replace("http://", "ws://") + "/graphql"
+    alice, bob = mint(subject="alice"), mint(subject="bob")
+
+    def open_sockets() -> dict[str, int]:
+        status, _, body = http("GET", f"{gateway.url}/readyz")
+        assert status == 200
+        return json.loads(body)["websockets"]  # type: ignore[no-any-return]
+
+    async def until_open(n: int) -> None:
+        deadline = time.monotonic() + 10
+        while open_sockets()["open"] != n:
+            assert time.monotonic() < deadline, open_sockets()
+            await asyncio.sleep(0.05)
+
+    async def joined(token: str) -> Any:
+        ws = await websockets.connect(url, subprotocols=[WS])
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        return ws
+
+    async def run() -> None:
+        first, second = await joined(alice), await joined(alice)
+        assert open_sockets() == {"open": 2, "clients": 1, "perClientCap": 2}
+        third = await joined(alice)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(third.recv(), 10)
+        assert closed.value.rcvd.code == 4429  # type: ignore[union-attr]
+        assert closed.value.rcvd.reason == "too many open websockets for this client (at most 2)"  # type: ignore[union-attr]
+        other = await joined(bob)  # the cap is per caller
+        assert open_sockets() == {"open": 3, "clients": 2, "perClientCap": 2}
+        await first.close()
+        await until_open(2)
+        again = await joined(alice)
+        await again.send(json.dumps({"id": "t", "type": "subscribe", "payload": {"query": "{ __typename }"}}))
+        assert json.loads(await asyncio.wait_for(again.recv(), 10))["payload"] == {"data": {"__typename": "Query"}}
+        for ws in (second, other, again):
+            await ws.close()
+        await until_open(0)
+        assert open_sockets()["clients"] == 0
+
+    try:
+        asyncio.run(run())
+    finally:
+        log = gateway.stop()
+    assert "Traceback" not in log
+
+
 def _serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("UCGW_")}
     full.update({"UCGW_PORT": str(free_port()), "UCGW_HOST": "127.0.0.1", **env})
