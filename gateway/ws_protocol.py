@@ -1,5 +1,5 @@
-"""The graphql-transport-ws handler, with the gateway's rules: malformed messages refused, and the rate
-limit on every operation a websocket starts.
+"""The graphql-transport-ws handler, with the gateway's rules: malformed messages refused, a cap on the
+sockets one caller holds open, and the rate limit on every operation a socket starts.
 
 A message that is not a JSON object with a string `type`, or a `subscribe` whose id is not a string or
 whose payload is not `{"query": str, "variables"?: object, "operationName"?: str, "extensions"?: object}`,
