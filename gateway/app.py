@@ -32,7 +32,7 @@ from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
-from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose
+from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose, send_error
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -43,7 +43,14 @@ from resolvers.masking import mask_unexpected
 from resolvers.safety import sponsor_office
 from resolvers.schema import build_schema
 
+try:
+    from cross_web import HTTPException  # what strawberry raises to refuse a request (0.341)
+except ImportError:  # pragma: no cover - strawberry releases before cross_web
+    from strawberry.http.exceptions import HTTPException  # type: ignore[attr-defined,no-redef]
+
 log = logging.getLogger("ucgw.app")
+# codes of the requests strawberry refuses before any GraphQL work, by HTTP status
+REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 CONTEXT_KEY = "ucgw.context"  # ASGI scope entry: the request's GraphQL context, for process_result
 DEMO_TOKEN_TTL = 12 * 3600
 
@@ -82,6 +89,20 @@ class GatewayGraphQL(GraphQL):
         self.authenticator = authenticator or Authenticator(services.settings)
         self.limiter = limiter
         self.sockets = SocketCount(services.settings.websockets_per_client)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """strawberry's view, except that a request it refuses before any GraphQL work (a body that is not
+        JSON, `query` not a string, a batch, a wrong method) gets the gateway's JSON error body with a code
+        (`REFUSAL_CODES`) and strawberry's status and message, not a plain-text body."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"), exc.reason)
+            return
+        await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one

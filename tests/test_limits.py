@@ -112,7 +112,9 @@ def test_request_errors_carry_a_code(gw: GatewayProcess, mock_services: Any, que
 def test_an_unknown_operation_name_is_a_400(gw: GatewayProcess) -> None:
     status, _, raw = http("POST", f"{gw.url}/graphql", {"query": "query A { __typename }", "operationName": "B"},
                           headers=gw.headers())
-    assert (status, raw) == (400, b'Unknown operation named "B".')
+    assert status == 400
+    assert json.loads(raw) == {"errors": [{"message": 'Unknown operation named "B".',
+                                           "extensions": {"code": "BAD_REQUEST"}}]}
 
 
 def test_depth_limit(tight: GatewayProcess, mock_services: Any) -> None:
@@ -187,6 +189,26 @@ def test_oversize_bodies_are_413(gw: GatewayProcess, tight: GatewayProcess, mock
     assert backend_calls(mock_services) == 0
     status, body = tight.query("{ __typename }")
     assert status == 200 and body["data"] == {"__typename": "Query"}
+
+
+@pytest.mark.parametrize("raw, content_type, message", [
+    (b"[" * 5000 + b"]" * 5000, "application/json", "Unable to parse request body as JSON"),
+    (b'{"query": "\xff"}', "application/json", "Unable to parse request body as JSON"),
+    (b"", "application/json", "Unable to parse request body as JSON"),
+    (b'[{"query": "{ __typename }"}]', "application/json", "Batching is not enabled"),
+    (b'{"query": 5}', "application/json", "The GraphQL operation's `query` must be a string or null, if provided."),
+    (b'{"query": "{ __typename }", "variables": [1]}', "application/json",
+     "The GraphQL operation's `variables` must be an object or null, if provided."),
+    (b"{ __typename }", "text/plain", "Unsupported content type"),
+])
+def test_requests_refused_before_graphql_get_a_json_error_with_a_code(
+        gw: GatewayProcess, mock_services: Any, raw: bytes, content_type: str, message: str) -> None:
+    mock_services.reset()
+    status, headers, body = http("POST", f"{gw.url}/graphql", headers={**gw.headers(), "Content-Type": content_type},
+                                 raw=raw)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {"errors": [{"message": message, "extensions": {"code": "BAD_REQUEST"}}]}
+    assert backend_calls(mock_services) == 0
 
 
 def test_rate_limit_answers_429_with_retry_after(mock_services: Any) -> None:
