@@ -151,8 +151,9 @@ def check(c: Complexity, max_depth: int, max_aliases: int, max_cost: int) -> Gra
         return too_complex(f"query uses {c.aliases} aliases; the limit is {max_aliases}",
                            limit="aliases", value=c.aliases, max=max_aliases)
     if max_cost and c.cost > max_cost:
-        return too_complex(f"query cost {c.cost} exceeds the limit of {max_cost} (a children list costs "
-                           f"per A-number; ask for fewer children or fewer sections)",
+        return too_complex(f"query cost {c.cost} exceeds the limit of {max_cost} (a list costs per element "
+                           f"it asks for: per A-number of `children`, per `first` of a page; ask for fewer "
+                           f"elements or fewer fields)",
                            limit="cost", value=c.cost, max=max_cost)
     return None
 

@@ -136,6 +136,9 @@ def test_children_cost_per_a_number_literal_or_variable(tight: GatewayProcess, g
     body = rejected_without_backend_calls(tight, mock_services, by_variable, {"as": over})
     too_complex(body, "cost")
     assert body["errors"][0]["extensions"]["value"] == 105
+    assert body["errors"][0]["message"] == (
+        "query cost 105 exceeds the limit of 100 (a list costs per element it asks for: per A-number of "
+        "`children`, per `first` of a page; ask for fewer elements or fewer fields)")
     literal = "{ children(aNumbers: " + json.dumps(over) + ") { " + PER_CHILD + " } }"
     too_complex(rejected_without_backend_calls(tight, mock_services, literal), "cost")
     for ok in (by_variable, "{ children(aNumbers: " + json.dumps(fits) + ") { " + PER_CHILD + " } }"):
