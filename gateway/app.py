@@ -305,7 +305,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     routes = [
         Route("/graphql", guarded, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", guarded),
-        Route("/hooks/changes", webhook_endpoint(settings, services.changes), methods=["POST"]),
+        Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

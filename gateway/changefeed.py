@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+import orjson
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -42,7 +43,9 @@ from gateway.events import (
     office_topic,
 )
 from gateway.fetcher import Fetched, SourceFetcher
+from gateway.guard import address_key
 from gateway.pubsub import PubSub
+from gateway.ratelimit import RateLimiter, retry_after
 from gateway.sources import Source
 
 log = logging.getLogger("ucgw.changefeed")
@@ -375,11 +378,15 @@ class ChangeFollower:
                 await asyncio.sleep(delay)
 
 
-def webhook_endpoint(settings: Settings, processor: ChangeProcessor) -> Callable[[Request], Any]:
+def webhook_endpoint(settings: Settings, processor: ChangeProcessor,
+                     limiter: RateLimiter | None = None) -> Callable[[Request], Any]:
     """`POST /hooks/changes`: `{"source": "orr"|"ice"|"eoir", "changes": [...]}`.
 
     The shared secret comes in the `X-UCGW-Webhook-Secret` header or, for senders that can only be given
-    a URL (the mocks' `--webhook-url`), as `?token=`. No secret configured: the endpoint answers 404.
+    a URL (the mocks' `--webhook-url`), as `?token=`. No secret configured: the endpoint answers 404. A
+    wrong secret costs the sender's address a token of `limiter` (as bad credentials on /graphql do), so
+    guessing is slowed to the rate limit (429 with Retry-After). The body is parsed by orjson: a JSON
+    nesting deeper than its limit (1,024) or a NaN is a 400 like any other malformed body.
     """
     secret = settings.webhook_secret.encode()
 
@@ -388,13 +395,18 @@ def webhook_endpoint(settings: Settings, processor: ChangeProcessor) -> Callable
             return JSONResponse({"error": {"code": "NOT_FOUND", "message": "webhook not configured"}}, 404)
         given = (request.headers.get("x-ucgw-webhook-secret") or request.query_params.get("token", "")).encode()
         if not hmac.compare_digest(given, secret):
+            wait = await limiter.check(address_key(request.scope)) if limiter is not None else 0.0
+            if wait:
+                retry, message = retry_after(wait)
+                return JSONResponse({"error": {"code": "RATE_LIMITED", "message": message}}, 429,
+                                    headers={"retry-after": str(retry)})
             return JSONResponse({"error": {"code": "UNAUTHENTICATED", "message": "bad webhook secret"}}, 401)
         declared = request.headers.get("content-length", "")
         if not declared.isdigit() or int(declared) > MAX_WEBHOOK_BYTES:
             return JSONResponse({"error": {"code": "PAYLOAD_TOO_LARGE", "message":
                                  f"send a Content-Length of at most {MAX_WEBHOOK_BYTES} bytes"}}, 413)
         try:
-            body = await request.json()
+            body = orjson.loads(await request.body())
             source = Source(str(body["source"]).upper())
             changes, bad = parse_changes(body["changes"])
         except (ValueError, KeyError, TypeError):

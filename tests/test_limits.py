@@ -383,6 +383,29 @@ def test_one_client_holds_at_most_its_cap_of_websockets(mock_services: Any) -> N
     assert "Traceback" not in log
 
 
+def test_webhook_refuses_malformed_bodies_and_slows_secret_guessing(mock_services: Any) -> None:
+    secret = "w" * 40
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_WEBHOOK_SECRET=secret, UCGW_RATE_LIMIT_RPS="0.02",
+                                         UCGW_RATE_LIMIT_BURST="3"))
+    url = f"{gateway.url}/hooks/changes"
+    good = {"X-UCGW-Webhook-Secret": secret, "Content-Type": "application/json"}
+    try:
+        for raw in (b"[" * 200_000 + b"]" * 200_000, b'{"source": "orr", "changes": [{"seq": NaN}]}'):
+            status, _, body = http("POST", url, headers=good, raw=raw)
+            assert status == 400 and json.loads(body)["error"]["code"] == "BAD_USER_INPUT"
+        guesses = [http("POST", url, {"source": "orr", "changes": []}, headers={"X-UCGW-Webhook-Secret": f"g{i}"})
+                   for i in range(4)]
+        assert [g[0] for g in guesses] == [401, 401, 401, 429]
+        retry = int(guesses[3][1]["retry-after"])
+        assert 1 <= retry <= 50 and json.loads(guesses[3][2])["error"]["code"] == "RATE_LIMITED"
+        for _ in range(5):  # the right secret is never slowed
+            status, _, body = http("POST", url, {"source": "orr", "changes": []}, headers=good)
+            assert (status, json.loads(body)) == (202, {"accepted": 0, "skipped": 0})
+    finally:
+        log = gateway.stop()
+    assert "Traceback" not in log
+
+
 def _serve(env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("UCGW_")}
     full.update({"UCGW_PORT": str(free_port()), "UCGW_HOST": "127.0.0.1", **env})
