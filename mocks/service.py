@@ -289,7 +289,7 @@ async def _json_body(request: Request) -> tuple[Any, Response | None]:
         return None, error(413, "PAYLOAD_TOO_LARGE", f"body larger than {MAX_BODY} bytes")
     try:
         return json.loads(body), None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than json parses
         return None, error(400, "BAD_REQUEST", "body is not valid JSON")
 
 

@@ -413,6 +413,19 @@ def test_down_answers_503_on_every_data_route(mocks: MockProcess) -> None:
     assert mocks.admin("orr", "GET", "/_admin/faults")[1]["down"] is False
 
 
+def test_bodies_nested_too_deep_are_a_400(mocks: MockProcess) -> None:
+    a = mocks.sample(1)[0]
+    before = get(mocks, "orr", a)
+    deep = b"[" * 200_000 + b"]" * 200_000
+    for method, path in (("POST", "/v1/children/batch"), ("PUT", "/_admin/faults"), ("PATCH", f"/_admin/records/{a}"),
+                         ("PUT", f"/_admin/records/{a}")):
+        r = request(method, mocks.orr + path, data=deep, headers={"Content-Type": "application/json"})
+        assert (r.status, r.json()["error"]["code"]) == (400, "BAD_REQUEST"), (method, path)
+    assert "Traceback" not in mocks.stderr()
+    after = get(mocks, "orr", a)
+    assert (after.status, after.body) == (before.status, before.body)  # nothing was applied
+
+
 def test_fault_knobs_are_validated(mocks: MockProcess) -> None:
     for body in ({"latency_ms": -1}, {"error_rate": 1.5}, {"timeout_rate": "0.1"}, {"down": "yes"},
                  {"jitter_ms": True}, {"sparkle": 1}, [1], {"latency_ms": 10**9}):
