@@ -58,7 +58,7 @@ def decode_cursor(kind: str, cursor: str | None) -> Position | None:
         ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str) and len(a_number) == 10
               and a_number[0] == "A" and a_number[1:].isdigit() and isinstance(index, int) and index >= -1
               and (listing is None or isinstance(listing, str)))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
         ok = False
     if not ok:
         raise bad_input("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor "

@@ -6,6 +6,7 @@ never from the gateway's resolvers; routing is checked against the mocks' own of
 
 from __future__ import annotations
 
+import base64
 import json
 from collections import Counter
 from datetime import datetime
@@ -136,6 +137,10 @@ def test_caseload_bad_arguments(gateway: Any) -> None:
     cursor = alerts_cursor["courtAlerts"]["pageInfo"]["endCursor"]
     status, body = gateway.query("query($c: String) { caseload(after: $c) { edges { cursor } } }", {"c": cursor})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    deep = base64.urlsafe_b64encode(b"[" * 30_000 + b"]" * 30_000).decode()  # nested deeper than json parses
+    for field in ("caseload", "courtAlerts"):
+        status, body = gateway.query(f"query($c: String) {{ {field}(after: $c) {{ totalCount }} }}", {"c": deep})
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"], (field, body)
 
 
 BACKLOG = """query($asOf: DateTime, $f: BacklogFilter, $first: Int!, $after: String) { ntaBacklog(asOf: $asOf) {
