@@ -1,7 +1,8 @@
 """The door in front of `/graphql`: body size, authentication and rate limit, before any GraphQL work.
 
 Each refusal is a JSON body shaped like a GraphQL error with a stable code: 413 PAYLOAD_TOO_LARGE,
-401 UNAUTHENTICATED, 429 RATE_LIMITED (with Retry-After). The authenticated `Principal` travels to the
+401 UNAUTHENTICATED, 429 RATE_LIMITED (with Retry-After), 408 REQUEST_TIMEOUT (a body not received within
+the request deadline). The authenticated `Principal` travels to the
 GraphQL view in the ASGI scope. The GraphiQL page itself (a browser navigation) needs no credentials;
 the queries it sends do.
 """
@@ -9,6 +10,7 @@ the queries it sends do.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -35,6 +37,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PRINCIPAL_KEY = "ucgw.principal"
 MAX_PURPOSE_CHARS = 200
 UNAUTHENTICATED, RATE_LIMITED, PAYLOAD_TOO_LARGE = "UNAUTHENTICATED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"
+REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
 
 
 class _TooLarge(Exception):
@@ -148,6 +151,57 @@ class InFlight:
         return self.count <= 1 and (self._quiet or self._started - self._switched >= STEADY_SECONDS)
 
 
+class BodyWatch:
+    """Requests still reading their body, each given up (its task cancelled) `seconds` after it began.
+
+    One sweeping task, alive only while some body is being read, checks every `seconds / 4` (at most 1 s),
+    so a body that trickles in (or never comes) holds a request at most about `seconds` longer than it
+    should; the requests whose body is already there pay a dict entry, not a timer each.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._reading: dict[int, tuple[float, asyncio.Task[Any]]] = {}
+        self._expired: set[int] = set()
+        self._ids = itertools.count()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> int:
+        """The current task begins reading a body; the token to pass to `done` and `timed_out`."""
+        task = asyncio.current_task()
+        token = next(self._ids)
+        if task is None:
+            return token
+        self._reading[token] = (time.monotonic() + self.seconds, task)
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = task.get_loop().create_task(self._sweep())
+        return token
+
+    def done(self, token: int) -> None:
+        """The body was read, refused or given up."""
+        self._reading.pop(token, None)
+        self._expired.discard(token)
+
+    def timed_out(self, token: int) -> bool:
+        """True when the cancellation being handled is this watch's (it is then taken back)."""
+        if token not in self._expired:
+            return False
+        task = asyncio.current_task()
+        return task is None or task.uncancel() == 0
+
+    async def _sweep(self) -> None:
+        try:
+            while self._reading:
+                await asyncio.sleep(min(1.0, self.seconds / 4))
+                now = time.monotonic()
+                for token, (deadline, task) in list(self._reading.items()):
+                    if now >= deadline and token not in self._expired:
+                        self._expired.add(token)
+                        task.cancel()
+        finally:
+            self._sweeper = None
+
+
 class GraphQLGuard:
     """ASGI middleware for the GraphQL endpoint."""
 
@@ -161,6 +215,7 @@ class GraphQLGuard:
         self.shortcut = shortcut
         self.early = early
         self.in_flight = in_flight or InFlight()
+        self.bodies = BodyWatch(settings.request_deadline_seconds)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -199,11 +254,22 @@ class GraphQLGuard:
         if wait:
             await self._rate_limited(send, wait)
             return
+        watch = self.bodies.start()
         try:
             body = await read_body(receive, limit)
         except _TooLarge:
             await self._too_large(send)
             return
+        except asyncio.CancelledError:
+            if not self.bodies.timed_out(watch):
+                raise
+            deadline = self.bodies.seconds
+            log.info("request refused: body not received within %s s", deadline)
+            await send_error(send, 408, REQUEST_TIMEOUT, f"the request body did not arrive within {deadline} s",
+                             {"connection": "close"})
+            return
+        finally:
+            self.bodies.done(watch)
         scope[PRINCIPAL_KEY] = principal
         scope[REQUEST_DEADLINE] = time.monotonic() + self.settings.request_deadline_seconds
         if self.shortcut is not None and await self.shortcut(scope, headers, body, principal, send):

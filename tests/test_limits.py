@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -401,6 +402,33 @@ def test_webhook_refuses_malformed_bodies_and_slows_secret_guessing(mock_service
         for _ in range(5):  # the right secret is never slowed
             status, _, body = http("POST", url, {"source": "orr", "changes": []}, headers=good)
             assert (status, json.loads(body)) == (202, {"accepted": 0, "skipped": 0})
+    finally:
+        log = gateway.stop()
+    assert "Traceback" not in log
+
+
+def test_a_body_that_does_not_arrive_is_a_408_within_the_deadline(mock_services: Any) -> None:
+    """A client that sends its headers and then too little of its body (or none) holds nothing for long."""
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_REQUEST_DEADLINE_SECONDS="1"))
+    head = (f"POST /graphql HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gateway.token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+    try:
+        mock_services.reset()
+        for partial in ('{"query"', ""):
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
+                conn.sendall((head + partial).encode())
+                started = time.monotonic()
+                answer = b""
+                while chunk := conn.recv(65536):  # the gateway closes the connection after its answer
+                    answer += chunk
+                waited = time.monotonic() - started
+            status_line, _, rest = answer.partition(b"\r\n")
+            assert status_line == b"HTTP/1.1 408 Request Timeout", answer
+            assert json.loads(rest.split(b"\r\n\r\n", 1)[1]) == {"errors": [{
+                "message": "the request body did not arrive within 1.0 s", "extensions": {"code": "REQUEST_TIMEOUT"}}]}
+            assert 0.9 <= waited < 5, waited
+        assert gateway.query("{ __typename }")[1] == {"data": {"__typename": "Query"}}
+        assert backend_calls(mock_services) == 0
     finally:
         log = gateway.stop()
     assert "Traceback" not in log
