@@ -190,16 +190,13 @@ class BodyWatch:
         return task is None or task.uncancel() == 0
 
     async def _sweep(self) -> None:
-        try:
-            while self._reading:
-                await asyncio.sleep(min(1.0, self.seconds / 4))
-                now = time.monotonic()
-                for token, (deadline, task) in list(self._reading.items()):
-                    if now >= deadline and token not in self._expired:
-                        self._expired.add(token)
-                        task.cancel()
-        finally:
-            self._sweeper = None
+        while self._reading:
+            await asyncio.sleep(min(1.0, self.seconds / 4))
+            now = time.monotonic()
+            for token, (deadline, task) in list(self._reading.items()):
+                if now >= deadline and token not in self._expired:
+                    self._expired.add(token)
+                    task.cancel()
 
 
 class GraphQLGuard:
@@ -263,10 +260,7 @@ class GraphQLGuard:
         except asyncio.CancelledError:
             if not self.bodies.timed_out(watch):
                 raise
-            deadline = self.bodies.seconds
-            log.info("request refused: body not received within %s s", deadline)
-            await send_error(send, 408, REQUEST_TIMEOUT, f"the request body did not arrive within {deadline} s",
-                             {"connection": "close"})
+            await self._body_timed_out(send)
             return
         finally:
             self.bodies.done(watch)
@@ -320,6 +314,12 @@ class GraphQLGuard:
         else:
             await send({"type": "websocket.close", "code": 4429, "reason": message})
         return False
+
+    async def _body_timed_out(self, send: Send) -> None:
+        deadline = self.bodies.seconds
+        log.info("request refused: body not received within %s s", deadline)
+        await send_error(send, 408, REQUEST_TIMEOUT, f"the request body did not arrive within {deadline} s",
+                         {"connection": "close"})
 
     async def _too_large(self, send: Send) -> None:
         limit = self.settings.max_body_bytes
