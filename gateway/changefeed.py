@@ -4,7 +4,8 @@
 cache, publishes a `ChangeEvent` per change (to the child's topic and its field office's), and looks
 for new court alerts in changed EOIR records. `ChangeFollower` polls `GET /v1/changes` of each
 source from the feed's current end, so a restart does not replay history; it retries with backoff
-through outages and ends with the app. Logs carry counts and sources, never A-numbers.
+through outages, reads a feed that no longer knows its cursor (the source restarted) from the feed's
+first change, and ends with the app. Logs carry counts and sources, never A-numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import aiohttp
 import orjson
@@ -54,7 +55,9 @@ A_NUMBER = re.compile(r"^A\d{9}$")
 ALERT_FIELDS = frozenset({"hearings", "in_absentia_order", "decision", "case_status"})
 RECENT_SECONDS = 2 * 86_400  # with no earlier copy to compare, an event this close to updated_at is new
 MAX_PENDING = 10_000
+SEEN_CHANGES = 10_000  # changes remembered per source, so one that both poll and webhook bring is handled once
 MAX_WEBHOOK_BYTES = 5_000_000
+K = TypeVar("K")
 OfficeFallback = Callable[[dict[str, Any] | None], str | None]  # ORR record -> office from the sponsor's state
 
 
@@ -99,6 +102,35 @@ def _epoch(iso: str | None) -> float | None:
             return None
 
 
+class Recent(Generic[K]):
+    """The latest `size` distinct keys added, oldest forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._keys: OrderedDict[K, None] = OrderedDict()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: K) -> None:
+        """Remember `key` (again: it becomes the newest)."""
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        if len(self._keys) > self.size:
+            self._keys.popitem(last=False)
+
+    def first(self, key: K) -> bool:
+        """True the first time `key` is seen (while remembered); it is remembered from now on."""
+        if key in self._keys:
+            return False
+        self.add(key)
+        return True
+
+    def clear(self) -> None:
+        """Forget every key."""
+        self._keys.clear()
+
+
 class ChangeProcessor:
     """Invalidate, enrich and publish one batch of changes from one source."""
 
@@ -108,22 +140,31 @@ class ChangeProcessor:
         self.fetchers = fetchers
         self.pubsub = pubsub
         self.office_fallback = office_fallback
-        self.last_seq: dict[Source, int] = {}
+        self._seen_changes: dict[Source, Recent[tuple[Change, str]]] = {s: Recent(SEEN_CHANGES) for s in Source}
         self.processed = 0
         self.alerts = 0
-        self._alerted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._alerted: Recent[tuple[str, str]] = Recent(100_000)
         self._pending_alert_checks: dict[str, dict[str, Any] | None] = {}
 
     def _deadline(self) -> float:
         return time.monotonic() + self.settings.request_deadline_seconds
 
     async def handle(self, source: Source, changes: Sequence[Change], via: str) -> int:
-        """Process changes not seen before (by seq); returns how many were new."""
-        last = self.last_seq.get(source, 0)
-        fresh = [c for c in changes if c.seq > last]
+        """Process the changes the other transport has not brought already; returns how many were new.
+
+        With both polling and the webhook on, each change arrives twice and is handled once. A change is
+        known by its whole entry (seq, A-number, time, fields), not by a high-water mark of seqs: a source
+        that restarts numbers its feed from 1 again, and one wrong seq from a sender must not hide every
+        later change. A transport bringing a change again (a webhook's retry) gets it handled again:
+        a repeated event costs less than a lost one.
+        """
+        seen = self._seen_changes[source]
+        other = "webhook" if via == "poll" else "poll"
+        fresh = [c for c in changes if (c, other) not in seen]
+        for c in fresh:
+            seen.add((c, via))
         if not fresh:
             return 0
-        self.last_seq[source] = max(c.seq for c in fresh)
         fetcher = self.fetchers[source]
         previous: dict[str, dict[str, Any] | None] = {}
         for c in fresh:
@@ -150,6 +191,10 @@ class ChangeProcessor:
             self._pending_alert_checks.setdefault(a, previous.get(a))
         await self.check_alerts(offices)
         return len(fresh)
+
+    def source_restarted(self, source: Source) -> None:
+        """Forget the source's changes seen so far: its renumbered feed may repeat their entries."""
+        self._seen_changes[source].clear()
 
     async def _offices(self, source: Source, a_numbers: list[str], previous: Mapping[str, dict[str, Any] | None],
                        changes: Sequence[Change]) -> dict[str, tuple[str, ...]]:
@@ -237,14 +282,6 @@ class ChangeProcessor:
         log.debug("published %d court alert(s)", len(found))
         return len(found)
 
-    def _seen(self, key: tuple[str, str]) -> bool:
-        if key in self._alerted:
-            return True
-        self._alerted[key] = None
-        if len(self._alerted) > 100_000:
-            self._alerted.popitem(last=False)
-        return False
-
     def _alerts_in(self, a: str, before: dict[str, Any] | None, fetched: Fetched, now: float) -> list[AlertEvent]:
         """New failed-to-appear hearings and a new in-absentia order in one EOIR record."""
         rec = fetched.record or {}
@@ -264,14 +301,14 @@ class ChangeProcessor:
                 new = old_hearings.get(hid, {}).get("outcome") != "failed_to_appear"
             else:
                 new = recent(h.get("starts_at"))
-            if new and not self._seen((a, f"H:{hid}")):
+            if new and self._alerted.first((a, f"H:{hid}")):
                 out.append(AlertEvent(MISSED_HEARING, a, None, hid, h.get("starts_at"), h.get("court_name"),
                                       None, fetched, now))
         order = rec.get("in_absentia_order")
         if isinstance(order, dict):
             old_order = (before or {}).get("in_absentia_order")
             new = old_order is None if before is not None else recent(order.get("ordered_on"))
-            if new and not self._seen((a, f"IA:{order.get('ordered_on')}")):
+            if new and self._alerted.first((a, f"IA:{order.get('ordered_on')}")):
                 last_fta = next((h for h in reversed(rec.get("hearings") or [])
                                  if isinstance(h, dict) and h.get("outcome") == "failed_to_appear"), None)
                 out.append(AlertEvent(IN_ABSENTIA_ORDER, a, None, last_fta.get("id") if last_fta else None,
@@ -283,6 +320,10 @@ class ChangeProcessor:
 
 class CursorExpired(Exception):
     """The feed no longer holds changes after our cursor (HTTP 410)."""
+
+
+class CursorRejected(Exception):
+    """The feed does not know our cursor (HTTP 400): the source restarted and numbers its changes anew."""
 
 
 class ChangeFollower:
@@ -327,9 +368,12 @@ class ChangeFollower:
     async def _get(self, source: Source, since: str, limit: int) -> tuple[list[Change], str]:
         assert self._session is not None
         url = f"{self.settings.source_url(source).rstrip('/')}/v1/changes"
-        async with self._session.get(url, params={"since": since, "limit": str(limit)}) as resp:
+        params = {"since": since, "limit": str(limit)} if since else {"limit": str(limit)}
+        async with self._session.get(url, params=params) as resp:
             if resp.status == 410:
                 raise CursorExpired
+            if resp.status == 400 and since not in ("", "latest"):
+                raise CursorRejected
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}")
             body = await resp.json(content_type=None)
@@ -366,6 +410,11 @@ class ChangeFollower:
                     await asyncio.sleep(self.interval)
             except asyncio.CancelledError:
                 raise
+            except CursorRejected:
+                log.warning("%s change feed: our cursor is not one the feed issued (the source restarted?); "
+                            "reading the feed from its first change", source.value)
+                self.cursors[source] = ""
+                self.processor.source_restarted(source)
             except CursorExpired:
                 log.warning("%s change feed: our cursor expired (changes were dropped before we read them); "
                             "following from the current end, missed changes expire by TTL", source.value)

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.cache import CacheEntry, MemoryCache
-from gateway.changefeed import Change, ChangeFollower, ChangeProcessor, parse_changes
+from gateway.changefeed import Change, ChangeFollower, ChangeProcessor, Recent, parse_changes
 from gateway.config import Settings
 from gateway.errors import SOURCE_UNAVAILABLE, SourceError
 from gateway.events import (
@@ -86,10 +86,53 @@ def test_change_invalidates_and_publishes_to_child_and_office() -> None:
             e2: ChangeEvent = await asyncio.wait_for(by_office.get(), 1)
             assert e1 == e2 and e1.field_offices == ("Houston",) and e1.fields == ("release",)
             # the same change again (webhook after poll) is not published twice
-            assert await proc.handle(Source.ORR, [Change(7, A, None, ())], "webhook") == 0
+            assert await proc.handle(Source.ORR, [Change(7, A, "2026-11-02T00:00:00Z", ("release",))],
+                                     "webhook") == 0
+            assert by_child.queue.empty() and by_office.queue.empty()
         assert clients[Source.ORR].calls == []
 
     asyncio.run(run())
+
+
+def test_a_change_is_known_by_its_entry_not_by_a_seq_high_water_mark() -> None:
+    """One wrong seq, or a source's feed numbered anew, hides no later change; each transport's repeat counts."""
+
+    async def run() -> None:
+        proc, _, ps = _setup({})
+        orr = proc.fetchers[Source.ORR]
+        async with ps.subscribe([child_topic(A)]) as sub:
+            # a webhook with a far-ahead seq, then the feed's own (smaller) seqs: all handled
+            assert await proc.handle(Source.ORR, [Change(1_000_000, B, None, ("status",))], "webhook") == 1
+            orr.cache.set(orr.key(A), CacheEntry({"a_number": A, "updated_at": "old"}, time.time()))
+            assert await proc.handle(Source.ORR, [Change(2, A, "t2", ("status",))], "poll") == 1
+            assert orr.cache.get(orr.key(A)) is None
+            assert (await asyncio.wait_for(sub.get(), 1)).seq == 2
+            # a lower seq than any seen, for another change (a restarted source): handled
+            assert await proc.handle(Source.ORR, [Change(1, A, "t3", ("release",))], "poll") == 1
+            assert (await asyncio.wait_for(sub.get(), 1)).fields == ("release",)
+            # the same entry brought by the other transport: once; by the same transport again: again
+            assert await proc.handle(Source.ORR, [Change(1, A, "t3", ("release",))], "webhook") == 0
+            assert await proc.handle(Source.ORR, [Change(1, A, "t3", ("release",))], "poll") == 1
+            assert (await asyncio.wait_for(sub.get(), 1)).seq == 1
+            # after a restart the renumbered feed may repeat an entry the webhook brought: handled
+            proc.source_restarted(Source.ORR)
+            assert await proc.handle(Source.ORR, [Change(1, A, "t3", ("release",))], "poll") == 1
+            assert (await asyncio.wait_for(sub.get(), 1)).seq == 1
+            assert sub.queue.empty()
+        assert proc.processed == 5
+
+    asyncio.run(run())
+
+
+def test_recent_remembers_the_latest_keys_only() -> None:
+    seen: Recent[int] = Recent(3)
+    assert [seen.first(k) for k in (1, 2, 1, 3, 4)] == [True, True, False, True, True]
+    assert 1 not in seen and 2 in seen and 3 in seen and 4 in seen  # seeing 1 again did not renew it
+    seen.add(2)  # adding does: 3 goes first now
+    seen.add(5)
+    assert 3 not in seen and 2 in seen and 4 in seen and 5 in seen
+    seen.clear()
+    assert seen.first(4) and 5 not in seen
 
 
 def test_office_move_reaches_old_and_new_office() -> None:

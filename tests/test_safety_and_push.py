@@ -630,6 +630,57 @@ def test_webhook_pushes_changes_without_polling(tmp_path: Any) -> None:
             gateway.stop()
 
 
+def test_follower_reads_a_restarted_sources_feed_anew(tmp_path: Any) -> None:
+    """The mocks restart on the same ports, their feeds numbered from 1 again: changes still arrive.
+
+    Before, the follower's old cursor got HTTP 400 at every poll (retried forever), and the processor's
+    high-water mark of seqs would have dropped every change numbered below the old feed's last one.
+    """
+    ports = {name: free_port() for name in ("orr", "ice", "eoir")}
+    fixed = [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
+    mocks = MockProcess(seed=SEED, children=200, extra_args=fixed).start()
+    gateway = GatewayProcess(env_for(mocks, UCGW_DATA_DIR=str(tmp_path), UCGW_CHANGE_FEED_POLL_SECONDS="0.1"))
+    try:
+        a = next(iter(listing(mocks, "orr")))
+
+        async def flip(world: MockProcess) -> None:
+            cur = await asyncio.to_thread(record, world, "orr", a)
+            flipped = "pending" if cur["background_check"] == "cleared" else "cleared"  # type: ignore[index]
+            await asyncio.to_thread(world.admin_ok, "orr", "PATCH", f"/_admin/records/{a}",
+                                    {"background_check": flipped})
+
+        async def run() -> None:
+            nonlocal mocks
+            async with Subscriber(gateway, mint("caseworker")) as sub:
+                await sub.subscribe("c", CHANGED, {"a": a})
+                await settle()
+                seqs = []
+                for _ in range(3):  # the first feed reaches seq 3
+                    await flip(mocks)
+                    seqs.append((await sub.until("c", lambda p: True, 10))["data"]["childStatusChanged"]["sequence"])
+                assert seqs == [1, 2, 3]
+                mocks.stop()
+                mocks = MockProcess(seed=SEED, children=200, extra_args=fixed).start()
+                assert await asyncio.to_thread(orr_cache_status) == "MISS"
+                assert await asyncio.to_thread(orr_cache_status) == "HIT"
+                await flip(mocks)  # seq 1 of the new feed
+                got = (await sub.until("c", lambda p: True, 20))["data"]["childStatusChanged"]
+                assert (got["sequence"], got["changedFields"]) == (1, ["background_check"])
+                assert await asyncio.to_thread(orr_cache_status) == "MISS"  # the change dropped the cached record
+
+        def orr_cache_status() -> str:
+            query = f'{{ child(aNumber: "{a}") {{ location {{ provenance {{ source cacheStatus }} }} }} }}'
+            status, body = gateway.query(query)
+            assert status == 200 and "errors" not in body, body
+            return {p["source"]: p["cacheStatus"] for p in body["data"]["child"]["location"]["provenance"]}["ORR"]
+
+        asyncio.run(run())
+    finally:
+        out = gateway.stop()
+        mocks.stop()
+    assert "ORR change feed: our cursor is not one the feed issued" in out and "Traceback" not in out, out
+
+
 def test_follower_survives_a_backend_outage_and_ends_cleanly(world: MockProcess, tmp_path: Any) -> None:
     gateway = GatewayProcess(env_for(world, UCGW_DATA_DIR=str(tmp_path)))
     try:
