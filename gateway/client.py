@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 import orjson
@@ -24,6 +24,8 @@ from gateway.sources import Source
 log = logging.getLogger("ucgw.client")
 
 BATCH_LIMIT = 500  # the backends' own limit per batch request and per listing page
+# Statuses by which a source that is up refuses one request; 408 and 429 (it is overloaded) are failures.
+REFUSED = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 414, 415, 422})
 T = TypeVar("T")
 
 
@@ -189,16 +191,20 @@ class SourceClient:
                 async with self._session.request(method, url, json=payload, params=params) as resp:
                     if resp.status >= 500:
                         raise SourceError(self.source, SOURCE_UNAVAILABLE, f"HTTP {resp.status}")
-                    if resp.status != 200:
+                    refused = resp.status in REFUSED
+                    if resp.status != 200 and not refused:
                         raise SourceError(
                             self.source, SOURCE_BAD_RESPONSE, f"HTTP {resp.status}", retryable=False
                         )
                     try:
                         body = await resp.json(loads=orjson.loads, content_type=None)
                     except (ValueError, aiohttp.ContentTypeError) as exc:
-                        raise SourceError(
-                            self.source, SOURCE_BAD_RESPONSE, "answer is not JSON", retryable=False
-                        ) from exc
+                        if refused:
+                            body = None
+                        else:
+                            raise SourceError(
+                                self.source, SOURCE_BAD_RESPONSE, "answer is not JSON", retryable=False
+                            ) from exc
         except TimeoutError as exc:
             self._failed(SOURCE_TIMEOUT, f"no answer within {timeout:.2f} s")
             raise SourceError(self.source, SOURCE_TIMEOUT, f"no answer within {timeout:.2f} s") from exc
@@ -209,6 +215,8 @@ class SourceClient:
         except SourceError as exc:
             self._failed(exc.code, exc.detail)
             raise
+        if refused:
+            self._refused(resp.status, body)
         try:
             result = validate(self.source, body)
         except SourceError as exc:
@@ -218,6 +226,19 @@ class SourceClient:
         self.health.last_success_at = time.time()
         self.health.latencies_ms.append((time.monotonic() - started) * 1000)
         return result
+
+    def _refused(self, status: int, body: Any) -> NoReturn:
+        """The source answered and refused this one request (a status of REFUSED): it is up, so this is no
+        failure for its breaker, whatever the request held. Raises SOURCE_BAD_RESPONSE with the source's
+        error code (`BAD_REQUEST` etc.) when its body has one."""
+        self.breaker.record_success()
+        self.health.last_success_at = time.time()
+        error = body.get("error") if isinstance(body, dict) else None
+        code = error.get("code") if isinstance(error, dict) else None
+        reason = f"HTTP {status} {code}" if isinstance(code, str) and code.isidentifier() else f"HTTP {status}"
+        log.warning("source %s refused a request: %s", self.source.value, reason)
+        raise SourceError(self.source, SOURCE_BAD_RESPONSE, f"refused the request: {reason}", retryable=False,
+                          refused=True)
 
     def _failed(self, code: str, detail: str) -> None:
         self.breaker.record_failure()

@@ -271,8 +271,9 @@ def test_graceful_shutdown_finishes_in_flight_requests(mock_services: Any) -> No
     assert "ERROR" not in output and "Traceback" not in output
 
 
-def test_a_4xx_answer_is_not_retried(mock_services: Any) -> None:
-    """A backend refusing the request (HTTP 400) is asked once: retrying cannot help."""
+def test_a_4xx_answer_is_not_retried_and_never_opens_the_breaker(mock_services: Any) -> None:
+    """A backend refusing the request (HTTP 400) is asked once: retrying cannot help. It is up, so its
+    refusals (which a caller's input can cause) do not open its breaker for everybody else."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -297,15 +298,18 @@ def test_a_4xx_answer_is_not_retried(mock_services: Any) -> None:
                                     UCGW_CHANGE_FEED_POLL_SECONDS="0")
     gw = GatewayProcess(env)
     try:
-        status, body = gw.query(NTA, {"a": mock_services.sample(30)[13]})
+        answers = [gw.query(NTA, {"a": a}) for a in mock_services.sample(30)[10:15]]  # 5 > the threshold of 3
         facts = source_facts(gw)["ICE"]
     finally:
-        gw.stop()
+        out = gw.stop()
         server.shutdown()
-    assert status == 200
-    assert body["errors"][0]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
-    assert hits == ["/v1/subjects/batch"]
-    assert facts["retries"] == 0
+    for status, body in answers:
+        assert status == 200
+        assert body["errors"][0]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
+        assert body["errors"][0]["message"] == "ICE refused the request: HTTP 400 BAD_REQUEST"
+    assert hits == ["/v1/subjects/batch"] * 5  # every one asked: the breaker stayed closed
+    assert (facts["breakerState"], facts["usable"], facts["retries"], facts["calls"]) == ("CLOSED", True, 0, 5)
+    assert out.count("source ICE refused a request: HTTP 400 BAD_REQUEST") == 5 and "opened" not in out
 
 
 @pytest.mark.parametrize("keepalive", ["0.25", "0"])
