@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 
 from gateway.client import source_connector
 from gateway.config import Settings
+from gateway.digits import ascii_int
 from gateway.errors import SourceError
 from gateway.events import (
     ALL_ALERTS,
@@ -51,7 +52,7 @@ from gateway.sources import Source
 
 log = logging.getLogger("ucgw.changefeed")
 
-A_NUMBER = re.compile(r"^A\d{9}$")
+A_NUMBER = re.compile(r"A[0-9]{9}")  # fullmatch, ASCII digits
 ALERT_FIELDS = frozenset({"hearings", "in_absentia_order", "decision", "case_status"})
 RECENT_SECONDS = 2 * 86_400  # with no earlier copy to compare, an event this close to updated_at is new
 MAX_PENDING = 10_000
@@ -81,7 +82,7 @@ def parse_changes(raw: object) -> tuple[list[Change], int]:
             bad += 1
             continue
         seq, a, updated, fields = item.get("seq"), item.get("a_number"), item.get("updated_at"), item.get("fields")
-        if (not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(a, str) or not A_NUMBER.match(a)
+        if (not isinstance(seq, int) or isinstance(seq, bool) or not isinstance(a, str) or not A_NUMBER.fullmatch(a)
                 or not (updated is None or isinstance(updated, str))):
             bad += 1
             continue
@@ -451,7 +452,7 @@ def webhook_endpoint(settings: Settings, processor: ChangeProcessor,
                                     headers={"retry-after": str(retry)})
             return JSONResponse({"error": {"code": "UNAUTHENTICATED", "message": "bad webhook secret"}}, 401)
         declared = request.headers.get("content-length", "")
-        if not declared.isdigit() or int(declared) > MAX_WEBHOOK_BYTES:
+        if ascii_int(declared, MAX_WEBHOOK_BYTES) is None:
             return JSONResponse({"error": {"code": "PAYLOAD_TOO_LARGE", "message":
                                  f"send a Content-Length of at most {MAX_WEBHOOK_BYTES} bytes"}}, 413)
         try:

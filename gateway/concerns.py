@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gateway.digits import ascii_int
+
 OPEN, ACKNOWLEDGED, RESOLVED = "OPEN", "ACKNOWLEDGED", "RESOLVED"
 STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -140,9 +142,10 @@ def decode_cursor(cursor: str) -> int:
     """The position a cursor names; ConcernError BAD_USER_INPUT when it is not one of ours."""
     try:
         kind, _, raw = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if kind != "concern" or not raw.isdigit():
+        seq = ascii_int(raw)
+        if kind != "concern" or seq is None:
             raise ValueError(cursor)
-        return int(raw)
+        return seq
     except (ValueError, UnicodeError) as exc:
         raise ConcernError("BAD_USER_INPUT", "after: not a cursor returned by this list") from exc
 

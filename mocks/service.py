@@ -278,7 +278,7 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     value = request.query_params.get(name)
     if value is None:
         return default
-    if not re.fullmatch(r"\d{1,9}", value) or not lo <= int(value) <= hi:
+    if not re.fullmatch(r"\d{1,9}", value, re.ASCII) or not lo <= int(value) <= hi:
         return f"{name} must be an integer in [{lo}, {hi}]"
     return int(value)
 
@@ -394,7 +394,7 @@ def create_app(state: ServiceState) -> Starlette:
             seq = feed.last_seq
         else:
             decoded = b64d(since)
-            m = re.fullmatch(rf"{source}:(\d{{1,12}})", decoded or "")
+            m = re.fullmatch(rf"{source}:(\d{{1,12}})", decoded or "", re.ASCII)
             if m is None or int(m.group(1)) > feed.last_seq:
                 return error(400, "BAD_REQUEST", "since is not a cursor issued by this service's change feed")
             seq = int(m.group(1))

@@ -12,9 +12,9 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any
 
-A_NUMBER_RE = re.compile(r"^A\d{9}\Z")
-ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+A_NUMBER_RE = re.compile(r"^A\d{9}\Z", re.ASCII)  # ASCII: `\d` alone takes any script's digits
+ISO_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z", re.ASCII)
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 DAY = 86400
 HOUR = 3600
 DEFAULT_START = "2026-11-01T12:00:00Z"

@@ -6,7 +6,8 @@ import re
 
 from resolvers.errors import bad_input
 
-_FORM = re.compile(r"^[Aa]?(\d{8,9})$")
+CANONICAL = re.compile(r"A[0-9]{9}")  # the stored form (fullmatch)
+_FORM = re.compile(r"[Aa]?([0-9]{8,9})")  # ASCII digits: `\d` takes any script's
 EXPECTED = "an A-number: 8 or 9 digits, optionally prefixed by 'A' and grouped with spaces or hyphens " \
            "(e.g. A012345678, 012-345-678, A 12345678)"
 
@@ -14,7 +15,7 @@ EXPECTED = "an A-number: 8 or 9 digits, optionally prefixed by 'A' and grouped w
 def canonical_a_number(raw: str) -> str:
     """`A` + 9 digits for any accepted form; a BAD_USER_INPUT GraphQL error otherwise."""
     compact = re.sub(r"[\s\-]", "", raw or "")
-    match = _FORM.match(compact)
+    match = _FORM.fullmatch(compact)
     if not match:
         shown = raw if len(raw) <= 40 else raw[:40] + "…"
         raise bad_input(f"{shown!r} is not a valid A-number; expected {EXPECTED}")

@@ -10,6 +10,7 @@ from strawberry.types import Info
 
 from gateway import audit
 from gateway.audit import AuditEvent, AuditFilter, utc_timestamp
+from gateway.digits import ascii_int
 from gateway.roles import Capability
 from resolvers.anumber import canonical_a_number
 from resolvers.errors import bad_input
@@ -68,10 +69,9 @@ async def audit_events(
     """Matching events, oldest first; `since` inclusive, `until` exclusive; `after` an event id."""
     if not 0 <= first <= MAX_FIRST:
         raise bad_input(f"first must be between 0 and {MAX_FIRST}")
-    try:
-        after_id = int(str(after)) if after is not None else None
-    except ValueError:
-        raise bad_input("after must be an event id") from None
+    after_id = ascii_int(str(after)) if after is not None else None
+    if after is not None and after_id is None:
+        raise bad_input("after must be an event id (the id of an event this query returned)")
     store = info.context.audit_store
     if store is None:
         return []

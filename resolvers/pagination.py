@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 
 import strawberry
 
+from resolvers.anumber import CANONICAL
 from resolvers.errors import bad_input
 
 T = TypeVar("T")
@@ -55,8 +56,8 @@ def decode_cursor(kind: str, cursor: str | None) -> Position | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, got_kind, a_number, index, listing = json.loads(raw)
-        ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str) and len(a_number) == 10
-              and a_number[0] == "A" and a_number[1:].isdigit() and isinstance(index, int) and index >= -1
+        ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str)
+              and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
               and (listing is None or isinstance(listing, str)))
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
         ok = False

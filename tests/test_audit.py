@@ -137,10 +137,20 @@ def test_refused_reads_are_recorded_too(gateway: GatewayProcess, known: list[str
 
 def test_malformed_a_numbers_are_not_reads(gateway: GatewayProcess) -> None:
     subject = who()
-    _, body = gateway.query("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": "12-34"},
-                            token=mint(subject=subject))
-    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    for bad in ("12-34", "A01234567\u0664"):  # the second ends in an Arabic-Indic 4 (once audited as given)
+        _, body = gateway.query("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": bad},
+                                token=mint(subject=subject))
+        assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert events(gateway, s=subject) == []
+
+
+def test_an_after_that_is_no_event_id_is_bad_input(gateway: GatewayProcess) -> None:
+    for after in ("9" * 23, str(2**63), "-5", "\u0664", "x"):  # the first two were an OverflowError
+        status, body = gateway.query(EVENTS, {"first": 2, "after": after}, token=mint("auditor"))
+        assert (status, body["data"], [(e["message"], e["extensions"]["code"]) for e in body["errors"]]) == (
+            200, {"auditEvents": None},
+            [("after must be an event id (the id of an event this query returned)", "BAD_USER_INPUT")],
+        ), after
 
 
 def test_a_failed_source_is_an_error_outcome(gateway: GatewayProcess, known: list[str], mock_services: Any) -> None:

@@ -402,6 +402,11 @@ def test_webhook_refuses_malformed_bodies_and_slows_secret_guessing(mock_service
         for _ in range(5):  # the right secret is never slowed
             status, _, body = http("POST", url, {"source": "orr", "changes": []}, headers=good)
             assert (status, json.loads(body)) == (202, {"accepted": 0, "skipped": 0})
+        # A-numbers of ASCII digits only, with nothing after them
+        changes = [{"seq": 1, "a_number": a, "updated_at": None, "fields": ["status"]}
+                   for a in ("A012345678\n", "A01234567\u0664", "A012345678")]
+        status, _, body = http("POST", url, {"source": "orr", "changes": changes}, headers=good)
+        assert (status, json.loads(body)) == (202, {"accepted": 1, "skipped": 2})
     finally:
         log = gateway.stop()
     assert "Traceback" not in log

@@ -506,18 +506,21 @@ def test_stats_count_the_client_connections_of_data_requests(mocks: MockProcess)
     ("GET", "/v1/children/123456789", None, 400),
     ("GET", "/v1/children/A1234567890", None, 400),
     ("GET", "/v1/children/012-345-678", None, 400),
+    ("GET", "/v1/children/A12345678%D9%A4", None, 400),  # an Arabic-Indic 4: digits are ASCII only
     ("GET", "/v1/children/A999999999", None, 404),
     ("POST", "/v1/children/batch", {}, 400),
     ("POST", "/v1/children/batch", {"a_numbers": []}, 400),
     ("POST", "/v1/children/batch", {"a_numbers": "A123456789"}, 400),
     ("POST", "/v1/children/batch", {"a_numbers": ["A123456789", "A12"]}, 400),
     ("POST", "/v1/children/batch", {"a_numbers": ["A123456789", 5]}, 400),
+    ("POST", "/v1/children/batch", {"a_numbers": ["A12345678\u0664"]}, 400),
     ("POST", "/v1/children/batch", {"a_numbers": ["A123456789"], "extra": 1}, 400),
     ("POST", "/v1/children/batch", {"a_numbers": ["A123456789"] * 501}, 413),
     ("POST", "/v1/children/batch", "not json", 400),
     ("GET", "/v1/children?limit=0", None, 400),
     ("GET", "/v1/children?limit=501", None, 400),
     ("GET", "/v1/children?limit=ten", None, 400),
+    ("GET", "/v1/children?limit=%D9%A1%D9%A0", None, 400),  # "10" in Arabic-Indic digits
     ("GET", "/v1/children?cursor=zzz", None, 400),
     ("GET", "/v1/children?cursor=aWNlPkEwMTAwMDAwMDA", None, 400),  # an ICE cursor ("ice>A010000000")
     ("GET", "/v1/children?status=lost", None, 400),

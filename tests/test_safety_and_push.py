@@ -8,6 +8,7 @@ records before and after the clock moves, never from the gateway.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import time
@@ -278,6 +279,11 @@ def test_lists_pages_and_counts_per_office(gw: GatewayProcess, world: MockProces
     assert codes(body) == {"BAD_USER_INPUT"}
     status, body = gw.query(LIST, {"first": 5, "after": "bogus"})
     assert codes(body) == {"BAD_USER_INPUT"}
+    for seq in ("9" * 30, str(2**63), "\u0664"):  # past SQLite's integers (was an OverflowError); not ASCII
+        cursor = base64.urlsafe_b64encode(f"concern:{seq}".encode()).decode()
+        status, body = gw.query(LIST, {"first": 5, "after": cursor})
+        assert (status, [(e["message"], e["extensions"]["code"]) for e in body["errors"]]) \
+            == (200, [("after: not a cursor returned by this list", "BAD_USER_INPUT")]), seq
 
 
 def test_roles_and_field_office_scope(gw: GatewayProcess, world: MockProcess) -> None:
