@@ -19,20 +19,23 @@ from strawberry.types import Info
 from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers import build
+from resolvers.alerts import court_as_of
 from resolvers.child import Child
 from resolvers.context import RequestContext
 from resolvers.field_offices import canonical_office
 from resolvers.oversight_access import in_scope, record_listed, require
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor, list_kind
 from resolvers.scan import SCAN_PAGE, Row, full_scan, read_page
-from resolvers.types import HearingOutcome, LocationStatus, NtaStatus
+from resolvers.types import LocationStatus, NtaStatus
 
 KIND = "caseload"
 # Caseload filters the ICE listing answers itself: filter attribute → listing query parameter.
 ICE_PUSHDOWN: dict[str, str] = {"field_office": "field_office", "nta_status": "nta_status"}
 
 
-@strawberry.input(description="Which children to list; every given condition must hold.")
+@strawberry.input(description="Which children to list; every given condition must hold. `hearingWithinDays` "
+                              "and `missedHearing` are judged as of `asOf`; the others are the records' "
+                              "current values.")
 class CaseloadFilter:
     field_office: str | None = strawberry.field(
         default=None, description="ICE's responsible field office (any letter case), e.g. \"San Antonio\"."
@@ -40,10 +43,13 @@ class CaseloadFilter:
     location_status: LocationStatus | None = None
     nta_status: NtaStatus | None = None
     hearing_within_days: int | None = strawberry.field(
-        default=None, description="The next hearing is within this many days of `asOf`."
+        default=None, description="The next hearing as of `asOf` starts within this many days after it (a "
+                                  "hearing starting after `asOf` had no outcome yet; EOIR does not date when a "
+                                  "hearing was set, so one starting then or later counts as set by then)."
     )
     missed_hearing: bool | None = strawberry.field(
-        default=None, description="true: EOIR records a failure to appear; false: it records none."
+        default=None, description="true: EOIR records a failure to appear at a hearing held on or before `asOf`; "
+                                  "false: it records none by then."
     )
     sponsor_state: str | None = strawberry.field(
         default=None, description="State of the sponsor's current ORR address (needs child:contact)."
@@ -64,11 +70,10 @@ class Plan:
         return all(test(row) for test in self.tests)
 
 
-def _hearings(row: Row) -> tuple[bool, datetime | None]:
-    """(missed any hearing, start of the next hearing) from EOIR."""
-    status = build.hearing_status(row.eoir)  # type: ignore[arg-type]
-    missed = any(h.outcome is HearingOutcome.FAILED_TO_APPEAR for h in status.past_hearings)
-    return missed, status.next_hearing.starts_at if status.next_hearing else None
+def _hearings(row: Row, as_of: datetime) -> tuple[bool, datetime | None]:
+    """(missed any hearing by `as_of`, start of the next hearing as of then) from EOIR (see resolvers.alerts)."""
+    court = court_as_of(row.eoir, as_of)  # type: ignore[arg-type]
+    return bool(court.missed), court.next_hearing.starts_at if court.next_hearing else None
 
 
 def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: datetime) -> Plan:
@@ -102,13 +107,13 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
     if f.missed_hearing is not None:
         flag = f.missed_hearing
         sources.add(Source.EOIR)
-        tests.append(lambda r: _hearings(r)[0] is flag)
+        tests.append(lambda r: _hearings(r, as_of)[0] is flag)
     if f.hearing_within_days is not None:
         end = as_of + timedelta(days=f.hearing_within_days)
         sources.add(Source.EOIR)
 
         def soon(r: Row) -> bool:
-            nxt = _hearings(r)[1]
+            nxt = _hearings(r, as_of)[1]
             return nxt is not None and as_of <= nxt <= end
         tests.append(soon)
     principal = info.context.principal

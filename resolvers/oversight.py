@@ -68,9 +68,12 @@ class BacklogFilter:
 class BacklogItem:
     a_number: strawberry.ID
     field_office: str | None = strawberry.field(description="ICE's responsible field office.")
-    stage: BacklogStage
-    released_at: datetime | None
-    days_since_release: int | None
+    stage: BacklogStage = strawberry.field(description="How far the NTA had got as of `asOf` (from ICE's "
+                                                        "issued, served and filed dates).")
+    released_at: datetime | None = strawberry.field(description="ORR's release time (never after `asOf`); null "
+                                                                "when ORR does not date the release.")
+    days_since_release: int | None = strawberry.field(description="Whole days from the release to `asOf`; null "
+                                                                  "when the release is undated.")
     age_bucket: AgeBucket | None
     provenance: list[Provenance]
     max_age: strawberry.Private[float | None] = None
@@ -87,8 +90,11 @@ def _backlog_of(as_of: datetime) -> Callable[[Row], list[BacklogEntry]]:
     return derive
 
 
-@strawberry.type(description="Released children whose NTA is not issued, not served or not filed: counts "
-                             "by stage, age since release and field office, and the list behind them.")
+@strawberry.type(description="Children released by `asOf` whose NTA was then not issued, not served or not "
+                             "filed (each step judged from ICE's date for it; a step ICE records without a date "
+                             "counts as done): counts by stage, age since release and field office, and the list "
+                             "behind them. Location and field office are the records' current ones (ICE does not "
+                             "date custody changes or reassignments).")
 class NtaBacklog:
     as_of: datetime
     max_age: strawberry.Private[float | None]
@@ -156,7 +162,8 @@ class CourtAlert:
     a_number: strawberry.ID
     field_office: str | None = strawberry.field(description="ICE's responsible field office.")
     occurred_at: datetime | None = strawberry.field(
-        description="When the fact arose (the missed hearing, the order, the release); null when forward-looking."
+        description="When the fact arose (the missed hearing, the order's date, the release), never after `asOf`; "
+                    "null when forward-looking."
     )
     hearing: Hearing | None = strawberry.field(description="The hearing concerned, if any.")
     claims: strawberry.Private[list[SourceClaim]]
@@ -218,11 +225,13 @@ def _discrepancies_of(row: Row) -> list[Discrepancy]:
 @strawberry.type(description="One field office's morning numbers (or every office's, when fieldOffice is null).")
 class OfficeSummary:
     field_office: str | None
-    children: int = strawberry.field(description="Children ICE assigns to the office.")
-    backlog: BacklogCounts
-    open_alerts: list[AlertCount] = strawberry.field(description="Current court alerts by kind.")
-    new_alerts: list[AlertCount] = strawberry.field(description="Alerts whose fact arose since `newSince`.")
-    discrepancies: list[DiscrepancyCount]
+    children: int = strawberry.field(description="Children ICE now assigns to the office (not limited to `asOf`).")
+    backlog: BacklogCounts = strawberry.field(description="The NTA backlog as of `asOf` (see NtaBacklog).")
+    open_alerts: list[AlertCount] = strawberry.field(description="Court alerts as of `asOf` by kind (see "
+                                                                 "courtAlerts).")
+    new_alerts: list[AlertCount] = strawberry.field(description="Alerts whose fact arose from `newSince` to `asOf`.")
+    discrepancies: list[DiscrepancyCount] = strawberry.field(description="Data-quality counts of the records as "
+                                                                         "they are now.")
     is_total: strawberry.Private[bool] = False
     concerns: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
 
@@ -335,14 +344,16 @@ class OversightQuery:
             days_arg("hearingWithinDays", filter.hearing_within_days)
         return await caseload_page(info, filter, first, after, as_of_time(as_of), max_age_arg(max_age_seconds))
 
-    @strawberry.field(description="The NTA backlog (released, NTA not filed with the court) as of a time.",
+    @strawberry.field(description="The NTA backlog (released, NTA not filed with the court) as of a time; nothing "
+                                  "dated after `asOf` is counted.",
                       extensions=requires(STATUS))
     async def nta_backlog(self, info: Info[RequestContext, None], as_of: datetime | None = None,
                           max_age_seconds: int | None = None) -> NtaBacklog | None:
         await _prepare(info)
         return NtaBacklog(as_of=as_of_time(as_of), max_age=max_age_arg(max_age_seconds))
 
-    @strawberry.field(description="Court alerts by A-number, each with its evidence.", extensions=requires(STATUS))
+    @strawberry.field(description="Court alerts as of `asOf` (none whose fact is dated after it) by A-number, each "
+                                  "with its evidence.", extensions=requires(STATUS))
     async def court_alerts(
         self, info: Info[RequestContext, None], filter: CourtAlertFilter | None = None,
         within_days: int = DEFAULT_WITHIN_DAYS, as_of: datetime | None = None, first: int = 50,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -485,3 +485,114 @@ def test_summary_shows_open_safety_concerns_by_office(gateway: Any, mock_service
     assert after["totals"]["safetyConcerns"]["unresolved"] == sum(c["unresolved"] for c in after["safetyConcerns"])
     body = gateway.query(query, token=token("auditor"))[1]
     assert body["data"]["oversightSummary"] is None  # counts of children are not for auditors
+
+
+# ------------------------------------------------------------------------------------------- asOf in the past
+
+# About half the released children were released by the first; about half the missed hearings were missed by
+# the second. Each test checks that its time really splits the world, so a changed world cannot make it vacuous.
+PAST = ["2022-05-01T00:00:00+00:00", "2024-05-14T00:00:00+00:00"]
+KINDS = ("MISSED_HEARING", "IN_ABSENTIA_ORDER", "NO_HEARING_SCHEDULED", "ADDRESS_OF_RECORD_MISMATCH")
+BACKLOG_AS_OF = """query($asOf: DateTime, $f: BacklogFilter, $first: Int!, $after: String) { ntaBacklog(asOf: $asOf) {
+  items(filter: $f, first: $first, after: $after) { edges { node { aNumber stage fieldOffice ageBucket releasedAt
+  daysSinceRelease } } pageInfo { hasNextPage endCursor } } } }"""
+
+
+@pytest.mark.parametrize("when", PAST)
+def test_nta_backlog_as_of_a_past_time(gateway: Any, mock_services: Any, when: str) -> None:
+    world = truth.World(mock_services)
+    as_of, now = truth.ts(when), sim_now(mock_services)
+    expected = truth.backlog_days(world, as_of)
+    current = truth.backlog(world, now)
+    released = [a for a, orr, ice, _e in world.children() if truth.location(orr, ice) == "RELEASED_TO_SPONSOR"]
+    later = [a for a in released if truth.ts(world.orr[a]["release"]["released_at"]) > as_of]
+    assert 0.1 * len(released) < len(later) < 0.9 * len(released), "asOf does not split the releases"
+    assert any(a in current for a in later), "no child released after asOf is in today's backlog"
+    assert any(world.ice[a]["nta"]["status"].upper() != e[0] for a, e in expected.items()), "no NTA step after asOf"
+    data = ok(gateway, """query($asOf: DateTime) { ntaBacklog(asOf: $asOf) {
+      totals { total byStage { stage count } byAgeBucket { bucket count } }
+      byFieldOffice { fieldOffice total } } }""", {"asOf": when})["ntaBacklog"]
+    assert data["totals"]["total"] == len(expected) != len(current)
+    assert {s["stage"]: s["count"] for s in data["totals"]["byStage"]} == {
+        s: sum(1 for e in expected.values() if e[0] == s) for s in ("NOT_ISSUED", "ISSUED", "SERVED")}
+    assert {b["bucket"]: b["count"] for b in data["totals"]["byAgeBucket"]} == {
+        b: sum(1 for e in expected.values() if truth.bucket(e[2]) == b)
+        for b in ("DAYS_0_30", "DAYS_31_90", "DAYS_91_365", "OVER_365")}
+    assert {o["fieldOffice"]: o["total"] for o in data["byFieldOffice"]} == Counter(e[1] for e in expected.values())
+    nodes: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = ok(gateway, BACKLOG_AS_OF, {"asOf": when, "f": None, "first": 50, "after": after})["ntaBacklog"]["items"]
+        nodes.extend(e["node"] for e in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert len(nodes) == len(expected)
+    assert {n["aNumber"]: (n["stage"], n["fieldOffice"], n["daysSinceRelease"], n["ageBucket"]) for n in nodes} == {
+        a: (stage, office, days, truth.bucket(days)) for a, (stage, office, days) in expected.items()}
+    for n in nodes:
+        assert truth.ts(n["releasedAt"]) == truth.ts(world.orr[n["aNumber"]]["release"]["released_at"]) <= as_of
+
+
+ALERTS_AS_OF = """query($asOf: DateTime, $first: Int!, $after: String, $f: CourtAlertFilter) {
+  courtAlerts(asOf: $asOf, withinDays: 60, first: $first, after: $after, filter: $f) {
+    edges { node { aNumber kind occurredAt hearing { id startsAt outcome } } }
+    pageInfo { hasNextPage endCursor } totalCount } }"""
+
+
+@pytest.mark.parametrize("when", PAST)
+def test_court_alerts_as_of_a_past_time(gateway: Any, mock_services: Any, when: str) -> None:
+    world = truth.World(mock_services)
+    as_of, now = truth.ts(when), sim_now(mock_services)
+    expected = truth.alerts(world, as_of, within_days=60)
+    current = truth.alerts(world, now, within_days=60)
+    all_missed = [h for e in world.eoir.values() for h in truth.missed(e)]
+    assert any(truth.ts(h["starts_at"]) > as_of for h in all_missed), "no hearing was missed after asOf"
+    assert {k for _a, k, _h in expected} >= {"MISSED_HEARING", "NO_HEARING_SCHEDULED", "ADDRESS_OF_RECORD_MISMATCH"}
+    assert expected - current, "no alert was true at asOf and not now"
+    nodes = walk(gateway, ALERTS_AS_OF, "courtAlerts", {"asOf": when}, first=50)
+    keys = alert_keys(nodes)
+    assert len(keys) == len(set(keys)) and set(keys) == expected
+    assert Counter(n["kind"] for n in nodes) == Counter(k for _a, k, _h in expected)
+    assert all(truth.ts(n["occurredAt"]) <= as_of for n in nodes if n["occurredAt"] is not None)
+    for n in nodes:  # a hearing that starts after asOf had no outcome yet
+        if n["kind"] == "ADDRESS_OF_RECORD_MISMATCH":
+            assert truth.ts(n["hearing"]["startsAt"]) >= as_of and n["hearing"]["outcome"] is None
+    court = {"kinds": ["MISSED_HEARING", "IN_ABSENTIA_ORDER"]}
+    total = ok(gateway, ALERTS_AS_OF, {"asOf": when, "first": 1, "f": court})["courtAlerts"]["totalCount"]
+    assert total == sum(1 for _a, k, _h in expected if k in court["kinds"]) == sum(
+        1 for h in all_missed if truth.ts(h["starts_at"]) <= as_of) + sum(
+        1 for e in world.eoir.values() if e["in_absentia_order"]
+        and truth.by_day(e["in_absentia_order"]["ordered_on"], as_of))
+
+
+@pytest.mark.parametrize("when", PAST)
+def test_oversight_summary_as_of_a_past_time(gateway: Any, mock_services: Any, when: str) -> None:
+    world = truth.World(mock_services)
+    as_of = truth.ts(when)
+    data = ok(gateway, SUMMARY, {"asOf": when})["oversightSummary"]
+    backlog = truth.backlog(world, as_of)
+    alerts = truth.alerts(world, as_of, 60)
+    assert data["totals"]["children"] == len(world.ice)  # ICE's current assignments (documented)
+    assert data["totals"]["backlog"]["total"] == len(backlog)
+    assert {c["kind"]: c["count"] for c in data["totals"]["openAlerts"]} == {
+        k: sum(1 for _a, kind, _h in alerts if kind == k) for k in KINDS}
+    since = as_of - timedelta(hours=720)
+    new = {c["kind"]: c["count"] for c in data["totals"]["newAlerts"]}
+    assert new["MISSED_HEARING"] == sum(1 for e in world.eoir.values() for h in truth.missed(e)
+                                        if since <= truth.ts(h["starts_at"]) <= as_of)
+    assert {o["fieldOffice"]: o["backlog"]["total"] for o in data["byFieldOffice"] if o["backlog"]["total"]} == \
+        Counter(e[1] for e in backlog.values())
+
+
+@pytest.mark.parametrize("when", PAST)
+def test_caseload_hearing_rules_as_of_a_past_time(gateway: Any, mock_services: Any, when: str) -> None:
+    world = truth.World(mock_services)
+    as_of, now = truth.ts(when), sim_now(mock_services)
+    for f, kwargs in (({"missedHearing": True}, {"missed_hearing": True}),
+                      ({"missedHearing": False}, {"missed_hearing": False}),
+                      ({"hearingWithinDays": 120}, {"hearing_within_days": 120})):
+        expected = truth.caseload(world, as_of, **kwargs)  # type: ignore[arg-type]
+        assert expected, f"no child matches {f} as of {when}"
+        assert expected != truth.caseload(world, now, **kwargs), f"{f} is the same as of {when} as now"  # type: ignore[arg-type]
+        assert caseload_numbers(gateway, f, as_of, first=50) == expected

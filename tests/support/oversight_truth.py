@@ -70,6 +70,38 @@ def location(orr: Rec | None, ice: Rec | None) -> str:
     return "UNKNOWN"
 
 
+def by_day(day: str | None, as_of: datetime) -> bool:
+    """A fact dated by day only had happened by `as_of` (from 00:00 UTC of that day); an undated one counts."""
+    return day is None or ts(day + "T00:00:00Z") <= as_of
+
+
+def case_as_of(eoir: Rec | None, as_of: datetime) -> Rec | None:
+    """The EOIR case as it stood at `as_of` (None: not yet opened)."""
+    if eoir is None:
+        return None
+    if not by_day(eoir["case_opened_on"], as_of):
+        return None
+    hearings = [h if ts(h["starts_at"]) <= as_of else {**h, "outcome": None} for h in eoir["hearings"]]
+    decided = eoir["decision"] is not None and by_day(eoir["decision"]["decided_on"], as_of)
+    order = eoir["in_absentia_order"]
+    return {**eoir, "hearings": hearings, "case_status": eoir["case_status"] if decided else "pending",
+            "in_absentia_order": order if order and by_day(order["ordered_on"], as_of) else None}
+
+
+def released_by(orr: Rec | None, ice: Rec | None, as_of: datetime) -> bool:
+    """Released to a sponsor (per `location`) at or before `as_of`."""
+    return location(orr, ice) == "RELEASED_TO_SPONSOR" and ts(orr["release"]["released_at"]) <= as_of  # type: ignore[index]
+
+
+def nta_as_of(ice: Rec, as_of: datetime) -> str:
+    """ICE's NTA status at `as_of`: the last step dated on or before it."""
+    nta = ice["nta"]
+    for status, day in (("filed", "filed_on"), ("served", "served_on"), ("issued", "issued_on")):
+        if nta[day] is not None and by_day(nta[day], as_of):
+            return status
+    return "not_issued"
+
+
 def next_hearing(eoir: Rec | None) -> Rec | None:
     pending = [h for h in (eoir or {}).get("hearings", []) if h["outcome"] is None]
     return min(pending, key=lambda h: ts(h["starts_at"])) if pending else None
@@ -95,25 +127,32 @@ def bucket(days: int) -> str:
 
 
 def backlog(world: World, as_of: datetime) -> dict[str, tuple[str, str | None, str]]:
-    """A-number → (stage, field office, age bucket) of every backlogged child."""
+    """A-number → (stage, field office, age bucket) of every child backlogged as of `as_of`."""
+    return {a: (stage, office, bucket(days)) for a, (stage, office, days) in backlog_days(world, as_of).items()}
+
+
+def backlog_days(world: World, as_of: datetime) -> dict[str, tuple[str, str | None, int]]:
+    """A-number → (stage, field office, days since release) of every child backlogged as of `as_of`."""
     out = {}
     for a, orr, ice, _eoir in world.children():
-        if location(orr, ice) != "RELEASED_TO_SPONSOR" or ice["nta"]["status"] == "filed":
+        if not released_by(orr, ice, as_of) or nta_as_of(ice, as_of) == "filed":
             continue
-        days = max(0, (as_of - ts(orr["release"]["released_at"])).days)  # type: ignore[index]
-        out[a] = (ice["nta"]["status"].upper(), ice["field_office"], bucket(days))
+        days = (as_of - ts(orr["release"]["released_at"])).days  # type: ignore[index]
+        assert days >= 0
+        out[a] = (nta_as_of(ice, as_of).upper(), ice["field_office"], days)
     return out
 
 
 def alerts(world: World, as_of: datetime, within_days: int) -> set[tuple[str, str, str | None]]:
-    """(A-number, kind, hearing id) of every court alert."""
+    """(A-number, kind, hearing id) of every court alert as of `as_of`."""
     out: set[tuple[str, str, str | None]] = set()
-    for a, orr, ice, eoir in world.children():
+    for a, orr, ice, recorded in world.children():
+        eoir = case_as_of(recorded, as_of)
         for h in missed(eoir):
             out.add((a, "MISSED_HEARING", h["id"]))
         if eoir and eoir["in_absentia_order"]:
             out.add((a, "IN_ABSENTIA_ORDER", None))
-        released = location(orr, ice) == "RELEASED_TO_SPONSOR"
+        released = released_by(orr, ice, as_of)
         nxt = next_hearing(eoir)
         upcoming = nxt if nxt and ts(nxt["starts_at"]) >= as_of else None
         if released and upcoming is None and (eoir is None or eoir["case_status"] == "pending"):
@@ -166,7 +205,8 @@ def caseload(world: World, as_of: datetime, *, field_office: str | None = None, 
              missed_hearing: bool | None = None, sponsor_state: str | None = None) -> list[str]:
     """A-numbers matching a caseload filter, in order."""
     out = []
-    for a, orr, ice, eoir in world.children():
+    for a, orr, ice, recorded in world.children():
+        eoir = case_as_of(recorded, as_of)  # hearing rules are judged as of `as_of`, the others on the records
         if field_office is not None and ice["field_office"].casefold() != field_office.casefold():
             continue
         if location_status is not None and location(orr, ice) != location_status:
