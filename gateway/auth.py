@@ -107,6 +107,16 @@ def _pem_key(pem: bytes) -> Any:
     return key
 
 
+_CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
+ONE_CREDENTIAL = "send one credential: a single Authorization header or a single X-API-Key header"
+MAX_NAME = 256  # longest `sub` or `client` a token may name (they go to every audit event)
+
+
+def _is_name(value: object) -> bool:
+    """A token's `sub` or `client`: a string with something visible in it, printable, at most MAX_NAME long."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable() and not value.isspace()
+
+
 class Authenticator:
     """Turns request headers into a `Principal` or raises `AuthError`."""
 
@@ -120,9 +130,18 @@ class Authenticator:
         self._verified: LRUCache[str, tuple[Principal, float]] = LRUCache(maxsize=VERIFIED_TOKENS)
 
     def authenticate(self, headers: Mapping[str, str]) -> Principal:
-        """The caller named by `Authorization` (Bearer JWT, Bearer/ApiKey API key) or `X-API-Key`."""
+        """The caller named by `Authorization` (Bearer JWT, Bearer/ApiKey API key) or `X-API-Key`.
+
+        Exactly one credential: a key and a token together, or a header given twice (starlette `Headers`
+        keep every copy in `raw`), are refused rather than resolved by which comes first, so a proxy in
+        front and the gateway cannot take the caller for two different principals.
+        """
         api_key = headers.get("x-api-key")
         auth = headers.get("authorization", "").strip()
+        raw = getattr(headers, "raw", None)
+        if (api_key is not None and auth) or (raw is not None and sum(name in _CREDENTIAL_HEADERS
+                                                                       for name, _ in raw) > 1):
+            raise AuthError(ONE_CREDENTIAL)
         if api_key is not None:
             return self.api_key(api_key.strip())
         if not auth:
@@ -199,10 +218,15 @@ class Authenticator:
             offices = office_scope(claims.get("field_offices"))
         except ValueError as exc:
             raise AuthError(f"token {exc}") from None
-        client = claims.get("client") or claims.get("azp") or "jwt"
-        principal = Principal(subject=str(claims["sub"]), role=role, client=str(client), method="jwt",
-                              field_offices=offices)
-        return principal, float(claims["exp"])
+        subject, client, exp = claims["sub"], claims.get("client") or claims.get("azp") or "jwt", claims["exp"]
+        for name, value in (("sub", subject), ("client", client)):
+            if not _is_name(value):
+                raise AuthError(f"token '{name}' must be a non-blank string of at most {MAX_NAME} printable "
+                                "characters")
+        if isinstance(exp, bool) or not isinstance(exp, int | float):
+            raise AuthError("token 'exp' must be a number (seconds since the epoch)")
+        principal = Principal(subject=subject, role=role, client=client, method="jwt", field_offices=offices)
+        return principal, float(exp)
 
 
 def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: str | None = None,

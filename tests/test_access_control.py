@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from gateway.auth import ONE_CREDENTIAL
 from tests.support.access import FULL, backend_calls, error_paths, gateway_env, raw, records, strings, ucgw
 from tests.support.gateway import TEST_JWT_SECRET, GatewayProcess, http, mint
 
@@ -105,6 +107,57 @@ def test_missing_or_bad_credentials_are_refused_before_any_backend_call(gateway:
     # a GET query needs credentials too
     status, _, _ = http("GET", f"{gateway.url}/graphql?query=%7B__typename%7D", headers={"Accept": "application/json"})
     assert status == 401
+    assert backend_calls(mock_services) == 0
+
+
+def _post_raw_headers(gateway: GatewayProcess, header_lines: list[str]) -> tuple[int, dict[str, Any]]:
+    """POST `{ __typename }` with exactly these header lines (repeats included, which a dict cannot hold)."""
+    body = b'{"query": "{ __typename }"}'
+    head = "".join(f"{line}\r\n" for line in ["POST /graphql HTTP/1.1", f"Host: 127.0.0.1:{gateway.port}",
+                                                "Content-Type: application/json", f"Content-Length: {len(body)}",
+                                                "Connection: close", *header_lines])
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.sendall(head.encode() + b"\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def test_one_credential_naming_a_real_subject_or_none(gateway: GatewayProcess, keys: dict[str, Any],
+                                                       mock_services: Any) -> None:
+    """Two credentials are refused, not resolved by order; `sub` and `client` must name someone (they go
+    to every audit event) and `exp` must be a number."""
+    now = int(time.time())
+    refused = {
+        "empty sub": ([f"Authorization: Bearer {mint(sub='')}"], "token 'sub' must be a non-blank string of at "
+                                                                 "most 256 printable characters"),
+        "blank sub": ([f"Authorization: Bearer {mint(sub='   ')}"], "token 'sub' must be a non-blank string of "
+                                                                   "at most 256 printable characters"),
+        "sub with a control character": (["Authorization: Bearer " + mint(sub="alice\u0007")],
+                                         "token 'sub' must be a non-blank string of at most 256 printable "
+                                         "characters"),
+        "client not a string": ([f"Authorization: Bearer {mint(client={'x': 1})}"], "token 'client' must be a "
+                                "non-blank string of at most 256 printable characters"),
+        "client of 5,000 characters": ([f"Authorization: Bearer {mint(client='c' * 5000)}"], "token 'client' must "
+                                       "be a non-blank string of at most 256 printable characters"),
+        "exp as a string": ([f"Authorization: Bearer {mint(exp=str(now + 3600))}"],
+                            "token 'exp' must be a number (seconds since the epoch)"),
+        "a key and a token": ([f"X-API-Key: {keys['partner']}", f"Authorization: Bearer {mint()}"],
+                              ONE_CREDENTIAL),
+        "two Authorization headers": ([f"Authorization: Bearer {mint()}", f"Authorization: Bearer {mint('partner')}"],
+                                      ONE_CREDENTIAL),
+        "two X-API-Key headers": ([f"X-API-Key: {keys['partner']}", f"X-API-Key: {keys['caseworker']}"],
+                                  ONE_CREDENTIAL),
+    }
+    mock_services.reset()
+    for name, (lines, message) in refused.items():
+        status, doc = _post_raw_headers(gateway, lines)
+        assert (status, [(e["message"], e["extensions"]["code"]) for e in doc["errors"]]) \
+            == (401, [(message, "UNAUTHENTICATED")]), name
+    status, doc = _post_raw_headers(gateway, [f"Authorization: Bearer {mint(sub='alice', client='case-app')}"])
+    assert (status, doc) == (200, {"data": {"__typename": "Query"}})
     assert backend_calls(mock_services) == 0
 
 
