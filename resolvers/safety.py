@@ -16,6 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -214,13 +215,23 @@ def _error(exc: ConcernError) -> GraphQLError:
     return GraphQLError(exc.message, extensions={"code": exc.code})
 
 
+_LINE_BREAKS = frozenset("\n\r\t")
+
+
 def _text(name: str, value: str | None, required: bool) -> str | None:
+    """A caseworker's free text, stripped: None when absent (or blank and optional); BAD_USER_INPUT when
+    blank and required, too long, holding a control character other than line breaks and tabs, or
+    nothing visible (e.g. only zero-width characters)."""
     if value is None or not value.strip():
         if required:
             raise bad_input(f"{name} must not be empty")
         return None
     if len(value) > MAX_TEXT:
         raise bad_input(f"{name} must be at most {MAX_TEXT} characters (got {len(value)})")
+    if any(unicodedata.category(ch) == "Cc" and ch not in _LINE_BREAKS for ch in value):
+        raise bad_input(f"{name} must not hold control characters (other than line breaks and tabs)")
+    if not any(ch.isprintable() and not ch.isspace() for ch in value):
+        raise bad_input(f"{name} must hold some visible text")
     return value.strip()
 
 

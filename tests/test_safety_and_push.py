@@ -241,6 +241,15 @@ def test_routing_falls_back_to_the_sponsor_address(gw: GatewayProcess, world: Mo
     status, body = gw.query(REPORT, {"i": {"aNumber": "12-34", "severity": "LOW", "category": "OTHER",
                                            "description": "x"}})
     assert codes(body) == {"BAD_USER_INPUT"}
+    control = "description must not hold control characters (other than line breaks and tabs)"
+    for text, message in (("\u0000\u0000\u0000", control), ("\u0001\u0002\u001b[31mred\u0007", control),
+                          ("late\u0000night", control), ("\u200b\u200b", "description must hold some visible text")):
+        status, body = gw.query(REPORT, {"i": {"aNumber": new_a, "severity": "LOW", "category": "OTHER",
+                                               "description": text}})
+        assert (body["data"], [(e["message"], e["extensions"]["code"]) for e in body["errors"]]) \
+            == ({"reportSafetyConcern": None}, [(message, "BAD_USER_INPUT")]), text
+    multi = report(gw, new_a, description="Line one.\n\tLine two.\r\n")  # line breaks and tabs are text
+    assert multi["description"] == "Line one.\n\tLine two."
 
 
 def test_lists_pages_and_counts_per_office(gw: GatewayProcess, world: MockProcess) -> None:
