@@ -39,6 +39,15 @@ class ApiKey:
     field_offices: frozenset[str] | None
 
 
+MAX_NAME = 256  # longest `sub` or `client` a token may name (they go to every audit event)
+
+
+def is_name(value: object) -> bool:
+    """A token's `sub` or `client`, a keys file's `client`: a printable string of at most MAX_NAME characters
+    with something visible in it."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable() and not value.isspace()
+
+
 def hash_api_key(key: str) -> str:
     """The hex SHA-256 under which an API key is stored in the keys file."""
     return hashlib.sha256(key.encode()).hexdigest()
@@ -56,21 +65,29 @@ def load_api_keys(path: str) -> dict[str, ApiKey]:
         data = json.loads(text) if path.endswith(".json") else tomllib.loads(text)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read API keys file {path}: {exc}") from exc
+    entries = data.get("api_key", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError(f"API keys file {path}: expected [[api_key]] tables (JSON: {{\"api_key\": [...]}})")
     keys: dict[str, ApiKey] = {}
-    for i, entry in enumerate(data.get("api_key", [])):
+    for i, entry in enumerate(entries):
         where = f"API keys file {path}, entry {i + 1}"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a table with sha256, client and role")
         digest = str(entry.get("sha256", "")).lower()
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError(f"{where}: 'sha256' must be 64 hex digits (see `ucgw apikey`)")
         if entry.get("role") not in ROLES:
             raise ConfigError(f"{where}: 'role' must be one of {', '.join(ROLES)}")
-        if not entry.get("client"):
-            raise ConfigError(f"{where}: 'client' (the application's name) is required")
+        if not is_name(entry.get("client")):
+            raise ConfigError(f"{where}: 'client' (the application's name) is required: a non-blank string of at "
+                              f"most {MAX_NAME} printable characters")
+        if digest in keys:
+            raise ConfigError(f"{where}: the same key (sha256) as an earlier entry; each key names one client")
         try:
             offices = office_scope(entry.get("field_offices"))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
-        keys[digest] = ApiKey(client=str(entry["client"]), role=entry["role"], field_offices=offices)
+        keys[digest] = ApiKey(client=entry["client"], role=entry["role"], field_offices=offices)
     return keys
 
 
@@ -85,8 +102,8 @@ def _load_public_keys(settings: Settings) -> dict[str | None, Any]:
     if settings.jwt_jwks_file:
         try:
             jwks = jwt.PyJWKSet.from_json(Path(settings.jwt_jwks_file).read_text(encoding="utf-8"))
-        except (OSError, ValueError, jwt.PyJWTError) as exc:
-            raise ConfigError(f"cannot read JWKS file {settings.jwt_jwks_file}: {exc}") from exc
+        except (OSError, ValueError, AttributeError, TypeError, jwt.PyJWTError) as exc:  # e.g. `[]`: not a key set
+            raise ConfigError(f"cannot read JWKS file {settings.jwt_jwks_file}: {exc or type(exc).__name__}") from exc
         for jwk in jwks.keys:
             if jwk.algorithm_name not in (None, "RS256") or jwk.key_type != "RSA":
                 continue
@@ -109,14 +126,6 @@ def _pem_key(pem: bytes) -> Any:
 
 _CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
 ONE_CREDENTIAL = "send one credential: a single Authorization header or a single X-API-Key header"
-MAX_NAME = 256  # longest `sub` or `client` a token may name (they go to every audit event)
-
-
-def _is_name(value: object) -> bool:
-    """A token's `sub` or `client`: a string with something visible in it, printable, at most MAX_NAME long."""
-    return isinstance(value, str) and 0 < len(value) <= MAX_NAME and value.isprintable() and not value.isspace()
-
-
 class Authenticator:
     """Turns request headers into a `Principal` or raises `AuthError`."""
 
@@ -220,7 +229,7 @@ class Authenticator:
             raise AuthError(f"token {exc}") from None
         subject, client, exp = claims["sub"], claims.get("client") or claims.get("azp") or "jwt", claims["exp"]
         for name, value in (("sub", subject), ("client", client)):
-            if not _is_name(value):
+            if not is_name(value):
                 raise AuthError(f"token '{name}' must be a non-blank string of at most {MAX_NAME} printable "
                                 "characters")
         if isinstance(exp, bool) or not isinstance(exp, int | float):

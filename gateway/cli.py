@@ -37,14 +37,39 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def positive_seconds(raw: str) -> float:
-    """An argparse type: a finite number of seconds above 0."""
+MAX_TOKEN_TTL = 366 * 86_400  # a token minted here lives at most a year
+
+
+def token_ttl(raw: str) -> float:
+    """An argparse type: a token's lifetime, a finite number of seconds above 0 and at most MAX_TOKEN_TTL."""
     try:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a finite number of seconds above 0, not {raw}")
+    if value > MAX_TOKEN_TTL:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TOKEN_TTL} seconds (366 days), not {raw}")
+    return value
+
+
+def client_name(raw: str) -> str:
+    """An argparse type: a client's name as a keys file and a token's `client` claim must hold it."""
+    from gateway.auth import MAX_NAME, is_name
+
+    if not is_name(raw):
+        raise argparse.ArgumentTypeError(f"must be a non-blank name of at most {MAX_NAME} printable characters")
+    return raw
+
+
+def non_negative_int(raw: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {raw}")
     return value
 
 
@@ -158,14 +183,14 @@ def build_parser() -> argparse.ArgumentParser:
     token_p = sub.add_parser("token", help="print a JWT for a role, signed with the configured secret")
     token_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
     token_p.add_argument("--role", required=True, choices=ROLES)
-    token_p.add_argument("--ttl", type=positive_seconds, default=3600.0, help="lifetime in seconds (default 3600)")
+    token_p.add_argument("--ttl", type=token_ttl, default=3600.0, help="lifetime in seconds (default 3600)")
     token_p.add_argument("--subject", help="the `sub` claim (default <role>-demo)")
-    token_p.add_argument("--client", default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
+    token_p.add_argument("--client", type=client_name, default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
     token_p.add_argument("--field-offices", help="comma-separated ERO field offices the token is limited to")
     token_p.set_defaults(func=cmd_token)
 
     key_p = sub.add_parser("apikey", help="make (or hash) a partner API key; prints the keys-file entry")
-    key_p.add_argument("--client", required=True, help="the partner application's name")
+    key_p.add_argument("--client", type=client_name, required=True, help="the partner application's name")
     key_p.add_argument("--role", default="partner", choices=ROLES, help="role of the key (default partner)")
     key_p.add_argument("--field-offices", help="comma-separated ERO field offices the key is limited to")
     key_p.add_argument("--key", help="hash this key instead of making a new one")
@@ -178,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_p.add_argument("--subject", help="who read (token subject or API key client)")
     audit_p.add_argument("--since", help="from this ISO date/datetime, inclusive (UTC when no offset)")
     audit_p.add_argument("--until", help="up to this ISO date/datetime, exclusive")
-    audit_p.add_argument("--limit", type=int, default=0, help="at most this many events (default: all)")
+    audit_p.add_argument("--limit", type=non_negative_int, default=0, help="at most this many events (default: all)")
     audit_p.set_defaults(func=cmd_audit)
     return parser
 

@@ -109,9 +109,18 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
 
 
-def _coerce(name: str, raw: object) -> object:
-    """Convert a TOML or environment value to the type of setting `name`."""
+_TYPED = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _coerce(name: str, raw: object, typed: bool = False) -> object:
+    """Convert an environment value (text) to the type of setting `name`; a `typed` one (TOML, flags) must
+    already be of that type (an int for a float setting too), so 8000.9 or "x" for a port is an error
+    rather than a truncation or a string."""
     kind = str(_FIELDS[name].type)
+    if typed and raw is not None:
+        wanted = _TYPED[kind.split(" ")[0]]
+        if not isinstance(raw, wanted) or (isinstance(raw, bool) and bool not in wanted):
+            raise ConfigError(f"setting {name!r}: {raw!r} is not a valid {kind}")
     try:
         if raw is None or (isinstance(raw, str) and raw == "" and "None" in kind):
             return None
@@ -127,7 +136,7 @@ def _coerce(name: str, raw: object) -> object:
         if kind.startswith("int"):
             if isinstance(raw, bool):
                 raise ValueError(raw)
-            return int(raw)  # type: ignore[arg-type]
+            return int(raw)  # type: ignore[arg-type]  # text of a whole number ("8000.9" is a ValueError)
         if kind.startswith("float"):
             if isinstance(raw, bool):
                 raise ValueError(raw)
@@ -186,21 +195,33 @@ def load_settings(
     if path:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        section = data.get("gateway", data)
-        for key, raw in section.items():
+        for key, raw in _settings_table(data, str(path)).items():
             if key not in _FIELDS:
                 raise ConfigError(f"unknown setting {key!r} in {path}")
-            values[key] = _coerce(key, raw)
+            values[key] = _coerce(key, raw, typed=True)
     for name in _FIELDS:
         env_name = f"UCGW_{name.upper()}"
         if env_name in environ:
             values[name] = _coerce(name, environ[env_name])
     for name, raw in overrides.items():
         if raw is not None:
-            values[name] = _coerce(name, raw)
+            values[name] = _coerce(name, raw, typed=True)
     return _validate(Settings(**values))  # type: ignore[arg-type]
+
+
+def _settings_table(data: dict[str, Any], path: str) -> dict[str, Any]:
+    """The settings of a config file: its top-level keys and those of its `[gateway]` table together (a key
+    set in both is an error, as is a `gateway` key that is not a table)."""
+    section = data.get("gateway", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"'gateway' in {path} must be a table ([gateway]), not {type(section).__name__}")
+    top = {k: v for k, v in data.items() if k != "gateway"}
+    both = sorted(set(top) & set(section))
+    if both:
+        raise ConfigError(f"{', '.join(repr(k) for k in both)} set both at top level and under [gateway] in {path}")
+    return {**top, **section}
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
