@@ -22,7 +22,7 @@ from resolvers import build
 from resolvers.alerts import court_as_of
 from resolvers.child import Child
 from resolvers.context import RequestContext
-from resolvers.field_offices import canonical_office
+from resolvers.field_offices import canonical_office, office_arg, office_key, same_office
 from resolvers.oversight_access import in_scope, record_listed, require
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor, list_kind
 from resolvers.scan import SCAN_PAGE, Row, full_scan, read_page
@@ -38,7 +38,8 @@ ICE_PUSHDOWN: dict[str, str] = {"field_office": "field_office", "nta_status": "n
                               "current values.")
 class CaseloadFilter:
     field_office: str | None = strawberry.field(
-        default=None, description="ICE's responsible field office (any letter case), e.g. \"San Antonio\"."
+        default=None, description="ICE's responsible field office, e.g. \"San Antonio\" (letter case, accents, "
+                                  "dots and spacing ignored; not blank)."
     )
     location_status: LocationStatus | None = None
     nta_status: NtaStatus | None = None
@@ -83,12 +84,12 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
     tests: list[Callable[[Row], bool]] = []
     sources: set[Source] = set()
     drops = False
-    if f.field_office is not None:
+    office = office_arg(f.field_office, "filter.fieldOffice")
+    if office is not None:
         if "field_office" in ICE_PUSHDOWN:
-            pushdown[ICE_PUSHDOWN["field_office"]] = canonical_office(f.field_office)
+            pushdown[ICE_PUSHDOWN["field_office"]] = canonical_office(office)
         drops |= "field_office" not in ICE_PUSHDOWN
-        office = f.field_office.strip().casefold()
-        tests.append(lambda r: (r.field_office or "").casefold() == office)
+        tests.append(lambda r: same_office(r.field_office, office))
     if f.nta_status is not None:
         wanted = f.nta_status
         if "nta_status" in ICE_PUSHDOWN:
@@ -134,11 +135,21 @@ def _sponsor_state(row: Row) -> str | None:
     return sponsor.address.state if sponsor is not None and sponsor.address is not None else None
 
 
+def shape(f: CaseloadFilter | None, as_of_given: str | None) -> tuple[object, ...]:
+    """What a caseload cursor is bound to: the filter in canonical form and `asOf` as given (None: omitted)."""
+    f = f or CaseloadFilter()
+    state = f.sponsor_state.strip().upper() if f.sponsor_state is not None else None
+    return (office_key(f.field_office), f.location_status, f.nta_status, f.hearing_within_days, f.missed_hearing,
+            state, as_of_given)
+
+
 async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | None, first: int,
-                        after: str | None, as_of: datetime, max_age: float | None) -> Connection[Child]:
-    """One page of the caseload: one ICE listing page, filtered, at most `first` children."""
+                        after: str | None, as_of: datetime, max_age: float | None,
+                        as_of_given: str | None = None) -> Connection[Child]:
+    """One page of the caseload: one ICE listing page, filtered, at most `first` children
+    (`as_of_given`: the `asOf` argument as given, which the cursors are bound to)."""
     p = plan(info, f, as_of)
-    kind = list_kind(KIND, sorted(p.pushdown.items()))  # the source's cursor is only valid for its filters
+    kind = list_kind(KIND, shape(f, as_of_given), sorted(p.pushdown.items()))  # the source's cursor needs its filters
     pos = decode_cursor(kind, after)
     # When the gateway's own tests may drop children, read a full listing page to fill ours.
     limit = SCAN_PAGE if p.drops else first

@@ -12,6 +12,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from resolvers.errors import bad_input
+
 FIELD_OFFICES: tuple[str, ...] = (
     "Atlanta", "Baltimore", "Boston", "Buffalo", "Chicago", "Dallas", "Denver", "Detroit", "El Paso",
     "Harlingen", "Houston", "Los Angeles", "Miami", "New Orleans", "New York City", "Newark", "Philadelphia",
@@ -102,6 +104,23 @@ _BY_FOLDED = {_norm(o): o for o in FIELD_OFFICES}
 def canonical_office(name: str) -> str:
     """The listed spelling of an office name given in any case or spacing (unknown names as given)."""
     return _BY_FOLDED.get(_norm(name), name.strip())
+
+
+def office_arg(name: str | None, arg: str = "fieldOffice") -> str | None:
+    """A field-office argument as given (None: not given); BAD_USER_INPUT when it is empty or only spaces."""
+    if name is not None and not name.strip():
+        raise bad_input(f"{arg} must name a field office (e.g. \"San Antonio\") or be omitted, not be blank")
+    return name
+
+
+def office_key(name: str | None) -> str | None:
+    """The form office names are compared in: letter case, accents, dots and spacing ignored (None: none)."""
+    return None if name is None else _norm(name)
+
+
+def same_office(recorded: str | None, wanted: str | None) -> bool:
+    """True when `wanted` is None (no filter) or names the same office as the `recorded` one."""
+    return wanted is None or (recorded is not None and _norm(recorded) == _norm(wanted))
 
 
 class RoutingBasis(enum.Enum):

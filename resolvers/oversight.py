@@ -31,15 +31,17 @@ from resolvers.counts import AlertCount, BacklogCounts, DiscrepancyCount, Tally
 from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect
 from resolvers.errors import source_error
 from resolvers.evidence import SEVERITY_RANK, Severity, SourceClaim
+from resolvers.field_offices import office_arg, office_key, same_office
 from resolvers.item_pages import item_page, safe_items
 from resolvers.oversight_access import (
     as_of_time,
     days_arg,
+    given_time,
     max_age_arg,
     record_listed,
     section_started,
 )
-from resolvers.pagination import Connection, check_first
+from resolvers.pagination import Connection, check_first, list_kind
 from resolvers.permissions import office_scope_error, requires
 from resolvers.routing import FieldOfficeRouting, routing
 from resolvers.safety import OfficeSafetyConcerns, open_concern_counts
@@ -48,10 +50,8 @@ from resolvers.types import Hearing, Provenance
 
 STATUS = Capability.CHILD_STATUS
 DEFAULT_WITHIN_DAYS = 30
-
-
-def _office_is(office: str | None, wanted: str | None) -> bool:
-    return wanted is None or (office or "").casefold() == wanted.strip().casefold()
+OFFICE_FILTER = ("ICE's responsible field office, e.g. \"San Antonio\" (letter case, accents, dots and spacing "
+                 "ignored; not blank).")
 
 
 # ------------------------------------------------------------------------------------------- backlog
@@ -59,7 +59,7 @@ def _office_is(office: str | None, wanted: str | None) -> bool:
 
 @strawberry.input(description="Which backlog entries to list.")
 class BacklogFilter:
-    field_office: str | None = None
+    field_office: str | None = strawberry.field(default=None, description=OFFICE_FILTER)
     stage: BacklogStage | None = None
     age_bucket: AgeBucket | None = None
 
@@ -98,6 +98,7 @@ def _backlog_of(as_of: datetime) -> Callable[[Row], list[BacklogEntry]]:
 class NtaBacklog:
     as_of: datetime
     max_age: strawberry.Private[float | None]
+    as_of_given: strawberry.Private[str | None] = None  # `asOf` as given (None: omitted), for binding cursors
 
     async def _tally(self, info: Info[RequestContext, None]) -> dict[str | None, Tally]:
         derive = safe_items(info, _backlog_of(self.as_of))
@@ -125,10 +126,12 @@ class NtaBacklog:
                     first: int = 50, after: str | None = None) -> Connection[BacklogItem]:
         f = filter or BacklogFilter()
         check_first(first)
+        office = office_arg(f.field_office, "filter.fieldOffice")
+        kind = list_kind("ntaBacklog", office_key(office), f.stage, f.age_bucket, self.as_of_given)
         base = _backlog_of(self.as_of)
 
         def derive(row: Row) -> list[BacklogEntry]:
-            return [e for e in base(row) if _office_is(e.field_office, f.field_office)
+            return [e for e in base(row) if same_office(e.field_office, office)
                     and (f.stage is None or e.stage is f.stage) and (f.age_bucket is None or e.bucket is f.age_bucket)]
 
         def node(row: Row, e: BacklogEntry) -> BacklogItem:
@@ -140,7 +143,7 @@ class NtaBacklog:
                 max_age=self.max_age,
             )
 
-        return await item_page(info, "ntaBacklog", first, after, self.max_age, derive, node)
+        return await item_page(info, kind, first, after, self.max_age, derive, node)
 
 
 # ------------------------------------------------------------------------------------------- alerts
@@ -149,7 +152,7 @@ class NtaBacklog:
 @strawberry.input(description="Which court alerts to list.")
 class CourtAlertFilter:
     kinds: list[AlertKind] | None = None
-    field_office: str | None = None
+    field_office: str | None = strawberry.field(default=None, description=OFFICE_FILTER)
     occurred_since: datetime | None = strawberry.field(
         default=None, description="Only alerts whose fact arose at or after this time (forward-looking "
                                   "alerts, with no such time, are left out)."
@@ -192,7 +195,7 @@ def _alerts_of(as_of: datetime, within_days: int) -> Callable[[Row], list[AlertF
 class DiscrepancyFilter:
     kinds: list[DiscrepancyKind] | None = None
     min_severity: Severity | None = strawberry.field(default=None, description="HIGH, or MEDIUM and up, or all.")
-    field_office: str | None = None
+    field_office: str | None = strawberry.field(default=None, description=OFFICE_FILTER)
 
 
 @strawberry.type(description="A data-quality discrepancy of one child.")
@@ -241,8 +244,10 @@ class OfficeSummary:
         counts = await _concern_counts(info, self.concerns)
         if self.is_total:
             return merge_concerns(counts)
-        office = (self.field_office or "").casefold()
-        return next((c for c in counts if c.field_office and c.field_office.casefold() == office), None)
+        if self.field_office is None:
+            return None
+        return next((c for c in counts if c.field_office is not None and same_office(c.field_office,
+                                                                                     self.field_office)), None)
 
 
 @strawberry.type(description="What a supervisor opens each morning: backlog, court alerts, open safety concerns "
@@ -342,7 +347,8 @@ class OversightQuery:
         await _prepare(info, first)
         if filter is not None:
             days_arg("hearingWithinDays", filter.hearing_within_days)
-        return await caseload_page(info, filter, first, after, as_of_time(as_of), max_age_arg(max_age_seconds))
+        return await caseload_page(info, filter, first, after, as_of_time(as_of), max_age_arg(max_age_seconds),
+                                   as_of_given=given_time(as_of))
 
     @strawberry.field(description="The NTA backlog (released, NTA not filed with the court) as of a time; nothing "
                                   "dated after `asOf` is counted.",
@@ -350,7 +356,8 @@ class OversightQuery:
     async def nta_backlog(self, info: Info[RequestContext, None], as_of: datetime | None = None,
                           max_age_seconds: int | None = None) -> NtaBacklog | None:
         await _prepare(info)
-        return NtaBacklog(as_of=as_of_time(as_of), max_age=max_age_arg(max_age_seconds))
+        return NtaBacklog(as_of=as_of_time(as_of), max_age=max_age_arg(max_age_seconds),
+                          as_of_given=given_time(as_of))
 
     @strawberry.field(description="Court alerts as of `asOf` (none whose fact is dated after it) by A-number, each "
                                   "with its evidence.", extensions=requires(STATUS))
@@ -362,13 +369,16 @@ class OversightQuery:
         await _prepare(info, first)
         days_arg("withinDays", within_days)
         f = filter or CourtAlertFilter()
+        office = office_arg(f.field_office, "filter.fieldOffice")
         since = as_of_time(f.occurred_since, "occurredSince") if f.occurred_since is not None else None
         kinds = set(f.kinds) if f.kinds else None
         base = _alerts_of(as_of_time(as_of), within_days)
         max_age = max_age_arg(max_age_seconds)
+        kind = list_kind("courtAlerts", sorted(k.value for k in kinds) if kinds else None, office_key(office),
+                         given_time(f.occurred_since, "occurredSince"), within_days, given_time(as_of))
 
         def derive(row: Row) -> list[AlertFact]:
-            if not _office_is(row.field_office, f.field_office):
+            if not same_office(row.field_office, office):
                 return []
             return [a for a in base(row) if (kinds is None or a.kind in kinds)
                     and (since is None or (a.occurred_at is not None and a.occurred_at >= since))]
@@ -378,7 +388,7 @@ class OversightQuery:
             return CourtAlert(kind=a.kind, a_number=strawberry.ID(row.a_number), field_office=row.field_office,
                               occurred_at=a.occurred_at, hearing=a.hearing, claims=a.evidence, max_age=max_age)
 
-        return await item_page(info, "courtAlerts", first, after, max_age, derive, node)
+        return await item_page(info, kind, first, after, max_age, derive, node)
 
     @strawberry.field(description="Cross-agency data-quality discrepancies by A-number.", extensions=requires(STATUS))
     async def discrepancies(
@@ -387,12 +397,15 @@ class OversightQuery:
     ) -> Connection[ChildDiscrepancy] | None:
         await _prepare(info, first)
         f = filter or DiscrepancyFilter()
+        office = office_arg(f.field_office, "filter.fieldOffice")
         kinds = set(f.kinds) if f.kinds else None
         worst = SEVERITY_RANK[f.min_severity] if f.min_severity is not None else len(SEVERITY_RANK)
         max_age = max_age_arg(max_age_seconds)
+        kind = list_kind("discrepancies", sorted(k.value for k in kinds) if kinds else None, f.min_severity,
+                         office_key(office))
 
         def derive(row: Row) -> list[Discrepancy]:
-            if not _office_is(row.field_office, f.field_office):
+            if not same_office(row.field_office, office):
                 return []
             return [d for d in _discrepancies_of(row)
                     if (kinds is None or d.kind in kinds) and SEVERITY_RANK[d.severity] <= worst]
@@ -402,7 +415,7 @@ class OversightQuery:
             return ChildDiscrepancy(a_number=strawberry.ID(row.a_number), field_office=row.field_office,
                                     kind=d.kind, severity=d.severity, detail=d.detail, found=d, max_age=max_age)
 
-        return await item_page(info, "discrepancies", first, after, max_age, derive, node)
+        return await item_page(info, kind, first, after, max_age, derive, node)
 
     @strawberry.field(description="Which ERO field office should own a child's case, from the sponsor's address.",
                       extensions=requires(STATUS))

@@ -52,6 +52,12 @@ def as_of_time(value: datetime | None, name: str = "asOf") -> datetime:
     return aware
 
 
+def given_time(value: datetime | None, name: str = "asOf") -> str | None:
+    """A time argument as the caller gave it, in one form per instant (None when omitted), for binding cursors:
+    an omitted `asOf` means now, which moves with every request, so only an explicit one is bound."""
+    return None if value is None else as_of_time(value, name).astimezone(UTC).isoformat()
+
+
 def max_age_arg(value: int | None) -> float | None:
     """`maxAgeSeconds` as seconds; BAD_USER_INPUT when negative."""
     if value is not None and value < 0:

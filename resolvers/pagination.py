@@ -3,8 +3,14 @@
 A cursor encodes a scan position: the ICE listing's own (opaque) cursor of the listing page being read,
 the A-number last reached on it (listings are in a_number order) and, for lists with several items per
 child, the index of the last item of that child already returned. Resuming re-reads that listing page
-and skips what was already returned. Cursors name the list (and filter) they belong to, so another
-list's cursor is refused.
+and skips what was already returned. Cursors name the list and the arguments that shape it (see
+`list_kind`), so another list's cursor, or one from another filter, is refused.
+
+A cursor carries an HMAC of its content, so a cursor the gateway did not issue (forged or edited, e.g.
+with a made-up listing cursor that the source would refuse) is refused before any backend call. The key
+comes from the `cursor_secret` setting (`use_cursor_secret`, at start): replicas given the same one accept
+each other's cursors, and cursors survive a restart. Without one, each process makes a random key, and
+its cursors hold only within it.
 """
 
 from __future__ import annotations
@@ -12,7 +18,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -24,7 +32,11 @@ from resolvers.errors import bad_input
 
 T = TypeVar("T")
 MAX_FIRST = 100
-_VERSION = 1
+_VERSION = 2
+_KEY = secrets.token_bytes(32)  # the cursor key until `use_cursor_secret` gives one
+_TAG_BYTES = 16
+BAD_CURSOR = ("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor it returned, "
+              "or omit it to start from the beginning")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +55,40 @@ class Position:
         return self.index < 0 or (index is not None and index <= self.index)
 
 
+def use_cursor_secret(secret: str) -> None:
+    """Sign and check cursors with a key derived from `secret` (empty: keep this process's random key)."""
+    global _KEY
+    if secret:
+        _KEY = hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _tag(raw: bytes) -> bytes:
+    return hmac.new(_KEY, raw, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
 def encode_cursor(kind: str, pos: Position) -> str:
-    """The opaque cursor of a scan position in list `kind`."""
+    """The opaque cursor of a scan position in list `kind`, signed with the cursor key."""
     raw = json.dumps([_VERSION, kind, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{_b64(raw)}.{_b64(_tag(raw))}"
 
 
 def decode_cursor(kind: str, cursor: str | None) -> Position | None:
-    """The scan position of a cursor from list `kind`; BAD_USER_INPUT for anything else."""
+    """The scan position of a cursor issued under the cursor key for list `kind`; BAD_USER_INPUT otherwise."""
     if cursor is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        body, sep, tag = cursor.partition(".")
+        raw = _unb64(body)
+        if not sep or not hmac.compare_digest(_unb64(tag), _tag(raw)):
+            raise ValueError("not signed with the cursor key")
         version, got_kind, a_number, index, listing = json.loads(raw)
         ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str)
               and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
@@ -62,13 +96,13 @@ def decode_cursor(kind: str, cursor: str | None) -> Position | None:
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
         ok = False
     if not ok:
-        raise bad_input("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor "
-                        "it returned, or omit it to start from the beginning")
+        raise bad_input(BAD_CURSOR)
     return Position(a_number, index, listing)
 
 
 def list_kind(name: str, *parts: object) -> str:
-    """A list's cursor kind: its name and a digest of the arguments that shape it."""
+    """A list's cursor kind: its name and a digest of the arguments that shape it (its filter in a
+    canonical form, and time or window arguments as given), so a cursor is refused under other ones."""
     digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
     return f"{name}:{digest}"
 

@@ -34,7 +34,7 @@ from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
-from resolvers.field_offices import route_address
+from resolvers.field_offices import office_arg, route_address
 from resolvers.permissions import documented, forbidden, requires
 from resolvers.reads import AUDIT_UNAVAILABLE
 
@@ -349,7 +349,7 @@ class SafetyQuery:
             after_seq = store.decode_cursor(after) if after else 0
         except ConcernError as exc:
             raise _error(exc) from None
-        offices = _office_filter(principal, field_office)
+        offices = _office_filter(principal, office_arg(field_office))
         page = await _store(info).page(
             field_offices=offices, statuses=[status.value] if status else None,
             a_number=canonical_a_number(str(a_number)) if a_number else None, after_seq=after_seq, limit=first,
@@ -382,7 +382,8 @@ class SafetyQuery:
     async def open_safety_concerns_by_office(
         self, info: Info[RequestContext, None], field_office: str | None = None
     ) -> list[OfficeSafetyConcerns] | None:
-        return await open_concern_counts(info, [field_office] if field_office is not None else None)
+        office = office_arg(field_office)
+        return await open_concern_counts(info, [office] if office is not None else None)
 
 
 @strawberry.type

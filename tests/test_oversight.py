@@ -596,3 +596,235 @@ def test_caseload_hearing_rules_as_of_a_past_time(gateway: Any, mock_services: A
         assert expected, f"no child matches {f} as of {when}"
         assert expected != truth.caseload(world, now, **kwargs), f"{f} is the same as of {when} as now"  # type: ignore[arg-type]
         assert caseload_numbers(gateway, f, as_of, first=50) == expected
+
+
+# ------------------------------------------------------------------------------------------- arguments and cursors
+
+BAD_CURSOR = ("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor it returned, "
+              "or omit it to start from the beginning")
+
+
+def blank_office(arg: str) -> str:
+    return f'{arg} must name a field office (e.g. "San Antonio") or be omitted, not be blank'
+
+
+def backend_calls(mocks: Any) -> dict[str, int]:
+    """Every request each mock has served so far (its own counters)."""
+    return {s: mocks.stats(s)["total"] for s in ("orr", "ice", "eoir")}
+
+
+def ice_listings(mocks: Any) -> int:
+    return mocks.stats("ice")["by_route"].get("GET /v1/subjects", 0)
+
+
+def only_error(body: dict[str, Any]) -> tuple[str, str, list[Any]]:
+    assert len(body.get("errors") or []) == 1, body
+    e = body["errors"][0]
+    return e["extensions"]["code"], e["message"], e["path"]
+
+
+OFFICE_FIELDS = [
+    ("caseload(filter: {fieldOffice: $o}, first: 2) { edges { node { aNumber } } }", ["caseload"],
+     "filter.fieldOffice"),
+    ("ntaBacklog { items(filter: {fieldOffice: $o}) { totalCount } }", ["ntaBacklog", "items"], "filter.fieldOffice"),
+    ("courtAlerts(filter: {fieldOffice: $o}) { totalCount }", ["courtAlerts"], "filter.fieldOffice"),
+    ("discrepancies(filter: {fieldOffice: $o}) { totalCount }", ["discrepancies"], "filter.fieldOffice"),
+    ("safetyConcerns(fieldOffice: $o) { totalCount }", ["safetyConcerns"], "fieldOffice"),
+    ("openSafetyConcernsByOffice(fieldOffice: $o) { unresolved }", ["openSafetyConcernsByOffice"], "fieldOffice"),
+]
+
+
+@pytest.mark.parametrize("field,path,arg", OFFICE_FIELDS, ids=[p[1][-1] for p in OFFICE_FIELDS])
+@pytest.mark.parametrize("blank", ["", " ", "\t \n"], ids=["empty", "space", "whitespace"])
+def test_a_blank_field_office_is_bad_input_before_any_backend_call(
+        gateway: Any, mock_services: Any, field: str, path: list[str], arg: str, blank: str) -> None:
+    before, listings = backend_calls(mock_services), ice_listings(mock_services)
+    status, body = gateway.query(f"query($o: String) {{ {field} }}", {"o": blank})
+    assert status == 200
+    assert only_error(body) == ("BAD_USER_INPUT", blank_office(arg), path)
+    assert body["data"][path[0]] is None
+    assert ice_listings(mock_services) == listings
+    assert backend_calls(mock_services) == before
+
+
+def forged(cursor: str, listing: str = "bogus") -> str:
+    """`cursor` with the source listing cursor inside it replaced (its signature, if any, kept)."""
+    body, sep, tag = cursor.partition(".")
+    payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    payload[4] = listing
+    raw = base64.urlsafe_b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode().rstrip("=")
+    return raw + sep + tag
+
+
+CURSOR_LISTS = {
+    "caseload": ("caseload(first: 1, after: $c) { totalCount pageInfo { endCursor } }", ["caseload"]),
+    "ntaBacklog": ("ntaBacklog { items(first: 1, after: $c) { totalCount pageInfo { endCursor } } }",
+                   ["ntaBacklog", "items"]),
+    "courtAlerts": ("courtAlerts(first: 1, after: $c) { totalCount pageInfo { endCursor } }", ["courtAlerts"]),
+    "discrepancies": ("discrepancies(first: 1, after: $c) { totalCount pageInfo { endCursor } }",
+                      ["discrepancies"]),
+}
+
+
+def test_a_forged_cursor_is_bad_input_and_never_reaches_ice(gateway: Any, mock_services: Any) -> None:
+    # the probe's cursor: [1,"ntaBacklog","A000000001",-1,"bogus"], a junk ICE listing cursor inside
+    probe = "WzEsIm50YUJhY2tsb2ciLCJBMDAwMDAwMDAxIiwtMSwiYm9ndXMiXQ"
+    listings = ice_listings(mock_services)
+    status, body = gateway.query("query($c: String) { ntaBacklog { items(first: 1, after: $c) { totalCount } } }",
+                                 {"c": probe})
+    assert status == 200 and only_error(body) == ("BAD_USER_INPUT", BAD_CURSOR, ["ntaBacklog", "items"])
+    assert ice_listings(mock_services) == listings
+    for name, (field, path) in CURSOR_LISTS.items():
+        query = f"query($c: String) {{ {field} }}"
+        data = ok(gateway, query, {"c": None})
+        page = data[path[0]] if len(path) == 1 else data[path[0]][path[1]]
+        real = page["pageInfo"]["endCursor"]
+        assert real, name
+        assert ok(gateway, query, {"c": real})  # the cursor as issued still pages
+        for bad in (forged(real), forged(real, base64.urlsafe_b64encode(b"ice>A999999999").decode())):
+            listings = ice_listings(mock_services)
+            status, body = gateway.query(query, {"c": bad})
+            assert status == 200 and only_error(body) == ("BAD_USER_INPUT", BAD_CURSOR, path), name
+            assert ice_listings(mock_services) == listings, name
+
+
+def test_office_names_match_alike_in_every_list(gateway: Any, mock_services: Any) -> None:
+    from mocks.refdata import office_for
+
+    world = truth.World(mock_services)
+    as_of = sim_now(mock_services)
+    backlog = truth.backlog(world, as_of)
+    alerts = truth.alerts(world, as_of, within_days=60)
+    found = truth.discrepancies(world, lambda addr: office_for(addr.get("city"), addr.get("state")))
+    query = """query($o: String, $asOf: DateTime) {
+      caseload(filter: {fieldOffice: $o}, asOf: $asOf) { totalCount }
+      ntaBacklog(asOf: $asOf) { items(filter: {fieldOffice: $o}, first: 100) { totalCount
+                                edges { node { aNumber } } } }
+      courtAlerts(filter: {fieldOffice: $o}, asOf: $asOf, withinDays: 60, first: 100) { totalCount }
+      discrepancies(filter: {fieldOffice: $o}, first: 100) { totalCount } }"""
+    for office, spellings in (("St. Paul", ["St Paul", "st. paul", "ST. PAUL", "St. Paul", " st  paul "]),
+                              ("San Antonio", ["San Antonio", "San  Antonio", "Sán Antonio", "san antonio"])):
+        mine = {a for a, r in world.ice.items() if r["field_office"] == office}
+        expected = truth.caseload(world, as_of, field_office=office)
+        assert expected and sorted(mine) == expected, office
+        for name in spellings:
+            data = ok(gateway, query, {"o": name, "asOf": as_of.isoformat()})
+            assert data["caseload"]["totalCount"] == len(expected), name
+            assert caseload_numbers(gateway, {"fieldOffice": name}, as_of, first=3) == expected, name
+            items = data["ntaBacklog"]["items"]
+            assert items["totalCount"] == sum(1 for a in backlog if a in mine), name
+            assert {e["node"]["aNumber"] for e in items["edges"]} == {a for a in backlog if a in mine}, name
+            assert data["courtAlerts"]["totalCount"] == sum(1 for a, _k, _h in alerts if a in mine), name
+            assert data["discrepancies"]["totalCount"] == sum(1 for a, _k in found if a in mine), name
+
+
+REUSE = {  # list: (query, path to the connection, a filter, other filters or arguments its cursor must not take)
+    "caseload": (
+        """query($f: CaseloadFilter, $after: String, $asOf: DateTime) {
+          caseload(filter: $f, first: 3, after: $after, asOf: $asOf) {
+            edges { node { aNumber } } pageInfo { hasNextPage endCursor } } }""",
+        ["caseload"], {"f": {"locationStatus": "IN_ORR_CARE"}},
+        [{"f": {"missedHearing": True}}, {"f": {"locationStatus": "RELEASED_TO_SPONSOR"}},
+         {"f": {"locationStatus": "IN_ORR_CARE", "missedHearing": False}}, {"f": None},
+         {"f": {"locationStatus": "IN_ORR_CARE"}, "asOf": "2024-05-14T00:00:00Z"}]),
+    "ntaBacklog": (
+        """query($f: BacklogFilter, $after: String, $asOf: DateTime) { ntaBacklog(asOf: $asOf) {
+          items(filter: $f, first: 3, after: $after) {
+            edges { node { aNumber stage } } pageInfo { hasNextPage endCursor } } } }""",
+        ["ntaBacklog", "items"], {"f": {"stage": "NOT_ISSUED"}},
+        [{"f": {"stage": "SERVED"}}, {"f": None}, {"f": {"stage": "NOT_ISSUED", "ageBucket": "OVER_365"}},
+         {"f": {"stage": "NOT_ISSUED"}, "asOf": "2024-05-14T00:00:00Z"}]),
+    "courtAlerts": (
+        """query($f: CourtAlertFilter, $after: String, $asOf: DateTime, $w: Int) {
+          courtAlerts(filter: $f, first: 3, after: $after, asOf: $asOf, withinDays: $w) {
+            edges { node { aNumber kind hearing { id } } } pageInfo { hasNextPage endCursor } } }""",
+        ["courtAlerts"], {"f": {"kinds": ["MISSED_HEARING"]}, "w": 60},
+        [{"f": {"kinds": ["NO_HEARING_SCHEDULED"]}, "w": 60}, {"f": None, "w": 60},
+         {"f": {"kinds": ["MISSED_HEARING"]}, "w": 30},
+         {"f": {"kinds": ["MISSED_HEARING"]}, "w": 60, "asOf": "2024-05-14T00:00:00Z"}]),
+    "discrepancies": (
+        """query($f: DiscrepancyFilter, $after: String) { discrepancies(filter: $f, first: 3, after: $after) {
+          edges { node { aNumber kind } } pageInfo { hasNextPage endCursor } } }""",
+        ["discrepancies"], {"f": {"kinds": ["NAME_MISMATCH"]}},
+        [{"f": {"kinds": ["FIELD_OFFICE_MISMATCH"]}}, {"f": None},
+         {"f": {"kinds": ["NAME_MISMATCH"], "minSeverity": "HIGH"}},
+         {"f": {"kinds": ["NAME_MISMATCH"], "fieldOffice": "Houston"}}]),
+}
+
+
+def _connection(data: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _walk_all(gw: Any, query: str, path: list[str], variables: dict[str, Any]) -> list[dict[str, Any]]:
+    nodes: list[dict[str, Any]] = []
+    after = None
+    for _ in range(1000):
+        page = _connection(ok(gw, query, {**variables, "after": after}), path)
+        nodes.extend(e["node"] for e in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+    raise AssertionError("pagination did not end")
+
+
+@pytest.mark.parametrize("name", list(REUSE))
+def test_a_cursor_is_refused_under_another_filter(gateway: Any, mock_services: Any, name: str) -> None:
+    from mocks.refdata import office_for
+
+    query, path, mine, others = REUSE[name]
+    world = truth.World(mock_services)
+    as_of = sim_now(mock_services)
+    mine = {"asOf": as_of.isoformat(), **mine} if name != "discrepancies" else mine
+    first = _connection(ok(gateway, query, {**mine, "after": None}), path)
+    assert first["pageInfo"]["hasNextPage"], name
+    cursor = first["pageInfo"]["endCursor"]
+    for other in others:
+        variables = {"asOf": as_of.isoformat(), **other} if name != "discrepancies" else other
+        status, body = gateway.query(query, {**variables, "after": cursor})
+        assert status == 200 and only_error(body) == ("BAD_USER_INPUT", BAD_CURSOR, path), (name, other)
+    # the same filter still pages, to exactly what the records say
+    nodes = _walk_all(gateway, query, path, mine)
+    if name == "caseload":
+        assert [n["aNumber"] for n in nodes] == truth.caseload(world, as_of, location_status="IN_ORR_CARE")
+    elif name == "ntaBacklog":
+        assert sorted(n["aNumber"] for n in nodes) == sorted(
+            a for a, e in truth.backlog(world, as_of).items() if e[0] == "NOT_ISSUED")
+    elif name == "courtAlerts":
+        keys = alert_keys(nodes)
+        assert len(keys) == len(set(keys)) and set(keys) == {
+            k for k in truth.alerts(world, as_of, within_days=60) if k[1] == "MISSED_HEARING"}
+    else:
+        expected = truth.discrepancies(world, lambda addr: office_for(addr.get("city"), addr.get("state")))
+        assert sorted((n["aNumber"], n["kind"]) for n in nodes) == sorted(
+            k for k in expected if k[1] == "NAME_MISMATCH")
+    assert len(nodes) > 3, name  # more than one page was walked
+
+
+def test_cursors_bind_to_the_filter_as_meant_not_as_typed(gateway: Any, mock_services: Any) -> None:
+    """The same filter in another spelling, or `asOf` omitted on every page, keeps paging."""
+    query = REUSE["discrepancies"][0]
+    office = Counter(r["field_office"] for r in truth.World(mock_services).ice.values()).most_common(1)[0][0]
+    kinds = ["MISSING_ADDRESS", "ADDRESS_MISMATCH", "NAME_MISMATCH"]
+    spellings = [{"kinds": kinds, "fieldOffice": office},
+                 {"kinds": [*reversed(kinds), kinds[0]], "fieldOffice": f" {office.upper().replace(' ', '  ')}."}]
+    one_way = _walk_all(gateway, query, ["discrepancies"], {"f": spellings[0]})
+    assert len(one_way) > 6  # at least three pages
+    mixed: list[dict[str, Any]] = []
+    after = None
+    for i in range(1000):
+        page = ok(gateway, query, {"f": spellings[i % 2], "after": after})["discrepancies"]
+        mixed.extend(e["node"] for e in page["edges"])
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert mixed == one_way
+    alerts = """query($after: String) { courtAlerts(first: 2, after: $after) {
+      edges { node { aNumber } } pageInfo { endCursor } } }"""
+    cursor = ok(gateway, alerts, {"after": None})["courtAlerts"]["pageInfo"]["endCursor"]
+    assert ok(gateway, alerts, {"after": cursor})["courtAlerts"]["edges"]  # a defaulted asOf is not bound
+    status, body = gateway.query(alerts.replace("first: 2", "first: 2, asOf: \"2024-05-14T00:00:00Z\""),
+                                 {"after": cursor})
+    assert only_error(body) == ("BAD_USER_INPUT", BAD_CURSOR, ["courtAlerts"])
