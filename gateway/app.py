@@ -21,10 +21,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError
+from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from gateway.answer_cache import ANSWER_KEY, ANSWER_LEAD, AnswerCache, AnswerRecording, AnswerShortcut
 from gateway.audit import AuditStore, SQLiteAuditStore
@@ -36,7 +38,7 @@ from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose, 
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
-from gateway.ws_protocol import GatewayTransportWS, SocketCount
+from gateway.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.context import RequestContext
 from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
@@ -53,6 +55,10 @@ log = logging.getLogger("ucgw.app")
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 CONTEXT_KEY = "ucgw.context"  # ASGI scope entry: the request's GraphQL context, for process_result
 DEMO_TOKEN_TTL = 12 * 3600
+# operations an HTTP request may carry, by method (subscriptions need the websocket)
+HTTP_OPERATIONS = {"GET": frozenset({OperationType.QUERY}),
+                   "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
+SUBSCRIPTION_OVER_HTTP = "subscriptions need a websocket (graphql-transport-ws) on /graphql"
 
 
 def _quiet_errors(schema: Any) -> None:
@@ -73,9 +79,11 @@ class GatewayGraphQL(GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page.
 
     Websockets speak graphql-transport-ws through `gateway/ws_protocol.py` (malformed messages refused;
-    `limiter`, when given, charges each operation a socket starts)."""
+    `limiter`, when given, charges each operation a socket starts; each operation has its own context
+    from `operation_context`; every message a text frame)."""
 
     graphql_transport_ws_handler_class = GatewayTransportWS
+    websocket_adapter_class = TextFrameWebSocket
 
     def __init__(self, services: Services, answers: AnswerCache, audit_store: AuditStore | None = None,
                  authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
@@ -104,6 +112,29 @@ class GatewayGraphQL(GraphQL):
             return
         await response(scope, receive, send)
 
+    async def execute_single(self, request: Request, request_adapter: Any, sub_response: Response,
+                             context: RequestContext, root_value: Any, request_data: Any) -> ExecutionResult:
+        """strawberry's, except that over HTTP a subscription is refused (400 BAD_REQUEST, `__call__`) once
+        parsed, before validation or any resolver: strawberry lets it run as a query, which fails inside
+        its root field with an internal TypeError. Queries (GET and POST) and mutations (POST) as before."""
+        allowed = HTTP_OPERATIONS.get(request_adapter.method, frozenset())
+        if request_adapter.method == "GET" and not self.allow_queries_via_get:
+            allowed = frozenset()
+        try:
+            return await self.schema.execute(
+                request_data.query, root_value=root_value, variable_values=request_data.variables,
+                context_value=context, operation_name=request_data.operation_name,
+                allowed_operation_types=allowed, operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as e:
+            raise HTTPException(400, e.as_http_error_reason()) from e
+        except InvalidOperationTypeError as e:
+            if e.operation_type is OperationType.SUBSCRIPTION:
+                raise HTTPException(400, SUBSCRIPTION_OVER_HTTP) from e
+            raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
+        except MissingQueryError as e:
+            raise HTTPException(400, "No GraphQL query found in the request") from e
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
         lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one
         recording = AnswerRecording(release=lead) if lead is not None else None
@@ -115,6 +146,13 @@ class GatewayGraphQL(GraphQL):
                                  deadline=early.deadline if early is not None else 0.0)
         request.scope[CONTEXT_KEY] = context
         return context
+
+    def operation_context(self, socket: RequestContext) -> RequestContext:
+        """The context of one operation on a websocket: the socket's caller, purpose and stores, with its
+        own audit reads, deadline and DataLoaders (so each subscription audits its own events)."""
+        return RequestContext(services=socket.services, request=socket.request, response=socket.response,
+                              principal=socket.principal, purpose=socket.purpose, audit_store=socket.audit_store,
+                              connection_params=socket.connection_params)
 
     async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
         """Authenticate a websocket from its `connection_init` payload (`{"Authorization": "Bearer ..."}`).

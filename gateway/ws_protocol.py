@@ -16,14 +16,26 @@ costs its caller one token of the same bucket an HTTP request takes from (the gu
 handshake), so a websocket is no way around the limit. A refused operation gets the protocol's `error`
 message (code RATE_LIMITED, with `retryAfterSeconds`); the connection stays open and its other
 operations go on. Events pushed to a running subscription cost nothing.
+
+Each operation runs with a context of its own, made by the view's `operation_context` from the socket's
+(same caller, purpose and stores): its own audit reads, deadline and DataLoaders, so one subscription's
+event never takes another's reads into its audit event nor renews state another is using.
+
+Every message goes out as a text frame (`TextFrameWebSocket`): browsers' graphql-ws client, which GraphiQL
+uses, expects text, and strawberry sends the view's JSON as a binary frame when it is bytes (orjson's).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Any, cast
 
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 
 from gateway.guard import RATE_LIMITED
@@ -31,6 +43,19 @@ from gateway.ratelimit import RateLimiter, retry_after
 from gateway.roles import Principal
 
 log = logging.getLogger("ucgw.guard")
+# the running operation's own context, in that operation's task (and the tasks it starts)
+_OPERATION_CONTEXT: ContextVar[Any] = ContextVar("ucgw_ws_operation_context", default=None)
+
+
+class TextFrameWebSocket(ASGIWebSocketAdapter):
+    """strawberry's ASGI websocket adapter, sending every message as a text frame."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        """The view's JSON encoding, as text (orjson's UTF-8 bytes decoded once)."""
+        try:
+            await self.ws.send_text(self.view.encode_json_string(message))
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
 
 
 def _subscribe_problem(message: dict[str, Any]) -> str | None:
@@ -80,6 +105,25 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     the view's `limiter` (when it has one)."""
 
     counted: str | None = None  # the caller key this socket is counted under
+    socket_context: Any = None
+
+    @property  # type: ignore[override]
+    def context(self) -> Any:
+        """The running operation's own context inside its task; the socket's everywhere else."""
+        own = _OPERATION_CONTEXT.get()
+        return self.socket_context if own is None else own
+
+    @context.setter
+    def context(self, value: Any) -> None:
+        self.socket_context = value
+
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        """strawberry's, with a context of the operation's own (the view's `operation_context`, when it has
+        one); set in the operation's task, so no other operation or the socket sees it."""
+        make = getattr(self.view, "operation_context", None)
+        if make is not None:
+            _OPERATION_CONTEXT.set(make(self.socket_context))
+        await super().run_operation(operation)
 
     async def handle_connection_init(self, message: Any) -> None:
         """strawberry's handshake; then count the socket, or close it with 4429 when its caller is at the cap."""

@@ -3,10 +3,13 @@
 Events come from the gateway's pub/sub (`gateway.changefeed` publishes them). The role rules of queries
 apply: a subscriber needs `child:status`; a token scoped to field offices hears only about its offices;
 the `child` field of an event is the ordinary `Child` type, so its field-level permissions hold, and
-each event that returns child data is written to the audit trail before it is sent (`StreamAudit`).
-One websocket connection shares one context, so each event renews the request state (deadline,
-DataLoaders) before its fields resolve. `caseloadChanges` evaluates the caseload filter on the child's
-records as they are after the change (a child the change took out of the filter is not reported).
+each event that returns child data is written to the audit trail before it is sent (`StreamAudit`):
+one event per child per delivered event of each operation, as every operation on a websocket has a
+context of its own (gateway/ws_protocol.py); each event renews that state (deadline, DataLoaders) before
+its fields resolve. Arguments are checked by the queries' own checks (`days_arg`, `office_arg`: a blank field
+office is BAD_USER_INPUT, an unknown one hears nothing, as `caseload` lists nothing for it). `caseloadChanges`
+evaluates the caseload filter on the child's records as they are after the change (a child the change
+took out of the filter is not reported).
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from resolvers.caseload import plan as caseload_plan
 from resolvers.child import Child
 from resolvers.context import RequestContext
 from resolvers.evidence import SourceClaim, claim
+from resolvers.field_offices import office_arg
+from resolvers.oversight_access import days_arg
 from resolvers.permissions import forbidden, office_scope_error, principal_of
 from resolvers.reads import AUDIT_UNAVAILABLE, ReadRecorder
 from resolvers.scan import Row
@@ -184,6 +189,7 @@ class PushSubscription:
         self, info: Info[RequestContext, None], field_office: str
     ) -> AsyncGenerator[ChildStatusChange, None]:
         principal = _subscriber(info)
+        office_arg(field_office)  # as the queries check it
         if not principal.covers_office(field_office):
             raise forbidden("not allowed: this field office is outside your scope")
         return _stream(info, [office_topic(field_office)], _always(lambda e: True), ChildStatusChange.of)
@@ -197,6 +203,7 @@ class PushSubscription:
         principal = _subscriber(info)
         if a_number is not None and field_office is not None:
             raise GraphQLError("give aNumber or fieldOffice, not both", extensions={"code": "BAD_USER_INPUT"})
+        office_arg(field_office)
         if a_number is not None:
             a = canonical_a_number(str(a_number))
             await _child_in_scope(info, a)
@@ -219,7 +226,8 @@ class PushSubscription:
         self, info: Info[RequestContext, None], filter: CaseloadFilter
     ) -> AsyncGenerator[ChildStatusChange, None]:
         _subscriber(info)
-        checks = caseload_plan(info, filter, datetime.now(UTC))
+        days_arg("hearingWithinDays", filter.hearing_within_days)  # as the `caseload` query checks it
+        checks = caseload_plan(info, filter, datetime.now(UTC))  # checks the office as for the query
 
         async def accept(e: ChangeEvent) -> bool:
             p = checks if filter.hearing_within_days is None else caseload_plan(info, filter, datetime.now(UTC))
