@@ -47,7 +47,7 @@ from gateway.audit import AuditEvent, AuditStore, new_request_id, utc_timestamp
 from gateway.breaker import OPEN
 from gateway.errors import BREAKER_OPEN, FORBIDDEN, SOURCE_UNAVAILABLE, SourceError
 from gateway.fetcher import HIT, STALE, Fetched, SourceFetcher
-from gateway.guard import AFTER_RESPONSE, REQUEST_DEADLINE, clean_purpose
+from gateway.guard import AFTER_RESPONSE, ANSWER_HEADERS, REQUEST_DEADLINE, clean_purpose
 from gateway.roles import Principal
 from gateway.sources import Source
 
@@ -370,6 +370,6 @@ class AnswerShortcut:
             return False
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
+                                (b"content-length", str(len(payload)).encode()), *ANSWER_HEADERS]})
         await send({"type": "http.response.body", "body": payload})
         return True

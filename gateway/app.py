@@ -33,8 +33,8 @@ from gateway.audit import AuditStore, SQLiteAuditStore
 from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
-from gateway.graphiql import graphiql_page, static_mount, wants_graphiql_page
-from gateway.guard import PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose, send_error
+from gateway.graphiql import graphiql_response, static_mount, wants_graphiql_page
+from gateway.guard import ANSWER_HEADERS, PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose, send_error
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -199,6 +199,20 @@ class GatewayGraphQL(GraphQL):
         """Request bodies and query parameters (orjson raises `json.JSONDecodeError`'s subclass on bad input)."""
         return orjson.loads(data)
 
+    def parse_json(self, data: str | bytes) -> dict[str, object] | list[object]:
+        """A request body: a JSON object (a batch, a list, is refused later); anything else a 400, where
+        strawberry took `null`, `5` or `"x"` through to an AttributeError (HTTP 500)."""
+        value = super().parse_json(data)
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}')
+        return value
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`)."""
+        response = super().create_response(response_data, sub_response)
+        response.headers.raw.extend(ANSWER_HEADERS)
+        return response
+
     def should_render_graphql_ide(self, request: Any) -> bool:
         """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""
         if self.graphql_ide is None:
@@ -208,7 +222,7 @@ class GatewayGraphQL(GraphQL):
         )
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return HTMLResponse(graphiql_page("/graphql"))
+        return graphiql_response("/graphql")
 
 
 def _token_expiry(authorization: str) -> float | None:

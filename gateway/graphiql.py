@@ -25,7 +25,7 @@ Serving the page from strawberry's view: strawberry only renders its IDE for a G
             )
 
         async def render_graphql_ide(self, request: Request) -> Response:
-            return HTMLResponse(graphiql_page())
+            return graphiql_response()
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import html
 import json
 from pathlib import Path
 
+from starlette.responses import HTMLResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
@@ -158,6 +159,17 @@ def graphiql_page(graphql_path: str = "/graphql", static_prefix: str = "/static/
         static=html.escape(static_prefix.rstrip("/"), quote=True),
         config=_js_literal(config),
     )
+
+
+# The page must not be framed by another site (a framed page with a saved token could be clicked into a
+# mutation); the <meta> policy above cannot say this, only a header can.
+PAGE_HEADERS = {"x-frame-options": "DENY", "content-security-policy": "frame-ancestors 'none'",
+                "x-content-type-options": "nosniff"}
+
+
+def graphiql_response(graphql_path: str = "/graphql") -> HTMLResponse:
+    """The GraphiQL page as a response, with `PAGE_HEADERS`."""
+    return HTMLResponse(graphiql_page(graphql_path), headers=PAGE_HEADERS)
 
 
 def wants_graphiql_page(method: str, accept: str) -> bool:

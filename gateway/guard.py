@@ -62,6 +62,11 @@ def clean_purpose(raw: str | None) -> str | None:
     return "".join(c for c in raw if c.isprintable()).strip()[:MAX_PURPOSE_CHARS] or None
 
 
+# On every /graphql answer: child data must not be kept by browsers or proxies, nor sniffed as another type.
+ANSWER_HEADERS: tuple[tuple[bytes, bytes], ...] = ((b"cache-control", b"no-store"),
+                                                   (b"x-content-type-options", b"nosniff"))
+
+
 async def send_error(send: Send, status: int, code: str, message: str,
                      headers: dict[str, str] | None = None, *, kind: str = "http.response", **facts: Any) -> None:
     """A JSON error response `{"errors": [{"message", "extensions": {"code", ...}}]}`.
@@ -69,7 +74,7 @@ async def send_error(send: Send, status: int, code: str, message: str,
     `kind` "websocket.http.response" refuses a websocket handshake with this response instead (the ASGI
     denial-response extension)."""
     body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **facts}}]}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *ANSWER_HEADERS]
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": f"{kind}.start", "status": status, "headers": raw})
     await send({"type": f"{kind}.body", "body": body})

@@ -33,6 +33,7 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 
 from resolvers.errors import BAD_USER_INPUT
 
@@ -158,8 +159,34 @@ def check(c: Complexity, max_depth: int, max_aliases: int, max_cost: int) -> Gra
     return None
 
 
+AMBIGUOUS = "Must provide operation name if query contains multiple operations."  # graphql-js's wording
+
+
+class AmbiguousOperation(GraphQLError, CannotGetOperationTypeError):
+    """A document of several operations with no `operationName`: GraphQL requires the one to run be named
+    (strawberry would run the first). Raised before execution: over HTTP strawberry lets this kind of error
+    through to the view, which answers 400; on a websocket it is the operation's GraphQL error (BAD_REQUEST)."""
+
+    def __init__(self) -> None:
+        GraphQLError.__init__(self, AMBIGUOUS, extensions={"code": "BAD_REQUEST"})
+        self.operation_name = None
+
+    def as_http_error_reason(self) -> str:
+        """The HTTP 400's message."""
+        return AMBIGUOUS
+
+
+def _named_or_single(ctx: Any) -> bool:
+    """False for a document of several operations when the request named none (strawberry keeps the name
+    the request gave, if any, in `_provided_operation_name`)."""
+    if getattr(ctx, "_provided_operation_name", None) is not None:
+        return True
+    return sum(isinstance(d, OperationDefinitionNode) for d in ctx.graphql_document.definitions) <= 1
+
+
 class QueryLimits(SchemaExtension):
-    """Rejects an operation over the depth, alias or cost limit before execution starts.
+    """Rejects an operation over the depth, alias or cost limit before execution starts, and a document of
+    several operations that does not name the one to run (`AmbiguousOperation`).
 
     With a `cache` (shared by the requests of one schema), the measure of an operation that does not
     depend on its variables is kept by query text and operation name and not taken again.
@@ -173,6 +200,8 @@ class QueryLimits(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
         ctx = self.execution_context
         if ctx.graphql_document is not None and ctx.result is None:
+            if not _named_or_single(ctx):
+                raise AmbiguousOperation
             key = (ctx.query, ctx.operation_name) if self.cache is not None and ctx.query is not None else None
             complexity = self.cache.get(key) if key is not None and self.cache is not None else None
             if complexity is None:

@@ -118,6 +118,39 @@ def test_an_unknown_operation_name_is_a_400(gw: GatewayProcess) -> None:
                                            "extensions": {"code": "BAD_REQUEST"}}]}
 
 
+def test_of_several_operations_the_named_one_runs_and_none_runs_unnamed(gw: GatewayProcess) -> None:
+    """A mutation first and no operationName: refused before anything runs (strawberry ran the mutation)."""
+    doc = ('mutation M { acknowledgeSafetyConcern(id: "no-such-concern") { id } } '
+           "query Q { __typename }")
+    status, _, raw = http("POST", f"{gw.url}/graphql", {"query": doc}, headers=gw.headers())
+    assert (status, json.loads(raw)) == (400, {"errors": [{
+        "message": "Must provide operation name if query contains multiple operations.",
+        "extensions": {"code": "BAD_REQUEST"}}]})
+    status, _, raw = http("POST", f"{gw.url}/graphql", {"query": doc, "operationName": "Q"}, headers=gw.headers())
+    assert (status, json.loads(raw)) == (200, {"data": {"__typename": "Query"}})
+    status, _, raw = http("POST", f"{gw.url}/graphql", {"query": doc, "operationName": "M"}, headers=gw.headers())
+    assert status == 200 and [e["extensions"]["code"] for e in json.loads(raw)["errors"]] == ["NOT_FOUND"]
+
+
+def test_answers_are_not_stored_or_sniffed_and_the_page_is_not_framed(gw: GatewayProcess,
+                                                                      mock_services: Any) -> None:
+    a = mock_services.sample(3)[0]
+    query = {"query": "query($a: ID!) { child(aNumber: $a) { aNumber } }", "variables": {"a": a}}
+    answers = [http("POST", f"{gw.url}/graphql", query, headers=gw.headers()) for _ in range(2)]  # run, stored
+    answers.append(http("POST", f"{gw.url}/graphql", {"query": "{ nope }"}, headers=gw.headers()))
+    answers.append(http("POST", f"{gw.url}/graphql", {"query": "{ __typename }"}))  # 401 from the guard
+    answers.append(http("GET", f"{gw.url}/graphql?query=%7B__typename%7D", headers={**gw.headers(),
+                                                                                   "Accept": "application/json"}))
+    assert [status for status, _, _ in answers] == [200, 200, 200, 401, 200]
+    for _, headers, _ in answers:
+        got = {k.lower(): v for k, v in headers.items()}
+        assert (got["cache-control"], got["x-content-type-options"]) == ("no-store", "nosniff"), headers
+    status, headers, _ = http("GET", f"{gw.url}/graphql", headers={"Accept": "text/html"})
+    got = {k.lower(): v for k, v in headers.items()}
+    assert (status, got["x-frame-options"], got["content-security-policy"], got["x-content-type-options"]) \
+        == (200, "DENY", "frame-ancestors 'none'", "nosniff")
+
+
 def test_depth_limit(tight: GatewayProcess, mock_services: Any) -> None:
     a = mock_services.sample(3)[0]
     q = 'query($a: ID!) { child(aNumber: $a) { hearing { nextHearing { courtAddress { city } } } } }'
@@ -204,6 +237,10 @@ def test_oversize_bodies_are_413(gw: GatewayProcess, tight: GatewayProcess, mock
     (b'{"query": "{ __typename }", "variables": [1]}', "application/json",
      "The GraphQL operation's `variables` must be an object or null, if provided."),
     (b"{ __typename }", "text/plain", "Unsupported content type"),
+    *[(raw, "application/json", 'the request body must be a JSON object: {"query": "...", "variables": {...}}')
+      for raw in (b"null", b"5", b'"x"', b"true")],  # were an AttributeError in strawberry: a bare HTTP 500
+    (b'{"query": "query B { sources { source } } query A { __typename }"}', "application/json",
+     "Must provide operation name if query contains multiple operations."),  # strawberry ran the first
 ])
 def test_requests_refused_before_graphql_get_a_json_error_with_a_code(
         gw: GatewayProcess, mock_services: Any, raw: bytes, content_type: str, message: str) -> None:
