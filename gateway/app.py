@@ -42,6 +42,7 @@ from gateway.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSoc
 from resolvers.context import RequestContext
 from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
+from resolvers.pagination import use_cursor_secret
 from resolvers.safety import sponsor_office
 from resolvers.schema import build_schema
 
@@ -317,6 +318,7 @@ class GatewayApp(Starlette):
 def create_app(settings: Settings, services: Services | None = None, audit_store: AuditStore | None = None,
                limiter: RateLimiter | None = None) -> GatewayApp:
     """Build the ASGI app; `services` are started and closed by the app's lifespan."""
+    use_cursor_secret(settings.cursor_secret)
     authenticator = Authenticator(settings)
     in_flight = InFlight()
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)

@@ -77,6 +77,7 @@ class Settings:
     change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
     change_feed_batch_limit: int = 500
     webhook_secret: str = ""  # shared secret of POST /hooks/changes; empty disables the webhook
+    cursor_secret: str = ""  # signs pagination cursors; empty: a random key per process (give replicas one)
     subscription_queue_size: int = 1000
     websockets_per_client: int = 20  # open graphql-transport-ws connections one caller may hold; 0: no cap
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

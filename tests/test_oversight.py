@@ -688,6 +688,25 @@ def test_a_forged_cursor_is_bad_input_and_never_reaches_ice(gateway: Any, mock_s
             assert ice_listings(mock_services) == listings, name
 
 
+def test_replicas_sharing_a_cursor_secret_accept_each_others_cursors(mock_services: Any, tmp_path: Any) -> None:
+    """Behind a load balancer the next page may reach another process: with one UCGW_CURSOR_SECRET it pages on;
+    a process with another secret (or none: a random key) refuses the cursor."""
+    env = gateway_env(mock_services, UCGW_DATA_DIR=str(tmp_path))
+    shared = {"UCGW_CURSOR_SECRET": "demo-only-cursor-secret-1"}
+    one, two = GatewayProcess({**env, **shared}), GatewayProcess({**env, **shared})
+    other = GatewayProcess({**env, "UCGW_CURSOR_SECRET": "another-secret"})
+    try:
+        field, path = CURSOR_LISTS["caseload"]
+        query = f"query($c: String) {{ {field} }}"
+        cursor = ok(one, query, {"c": None})["caseload"]["pageInfo"]["endCursor"]
+        assert ok(two, query, {"c": cursor}) == ok(one, query, {"c": cursor})
+        status, body = other.query(query, {"c": cursor})
+        assert status == 200 and only_error(body) == ("BAD_USER_INPUT", BAD_CURSOR, path)
+    finally:
+        for gw in (one, two, other):
+            gw.stop()
+
+
 def test_office_names_match_alike_in_every_list(gateway: Any, mock_services: Any) -> None:
     from mocks.refdata import office_for
 
