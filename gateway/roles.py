@@ -8,6 +8,7 @@ service provider) sees case status, not who the child or sponsor is or where the
 from __future__ import annotations
 
 import enum
+import unicodedata
 from dataclasses import dataclass
 
 
@@ -43,7 +44,7 @@ class Principal:
     role: str
     client: str  # the calling application
     method: str  # "jwt", "api_key" or "anonymous"
-    field_offices: frozenset[str] | None = None  # None: every office; else only these (casefolded)
+    field_offices: frozenset[str] | None = None  # None: every office; else only these (as `place_key`s)
 
     def can(self, capability: Capability) -> bool:
         """True when the caller's role grants `capability`."""
@@ -53,7 +54,7 @@ class Principal:
         """True when the caller may see children of field office `office` (unknown office: only if unscoped)."""
         if self.field_offices is None:
             return True
-        return office is not None and office.strip().casefold() in self.field_offices
+        return office is not None and place_key(office) in self.field_offices
 
     @property
     def rate_key(self) -> str:
@@ -62,10 +63,17 @@ class Principal:
 
 
 def office_scope(raw: object) -> frozenset[str] | None:
-    """A `field_offices` claim (list or comma-separated string) as a casefolded set; None when absent."""
+    """A `field_offices` claim (list or comma-separated string) as a set of `place_key`s; None when absent."""
     if raw is None:
         return None
     items = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(items, list | tuple | set | frozenset) or not all(isinstance(i, str) for i in items):
         raise ValueError("field_offices must be a list of office names or a comma-separated string")
-    return frozenset(i.strip().casefold() for i in items if i.strip())
+    return frozenset(place_key(i) for i in items if i.strip())
+
+
+def place_key(text: str) -> str:
+    """The form place names (field offices, cities) are compared in: letter case, accents, dots and spacing
+    ignored, so "St Paul", "st. paul" and "ST.  PAUL" are one office."""
+    plain = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
+    return " ".join(plain.casefold().replace(".", " ").split())

@@ -8,10 +8,10 @@ ZIP code: undeliverable addresses often carry a wrong one.
 from __future__ import annotations
 
 import enum
-import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.roles import place_key
 from resolvers.errors import bad_input
 
 FIELD_OFFICES: tuple[str, ...] = (
@@ -86,24 +86,18 @@ _CITIES: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
-def _norm(text: str) -> str:
-    """Case-, accent- and spacing-insensitive form of a place name."""
-    plain = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
-    return " ".join(plain.casefold().replace(".", " ").split())
-
-
 CITY_OFFICE: dict[tuple[str, str], str] = {
-    (state, _norm(city)): office
+    (state, place_key(city)): office
     for state, offices in _CITIES.items() for office, cities in offices.items() for city in cities
 }
 
 
-_BY_FOLDED = {_norm(o): o for o in FIELD_OFFICES}
+_BY_FOLDED = {place_key(o): o for o in FIELD_OFFICES}
 
 
 def canonical_office(name: str) -> str:
     """The listed spelling of an office name given in any case or spacing (unknown names as given)."""
-    return _BY_FOLDED.get(_norm(name), name.strip())
+    return _BY_FOLDED.get(place_key(name), name.strip())
 
 
 def office_arg(name: str | None, arg: str = "fieldOffice") -> str | None:
@@ -115,12 +109,12 @@ def office_arg(name: str | None, arg: str = "fieldOffice") -> str | None:
 
 def office_key(name: str | None) -> str | None:
     """The form office names are compared in: letter case, accents, dots and spacing ignored (None: none)."""
-    return None if name is None else _norm(name)
+    return None if name is None else place_key(name)
 
 
 def same_office(recorded: str | None, wanted: str | None) -> bool:
     """True when `wanted` is None (no filter) or names the same office as the `recorded` one."""
-    return wanted is None or (recorded is not None and _norm(recorded) == _norm(wanted))
+    return wanted is None or (recorded is not None and place_key(recorded) == place_key(wanted))
 
 
 class RoutingBasis(enum.Enum):
@@ -146,7 +140,7 @@ def route_address(address: dict[str, Any] | None) -> Route:
         return Route(None, RoutingBasis.NO_ADDRESS)
     city = (address or {}).get("city")
     if city:
-        office = CITY_OFFICE.get((state, _norm(city)))
+        office = CITY_OFFICE.get((state, place_key(city)))
         if office is not None:
             return Route(office, RoutingBasis.CITY)
     return Route(STATE_OFFICE[state], RoutingBasis.STATE)

@@ -29,12 +29,12 @@ from gateway import concerns as store
 from gateway.audit import OK, AuditEvent, utc_timestamp
 from gateway.concerns import Concern, ConcernError, NewConcern, OfficeCounts
 from gateway.errors import SourceError
-from gateway.roles import Capability, Principal
+from gateway.roles import Capability, Principal, place_key
 from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
-from resolvers.field_offices import office_arg, route_address
+from resolvers.field_offices import canonical_office, office_arg, route_address
 from resolvers.permissions import documented, forbidden, requires
 from resolvers.reads import AUDIT_UNAVAILABLE
 
@@ -196,14 +196,15 @@ def require_caseworker(info: Info[RequestContext, None]) -> Principal:
 
 
 def _office_filter(principal: Principal, asked: str | None) -> list[str | None] | None:
-    """Offices a list may show: the one asked for (within the caller's scope), else the caller's scope."""
+    """Offices a list may show, as the store spells them (`canonical_office`; it compares without letter
+    case): the one asked for (within the caller's scope), else the caller's scope."""
     if asked is not None:
         if not principal.covers_office(asked):
             raise forbidden("this field office is outside your token's field_offices")
-        return [asked]
+        return [canonical_office(asked)]
     if principal.field_offices is None:
         return None
-    return sorted(principal.field_offices)
+    return sorted(canonical_office(key) for key in principal.field_offices)
 
 
 def _check_scope(principal: Principal, concern: Concern) -> None:
@@ -321,8 +322,8 @@ async def open_concern_counts(info: Info[RequestContext, None],
     counts = await _store(info).office_counts()
     now = time.time()
     if scope is not None:
-        wanted = {o.casefold() for o in scope}
-        counts = [c for c in counts if c.field_office is not None and c.field_office.casefold() in wanted]
+        wanted = {place_key(o) for o in scope}
+        counts = [c for c in counts if c.field_office is not None and place_key(c.field_office) in wanted]
     return [OfficeSafetyConcerns.of(c, now) for c in counts]
 
 

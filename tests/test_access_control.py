@@ -304,6 +304,11 @@ def test_field_office_scope_hides_other_offices_children(gateway: GatewayProcess
     assert body["data"] == {"child": None} and error_paths(body, "FORBIDDEN") == {"child"}
     status, body = gateway.query(STATUS_ONLY, {"a": mine[0]}, token=token)
     assert body["data"]["child"]["aNumber"] == mine[0] and "errors" not in body
+    # a claim spelled otherwise (accents, dots, spacing) names the same office, as the lists' filters do
+    variant = "  " + "  ".join(office.upper().replace(".", "").replace("A", "\u00c1").split()) + ". "
+    status, body = gateway.query(q, {"as": asked}, token=mint("partner", field_offices=[variant]))
+    assert [c["aNumber"] if c else None for c in body["data"]["children"]] \
+        == [mine[0], None, mine[1], None, None, mine[-1]], variant
     # an unscoped token sees both
     status, body = gateway.query(q, {"as": asked}, token=mint("partner"))
     assert [c is not None for c in body["data"]["children"]] == [True, True, True, False, True, True]

@@ -329,6 +329,13 @@ def test_roles_and_field_office_scope(gw: GatewayProcess, world: MockProcess) ->
     assert {r["fieldOffice"] for r in ok(gw, COUNTS, token=scoped)["openSafetyConcernsByOffice"]} <= {other}
     own = mint("caseworker", field_offices=[office.lower()])
     assert ok(gw, ACK, {"id": c["id"]}, own)["acknowledgeSafetyConcern"]["status"] == "ACKNOWLEDGED"
+    # the office spelled otherwise (in the claim, in the argument) is the same office
+    variant = " " + "  ".join(office.upper().replace(".", "").split()) + ". "
+    spelled = mint("caseworker", field_offices=[variant])
+    for variables in ({"first": 100}, {"o": variant, "first": 100}):
+        ids = [e["node"]["id"] for e in ok(gw, LIST, variables, spelled)["safetyConcerns"]["edges"]]
+        assert c["id"] in ids, variables
+    assert office in {r["fieldOffice"] for r in ok(gw, COUNTS, token=spelled)["openSafetyConcernsByOffice"]}
 
 
 def test_every_change_is_in_the_audit_trail(world: MockProcess, tmp_path: Any) -> None:
