@@ -24,8 +24,8 @@ import aiohttp
 import uvicorn
 
 from mocks.service import Faults, ServiceState, create_app
-from mocks.util import DEFAULT_START, dumps
-from mocks.world import SOURCES, World
+from mocks.util import DEFAULT_START, dumps, parse_iso, valid_datetime
+from mocks.world import MAX_SPEED, SOURCES, World, children_problem, start_problem
 
 log = logging.getLogger("mocks.runner")
 
@@ -209,28 +209,23 @@ def check_arguments(given: argparse.Namespace) -> str | None:
     defaults = argparse.ArgumentParser()
     add_arguments(defaults)
     args = argparse.Namespace(**{**vars(defaults.parse_args([])), **vars(given)})
-    if args.children < 1:
-        return "--children must be at least 1"
-    if not 0 <= args.error_rate <= 1:
-        return "--error-rate must be in [0, 1]"
-    for name in ("latency_ms", "clock_speed"):
-        value = getattr(args, name)
-        if not (math.isfinite(value) and value >= 0):
-            return f"--{name.replace('_', '-')} must be a finite number, not negative"
+    problem = children_problem(args.children)
+    if problem:
+        return problem
+    for name in ("latency_ms", "error_rate"):  # the limits /_admin/faults applies
+        problem = Faults.problem(name, getattr(args, name))
+        if problem:
+            return f"--{name.replace('_', '-')} {problem}"
+    if not 0 <= args.clock_speed <= MAX_SPEED:  # the limit /_admin/clock applies
+        return f"--clock-speed must be a number in [0, {MAX_SPEED:.0f}]"
     if not (math.isfinite(args.keep_alive_seconds) and args.keep_alive_seconds > 0):
         return "--keep-alive-seconds must be a finite number above 0"
     for name in ("orr_port", "ice_port", "eoir_port"):
         if not 0 <= getattr(args, name) <= 65535:
             return f"--{name.replace('_', '-')} must be in [0, 65535]"
-    try:
-        from mocks.util import parse_iso, valid_datetime
-
-        if not valid_datetime(args.start):
-            raise ValueError
-        parse_iso(args.start)
-    except ValueError:
+    if not valid_datetime(args.start):
         return "--start must look like 2026-11-01T12:00:00Z"
-    return None
+    return start_problem(parse_iso(args.start))
 
 
 def _run(main: Any) -> None:

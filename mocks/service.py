@@ -25,8 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mocks.openapi import SERVICES, build
-from mocks.util import A_NUMBER_RE, DAY, b64d, b64e, dumps, http_date, iso, parse_iso
-from mocks.world import CATEGORY_ORDER, SOURCES, World
+from mocks.util import A_NUMBER_RE, LAST_TS, b64d, b64e, dumps, http_date, iso, parse_iso
+from mocks.world import CATEGORY_ORDER, MAX_ADVANCE_SECONDS, MAX_SPEED, SOURCES, World
 
 log = logging.getLogger("mocks.service")
 
@@ -46,6 +46,11 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
     return Response(error_body(code, message), status_code=status, media_type=JSON, headers=headers)
 
 
+MAX_LATENCY_MS = 600_000
+DELAY_KNOBS = ("latency_ms", "jitter_ms")
+RATE_KNOBS = ("error_rate", "timeout_rate", "malformed_rate", "drift_rate")
+
+
 @dataclass
 class Faults:
     """Runtime fault knobs of one service."""
@@ -62,6 +67,19 @@ class Faults:
         """JSON form."""
         return asdict(self)
 
+    @staticmethod
+    def problem(key: str, value: Any) -> str | None:
+        """What is wrong with `value` for the knob `key` (the one definition of the limits), or None."""
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if key == "down":
+            return None if isinstance(value, bool) else "must be true or false"
+        if key in DELAY_KNOBS:
+            return None if number and 0 <= value <= MAX_LATENCY_MS else \
+                f"must be a number of milliseconds in [0, {MAX_LATENCY_MS}]"
+        if key in RATE_KNOBS:
+            return None if number and 0 <= value <= 1 else "must be a number in [0, 1]"
+        return "unknown fault knob"
+
     def updated(self, body: Any) -> tuple[Faults | None, list[str]]:
         """A copy with a (partial) update applied, or the validation errors."""
         if not isinstance(body, dict):
@@ -69,23 +87,11 @@ class Faults:
         errors = []
         new = Faults(**self.as_dict())
         for key, value in body.items():
-            if key == "down":
-                if not isinstance(value, bool):
-                    errors.append("down: must be true or false")
-                else:
-                    new.down = value
-            elif key in ("latency_ms", "jitter_ms"):
-                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 600_000:
-                    errors.append(f"{key}: must be a number of milliseconds in [0, 600000]")
-                else:
-                    setattr(new, key, float(value))
-            elif key in ("error_rate", "timeout_rate", "malformed_rate", "drift_rate"):
-                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
-                    errors.append(f"{key}: must be a number in [0, 1]")
-                else:
-                    setattr(new, key, float(value))
+            problem = self.problem(key, value)
+            if problem:
+                errors.append(f"{key}: {problem}")
             else:
-                errors.append(f"{key}: unknown fault knob")
+                setattr(new, key, value if key == "down" else float(value))
         return (None, errors) if errors else (new, [])
 
 
@@ -284,9 +290,19 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
 
 
 async def _json_body(request: Request) -> tuple[Any, Response | None]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return None, error(413, "PAYLOAD_TOO_LARGE", f"body larger than {MAX_BODY} bytes")
+    """The decoded JSON body, or an error; reads no more than MAX_BODY (+ one chunk) of a larger body."""
+    too_large = error(413, "PAYLOAD_TOO_LARGE", f"body larger than {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY:
+        return None, too_large  # refused unread
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None, too_large  # the server discards the rest
+        chunks.append(chunk)
+    body = b"".join(chunks)
     try:
         return json.loads(body), None
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than json parses
@@ -440,9 +456,13 @@ def create_app(state: ServiceState) -> Starlette:
             return error(400, "BAD_REQUEST", 'body must be {"advance_seconds": S} and/or {"speed": X}')
         adv = body.get("advance_seconds", 0)
         speed = body.get("speed", world.speed)
-        for name, value, hi in (("advance_seconds", adv, 20 * 365 * DAY), ("speed", speed, 1e7)):
+        for name, value, hi in (("advance_seconds", adv, MAX_ADVANCE_SECONDS), ("speed", speed, MAX_SPEED)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= hi:
                 return error(400, "BAD_REQUEST", f"{name} must be a number in [0, {hi}]")
+        left = LAST_TS - world.now
+        if adv > left:
+            return error(400, "BAD_REQUEST", f"advance_seconds {adv} would take the clock past {iso(LAST_TS)}; "
+                                             f"it can move at most {int(left)} more seconds")
         world.speed = float(speed)
         applied = world.advance(float(adv)) if adv else 0
         return JSONResponse(_clock_body(events_applied=applied))

@@ -103,6 +103,14 @@ def _windows(now: int) -> tuple[list[tuple[int, int, float]], float]:
     return wins, sum(w for _lo, _hi, w in wins)
 
 
+# How far generation spreads the dates it writes around the start (World.generate's start bounds follow).
+# Before: arrivals reach back a year (starts before FY2019), birth dates up to 18 years more (AGE <= 17,
+# plus a fraction), and a day for rounding. After: an 18th birthday (AGE >= 1) about 17 years on, a day for
+# leap years and one for rounding; later hearings (about 2.5 years on) and follow-up calls stay inside that.
+SPREAD_BEFORE = 365 * DAY + int(18 * 365.25 * DAY) + DAY
+SPREAD_AFTER = int(17 * 365.25 * DAY) + 2 * DAY
+
+
 def arrival_time(rng: Random, now: int) -> int:
     """Determination time: FY2019 up to two hours before `now`, with a share of very recent arrivals."""
     if rng.random() < 0.012:

@@ -18,11 +18,16 @@ DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z", re.ASCII)
 DAY = 86400
 HOUR = 3600
 DEFAULT_START = "2026-11-01T12:00:00Z"
+# The times this module writes as 'YYYY-MM-DD...': four-digit years (time.strftime does not pad years below 1000)
+FIRST_TS = calendar.timegm((1000, 1, 1, 0, 0, 0))  # 1000-01-01T00:00:00Z
+LAST_TS = calendar.timegm((9999, 12, 31, 23, 59, 59))  # 9999-12-31T23:59:59Z
 
 
 @lru_cache(maxsize=65536)
 def day_str(day: int) -> str:
-    """'YYYY-MM-DD' for a day number counted from the Unix epoch."""
+    """'YYYY-MM-DD' for a day number counted from the Unix epoch; ValueError outside years 1000-9999."""
+    if not FIRST_TS <= day * DAY <= LAST_TS:
+        raise ValueError(f"day {day} is outside the years 1000-9999")
     return time.strftime("%Y-%m-%d", time.gmtime(day * DAY))
 
 

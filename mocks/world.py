@@ -22,8 +22,8 @@ from typing import Any
 
 from mocks import refdata as rd
 from mocks.schemas import RECORD_SCHEMAS, validate
-from mocks.sim import STEPS, Child, arrival_time, same_place
-from mocks.util import A_NUMBER_RE, DAY, DEFAULT_START, dumps, iso, parse_iso
+from mocks.sim import SPREAD_AFTER, SPREAD_BEFORE, STEPS, Child, arrival_time, same_place
+from mocks.util import A_NUMBER_RE, DAY, DEFAULT_START, FIRST_TS, LAST_TS, dumps, iso, parse_iso
 
 log = logging.getLogger("mocks.world")
 
@@ -31,6 +31,52 @@ SOURCES = ("orr", "ice", "eoir")
 FEED_CAP = 200_000
 Event = tuple[int, int, str, str, Any, int]  # (time, seq, kind, a_number, arg, rng seed)
 Listener = Callable[[str, list[dict[str, Any]]], None]
+
+# A-numbers are drawn without replacement: canonical ones from NEW_NUMBERS, a LEGACY_SHARE from LEGACY_NUMBERS.
+NEW_NUMBERS = range(100_000_000, 300_000_000)
+LEGACY_NUMBERS = range(10_000_000, 100_000_000)
+LEGACY_SHARE = 0.04
+
+
+def _legacy_count(children: int) -> int:
+    return int(children * LEGACY_SHARE)
+
+
+def _max_children() -> int:
+    lo, hi = 1, len(NEW_NUMBERS) + len(LEGACY_NUMBERS)  # the largest world both ranges can number
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        legacy = _legacy_count(mid)
+        if mid - legacy <= len(NEW_NUMBERS) and legacy <= len(LEGACY_NUMBERS):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+MAX_CHILDREN = _max_children()
+# The start must leave room for the dates generation writes around it (mocks.sim SPREAD_*).
+EARLIEST_START = FIRST_TS + SPREAD_BEFORE
+LATEST_START = LAST_TS - SPREAD_AFTER
+# The simulation clock never passes LAST_TS; these are the limits of one move and of the auto speed.
+MAX_ADVANCE_SECONDS = 20 * 365 * DAY
+MAX_SPEED = 1e7
+
+
+def children_problem(children: int) -> str | None:
+    """Why World.generate cannot number this many children (as a flag message), or None."""
+    if not 1 <= children <= MAX_CHILDREN:
+        return f"--children must be in [1, {MAX_CHILDREN}] (the A-number ranges hold no more)"
+    return None
+
+
+def start_problem(start_ts: int) -> str | None:
+    """Why World.generate cannot start at this time (as a flag message), or None."""
+    if not EARLIEST_START <= start_ts <= LATEST_START:
+        return (f"--start must be in [{iso(EARLIEST_START)}, {iso(LATEST_START)}] (the world spreads dates "
+                f"up to {SPREAD_BEFORE // (365 * DAY)} years before and {SPREAD_AFTER // (365 * DAY)} years "
+                "after it, within the years 1000-9999)")
+    return None
 
 
 class Feed:
@@ -221,11 +267,14 @@ class World:
         for worlds under 20,000 children); the result does not depend on the number of workers.
         """
         start_ts = parse_iso(start) if isinstance(start, str) else int(start)
+        problem = children_problem(children) or start_problem(start_ts)
+        if problem:
+            raise ValueError(problem)
         w = cls(seed, children, start_ts)
         rng = Random(seed)
-        legacy = int(children * 0.04)
-        numbers = rng.sample(range(100_000_000, 300_000_000), children - legacy)
-        numbers += rng.sample(range(10_000_000, 100_000_000), legacy)
+        legacy = _legacy_count(children)
+        numbers = rng.sample(NEW_NUMBERS, children - legacy)
+        numbers += rng.sample(LEGACY_NUMBERS, legacy)
         rng.shuffle(numbers)
         if workers is None:
             workers = 1 if children < 20_000 else max(1, min(os.cpu_count() or 1, 8))
@@ -289,6 +338,8 @@ class World:
     # ---------------------------------------------------------------------------------- changes
 
     def _schedule(self, ts: int, kind: str, a: str, arg: Any, subseed: int) -> None:
+        if ts > LAST_TS:  # the clock never gets there
+            return
         self._event_seq += 1
         heapq.heappush(self.events, (int(ts), self._event_seq, kind, a, arg, subseed))
 
@@ -336,8 +387,8 @@ class World:
         return changed
 
     def advance(self, seconds: float) -> int:
-        """Move the clock on, applying due events in time order; returns how many changed records."""
-        target = self.now + max(seconds, 0.0)
+        """Move the clock on (never past LAST_TS), applying due events in time order; returns changed records."""
+        target = min(self.now + max(seconds, 0.0), float(LAST_TS))
         out: dict[str, list[dict[str, Any]]] = {s: [] for s in SOURCES}
         applied = 0
         while self.events and self.events[0][0] <= target:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import http.client
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,11 +24,11 @@ import jsonschema_rs
 import pytest
 
 from mocks.openapi import build
-from mocks.runner import running_mocks
+from mocks.runner import check_arguments, running_mocks
 from mocks.schemas import RECORD_SCHEMAS, validate
 from mocks.service import MAX_BATCH_SIZES, Stats
-from mocks.util import DEFAULT_START, http_date, iso, parse_iso
-from mocks.world import CATEGORY_ORDER, World, classify
+from mocks.util import DEFAULT_START, LAST_TS, http_date, iso, parse_iso
+from mocks.world import CATEGORY_ORDER, EARLIEST_START, LATEST_START, World, classify
 from tests.support.mockproc import REPO, MockProcess, Resp, request
 
 COLL = {"orr": "children", "ice": "subjects", "eoir": "cases"}
@@ -149,6 +151,41 @@ def test_cli_rejects_bad_flags() -> None:
                            timeout=30)
         assert p.returncode == 2, (args, p.stderr)
         assert p.stderr.startswith("ucgw mocks: ")
+
+
+START_RANGE = ("--start must be in [1019-01-02T12:00:00Z, 9982-12-29T17:59:59Z] (the world spreads dates up to "
+               "19 years before and 17 years after it, within the years 1000-9999)")
+CHILDREN_RANGE = "--children must be in [1, 208333333] (the A-number ranges hold no more)"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--start", "9999-12-31T23:59:59Z"], START_RANGE),
+    (["--start", "0001-01-01T00:00:00Z"], START_RANGE),
+    (["--start", "9982-12-29T18:00:00Z"], START_RANGE),  # one second after the latest start
+    (["--start", "1019-01-02T11:59:59Z"], START_RANGE),  # one second before the earliest
+    (["--children", "250000000"], CHILDREN_RANGE),
+    (["--children", "208333334"], CHILDREN_RANGE),
+    (["--clock-speed", "1e300"], "--clock-speed must be a number in [0, 10000000]"),
+    (["--latency-ms", "1e12"], "--latency-ms must be a number of milliseconds in [0, 600000]"),
+    (["--latency-ms", "600001"], "--latency-ms must be a number of milliseconds in [0, 600000]"),
+    (["--error-rate", "1.5"], "--error-rate must be a number in [0, 1]"),
+])
+def test_cli_refuses_what_the_world_or_the_admin_api_cannot_take(args: list[str], message: str) -> None:
+    p = subprocess.run([sys.executable, "-m", "mocks", "--orr-port", "0", "--ice-port", "0", "--eoir-port", "0",
+                        *args], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert (p.returncode, p.stderr, p.stdout) == (2, f"ucgw mocks: {message}\n", "")
+
+
+def test_worlds_generate_at_the_start_bounds_and_the_limits_are_accepted() -> None:
+    assert (iso(EARLIEST_START), iso(LATEST_START)) == ("1019-01-02T12:00:00Z", "9982-12-29T17:59:59Z")
+    for start in (EARLIEST_START, LATEST_START):
+        for seed in (1, 2):
+            assert len(World.generate(seed, 3000, start).stores["ice"]) == 3000
+    with pytest.raises(ValueError, match=re.escape(START_RANGE)):
+        World.generate(7, 10, LATEST_START + 1)
+    edge = argparse.Namespace(start=iso(LATEST_START), clock_speed=1e7, latency_ms=600_000.0, error_rate=1.0,
+                              children=208_333_333)
+    assert check_arguments(edge) is None
 
 
 def test_running_mocks_in_process_with_auto_clock() -> None:
@@ -426,6 +463,44 @@ def test_bodies_nested_too_deep_are_a_400(mocks: MockProcess) -> None:
     assert (after.status, after.body) == (before.status, before.body)  # nothing was applied
 
 
+def vm_hwm_kb(pid: int) -> int:
+    """Peak resident set size of a process, from /proc/<pid>/status (kB)."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
+def test_oversized_bodies_are_refused_without_being_read() -> None:
+    with MockProcess(seed=7, children=50) as m:
+        assert m.proc is not None
+        host, port = urllib.parse.urlsplit(m.orr).hostname, urllib.parse.urlsplit(m.orr).port
+        assert host is not None and port is not None
+        before = vm_hwm_kb(m.proc.pid)
+        # a declared length over 1 MB is answered before a byte of the body is sent
+        for method, path in (("POST", "/v1/children/batch"), ("PUT", "/_admin/faults")):
+            with socket.create_connection((host, port), timeout=5) as sock:
+                sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 300000000\r\n\r\n".encode())
+                resp = http.client.HTTPResponse(sock)
+                resp.begin()
+                assert (resp.status, json.loads(resp.read())) == (413, {"error": {
+                    "code": "PAYLOAD_TOO_LARGE", "message": "body larger than 1048576 bytes"}}), path
+        # 300 MB chunked, no length declared: refused, and the mock stops reading it into memory at 1 MB
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        chunk = b" " * (1 << 20)
+        conn.request("POST", "/v1/children/batch", body=(chunk for _ in range(300)), encode_chunked=True,
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert (resp.status, json.loads(resp.read())["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+        conn.close()
+        grown_mb = (vm_hwm_kb(m.proc.pid) - before) / 1024
+        assert grown_mb < 100, f"peak RSS grew {grown_mb:.0f} MB for a 300 MB body"
+        # a body of exactly 1 MB is still read (and here refused as not JSON)
+        r = request("PUT", m.orr + "/_admin/faults", data=chunk, headers={"Content-Type": "application/json"})
+        assert (r.status, r.json()["error"]["code"]) == (400, "BAD_REQUEST")
+        assert m.admin_ok("orr", "GET", "/healthz")["status"] == "ok"
+        assert "Traceback" not in m.stderr()
+
+
 def test_fault_knobs_are_validated(mocks: MockProcess) -> None:
     for body in ({"latency_ms": -1}, {"error_rate": 1.5}, {"timeout_rate": "0.1"}, {"down": "yes"},
                  {"jitter_ms": True}, {"sparkle": 1}, [1], {"latency_ms": 10**9}):
@@ -634,6 +709,46 @@ def test_clock_years_later_every_child_has_left_care(clocked: tuple[MockProcess,
         assert parse_iso(new["updated_at"]) > parse_iso(old["updated_at"])
     everything, _cursor = feed(m, "orr", None)
     assert {c["a_number"] for c in everything} >= set(in_care)
+
+
+END = "9999-12-31T23:59:59Z"
+
+
+def test_clock_stops_at_the_end_of_year_9999() -> None:
+    with MockProcess(seed=7, children=50) as m:
+        # the probe's moves: 20 years each, every one within its own limit, until one is refused
+        twenty_years = {"advance_seconds": 630720000}
+        moves = 0
+        while moves < 500 and (r := m.request("orr", "POST", "/_admin/clock", twenty_years)).status == 200:
+            moves += 1
+        clock = m.admin_ok("orr", "GET", "/_admin/clock")
+        left = LAST_TS - parse_iso(clock["now"])
+        assert moves == 398 and 0 < left < 630720000
+        assert (r.status, r.json()) == (400, {"error": {"code": "BAD_REQUEST", "message": (
+            f"advance_seconds 630720000 would take the clock past {END}; it can move at most {left} more seconds")}})
+        status, _err = m.admin("orr", "POST", "/_admin/clock", {"advance_seconds": left + 1, "speed": 5})
+        assert status == 400 and m.admin_ok("orr", "GET", "/_admin/clock") == clock  # nothing changed
+        m.advance(left - 1000)
+        status, err = m.admin("ice", "POST", "/_admin/clock", {"advance_seconds": 1001})
+        assert (status, err["error"]["message"]) == (400, f"advance_seconds 1001 would take the clock past {END}; "
+                                                          "it can move at most 1000 more seconds")
+        # a running clock (the API's top speed) stops at the end too
+        m.admin_ok("orr", "POST", "/_admin/clock", {"speed": 1e7})
+        assert wait_for(lambda: m.admin_ok("eoir", "GET", "/_admin/clock")["now"] == END)
+        time.sleep(0.6)  # two more ticks at 1e7 simulated seconds per second
+        for s in SOURCES:
+            assert m.admin_ok(s, "GET", "/healthz")["now"] == END
+            assert m.admin_ok(s, "GET", "/_admin/world")["now"] == END
+            assert m.admin_ok(s, "GET", "/_admin/clock")["now"] == END
+        assert m.admin_ok("orr", "POST", "/_admin/clock", {"advance_seconds": 0, "speed": 1e7})["now"] == END
+        status, err = m.admin("orr", "POST", "/_admin/clock", {"advance_seconds": 1})
+        assert (status, err["error"]["message"]) == (400, f"advance_seconds 1 would take the clock past {END}; "
+                                                          "it can move at most 0 more seconds")
+        a = m.sample(1)[0]
+        status, patched = m.admin("orr", "PATCH", f"/_admin/records/{a}", {"first_name": "Zoe"})
+        assert (status, patched["first_name"], patched["updated_at"]) == (200, "Zoe", END)
+        assert get(m, "orr", a).headers["last-modified"] == "Fri, 31 Dec 9999 23:59:59 GMT"
+        assert "Traceback" not in m.stderr() and "unhandled error" not in m.stderr()
 
 
 def test_staged_records_are_validated_published_and_played_by_the_clock(clocked: tuple[MockProcess, Hook]) -> None:
