@@ -127,8 +127,8 @@ def _post_raw_headers(gateway: GatewayProcess, header_lines: list[str]) -> tuple
 
 def test_one_credential_naming_a_real_subject_or_none(gateway: GatewayProcess, keys: dict[str, Any],
                                                        mock_services: Any) -> None:
-    """Two credentials are refused, not resolved by order; `sub` and `client` must name someone (they go
-    to every audit event) and `exp` must be a number."""
+    """Two credentials are refused, not resolved by order; a credential is at most 8192 characters; `sub`
+    and `client` must name someone (they go to every audit event) and `exp` must be a number."""
     now = int(time.time())
     refused = {
         "empty sub": ([f"Authorization: Bearer {mint(sub='')}"], "token 'sub' must be a non-blank string of at "
@@ -150,6 +150,11 @@ def test_one_credential_naming_a_real_subject_or_none(gateway: GatewayProcess, k
                                       ONE_CREDENTIAL),
         "two X-API-Key headers": ([f"X-API-Key: {keys['partner']}", f"X-API-Key: {keys['caseworker']}"],
                                   ONE_CREDENTIAL),
+        "a token of 8 MB": (["Authorization: Bearer a." + "A" * 8_000_000 + ".b"],
+                            "credential longer than 8192 characters"),
+        "a signed token over 8192 characters": ([f"Authorization: Bearer {mint(pad='x' * 9000)}"],
+                                                "credential longer than 8192 characters"),
+        "a key over 8192 characters": (["X-API-Key: " + "k" * 9000], "credential longer than 8192 characters"),
     }
     mock_services.reset()
     for name, (lines, message) in refused.items():
