@@ -59,7 +59,7 @@ class CourtAsOf:
 
     case_status: CaseStatus
     missed: list[Hearing]  # failures to appear at or before the time, oldest first
-    next_hearing: Hearing | None  # the earliest hearing without an outcome then (maybe before the time)
+    next_hearing: Hearing | None  # the earliest hearing without an outcome then (before the time if it is ahead)
     in_absentia_order: InAbsentiaOrder | None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.fetcher import Fetched
@@ -186,7 +187,12 @@ def _hearing(raw: Record) -> Hearing:
 
 
 def hearing_status(eoir: Fetched) -> HearingStatus:
-    """The court case; `NO_CASE` when EOIR has none (no NTA filed, so no proceedings)."""
+    """The court case; `NO_CASE` when EOIR has none (no NTA filed, so no proceedings).
+
+    The next hearing is the earliest one still ahead (not started) with no outcome; a hearing whose time
+    has passed is past, with its outcome null when EOIR recorded none (EOIR's portal lists a hearing as
+    next until someone records what happened, which a caseworker must not read as a date to come).
+    """
     case = eoir.record
     if case is None:
         return HearingStatus(
@@ -195,8 +201,9 @@ def hearing_status(eoir: Fetched) -> HearingStatus:
             provenance=[Provenance.of(eoir)],
         )
     hearings = sorted((_hearing(h) for h in case.get("hearings") or []), key=lambda h: h.starts_at)
-    upcoming = [h for h in hearings if h.outcome is None]
-    past = [h for h in hearings if h.outcome is not None]
+    now = datetime.now(UTC)
+    upcoming = [h for h in hearings if h.outcome is None and h.starts_at >= now]
+    past = [h for h in hearings if h.outcome is not None or h.starts_at < now]
     order = case.get("in_absentia_order")
     decision = case.get("decision")
     return HearingStatus(

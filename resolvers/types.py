@@ -363,8 +363,11 @@ class Decision:
 @strawberry.type(description="The immigration-court case (EOIR); caseStatus NO_CASE when the court has none.")
 class HearingStatus:
     case_status: CaseStatus
-    next_hearing: Hearing | None
-    past_hearings: list[Hearing]
+    next_hearing: Hearing | None = strawberry.field(
+        description="The earliest hearing still ahead (its start not yet passed) with no outcome recorded.")
+    past_hearings: list[Hearing] = strawberry.field(
+        description="Hearings whose start has passed or that have an outcome, oldest first (outcome null: EOIR "
+                    "recorded none).")
     missed_hearing_count: int
     in_absentia_order: InAbsentiaOrder | None
     decision: Decision | None

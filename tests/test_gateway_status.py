@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -99,6 +99,7 @@ def test_every_field_equals_the_source_records(gateway: Any, mock_services: Any)
     seen_states: set[str] = set()
     for a in a_numbers:
         orr, ice, eoir = (raw(mock_services, s, a) for s in ("orr", "ice", "eoir"))
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # the mocks' time format: compares as text
         status, body = gateway.query(FULL, {"a": a})
         assert status == 200 and "errors" not in body, body
         child = body["data"]["child"]
@@ -158,9 +159,10 @@ def test_every_field_equals_the_source_records(gateway: Any, mock_services: Any)
         else:
             assert hs["caseStatus"] == eoir["case_status"].upper()
             hearings = sorted(eoir["hearings"], key=lambda h: h["starts_at"])
-            upcoming = [h for h in hearings if h["outcome"] is None]
+            # next: the earliest not yet started with no outcome; one whose time passed with none is past
+            upcoming = [h for h in hearings if h["outcome"] is None and h["starts_at"] >= now]
             assert (hs["nextHearing"] or {}).get("id") == (upcoming[0]["id"] if upcoming else None)
-            assert [h["id"] for h in hs["pastHearings"]] == [h["id"] for h in hearings if h["outcome"]]
+            assert [h["id"] for h in hs["pastHearings"]] == [h["id"] for h in hearings if h not in upcoming]
             assert hs["missedHearingCount"] == sum(h["outcome"] == "failed_to_appear" for h in hearings)
             assert (hs["inAbsentiaOrder"] is None) == (eoir["in_absentia_order"] is None)
             assert hs["addressOfRecord"] == expected_address(eoir["address_of_record"])
@@ -308,6 +310,33 @@ def test_graphiql_loads_from_the_gateway_itself(gateway: Any) -> None:
         assert f"/static/graphiql/{asset}" in html
         status, _, data = http("GET", f"{gateway.url}/static/graphiql/{asset}")
         assert status == 200 and len(data) > 1000
+
+
+def test_a_hearing_whose_time_passed_without_an_outcome_is_past_not_next() -> None:
+    """EOIR keeps a hearing without an outcome until someone records one; once its start has passed it is
+    not the child's next court date (it used to be: the first hearing without an outcome, whatever its time)."""
+    from tests.support.mockproc import MockProcess
+
+    q = """query($a: ID!) { child(aNumber: $a, maxAgeSeconds: 0) { hearing { nextHearing { id startsAt outcome }
+      pastHearings { id outcome } missedHearingCount } } }"""
+    with MockProcess(seed=31, children=60) as mocks:
+        gw = GatewayProcess(mocks.gateway_env(UCGW_CHANGE_FEED_POLL_SECONDS="0"))
+        try:
+            a = next(x for x in mocks.sample(60) if mocks.request("eoir", "GET", f"/v1/cases/{x}").status == 200)
+            case = mocks.request("eoir", "GET", f"/v1/cases/{a}").json()
+            template = case["hearings"][0] if case["hearings"] else None
+            assert template is not None
+            hearings = [{**template, "id": f"{a}-H9{i}", "starts_at": at, "outcome": None}
+                        for i, at in enumerate(("2026-10-15T14:00:00Z", "2099-03-01T15:00:00Z",
+                                                "2099-01-11T16:00:00Z"))]
+            mocks.admin_ok("eoir", "PATCH", f"/_admin/records/{a}", {"hearings": hearings})
+            status, body = gw.query(q, {"a": a})
+        finally:
+            gw.stop()
+    assert status == 200 and "errors" not in body, body
+    hs = body["data"]["child"]["hearing"]
+    assert hs["nextHearing"] == {"id": f"{a}-H92", "startsAt": "2099-01-11T16:00:00+00:00", "outcome": None}
+    assert hs["pastHearings"] == [{"id": f"{a}-H90", "outcome": None}] and hs["missedHearingCount"] == 0
 
 
 def test_after_the_clock_moves_and_the_ttl_passes_new_values_appear() -> None:
