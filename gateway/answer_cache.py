@@ -33,6 +33,7 @@ cache, not state of its own: a replica that has not seen a query runs it.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, MutableMapping, Sequence
@@ -83,6 +84,7 @@ class AnswerRecording:
     # the inline executor began) is one slot. The path is graphql-core's linked `Path` as completion has it
     # (hashed in C); it is made a list only when the answer is rendered, after the response has gone.
     slots: dict[ResponsePath, tuple[str, float]] = field(default_factory=dict)
+    valid_until: float = math.inf  # when time alone changes the answer (a next hearing's start), epoch seconds
 
     def served(self, a_number: str, max_age: float | None, fetched: Fetched) -> None:
         """A record was served to the request."""
@@ -103,6 +105,26 @@ class AnswerRecording:
         """The value at `path` depends on the moment of the answer (kind AGE or CACHE_STATUS)."""
         self.slots[path] = (kind, fetched_at)
 
+    def changes_at(self, moment: float | None) -> None:
+        """From `moment` on (epoch seconds), the same records would give another answer (None: never)."""
+        if moment is not None and moment < self.valid_until:
+            self.valid_until = moment
+
+    def basis(self) -> Basis:
+        """What the answer holds on: its records, open breakers and the moment time alone changes it."""
+        return Basis(tuple((s, a, m, at) for (s, a, m), at in self.records.items()),
+                     tuple(self.open_breakers.items()), self.valid_until)
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """What an answer holds on while it holds: the exact records (`Dependency`), the open breakers it
+    reports (source, when the breaker opened) and the moment time alone changes it."""
+
+    records: tuple[Dependency, ...]
+    open_breakers: tuple[tuple[Source, float], ...]
+    valid_until: float
+
 
 @dataclass(frozen=True, slots=True)
 class StoredAnswer:
@@ -110,8 +132,7 @@ class StoredAnswer:
 
     parts: tuple[str, ...]  # len(parts) == len(slots) + 1
     slots: tuple[tuple[str, float], ...]  # (kind, fetched_at) in text order
-    records: tuple[Dependency, ...]
-    open_breakers: tuple[tuple[Source, float], ...]
+    basis: Basis
     events: tuple[AuditEvent, ...]
     size: int
 
@@ -127,13 +148,14 @@ class AnswerStats:
     not_stored: int = 0  # executed status queries whose answer may not be stored (errors, stale, too large)
     followed: int = 0  # requests that waited for an identical request in flight
     shared: int = 0  # of those, the ones answered with its answer
+    stale_shares: int = 0  # of those, the ones whose answer no longer held when it came: they ran their own
 
 
 @dataclass(eq=False, slots=True)
 class _Lead:
     """A request answering its key through GraphQL, and how many identical requests wait for its answer."""
 
-    answer: asyncio.Future[tuple[bytes, tuple[AuditEvent, ...]] | None]
+    answer: asyncio.Future[tuple[bytes, tuple[AuditEvent, ...], Basis] | None]
     followers: int = 0
 
 
@@ -241,7 +263,8 @@ class AnswerCache:
         # each follower then runs GraphQL and records its own read, or its own refusal
         if lead is not None and lead.followers and not lead.answer.done() and isinstance(response.get("data"), dict):
             encoded = encode(response)
-            lead.answer.set_result((encoded if isinstance(encoded, bytes) else encoded.encode(), tuple(events())))
+            lead.answer.set_result((encoded if isinstance(encoded, bytes) else encoded.encode(), tuple(events()),
+                                    recording.basis()))
         if not self._storable(response, recording):
             self.stats.not_stored += 1
             return False
@@ -255,9 +278,7 @@ class AnswerCache:
         if size > self.max_bytes:
             self.stats.not_stored += 1
             return False
-        records = tuple((s, a, m, at) for (s, a, m), at in recording.records.items())
-        breakers = tuple(recording.open_breakers.items())
-        self._store[key] = StoredAnswer(rendered.parts, rendered.slots, records, breakers, templates, size)
+        self._store[key] = StoredAnswer(rendered.parts, rendered.slots, recording.basis(), templates, size)
         self.stats.stored += 1
         return True
 
@@ -278,14 +299,8 @@ class AnswerCache:
         if stored is None:
             self.stats.misses += 1
             return None
-        for source, a_number, max_age, fetched_at in stored.records:
-            fresh = self.fetchers[source].fresh(a_number, max_age)
-            if fresh is None or fresh.fetched_at != fetched_at:
-                return self._outdated(key)
-        for source, opened_at in stored.open_breakers:
-            breaker = self.fetchers[source].client.breaker
-            if breaker.state != OPEN or breaker.opened_at != opened_at:
-                return self._outdated(key)
+        if not self._holds(stored.basis):
+            return self._outdated(key)
         now = time.time()
         out = [stored.parts[0]]
         for (kind, fetched_at), part in zip(stored.slots, stored.parts[1:], strict=True):
@@ -293,6 +308,23 @@ class AnswerCache:
             out.append(part)
         self.stats.hits += 1
         return "".join(out).encode(), stored.events
+
+    def _holds(self, basis: Basis, asked_at: float | None = None) -> bool:
+        """True while an answer built on `basis` is what the same request, made at `asked_at` (default now),
+        would get now: each record is still the entry of the record cache (none refetched or invalidated
+        by a change since) and was fresh for that request (not expired, nor older than its max age), each
+        breaker it reports is still open since the same moment, and time alone has not changed it."""
+        if time.time() >= basis.valid_until:
+            return False
+        for source, a_number, max_age, fetched_at in basis.records:
+            fresh = self.fetchers[source].fresh(a_number, max_age, asked_at)
+            if fresh is None or fresh.fetched_at != fetched_at:
+                return False
+        for source, opened_at in basis.open_breakers:
+            breaker = self.fetchers[source].client.breaker
+            if breaker.state != OPEN or breaker.opened_at != opened_at:
+                return False
+        return True
 
     def lead(self, key: AnswerKey) -> Callable[[], None]:
         """Note that a request is answering `key` through GraphQL; the returned function ends that: call it
@@ -309,17 +341,24 @@ class AnswerCache:
     async def follow(self, key: AnswerKey, deadline: float) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
         """The answer of the identical request answering `key` now (its JSON and audit events), waited for
         until `time.monotonic()` reaches `deadline` at most; None at once when there is no such request,
-        and None when it ended without one."""
+        and None when it ended without one or its answer no longer holds (`_holds`: a record it read has
+        since changed, or is older than the request's max age), so that this request runs on its own."""
         lead = self._in_flight.get(key)
         if lead is None:
             return None
+        asked_at = time.time()
         self.stats.followed += 1
         lead.followers += 1
         await asyncio.wait([lead.answer], timeout=max(0.0, deadline - time.monotonic()))
         shared = lead.answer.result() if lead.answer.done() else None
-        if shared is not None:
-            self.stats.shared += 1
-        return shared
+        if shared is None:
+            return None
+        payload, events, basis = shared
+        if not self._holds(basis, asked_at):
+            self.stats.stale_shares += 1
+            return None
+        self.stats.shared += 1
+        return payload, events
 
     def _outdated(self, key: AnswerKey) -> None:
         self._store.pop(key, None)

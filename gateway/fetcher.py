@@ -119,14 +119,15 @@ class SourceFetcher:
         self.stats.misses += len(out)
         return out
 
-    def fresh(self, a_number: str, max_age: float | None) -> Fetched | None:
+    def fresh(self, a_number: str, max_age: float | None, at: float | None = None) -> Fetched | None:
         """The cached record as a HIT when it is fresh enough (what `load_many` would answer at once),
-        else None: then `load_many` decides (stale, coalesced or fetched)."""
+        else None: then `load_many` decides (stale, coalesced or fetched). `at`: fresh enough for a request
+        made then (epoch seconds; default now), so a record fetched after it is fresh whatever `max_age`."""
         entry = self.cache.get(self.key(a_number))
         if entry is None:
             return None
         limit = self.ttl if max_age is None else min(self.ttl, max_age)
-        if time.time() - entry.fetched_at > limit:
+        if (time.time() if at is None else at) - entry.fetched_at > limit:
             return None
         self.stats.hits += 1
         return Fetched(self.source, entry.record, entry.fetched_at, HIT)

@@ -186,6 +186,14 @@ def _hearing(raw: Record) -> Hearing:
     )
 
 
+def changes_at(section: object) -> float | None:
+    """When `section`, built again from the same records, would come out otherwise by time alone (epoch
+    seconds; None: never): a hearing status at its next hearing's start, when that hearing becomes past."""
+    if isinstance(section, HearingStatus) and section.next_hearing is not None:
+        return section.next_hearing.starts_at.timestamp()
+    return None
+
+
 def hearing_status(eoir: Fetched) -> HearingStatus:
     """The court case; `NO_CASE` when EOIR has none (no NTA filed, so no proceedings).
 

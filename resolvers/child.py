@@ -108,7 +108,8 @@ async def _section_when_fetched(ctx: RequestContext, child: Child, name: str) ->
 
 def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[Fetched | SourceError]) -> Any:
     """Build section `name` from its sources' outcomes; a failed source or a record of the wrong shape is a
-    source error. The outcome (returned or failed) goes to the request's audit recorder.
+    source error. The outcome (returned or failed) goes to the request's audit recorder; when the section
+    changes by time alone goes to its answer recording.
     """
     sources, make = SECTION_SOURCES[name], SECTION_BUILDERS[name]
     reads = ctx.reads
@@ -127,6 +128,8 @@ def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[
         reads.section_done(name, child.a_number, ok=False)
         raise
     reads.section_done(name, child.a_number, ok=True)
+    if ctx.answer is not None:
+        ctx.answer.changes_at(build.changes_at(section))
     return section
 
 

@@ -349,3 +349,66 @@ def test_an_answer_without_data_is_not_handed_to_followers() -> None:
     shared, followed, handed = asyncio.run(run({"data": {"child": {"aNumber": "A1"}}}))
     assert (followed, handed) == (1, 1)
     assert shared is not None and json.loads(shared[0]) == {"data": {"child": {"aNumber": "A1"}}} and shared[1] == ()
+
+
+def _own_world(**env: str) -> tuple[Any, GatewayProcess]:
+    """Mocks of this test's own (it stages records and faults) and a gateway in front of them."""
+    from tests.support.mockproc import MockProcess
+
+    mocks = MockProcess(seed=41, children=60).start()
+    return mocks, GatewayProcess(mocks.gateway_env(**env))
+
+
+def test_a_stored_answer_ends_when_its_next_hearing_starts() -> None:
+    """The same records give another answer once the next hearing's time has come (it becomes past): the
+    stored answer is not served past that moment (it was, for up to a TTL)."""
+    q = "query($a: ID!) { child(aNumber: $a) { hearing { nextHearing { id } pastHearings { id } } } }"
+    mocks, gw = _own_world(UCGW_CHANGE_FEED_POLL_SECONDS="0", UCGW_CACHE_TTL_SECONDS="300")
+    try:
+        a = next(x for x in mocks.sample(60) if mocks.request("eoir", "GET", f"/v1/cases/{x}").status == 200)
+        case = mocks.request("eoir", "GET", f"/v1/cases/{a}").json()
+        soon = time.time() + 3
+        starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(soon))
+        hearing = {**case["hearings"][0], "id": f"{a}-H99", "starts_at": starts, "outcome": None}
+        mocks.admin_ok("eoir", "PATCH", f"/_admin/records/{a}", {"hearings": [hearing]})
+        before = answer_facts(gw)
+        answers = [json.loads(post(gw, q, {"a": a})[1]) for _ in range(2)]  # executed and stored, then served
+        stored = answer_facts(gw)
+        time.sleep(max(0.0, int(soon) - time.time()) + 0.5)
+        after = json.loads(post(gw, q, {"a": a})[1])
+        facts = answer_facts(gw)
+    finally:
+        gw.stop()
+        mocks.stop()
+    assert answers == [{"data": {"child": {"hearing": {"nextHearing": {"id": f"{a}-H99"}, "pastHearings": []}}}}] * 2
+    assert (stored["stored"], stored["hits"]) == (before["stored"] + 1, before["hits"] + 1)
+    assert after == {"data": {"child": {"hearing": {"nextHearing": None, "pastHearings": [{"id": f"{a}-H99"}]}}}}
+    assert facts["outdated"] == stored["outdated"] + 1
+
+
+def test_a_request_that_joins_one_in_flight_after_a_change_runs_on_its_own() -> None:
+    """An identical request arriving while another is in flight waits for it, but does not take its answer
+    when a record it read has changed since (the change feed invalidated it): it would be the old value."""
+    q = "query($a: ID!) { child(aNumber: $a) { nta { fieldOffice } hearing { caseStatus } } }"
+    mocks, gw = _own_world(UCGW_CHANGE_FEED_POLL_SECONDS="0.1", UCGW_CACHE_TTL_SECONDS="300")
+    try:
+        a = next(x for x in mocks.sample(60) if mocks.request("eoir", "GET", f"/v1/cases/{x}").status == 200)
+        old = mocks.request("ice", "GET", f"/v1/subjects/{a}").json()["field_office"]
+        new = "Chicago" if old != "Chicago" else "Seattle"
+        time.sleep(0.5)  # the follower has read where each feed ends
+        mocks.admin_ok("eoir", "PUT", "/_admin/faults", {"latency_ms": 1500})
+        before = answer_facts(gw)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            lead = pool.submit(post, gw, q, {"a": a})
+            time.sleep(0.2)  # the lead has ICE's record and waits for EOIR's
+            mocks.admin_ok("ice", "PATCH", f"/_admin/records/{a}", {"field_office": new})
+            time.sleep(0.6)  # the change feed has dropped the record the lead read
+            follower = pool.submit(post, gw, q, {"a": a})
+            answers = [json.loads(f.result()[1])["data"]["child"]["nta"]["fieldOffice"] for f in (lead, follower)]
+        facts = answer_facts(gw)
+    finally:
+        gw.stop()
+        mocks.stop()
+    assert answers == [old, new]
+    assert (facts["followed"], facts["shared"], facts["stale_shares"]) == (
+        before["followed"] + 1, before["shared"], before["stale_shares"] + 1)
