@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.breaker import CLOSED
 from gateway.cache import Cache, CacheEntry
 from gateway.client import SourceClient
 from gateway.config import Settings
@@ -149,7 +150,8 @@ class SourceFetcher:
                     self.stats.hits += 1
                     results[a] = Fetched(self.source, entry.record, entry.fetched_at, HIT)
                     continue
-                if self.swr > 0 and age <= self.ttl + self.swr and (max_age is None or age <= max_age):
+                if (self.swr > 0 and age <= self.ttl + self.swr and (max_age is None or age <= max_age)
+                        and self._answering()):
                     self.stats.stale += 1
                     results[a] = Fetched(self.source, entry.record, entry.fetched_at, STALE)
                     to_revalidate.append(a)
@@ -162,6 +164,14 @@ class SourceFetcher:
             for a in to_fetch:
                 results[a] = self.fallback(a, fetched[a], max_age)
         return [results[a] for a in a_numbers]
+
+    def _answering(self) -> bool:
+        """Whether the source answered its latest call and its breaker is closed. Only then does
+        stale-while-revalidate serve an expired record at once; while the source fails, the request
+        waits for it as without, and an expired record is served only within `max_stale`, with a warning."""
+        health = self.client.health
+        return self.client.breaker.state == CLOSED and (
+            health.last_error_at is None or (health.last_success_at or 0.0) >= health.last_error_at)
 
     def fallback(self, a: str, outcome: Fetched | SourceError, max_age: float | None) -> Fetched | SourceError:
         """On a failed fetch, an expired entry within the stale window (and `max_age`) is served instead."""

@@ -108,8 +108,9 @@ async def _section_when_fetched(ctx: RequestContext, child: Child, name: str) ->
 
 def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[Fetched | SourceError]) -> Any:
     """Build section `name` from its sources' outcomes; a failed source or a record of the wrong shape is a
-    source error. The outcome (returned or failed) goes to the request's audit recorder; when the section
-    changes by time alone goes to its answer recording.
+    source error, and such a record is dropped from the cache (the next request asks the source again
+    instead of being refused from the cache until the TTL ends). The outcome (returned or failed) goes to
+    the request's audit recorder; when the section changes by time alone goes to its answer recording.
     """
     sources, make = SECTION_SOURCES[name], SECTION_BUILDERS[name]
     reads = ctx.reads
@@ -123,6 +124,7 @@ def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[
             section = make(*fetched)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             culprit = _culprit(sources, fetched, make)
+            ctx.services.fetchers[culprit].invalidate(child.a_number)
             raise source_error(bad_response(culprit, exc)) from None
     except GraphQLError:
         reads.section_done(name, child.a_number, ok=False)

@@ -233,6 +233,39 @@ def test_stale_while_revalidate_serves_at_once_and_refreshes_once(mock_services:
         mock_services.reset()
 
 
+def test_stale_while_revalidate_does_not_outlast_max_stale_while_the_source_fails(mock_services: Any) -> None:
+    """With the source down, stale-while-revalidate serves an expired record at once only until the source
+    has failed a call; then, as without it, a record is served at most UCGW_MAX_STALE_SECONDS past its TTL,
+    with a warning, and after that the section is an error (before: STALE for the whole 30 s window,
+    unwarned)."""
+    mock_services.reset()
+    gw = GatewayProcess(mock_services.gateway_env(**{**FAST, "UCGW_STALE_WHILE_REVALIDATE_SECONDS": "30",
+                                                     "UCGW_CACHE_TTL_SECONDS": "1", "UCGW_MAX_STALE_SECONDS": "2",
+                                                     "UCGW_CHANGE_FEED_POLL_SECONDS": "0"}))
+    try:
+        a = mock_services.sample(30)[14]
+        _, first = gw.query(NTA, {"a": a})
+        fetched = time.time()
+        fault(mock_services, "ICE", down=True)
+        time.sleep(1.3)
+        _, served = gw.query(NTA, {"a": a})  # the source answered its last call: served at once, refreshed
+        time.sleep(0.3)
+        _, warned = gw.query(NTA, {"a": a})  # the refresh failed: waits for ICE, then stale-if-error
+        warned_age = time.time() - fetched
+        time.sleep(max(0.0, fetched + 3.6 - time.time()))
+        _, refused = gw.query(NTA, {"a": a})
+    finally:
+        gw.stop()
+        mock_services.reset()
+    assert first["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "MISS"
+    assert served["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "STALE"
+    assert warned_age < 3.0, warned_age
+    assert warned["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "STALE"
+    assert [w["source"] for w in warned["extensions"]["warnings"]] == ["ICE"], warned
+    assert refused["data"]["child"]["nta"] is None
+    assert refused["errors"][0]["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "ICE"}
+
+
 def test_malformed_backend_answers_are_source_errors(gw: GatewayProcess, mock_services: Any) -> None:
     a = mock_services.sample(30)[10]
     fault(mock_services, "EOIR", malformed_rate=1.0)
@@ -249,6 +282,14 @@ def test_schema_drifted_record_is_a_source_error(gw: GatewayProcess, mock_servic
     assert status == 200
     assert errors_by_path(body)["child/nta"]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
     assert body["data"]["child"]["hearing"] is not None
+    # the record it could not read is not kept: once ICE is right again the next request asks it (before,
+    # the drifted record was served from the cache, and refused, until its TTL ran out)
+    fault(mock_services, "ICE", drift_rate=0.0)
+    before = ice_batches(mock_services)
+    status, body = gw.query(FULL, {"a": a})
+    assert status == 200 and "errors" not in body, body
+    assert body["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "MISS"
+    assert ice_batches(mock_services) == before + 1
 
 
 def test_graceful_shutdown_finishes_in_flight_requests(mock_services: Any) -> None:
