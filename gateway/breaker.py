@@ -58,6 +58,11 @@ class CircuitBreaker:
         self._failures = 0
         self._probe_in_flight = False
 
+    def abandon(self) -> None:
+        """The half-open probe ended with no outcome (cancelled): the next call may probe instead (else
+        the breaker would wait for this one for ever, failing every call fast)."""
+        self._probe_in_flight = False
+
     def record_failure(self) -> None:
         """A call failed: count it and open the breaker at the threshold (or when a probe fails)."""
         self._failures += 1

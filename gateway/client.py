@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from gateway.breaker import CircuitBreaker
+from gateway.breaker import HALF_OPEN, CircuitBreaker
 from gateway.config import Settings
 from gateway.errors import BREAKER_OPEN, SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
 from gateway.sources import Source
@@ -181,6 +181,7 @@ class SourceClient:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
+        probe = self.breaker.state == HALF_OPEN  # when let through, this call is the one probe
         if not self.breaker.allow():
             raise SourceError(self.source, SOURCE_UNAVAILABLE, BREAKER_OPEN, retryable=False)
         timeout = min(self.settings.source_timeout_seconds, remaining)
@@ -214,6 +215,10 @@ class SourceClient:
             raise SourceError(self.source, SOURCE_UNAVAILABLE, detail) from exc
         except SourceError as exc:
             self._failed(exc.code, exc.detail)
+            raise
+        except asyncio.CancelledError:  # e.g. a scan that failed elsewhere: no outcome to record
+            if probe:
+                self.breaker.abandon()
             raise
         if refused:
             self._refused(resp.status, body)

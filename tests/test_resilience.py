@@ -185,6 +185,30 @@ def test_flapping_source_opens_and_closes_the_breaker(gw: GatewayProcess, mock_s
     assert ice_batches(mock_services) == calls_when_opened + 1
 
 
+def test_a_probe_cut_short_does_not_leave_the_breaker_half_open(mock_services: Any) -> None:
+    """The half-open probe taken by a scan that then stops (its other calls refused by the breaker, so the
+    probe is cancelled) used to leave the breaker waiting for that probe for ever: every ICE read failed
+    fast although ICE was answering. The next call probes instead."""
+    mock_services.reset()
+    gw = GatewayProcess(mock_services.gateway_env(**FAST, UCGW_CHANGE_FEED_POLL_SECONDS="0"))
+    try:
+        a = mock_services.sample(30)[15]
+        fault(mock_services, "ICE", down=True)
+        gw.query(NTA, {"a": a, "m": 0})  # 3 failures: opens
+        assert source_facts(gw)["ICE"]["breakerState"] == "OPEN"
+        fault(mock_services, "ICE", down=False)
+        time.sleep(1.1)  # past the 1 s reset: half-open
+        gw.query("{ ntaBacklog { totals { total } items(first: 20) { totalCount } } }")
+        _, body = gw.query(NTA, {"a": a, "m": 0})
+        facts = source_facts(gw)["ICE"]
+    finally:
+        gw.stop()
+        mock_services.reset()
+    assert "errors" not in body, body
+    assert body["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "MISS"
+    assert facts["breakerState"] == "CLOSED"
+
+
 def test_stale_if_error_serves_marked_data_and_max_age_refuses_it(gw: GatewayProcess, mock_services: Any) -> None:
     a = mock_services.sample(30)[8]
     _, fresh = gw.query(NTA, {"a": a})
