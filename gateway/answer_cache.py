@@ -48,7 +48,7 @@ from gateway.audit import AuditEvent, AuditStore, new_request_id, utc_timestamp
 from gateway.breaker import OPEN
 from gateway.errors import BREAKER_OPEN, FORBIDDEN, SOURCE_UNAVAILABLE, SourceError
 from gateway.fetcher import HIT, STALE, Fetched, SourceFetcher
-from gateway.guard import AFTER_RESPONSE, ANSWER_HEADERS, REQUEST_DEADLINE, clean_purpose
+from gateway.guard import AFTER_RESPONSE, ANSWER_HEADERS, REQUEST_DEADLINE, header_purpose
 from gateway.roles import Principal
 from gateway.sources import Source
 
@@ -398,7 +398,7 @@ class AnswerShortcut:
         if found is not None:
             payload, templates = found
             try:
-                await self.audit_store.append(events_for(templates, principal, clean_purpose(headers.get("x-purpose"))))
+                await self.audit_store.append(events_for(templates, principal, header_purpose(headers)))
             except Exception:  # noqa: BLE001 - GraphQL runs instead: it retries the write, withholds data on failure
                 found = None
         if found is None:

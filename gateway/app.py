@@ -34,7 +34,15 @@ from gateway.auth import Authenticator, AuthError, mint_token
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_response, static_mount, wants_graphiql_page
-from gateway.guard import ANSWER_HEADERS, PRINCIPAL_KEY, GraphQLGuard, InFlight, clean_purpose, send_error
+from gateway.guard import (
+    ANSWER_HEADERS,
+    PRINCIPAL_KEY,
+    GraphQLGuard,
+    InFlight,
+    clean_purpose,
+    header_purpose,
+    send_error,
+)
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -142,7 +150,7 @@ class GatewayGraphQL(GraphQL):
         early = request.scope.get(EARLY_KEY)
         context = RequestContext(services=self.services, request=request, response=response,
                                  principal=request.scope.get(PRINCIPAL_KEY),
-                                 purpose=clean_purpose(request.headers.get("x-purpose")),
+                                 purpose=header_purpose(request.headers),
                                  audit_store=self.audit_store, answer=recording, early=early,
                                  deadline=early.deadline if early is not None else 0.0)
         request.scope[CONTEXT_KEY] = context

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 
 from gateway.config import ConfigError, Settings, load_settings
@@ -126,14 +127,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     try:
         while True:  # page through by id: the trail may hold more events than one query returns
             page = store.query_sync(where)
-            for event in page:
-                if args.limit and printed >= args.limit:
-                    return 0
+            for event in page[:args.limit - printed] if args.limit else page:
                 print(json.dumps(event.as_dict(), ensure_ascii=False))
                 printed += 1
-            if len(page) < where.limit:
+            if len(page) < where.limit or (args.limit and printed >= args.limit):
+                sys.stdout.flush()  # here, so that a reader gone early is seen below, not at exit
                 return 0
             where = dataclasses.replace(where, after_id=page[-1].id)
+    except BrokenPipeError:  # the reader stopped early (`| head`): done, without a traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         store.close()
 

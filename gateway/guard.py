@@ -56,10 +56,26 @@ EarlyHook = Callable[[Scope, Headers, bytes, Principal], Awaitable[None]]
 
 
 def clean_purpose(raw: str | None) -> str | None:
-    """The caller's stated reason (`X-Purpose`) as the audit trail keeps it: printable, at most 200 characters."""
+    """The caller's stated reason (`X-Purpose`) as the audit trail keeps it: printable (tabs and line breaks
+    as spaces), at most 200 characters."""
     if raw is None:
         return None
-    return "".join(c for c in raw if c.isprintable()).strip()[:MAX_PURPOSE_CHARS] or None
+    text = "".join(" " if c.isspace() else c for c in raw if c.isprintable() or c.isspace())
+    return text.strip()[:MAX_PURPOSE_CHARS] or None
+
+
+def header_purpose(headers: Headers) -> str | None:
+    """`clean_purpose` of the request's `X-Purpose` header, read as UTF-8: ASGI servers hand header bytes
+    over as Latin-1, which turned 'revisión' into 'revisiÃ³n' in the trail (bytes that are not UTF-8 stay
+    as Latin-1 gave them)."""
+    raw = headers.get("x-purpose")
+    if raw is None:
+        return None
+    try:
+        raw = raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        pass
+    return clean_purpose(raw)
 
 
 # On every /graphql answer: child data must not be kept by browsers or proxies, nor sniffed as another type.

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,14 +19,14 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditFilter
+from gateway.audit import AuditEvent, AuditFilter, SQLiteAuditStore
 from gateway.config import load_settings
 from gateway.roles import Principal
 from gateway.services import Services
 from resolvers.context import RequestContext
 from resolvers.schema import build_schema
 from tests.support.access import FULL, audit_cli, gateway_env, raw, records
-from tests.support.gateway import GatewayProcess, http, mint
+from tests.support.gateway import ROOT, GatewayProcess, http, mint
 
 EVENTS = """query($s: String, $a: ID, $since: DateTime, $until: DateTime, $first: Int!, $after: ID) {
   auditEvents(subject: $s, aNumber: $a, since: $since, until: $until, first: $first, after: $after) {
@@ -135,6 +139,27 @@ def test_refused_reads_are_recorded_too(gateway: GatewayProcess, known: list[str
         assert got[elsewhere] == "FORBIDDEN"
 
 
+def test_the_purpose_is_kept_as_the_caller_wrote_it(gateway: GatewayProcess, known: list[str]) -> None:
+    """X-Purpose sent as UTF-8 is kept as written ('revisión' was stored as 'revisiÃ³n'); tabs and line
+    become spaces, and at most 200 characters are kept."""
+    import http.client
+
+    subject = who()
+    body = json.dumps({"query": "query($a: ID!) { child(aNumber: $a) { aNumber } }", "variables": {"a": known[0]}})
+    for purpose in ("revisión – 子供 🚸".encode(), b"tab\there", b"caf\xe9 (Latin-1)", b"x" * 300):
+        conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+        conn.putrequest("POST", "/graphql")
+        for name, value in (("Content-Type", b"application/json"), ("Content-Length", str(len(body)).encode()),
+                            ("Authorization", f"Bearer {mint(subject=subject)}".encode()), ("X-Purpose", purpose)):
+            conn.putheader(name, value)
+        conn.endheaders(body.encode())
+        resp = conn.getresponse()
+        assert resp.status == 200 and "errors" not in json.loads(resp.read())
+        conn.close()
+    assert [e["purpose"] for e in events(gateway, s=subject)] == [
+        "revisión – 子供 🚸", "tab here", "café (Latin-1)", "x" * 200]
+
+
 def test_malformed_a_numbers_are_not_reads(gateway: GatewayProcess) -> None:
     subject = who()
     for bad in ("12-34", "A01234567\u0664"):  # the second ends in an Arabic-Indic 4 (once audited as given)
@@ -212,6 +237,19 @@ def test_events_survive_kill_9_and_the_cli_reads_them(mock_services: Any, known:
     assert len(audit_cli(str(tmp_path), *window)) == len(known) + 1
     assert audit_cli(str(tmp_path), "--since", (t1 + timedelta(seconds=1)).isoformat()) == []
     assert audit_cli(str(tmp_path), "--until", t0.date().isoformat()) == []
+    # a reader that stops early (`ucgw audit | head -c 10`) ends it quietly (it was a BrokenPipeError
+    # traceback); 3,000 events are more than a pipe holds, so the reader is gone before they are written
+    many = who()
+    store = SQLiteAuditStore(tmp_path / "audit.sqlite3")
+    store.append_sync([AuditEvent(time="2026-01-01T00:00:00.000000Z", request_id=f"r{i}", subject=many,
+                                  role="caseworker", client="c", a_number=known[0], outcome="ok")
+                       for i in range(3000)])
+    store.close()
+    cli = [sys.executable, "-m", "gateway.cli", "audit", "--subject", many]
+    env = {**os.environ, "UCGW_DATA_DIR": str(tmp_path)}
+    piped = subprocess.run(f"{shlex.join(cli)} | head -c 10", shell=True, cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=60, executable="/bin/bash")
+    assert (len(piped.stdout), piped.stderr) == (10, "")
     # the store refuses to change history
     import sqlite3
 
