@@ -59,9 +59,16 @@ def _dt(raw: str | None) -> datetime | None:
         return None
 
 
+def _sent_a_number(info: Info[RequestContext, None], a: str) -> strawberry.ID:
+    """An event's A-number, recorded as a read of that child (an event telling which child's record changed
+    is audited even when it selects nothing else of the child)."""
+    info.context.reads.found(a, True)
+    return strawberry.ID(a)
+
+
 @strawberry.type(description="A system of record reported a change to one child's record.")
 class ChildStatusChange:
-    a_number: strawberry.ID
+    a: strawberry.Private[str]  # the child's A-number (`aNumber`, audited when sent)
     source: SourceEnum  # type: ignore[valid-type]
     changed_fields: list[str] = strawberry.field(description="Top-level record fields the source says changed.")
     source_updated_at: datetime | None = strawberry.field(description="The record's updated_at after the change.")
@@ -72,16 +79,20 @@ class ChildStatusChange:
     )
     received_at: datetime = strawberry.field(description="When the gateway learned of the change.")
 
+    @strawberry.field(description="The child's A-number.")
+    def a_number(self, info: Info[RequestContext, None]) -> strawberry.ID:
+        return _sent_a_number(info, self.a)
+
     @strawberry.field(description="The child's status now, read through the cache (the changed record was "
                                   "invalidated, so it comes fresh from its source).")
     def child(self, info: Info[RequestContext, None]) -> Child:
-        info.context.reads.found(str(self.a_number), True)
-        return Child(a_number=self.a_number, max_age=None)
+        info.context.reads.found(self.a, True)
+        return Child(a_number=strawberry.ID(self.a), max_age=None)
 
     @classmethod
     def of(cls, e: ChangeEvent) -> ChildStatusChange:
         """The GraphQL view of a published change."""
-        return cls(a_number=strawberry.ID(e.a_number), source=e.source, changed_fields=list(e.fields),
+        return cls(a=e.a_number, source=e.source, changed_fields=list(e.fields),
                    source_updated_at=_dt(e.source_updated_at), sequence=e.seq, field_offices=list(e.field_offices),
                    received_at=datetime.fromtimestamp(e.received_at, UTC))
 
@@ -89,7 +100,7 @@ class ChildStatusChange:
 @strawberry.type(description="A new court alert, found as soon as EOIR's change feed reported it.")
 class CourtAlertEvent:
     kind: AlertKind
-    a_number: strawberry.ID
+    a: strawberry.Private[str]  # the child's A-number (`aNumber`, audited when sent)
     field_office: str | None
     hearing_id: str | None
     hearing_starts_at: datetime | None
@@ -99,10 +110,14 @@ class CourtAlertEvent:
     evidence: list[SourceClaim] = strawberry.field(description="The EOIR record the alert rests on, with "
                                                                "its provenance (re-fetched with max age 0).")
 
+    @strawberry.field(description="The child's A-number.")
+    def a_number(self, info: Info[RequestContext, None]) -> strawberry.ID:
+        return _sent_a_number(info, self.a)
+
     @strawberry.field(description="The child's status now, read through the cache.")
     def child(self, info: Info[RequestContext, None]) -> Child:
-        info.context.reads.found(str(self.a_number), True)
-        return Child(a_number=self.a_number, max_age=None)
+        info.context.reads.found(self.a, True)
+        return Child(a_number=strawberry.ID(self.a), max_age=None)
 
     @classmethod
     def of(cls, e: AlertEvent) -> CourtAlertEvent:
@@ -116,7 +131,7 @@ class CourtAlertEvent:
             ordered = date.fromisoformat(e.ordered_on) if e.ordered_on else None
         except ValueError:
             ordered = None
-        return cls(kind=AlertKind(e.kind), a_number=strawberry.ID(e.a_number), field_office=e.field_office,
+        return cls(kind=AlertKind(e.kind), a=e.a_number, field_office=e.field_office,
                    hearing_id=e.hearing_id, hearing_starts_at=_dt(e.hearing_starts_at), court_name=e.court_name,
                    ordered_on=ordered, detected_at=datetime.fromtimestamp(e.detected_at, UTC), evidence=evidence)
 

@@ -107,6 +107,32 @@ def test_each_subscription_on_one_socket_writes_its_own_audit_event(gw: GatewayP
             for e in events] == [(a, subject, "partner", "OK", ["hearing"], [])] * 3
 
 
+def test_an_event_naming_the_child_is_audited_without_a_child_selection(gw: GatewayProcess,
+                                                                        world: MockProcess) -> None:
+    """An event that sends only the A-number and what changed still tells the caller about that child:
+    one audit event, with no section returned (it wrote none); one that names no child writes none."""
+    a = child_with_court_case(world)
+    office = record(world, "ice", a)["field_office"]  # type: ignore[index]
+    subject = "lsp-audit-bare"
+    auditor = mint("auditor")
+    bare = "subscription($a: ID!) { childStatusChanged(aNumber: $a) { aNumber changedFields } }"
+    anonymous = "subscription($o: String!) { fieldOfficeChanges(fieldOffice: $o) { source sequence } }"
+
+    async def run() -> list[dict[str, Any]]:
+        async with Subscriber(gw, mint("partner", subject=subject)) as sub:
+            await sub.subscribe("bare", bare, {"a": a})
+            await sub.subscribe("anonymous", anonymous, {"o": office})
+            await settle()
+            await asyncio.to_thread(patch_eoir, world, a)
+            got = await sub.until("bare", lambda p: True)
+            await sub.until("anonymous", lambda p: True)
+            assert got["data"]["childStatusChanged"] == {"aNumber": a, "changedFields": ["change_of_address_filed_on"]}
+            return (await asyncio.to_thread(ok, gw, AUDIT, {"s": subject}, auditor))["auditEvents"]  # type: ignore
+
+    events = asyncio.run(run())
+    assert [(e["aNumber"], e["outcome"], e["sectionsReturned"]) for e in events] == [(a, "OK", [])]
+
+
 # ---------------------------------------------------------------------------------------------- arguments
 
 
