@@ -344,7 +344,7 @@ class OversightQuery:
         self, info: Info[RequestContext, None], filter: CaseloadFilter | None = None, first: int = 50,
         after: str | None = None, as_of: datetime | None = None, max_age_seconds: int | None = None,
     ) -> Connection[Child] | None:
-        await _prepare(info, first)
+        check_first(first)  # one listing page: the request's deadline (a totalCount's full scan extends it)
         if filter is not None:
             days_arg("hearingWithinDays", filter.hearing_within_days)
         return await caseload_page(info, filter, first, after, as_of_time(as_of), max_age_arg(max_age_seconds),

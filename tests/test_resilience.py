@@ -137,6 +137,27 @@ def test_hanging_source_is_cut_at_the_deadline(gw: GatewayProcess, mock_services
     assert body["data"]["child"]["hearing"] is not None
 
 
+def test_a_caseload_page_keeps_the_request_deadline(mock_services: Any) -> None:
+    """One caseload page is one listing call: it has the request's deadline, not the whole-world scans' (it
+    had, so its retries ran on past the request deadline: 6.2 s for a 5 s deadline). With a 1 s deadline
+    and 0.4 s per try, at most 3 tries fit; 6 would with the scans' 10 s."""
+    mock_services.reset()
+    gw = GatewayProcess(mock_services.gateway_env(**{**FAST, "UCGW_REQUEST_DEADLINE_SECONDS": "1",
+                                                     "UCGW_RETRY_ATTEMPTS": "5", "UCGW_SCAN_DEADLINE_SECONDS": "10",
+                                                     "UCGW_BREAKER_FAILURE_THRESHOLD": "50",
+                                                     "UCGW_CHANGE_FEED_POLL_SECONDS": "0"}))
+    try:
+        fault(mock_services, "ICE", latency_ms=1000)
+        status, body = gw.query("{ caseload(first: 5) { edges { node { aNumber } } } }")
+        listings = mock_services.stats("ice")["by_route"].get("GET /v1/subjects", 0)
+    finally:
+        gw.stop()
+        mock_services.reset()
+    assert status == 200 and body["data"] == {"caseload": None}
+    assert [e["extensions"] for e in body["errors"]] == [{"code": "SOURCE_TIMEOUT", "source": "ICE"}]
+    assert 1 <= listings <= 3, listings
+
+
 def test_retries_on_errors_are_counted_exactly(mock_services: Any) -> None:
     mock_services.reset()
     env = {**FAST, "UCGW_BREAKER_FAILURE_THRESHOLD": "1000", "UCGW_RETRY_ATTEMPTS": "3"}
