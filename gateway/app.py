@@ -350,7 +350,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         ready = any(f["usable"] for f in facts)
         return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
                              "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
-                             "websockets": graphql_app.sockets.facts(),
+                             "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
                              "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}},
                             status_code=200 if ready else 503)
 

@@ -46,6 +46,7 @@ class Settings:
     source_timeout_seconds: float = 2.0
     request_deadline_seconds: float = 5.0
     scan_deadline_seconds: float = 60.0  # oversight lists and counts that walk every child
+    max_concurrent_scans: int = 2  # different walks of every child at once; requests for the same one share it
     retry_attempts: int = 2
     retry_backoff_seconds: float = 0.05
     breaker_failure_threshold: int = 5
@@ -163,6 +164,8 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"setting 'port' must be in [0, 65535] (got {settings.port})")
     if settings.cache_max_entries < 1:
         raise ConfigError("setting 'cache_max_entries' must be at least 1")
+    if settings.max_concurrent_scans < 1:
+        raise ConfigError("setting 'max_concurrent_scans' must be at least 1")
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.production:

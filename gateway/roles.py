@@ -75,5 +75,6 @@ def office_scope(raw: object) -> frozenset[str] | None:
 def place_key(text: str) -> str:
     """The form place names (field offices, cities) are compared in: letter case, accents, dots and spacing
     ignored, so "St Paul", "st. paul" and "ST.  PAUL" are one office."""
-    plain = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
-    return " ".join(plain.casefold().replace(".", " ").split())
+    if not text.isascii():  # ASCII holds no accents: only other text is decomposed and stripped of marks
+        text = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
+    return " ".join(text.casefold().replace(".", " ").split())

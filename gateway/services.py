@@ -1,7 +1,9 @@
 """The gateway's long-lived parts, built once per process: clients, cache and fetchers per source,
-the safety-concern store, the pub/sub and the change-feed follower."""
+the safety-concern store, the pub/sub, the change-feed follower and the shared walks of every child."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from gateway.cache import Cache, MemoryCache
 from gateway.changefeed import ChangeFollower, ChangeProcessor
@@ -10,6 +12,7 @@ from gateway.concerns import ConcernStore, SqliteConcernStore
 from gateway.config import Settings
 from gateway.fetcher import SourceFetcher
 from gateway.pubsub import MemoryPubSub, PubSub
+from gateway.shared_runs import SharedRuns
 from gateway.sources import Source
 
 
@@ -28,6 +31,7 @@ class Services:
         self.pubsub: PubSub = MemoryPubSub(settings.subscription_queue_size)
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
         self.follower = ChangeFollower(settings, self.changes)
+        self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
         self._concerns: ConcernStore | None = None
 
     @property

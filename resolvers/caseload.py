@@ -25,7 +25,7 @@ from resolvers.context import RequestContext
 from resolvers.field_offices import canonical_office, office_arg, office_key, same_office
 from resolvers.oversight_access import in_scope, record_listed, require
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor, list_kind
-from resolvers.scan import SCAN_PAGE, Row, full_scan, read_page
+from resolvers.scan import SCAN_PAGE, Row, full_scan, in_turns, read_page
 from resolvers.types import LocationStatus, NtaStatus
 
 KIND = "caseload"
@@ -182,4 +182,4 @@ async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | No
 
 async def _count(info: Info[RequestContext, None], p: Plan, max_age: float | None) -> int:
     """How many children the whole caseload holds (over the request's full scan)."""
-    return sum(1 for row in await full_scan(info.context, max_age) if p.keeps(row))
+    return sum([1 async for row in in_turns(await full_scan(info.context, max_age)) if p.keeps(row)])

@@ -8,7 +8,6 @@ identified, LOW for differences in how a value was typed. The rule of each kind 
 from __future__ import annotations
 
 import enum
-import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import strawberry
 
 from gateway.fetcher import Fetched
 from gateway.roles import Capability
+from gateway.roles import place_key as fold_place
 from resolvers.evidence import Severity, SourceClaim, address_text, claim
 from resolvers.field_offices import route_address
 
@@ -44,8 +44,8 @@ class Discrepancy:
 
 
 def _fold(text: str) -> str:
-    plain = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
-    return " ".join(plain.casefold().replace("-", " ").replace(".", " ").split())
+    """`text` as names and address parts are compared: as place names are, and hyphens as spaces."""
+    return fold_place(text.replace("-", " "))
 
 
 def name_text(rec: Record) -> str:

@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from gateway.errors import SourceError
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
+SCANS_BUSY = "SCANS_BUSY"  # every slot for a walk of all children was taken until the deadline
 
 
 def bad_input(message: str) -> GraphQLError:

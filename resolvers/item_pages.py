@@ -17,7 +17,7 @@ from gateway.errors import SOURCE_BAD_RESPONSE
 from resolvers.context import RequestContext
 from resolvers.oversight_access import in_scope
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor
-from resolvers.scan import Row, full_scan, walk
+from resolvers.scan import Row, full_scan, in_turns, walk
 
 T = TypeVar("T")
 N = TypeVar("N")
@@ -56,7 +56,7 @@ async def item_page(info: Info[RequestContext, None], kind: str, first: int, aft
     end: Position | None = pos
     async with contextlib.aclosing(walk(info.context, pos.listing if pos else None, max_age)) as pages:
         async for page in pages:
-            for row in page.rows:
+            async for row in in_turns(page.rows):
                 if pos is not None and pos.passed(row.a_number):
                     continue
                 for i, item in enumerate(items_of(row)):
@@ -83,4 +83,4 @@ async def item_page(info: Info[RequestContext, None], kind: str, first: int, aft
 async def count_items(info: Info[RequestContext, None], max_age: float | None,
                       items_of: Callable[[Row], Sequence[Any]]) -> int:
     """How many items the whole list holds (over the request's full scan)."""
-    return sum(len(items_of(row)) for row in await full_scan(info.context, max_age))
+    return sum([len(items_of(row)) async for row in in_turns(await full_scan(info.context, max_age))])

@@ -45,7 +45,7 @@ from resolvers.pagination import Connection, check_first, list_kind
 from resolvers.permissions import office_scope_error, requires
 from resolvers.routing import FieldOfficeRouting, routing
 from resolvers.safety import OfficeSafetyConcerns, open_concern_counts
-from resolvers.scan import Row, extend_deadline, full_scan
+from resolvers.scan import Row, extend_deadline, full_scan, in_turns
 from resolvers.types import Hearing, Provenance
 
 STATUS = Capability.CHILD_STATUS
@@ -103,7 +103,7 @@ class NtaBacklog:
     async def _tally(self, info: Info[RequestContext, None]) -> dict[str | None, Tally]:
         derive = safe_items(info, _backlog_of(self.as_of))
         tallies: dict[str | None, Tally] = defaultdict(Tally)
-        for row in await full_scan(info.context, self.max_age):
+        async for row in in_turns(await full_scan(info.context, self.max_age)):
             for entry in derive(row):
                 tallies[entry.field_office].add(entry, (), (), self.as_of, self.as_of)
         return tallies
@@ -288,7 +288,7 @@ def merge_concerns(counts: Sequence[OfficeSafetyConcerns]) -> OfficeSafetyConcer
     )
 
 
-def _summarize(info: Info[RequestContext, None], rows: Sequence[Row], as_of: datetime, new_since: datetime,
+async def _summarize(info: Info[RequestContext, None], rows: Sequence[Row], as_of: datetime, new_since: datetime,
                within_days: int) -> OversightSummary:
     backlog = safe_items(info, _backlog_of(as_of))
     alerts = safe_items(info, _alerts_of(as_of, within_days))
@@ -296,7 +296,7 @@ def _summarize(info: Info[RequestContext, None], rows: Sequence[Row], as_of: dat
     offices: dict[str | None, Tally] = defaultdict(Tally)
     total = Tally()
     scanned = 0
-    for row in rows:
+    async for row in in_turns(rows):
         if not _visible(info, row):
             continue
         scanned += 1
@@ -451,5 +451,5 @@ class OversightQuery:
         days_arg("newSinceHours", new_since_hours, limit=24 * 3650)
         when = as_of_time(as_of)
         rows = await full_scan(info.context, max_age_arg(max_age_seconds))
-        return _summarize(info, rows, when, when - timedelta(hours=new_since_hours), within_days)
+        return await _summarize(info, rows, when, when - timedelta(hours=new_since_hours), within_days)
 

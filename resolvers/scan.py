@@ -3,7 +3,9 @@
 Every child has an ICE subject, so the ICE listing enumerates the children. Listed ICE records are put
 into the cache and primed into the request's ICE DataLoader (a `Child` built from a row reuses them);
 ORR and EOIR records come through the request's DataLoaders, so each page costs one listing call and at
-most one batch call per other source. A full scan runs at most once per request and freshness bound.
+most one batch call per other source. A full scan runs at most once per request and freshness bound, and
+is shared by the requests that ask for it at the same time; what is computed over its rows hands the event
+loop to other requests every few milliseconds (`in_turns`), so a lookup never waits for a whole count.
 """
 
 from __future__ import annotations
@@ -12,17 +14,23 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from gateway.errors import SourceError
+from graphql import GraphQLError
+
+from gateway.errors import SOURCE_TIMEOUT, SourceError
 from gateway.fetcher import Fetched
+from gateway.services import Services
+from gateway.shared_runs import NoSlot
 from gateway.sources import Source
 from resolvers.context import RequestContext
-from resolvers.errors import source_error
+from resolvers.errors import SCANS_BUSY, source_error
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
 _SCANS_ATTR = "_oversight_full_scans"
+TURN_SECONDS = 0.005  # the longest stretch of work over a scan's rows before other requests get the loop
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,15 +133,54 @@ async def walk(ctx: RequestContext, cursor: str | None, max_age: float | None,
             pending.cancel()
 
 
-async def _scan_all(ctx: RequestContext, max_age: float | None) -> list[Row]:
+async def in_turns(rows: Iterable[T], turn_seconds: float = TURN_SECONDS) -> AsyncIterator[T]:
+    """`rows` one by one, handing the event loop to other requests after each `turn_seconds` of work."""
+    clock = time.perf_counter
+    end = clock() + turn_seconds
+    for row in rows:
+        yield row
+        if clock() >= end:
+            await asyncio.sleep(0)
+            end = clock() + turn_seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """Every child's records as one walk saw them, and the warnings of that walk (stale values served)."""
+
+    rows: list[Row]
+    warnings: list[dict[str, str]]
+
+
+async def _scan_all(services: Services, max_age: float | None) -> Scan:
+    """One walk of every child, in a context of its own: it belongs to no single request, since every
+    request asking for the same walk while it runs shares it."""
+    ctx = RequestContext(services=services, deadline=time.monotonic() + services.settings.scan_deadline_seconds)
     rows: list[Row] = []
     async for page in walk(ctx, None, max_age, prefetch=True):
         rows.extend(page.rows)
-    return rows
+    return Scan(rows, ctx.warnings)
+
+
+async def _shared_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
+    services = ctx.services
+    try:
+        scan = await services.scans.run(max_age, lambda: _scan_all(services, max_age), ctx.deadline, max_lag=max_age)
+    except NoSlot as exc:
+        raise GraphQLError(f"{exc}; try again shortly", extensions={"code": SCANS_BUSY}) from None
+    except TimeoutError:
+        raise GraphQLError("the walk of every child did not end within the deadline",
+                           extensions={"code": SOURCE_TIMEOUT}) from None
+    for warning in scan.warnings:
+        if warning not in ctx.warnings:
+            ctx.warnings.append(warning)
+    return scan.rows
 
 
 async def full_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
-    """Every child with all three records; computed once per request and freshness bound."""
+    """Every child with all three records: one walk per request and freshness bound, joined by the requests
+    that ask for it while it runs (one that started at most `max_age` seconds before them), with at most
+    `max_concurrent_scans` different walks at once (`gateway.shared_runs`)."""
     scans: dict[Any, asyncio.Task[list[Row]]] | None = getattr(ctx, _SCANS_ATTR, None)
     if scans is None:
         scans = {}
@@ -141,5 +188,5 @@ async def full_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
     task = scans.get(max_age)
     if task is None:
         extend_deadline(ctx)
-        task = scans[max_age] = asyncio.ensure_future(_scan_all(ctx, max_age))
+        task = scans[max_age] = asyncio.ensure_future(_shared_scan(ctx, max_age))
     return await asyncio.shield(task)

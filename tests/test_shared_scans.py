@@ -1,0 +1,216 @@
+"""Walks of every child shared by the requests that want them at the same time, and capped in number.
+
+Over real HTTP against mocks of their own (1,200 children: three ICE listing pages per walk), with ICE's
+listing slowed so that requests sent together all arrive while the first walk runs. `SharedRuns`, the
+gateway's part that does the sharing, is also driven directly for what HTTP cannot stage exactly (a caller
+whose deadline passes while every slot is taken).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from gateway.shared_runs import NoSlot, SharedRuns
+from resolvers.scan import in_turns
+from tests.support.gateway import GatewayProcess, http
+from tests.support.mockproc import MockProcess
+
+CHILDREN = 1200
+PAGES = 3  # ICE lists 500 children a page
+SUMMARY = "query($m: Int) { oversightSummary(maxAgeSeconds: $m) { childrenScanned totals { children } } }"
+SLOW_LISTING = {"latency_ms": 700}
+
+
+@pytest.fixture(scope="module")
+def mocks() -> Iterator[MockProcess]:
+    with MockProcess(seed=11, children=CHILDREN) as m:
+        yield m
+
+
+def start_gateway(mocks: MockProcess, **env: str) -> GatewayProcess:
+    return GatewayProcess({"UCGW_ORR_URL": mocks.orr, "UCGW_ICE_URL": mocks.ice, "UCGW_EOIR_URL": mocks.eoir,
+                           "UCGW_CHANGE_FEED_POLL_SECONDS": "0", **env})
+
+
+def listings(mocks: MockProcess) -> int:
+    return int(mocks.stats("ice")["by_route"].get("GET /v1/subjects", 0))
+
+
+def scans(gw: GatewayProcess) -> dict[str, int]:
+    status, _, body = http("GET", f"{gw.url}/readyz")
+    assert status == 200
+    return json.loads(body)["scans"]
+
+
+def together(gw: GatewayProcess, variables: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """The summaries of `variables`, sent at once (one thread each)."""
+    with ThreadPoolExecutor(len(variables)) as pool:
+        return list(pool.map(lambda v: gw.query(SUMMARY, v, timeout=60), variables))
+
+
+def test_requests_at_the_same_time_share_one_walk(mocks: MockProcess) -> None:
+    gw = start_gateway(mocks)
+    try:
+        mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
+        before = listings(mocks)
+        answers = together(gw, [{"m": None}] * 6)
+        assert [status for status, _ in answers] == [200] * 6
+        assert [b.get("errors") for _, b in answers] == [None] * 6
+        assert {b["data"]["oversightSummary"]["childrenScanned"] for _, b in answers} == {CHILDREN}
+        assert listings(mocks) - before == PAGES  # one walk, not six
+        assert scans(gw) == {"started": 1, "joined": 5, "waited": 0, "refused": 0, "running": 0, "limit": 2}
+
+        # once it has ended, the next request walks again (a walk is shared only while it runs)
+        status, body = gw.query(SUMMARY, {"m": None})
+        assert status == 200 and body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
+        assert listings(mocks) - before == 2 * PAGES
+        assert scans(gw)["started"] == 2
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
+def test_a_fresh_walk_is_not_shared_and_waits_for_a_slot(mocks: MockProcess) -> None:
+    """maxAgeSeconds: 0 joins no walk already running; with one slot the second walk waits for the first."""
+    gw = start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="1")
+    try:
+        mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
+        before = listings(mocks)
+        answers = together(gw, [{"m": 0}, {"m": 0}])
+        assert [(status, b.get("errors")) for status, b in answers] == [(200, None)] * 2
+        assert [b["data"]["oversightSummary"]["childrenScanned"] for _, b in answers] == [CHILDREN] * 2
+        assert listings(mocks) - before == 2 * PAGES
+        assert scans(gw) == {"started": 2, "joined": 0, "waited": 1, "refused": 0, "running": 0, "limit": 1}
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
+def test_a_shared_walk_tells_every_request_of_stale_records(mocks: MockProcess) -> None:
+    gw = start_gateway(mocks, UCGW_CACHE_TTL_SECONDS="1")
+    try:
+        status, body = gw.query(SUMMARY, {"m": None})  # every record cached
+        assert status == 200 and "extensions" not in body, body.get("extensions")
+        time.sleep(1.2)  # ... and expired
+        mocks.admin_ok("eoir", "PUT", "/_admin/faults", {"down": True})
+        mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
+        answers = together(gw, [{"m": None}] * 3)
+        for status, body in answers:
+            assert status == 200 and body.get("errors") is None, body.get("errors")
+            assert body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
+            assert [(w["source"], w["code"]) for w in body["extensions"]["warnings"]] == \
+                [("EOIR", "SOURCE_UNAVAILABLE")]
+        assert scans(gw)["joined"] == 2
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
+def test_max_concurrent_scans_must_be_at_least_one(mocks: MockProcess) -> None:
+    with pytest.raises(RuntimeError, match="max_concurrent_scans' must be at least 1"):
+        start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="0")
+
+
+# ------------------------------------------------------------------------------------------- SharedRuns itself
+
+
+def test_no_slot_before_the_deadline_is_refused_and_a_freed_slot_is_taken() -> None:
+    async def scenario() -> None:
+        runs: SharedRuns[str] = SharedRuns(1)
+        release = asyncio.Event()
+        starts: list[str] = []
+
+        async def work(name: str) -> str:
+            starts.append(name)
+            await release.wait()
+            return name
+
+        first = asyncio.create_task(runs.run("a", lambda: work("a"), time.monotonic() + 5))
+        await asyncio.sleep(0)
+        joined = asyncio.create_task(runs.run("a", lambda: work("a2"), time.monotonic() + 5))
+        with pytest.raises(NoSlot):
+            await runs.run("b", lambda: work("b"), time.monotonic() + 0.05)
+        waiting = asyncio.create_task(runs.run("c", lambda: work("c"), time.monotonic() + 5))
+        await asyncio.sleep(0.05)
+        assert starts == ["a"]
+        release.set()
+        assert await first == "a" and await joined == "a"
+        assert await waiting == "c"
+        assert starts == ["a", "c"]
+        assert runs.facts() == {"started": 2, "joined": 1, "waited": 2, "refused": 1, "running": 0, "limit": 1}
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_run_fails_every_caller_and_frees_its_slot() -> None:
+    async def scenario() -> None:
+        runs: SharedRuns[int] = SharedRuns(1)
+        gate = asyncio.Event()
+
+        async def broken() -> int:
+            await gate.wait()
+            raise ValueError("listing failed")
+
+        callers = [asyncio.create_task(runs.run("k", broken, time.monotonic() + 5)) for _ in range(3)]
+        await asyncio.sleep(0)
+        gate.set()
+        outcomes = await asyncio.gather(*callers, return_exceptions=True)
+        assert [str(o) for o in outcomes] == ["listing failed"] * 3
+
+        async def fine() -> int:
+            return 7
+
+        assert await runs.run("k", fine, time.monotonic() + 1) == 7
+        assert runs.facts()["started"] == 2 and runs.facts()["running"] == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_whose_deadline_passes_leaves_the_run_going_for_the_others() -> None:
+    async def scenario() -> None:
+        runs: SharedRuns[str] = SharedRuns(2)
+        release = asyncio.Event()
+
+        async def work() -> str:
+            await release.wait()
+            return "done"
+
+        patient = asyncio.create_task(runs.run("k", work, time.monotonic() + 5))
+        await asyncio.sleep(0)
+        with pytest.raises(TimeoutError):
+            await runs.run("k", work, time.monotonic() + 0.05)
+        release.set()
+        assert await patient == "done"
+        assert runs.facts()["started"] == 1 and runs.facts()["joined"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_work_over_a_walks_rows_hands_the_loop_to_others_between_turns() -> None:
+    async def scenario() -> None:
+        ticks = 0
+
+        async def other_request() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(other_request())
+        await asyncio.sleep(0)
+        short = [(row, ticks) async for row in in_turns(range(4), turn_seconds=0.0)]
+        long = [(row, ticks) async for row in in_turns(range(4), turn_seconds=3600.0)]
+        other.cancel()
+        assert [r for r, _ in short] == [r for r, _ in long] == [0, 1, 2, 3]
+        seen = [t for _, t in short]
+        assert all(b == a + 1 for a, b in zip(seen, seen[1:], strict=False))  # one turn of the other each row
+        assert len({t for _, t in long}) == 1  # within one turn: the others wait
+
+    asyncio.run(scenario())
