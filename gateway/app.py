@@ -115,11 +115,17 @@ class GatewayGraphQL(GraphQL):
             await super().__call__(scope, receive, send)
             return
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
-        except HTTPException as exc:
-            await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"), exc.reason)
-            return
-        await response(scope, receive, send)
+            try:
+                response = await self.run(Request(scope=scope, receive=receive))
+            except HTTPException as exc:
+                await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"),
+                                 exc.reason)
+                return
+            await response(scope, receive, send)
+        finally:
+            context = scope.get(CONTEXT_KEY)
+            if context is not None:
+                context.release()
 
     async def execute_single(self, request: Request, request_adapter: Any, sub_response: Response,
                              context: RequestContext, root_value: Any, request_data: Any) -> ExecutionResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,8 @@ class RequestContext:
     )
     # answers loaded for a whole list by `prefetch`: (source, max age, A-number) → outcome
     _prefetched: dict[tuple[Source, float | None, str], Fetched | SourceError] = field(default_factory=dict)
+    # this request's walks of every child, by freshness bound (resolvers/scan.py)
+    scans: dict[float | None, asyncio.Future[Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.deadline:
@@ -55,15 +58,27 @@ class RequestContext:
         self._prefetched.clear()
         self.warnings.clear()
 
+    def release(self) -> None:
+        """Drop the records and results the request holds, once its response is sent. The context stays
+        referenced from cycles (the ASGI scope, the executor) that only the cyclic collector frees, and that
+        runs seldom over a large cache: a walk of every child would otherwise outlive its request by minutes."""
+        self._loaders.clear()
+        self._prefetched.clear()
+        self.scans.clear()
+        self.early = None
+
     def loader(self, source: Source, max_age: float | None) -> DataLoader[str, Fetched | SourceError]:
         """The request's DataLoader for one source and freshness bound."""
         key = (source, max_age)
         loader = self._loaders.get(key)
         if loader is None:
             fetcher = self.services.fetchers[source]
+            owner = weakref.ref(self)  # not `self`: a loader holding its context would make a cycle, which only
+            # the cyclic collector frees, so every record a request (or a scan of every child) held would outlive it
 
             async def load(keys: Sequence[str]) -> list[Fetched | SourceError]:
-                return await fetcher.load_many(keys, max_age, self.deadline)
+                ctx = owner()
+                return await fetcher.load_many(keys, max_age, ctx.deadline if ctx else time.monotonic())
 
             loader = self._loaders[key] = DataLoader(load_fn=load)
         return loader

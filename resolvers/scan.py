@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from graphql import GraphQLError
 
@@ -28,7 +28,6 @@ from resolvers.errors import SCANS_BUSY, source_error
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
-_SCANS_ATTR = "_oversight_full_scans"
 TURN_SECONDS = 0.005  # the longest stretch of work over a scan's rows before other requests get the loop
 T = TypeVar("T")
 
@@ -181,12 +180,8 @@ async def full_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
     """Every child with all three records: one walk per request and freshness bound, joined by the requests
     that ask for it while it runs (one that started at most `max_age` seconds before them), with at most
     `max_concurrent_scans` different walks at once (`gateway.shared_runs`)."""
-    scans: dict[Any, asyncio.Task[list[Row]]] | None = getattr(ctx, _SCANS_ATTR, None)
-    if scans is None:
-        scans = {}
-        setattr(ctx, _SCANS_ATTR, scans)
-    task = scans.get(max_age)
+    task = ctx.scans.get(max_age)
     if task is None:
         extend_deadline(ctx)
-        task = scans[max_age] = asyncio.ensure_future(_shared_scan(ctx, max_age))
-    return await asyncio.shield(task)
+        task = ctx.scans[max_age] = asyncio.ensure_future(_shared_scan(ctx, max_age))
+    return await asyncio.shield(task)  # type: ignore[no-any-return]
