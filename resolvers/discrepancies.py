@@ -142,9 +142,10 @@ def _address_mismatch(addrs: list[tuple[Fetched, str, Record | None]]) -> Discre
     NTA service and field visits go astray, but the court can still reach the child.
     """
     usable = [(f, field, a) for f, field, a in addrs if not _blank(a)]
-    if len({place_key(a) for _f, _field, a in usable}) < 2:  # type: ignore[arg-type]
+    keys = [place_key(a) for _f, _field, a in usable]  # type: ignore[arg-type]
+    if len(set(keys)) < 2:
         return None
-    by_source = {f.source.value: place_key(a) for f, _field, a in usable}  # type: ignore[arg-type]
+    by_source = {f.source.value: key for (f, _field, _a), key in zip(usable, keys, strict=True)}
     court_vs_sponsor = "EOIR" in by_source and "ORR" in by_source and by_source["EOIR"] != by_source["ORR"]
     severity = Severity.HIGH if court_vs_sponsor else Severity.MEDIUM
     detail = ("the court's address of record differs from the sponsor's current address" if court_vs_sponsor
