@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 from strawberry.types import Info
 
 from gateway.errors import SOURCE_BAD_RESPONSE
+from gateway.roles import Principal
 from resolvers.context import RequestContext
-from resolvers.oversight_access import in_scope
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor
+from resolvers.permissions import principal_of
 from resolvers.scan import Row, full_scan, in_turns, walk
 
 T = TypeVar("T")
@@ -24,21 +25,29 @@ N = TypeVar("N")
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 
 
-def safe_items(info: Info[RequestContext, None], derive: Callable[[Row], Sequence[T]]) -> Callable[[Row], Sequence[T]]:
-    """`derive` limited to the caller's field-office scope; a record of the wrong shape is left out with a
-    warning (never silently)."""
+def scoped_items(principal: Principal | None, derive: Callable[[Row], Sequence[T]],
+                 bad_shape: Callable[[], None]) -> Callable[[Row], Sequence[T]]:
+    """`derive` limited to `principal`'s field-office scope (None: every office); a record of the wrong
+    shape is left out, and `bad_shape` called (a warning: never silently)."""
     def run(row: Row) -> Sequence[T]:
-        if not in_scope(info, row.field_office):
+        if principal is not None and not principal.covers_office(row.field_office):
             return ()
         try:
             return derive(row)
         except SHAPE_ERRORS:
-            _warn_shape(info.context)
+            bad_shape()
             return ()
     return run
 
 
-def _warn_shape(ctx: RequestContext) -> None:
+def safe_items(info: Info[RequestContext, None], derive: Callable[[Row], Sequence[T]]) -> Callable[[Row], Sequence[T]]:
+    """`derive` limited to the caller's field-office scope, a record of the wrong shape left out with a
+    warning on the request."""
+    return scoped_items(principal_of(info), derive, lambda: warn_shape(info.context))
+
+
+def warn_shape(ctx: RequestContext) -> None:
+    """Warn the request, once, that records of the wrong shape were left out of a list or count."""
     if any(w.get("code") == SOURCE_BAD_RESPONSE and w.get("source") == "SCAN" for w in ctx.warnings):
         return
     ctx.warnings.append({"source": "SCAN", "code": SOURCE_BAD_RESPONSE,

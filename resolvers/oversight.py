@@ -19,7 +19,7 @@ import strawberry
 from strawberry.types import Info
 
 from gateway.errors import SourceError
-from gateway.roles import Capability
+from gateway.roles import Capability, Principal
 from gateway.sources import Source
 from resolvers.alerts import AlertFact, AlertKind, court_alerts
 from resolvers.anumber import canonical_a_number
@@ -32,7 +32,7 @@ from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect
 from resolvers.errors import source_error
 from resolvers.evidence import SEVERITY_RANK, Severity, SourceClaim
 from resolvers.field_offices import office_arg, office_key, same_office
-from resolvers.item_pages import item_page, safe_items
+from resolvers.item_pages import item_page, scoped_items, warn_shape
 from resolvers.oversight_access import (
     as_of_time,
     days_arg,
@@ -45,7 +45,7 @@ from resolvers.pagination import Connection, check_first, list_kind
 from resolvers.permissions import office_scope_error, requires
 from resolvers.routing import FieldOfficeRouting, routing
 from resolvers.safety import OfficeSafetyConcerns, open_concern_counts
-from resolvers.scan import Row, extend_deadline, full_scan, in_turns
+from resolvers.scan import Row, Scan, extend_deadline, in_turns, request_scan, shared_result
 from resolvers.types import Hearing, Provenance
 
 STATUS = Capability.CHILD_STATUS
@@ -101,12 +101,16 @@ class NtaBacklog:
     as_of_given: strawberry.Private[str | None] = None  # `asOf` as given (None: omitted), for binding cursors
 
     async def _tally(self, info: Info[RequestContext, None]) -> dict[str | None, Tally]:
-        derive = safe_items(info, _backlog_of(self.as_of))
-        tallies: dict[str | None, Tally] = defaultdict(Tally)
-        async for row in in_turns(await full_scan(info.context, self.max_age)):
-            for entry in derive(row):
-                tallies[entry.field_office].add(entry, (), (), self.as_of, self.as_of)
-        return tallies
+        """Counts per office, computed once per walk, time and scope (`totals` and `byFieldOffice` share them,
+        and so do requests sharing the walk with the same explicit `asOf`)."""
+        scan = await request_scan(info.context, self.max_age)
+        principal = info.context.principal
+        scope = None if principal is None else principal.field_offices
+        counts = await shared_result(scan, ("backlog", self.as_of, scope),
+                                     lambda: _backlog_counts(scan.rows, principal, self.as_of))
+        if counts.bad_shape:
+            warn_shape(info.context)
+        return counts.offices
 
     @strawberry.field(description="Counts over every office.")
     async def totals(self, info: Info[RequestContext, None]) -> BacklogCounts:
@@ -288,23 +292,61 @@ def merge_concerns(counts: Sequence[OfficeSafetyConcerns]) -> OfficeSafetyConcer
     )
 
 
-async def _summarize(info: Info[RequestContext, None], rows: Sequence[Row], as_of: datetime, new_since: datetime,
-               within_days: int) -> OversightSummary:
-    backlog = safe_items(info, _backlog_of(as_of))
-    alerts = safe_items(info, _alerts_of(as_of, within_days))
-    discrepancies = safe_items(info, _discrepancies_of)
-    offices: dict[str | None, Tally] = defaultdict(Tally)
-    total = Tally()
-    scanned = 0
+@dataclasses.dataclass
+class SummaryCounts:
+    """A summary's counts over one walk, for one scope and time: what requests sharing the walk share."""
+
+    offices: dict[str | None, Tally] = dataclasses.field(default_factory=lambda: defaultdict(Tally))
+    total: Tally = dataclasses.field(default_factory=Tally)
+    scanned: int = 0
+    bad_shape: bool = False  # records of the wrong shape were left out
+
+
+async def _count(rows: Sequence[Row], principal: Principal | None, as_of: datetime, new_since: datetime,
+                 within_days: int) -> SummaryCounts:
+    counts = SummaryCounts()
+
+    def bad_shape() -> None:
+        counts.bad_shape = True
+
+    backlog = scoped_items(principal, _backlog_of(as_of), bad_shape)
+    alerts = scoped_items(principal, _alerts_of(as_of, within_days), bad_shape)
+    discrepancies = scoped_items(principal, _discrepancies_of, bad_shape)
     async for row in in_turns(rows):
-        if not _visible(info, row):
+        if principal is not None and not principal.covers_office(row.field_office):
             continue
-        scanned += 1
+        counts.scanned += 1
         entry = next(iter(backlog(row)), None)
         found_alerts, found_discrepancies = alerts(row), discrepancies(row)
-        for tally in (offices[row.field_office], total):
+        for tally in (counts.offices[row.field_office], counts.total):
             tally.add(entry, found_alerts, found_discrepancies, new_since, as_of)
+    return counts
 
+
+async def _backlog_counts(rows: Sequence[Row], principal: Principal | None, as_of: datetime) -> SummaryCounts:
+    counts = SummaryCounts()
+
+    def bad_shape() -> None:
+        counts.bad_shape = True
+
+    derive = scoped_items(principal, _backlog_of(as_of), bad_shape)
+    async for row in in_turns(rows):
+        for entry in derive(row):
+            counts.offices[entry.field_office].add(entry, (), (), as_of, as_of)
+    return counts
+
+
+async def _summarize(info: Info[RequestContext, None], scan: Scan, as_of: datetime, new_since: datetime,
+                     within_days: int) -> OversightSummary:
+    """The summary over `scan`; its counts are computed once for every request sharing the walk with the same
+    times and field-office scope."""
+    principal = info.context.principal
+    scope = None if principal is None else principal.field_offices
+    counts = await shared_result(scan, ("summary", as_of, new_since, within_days, scope),
+                                 lambda: _count(scan.rows, principal, as_of, new_since, within_days))
+    if counts.bad_shape:
+        warn_shape(info.context)
+    offices, total = counts.offices, counts.total
     concerns: dict[str, Any] = {}
 
     def show(office: str | None, t: Tally, is_total: bool = False) -> OfficeSummary:
@@ -313,16 +355,11 @@ async def _summarize(info: Info[RequestContext, None], rows: Sequence[Row], as_o
                              discrepancies=t.discrepancy_counts(), is_total=is_total, concerns=concerns)
 
     return OversightSummary(
-        as_of=as_of, new_since=new_since, hearing_within_days=within_days, children_scanned=scanned,
+        as_of=as_of, new_since=new_since, hearing_within_days=within_days, children_scanned=counts.scanned,
         totals=show(None, total, is_total=True),
         by_field_office=[show(o, offices[o]) for o in sorted(offices, key=lambda o: (o is None, o or ""))],
         concerns=concerns,
     )
-
-
-def _visible(info: Info[RequestContext, None], row: Row) -> bool:
-    principal = info.context.principal
-    return principal is None or principal.covers_office(row.field_office)
 
 
 # ------------------------------------------------------------------------------------------- root
@@ -440,7 +477,9 @@ class OversightQuery:
         record_listed(info, a, "fieldOfficeRouting")
         return routing(a, orr, ice)  # type: ignore[arg-type]
 
-    @strawberry.field(description="Backlog, court alerts and data-quality counts per field office, as of a time.",
+    @strawberry.field(description="Backlog, court alerts and data-quality counts per field office, as of a time "
+                                  "(`asOf` omitted: when the walk of every child behind the counts had read the "
+                                  "records; requests made while one walk runs share it, and its counts).",
                       extensions=requires(STATUS))
     async def oversight_summary(
         self, info: Info[RequestContext, None], as_of: datetime | None = None, new_since_hours: int = 24,
@@ -449,7 +488,10 @@ class OversightQuery:
         await _prepare(info)
         days_arg("withinDays", within_days)
         days_arg("newSinceHours", new_since_hours, limit=24 * 3650)
-        when = as_of_time(as_of)
-        rows = await full_scan(info.context, max_age_arg(max_age_seconds))
-        return await _summarize(info, rows, when, when - timedelta(hours=new_since_hours), within_days)
+        max_age = max_age_arg(max_age_seconds)
+        if as_of is not None:
+            as_of_time(as_of)  # a bad one is refused before the walk
+        scan = await request_scan(info.context, max_age)
+        when = as_of_time(as_of) if as_of is not None else scan.ended_at  # omitted: when the walk read the records
+        return await _summarize(info, scan, when, when - timedelta(hours=new_since_hours), within_days)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from graphql import GraphQLError
 
@@ -145,10 +146,13 @@ async def in_turns(rows: Iterable[T], turn_seconds: float = TURN_SECONDS) -> Asy
 
 @dataclass(frozen=True, slots=True)
 class Scan:
-    """Every child's records as one walk saw them, and the warnings of that walk (stale values served)."""
+    """Every child's records as one walk saw them, the warnings of that walk (stale values served), when it
+    had read them all, and what requests sharing it computed over it (`shared_result`)."""
 
     rows: list[Row]
     warnings: list[dict[str, str]]
+    ended_at: datetime
+    memo: dict[Hashable, asyncio.Future[Any]] = field(default_factory=dict)
 
 
 async def _scan_all(services: Services, max_age: float | None) -> Scan:
@@ -158,10 +162,10 @@ async def _scan_all(services: Services, max_age: float | None) -> Scan:
     rows: list[Row] = []
     async for page in walk(ctx, None, max_age, prefetch=True):
         rows.extend(page.rows)
-    return Scan(rows, ctx.warnings)
+    return Scan(rows, ctx.warnings, datetime.now(UTC))
 
 
-async def _shared_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
+async def _shared_scan(ctx: RequestContext, max_age: float | None) -> Scan:
     services = ctx.services
     try:
         scan = await services.scans.run(max_age, lambda: _scan_all(services, max_age), ctx.deadline, max_lag=max_age)
@@ -173,15 +177,29 @@ async def _shared_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
     for warning in scan.warnings:
         if warning not in ctx.warnings:
             ctx.warnings.append(warning)
-    return scan.rows
+    return scan
 
 
-async def full_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
-    """Every child with all three records: one walk per request and freshness bound, joined by the requests
-    that ask for it while it runs (one that started at most `max_age` seconds before them), with at most
+async def request_scan(ctx: RequestContext, max_age: float | None) -> Scan:
+    """The request's walk of every child: one per request and freshness bound, joined by the requests that
+    ask for it while it runs (one that started at most `max_age` seconds before them), with at most
     `max_concurrent_scans` different walks at once (`gateway.shared_runs`)."""
     task = ctx.scans.get(max_age)
     if task is None:
         extend_deadline(ctx)
         task = ctx.scans[max_age] = asyncio.ensure_future(_shared_scan(ctx, max_age))
     return await asyncio.shield(task)  # type: ignore[no-any-return]
+
+
+async def full_scan(ctx: RequestContext, max_age: float | None) -> list[Row]:
+    """Every child with all three records (the rows of `request_scan`)."""
+    return (await request_scan(ctx, max_age)).rows
+
+
+async def shared_result(scan: Scan, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+    """`compute()` once per walk and `key`: the requests sharing a walk share what they compute over it.
+    `key` must hold everything the result depends on besides the walk's rows (times, the caller's scope)."""
+    future = scan.memo.get(key)
+    if future is None:
+        future = scan.memo[key] = asyncio.ensure_future(compute())
+    return await asyncio.shield(future)  # type: ignore[no-any-return]

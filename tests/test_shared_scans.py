@@ -19,12 +19,13 @@ import pytest
 
 from gateway.shared_runs import NoSlot, SharedRuns
 from resolvers.scan import in_turns
-from tests.support.gateway import GatewayProcess, http
+from tests.support.gateway import GatewayProcess, http, mint
 from tests.support.mockproc import MockProcess
 
 CHILDREN = 1200
 PAGES = 3  # ICE lists 500 children a page
-SUMMARY = "query($m: Int) { oversightSummary(maxAgeSeconds: $m) { childrenScanned totals { children } } }"
+SUMMARY = ("query($m: Int) { oversightSummary(maxAgeSeconds: $m) { asOf childrenScanned totals { children } "
+           "byFieldOffice { fieldOffice children backlog { total } openAlerts { kind count } } } }")
 SLOW_LISTING = {"latency_ms": 700}
 
 
@@ -49,10 +50,12 @@ def scans(gw: GatewayProcess) -> dict[str, int]:
     return json.loads(body)["scans"]
 
 
-def together(gw: GatewayProcess, variables: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
-    """The summaries of `variables`, sent at once (one thread each)."""
+def together(gw: GatewayProcess, variables: list[dict[str, Any]],
+             tokens: list[str | None] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """The summaries of `variables`, sent at once (one thread each, with `tokens[i]` when given)."""
     with ThreadPoolExecutor(len(variables)) as pool:
-        return list(pool.map(lambda v: gw.query(SUMMARY, v, timeout=60), variables))
+        return list(pool.map(lambda v, t: gw.query(SUMMARY, v, token=t, timeout=60), variables,
+                             tokens or [None] * len(variables)))
 
 
 def test_requests_at_the_same_time_share_one_walk(mocks: MockProcess) -> None:
@@ -64,6 +67,8 @@ def test_requests_at_the_same_time_share_one_walk(mocks: MockProcess) -> None:
         assert [status for status, _ in answers] == [200] * 6
         assert [b.get("errors") for _, b in answers] == [None] * 6
         assert {b["data"]["oversightSummary"]["childrenScanned"] for _, b in answers} == {CHILDREN}
+        # one answer: the counts were computed once, as of when the shared walk had read every record
+        assert len({json.dumps(b, sort_keys=True) for _, b in answers}) == 1
         assert listings(mocks) - before == PAGES  # one walk, not six
         assert scans(gw) == {"started": 1, "joined": 5, "waited": 0, "refused": 0, "running": 0, "limit": 2}
 
@@ -72,6 +77,28 @@ def test_requests_at_the_same_time_share_one_walk(mocks: MockProcess) -> None:
         assert status == 200 and body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
         assert listings(mocks) - before == 2 * PAGES
         assert scans(gw)["started"] == 2
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
+def test_callers_of_different_scopes_share_a_walk_but_not_its_counts(mocks: MockProcess) -> None:
+    gw = start_gateway(mocks)
+    try:
+        offices = {o["fieldOffice"]: o["children"]
+                   for o in gw.query(SUMMARY, {"m": None})[1]["data"]["oversightSummary"]["byFieldOffice"]}
+        office = max((o for o in offices if o), key=lambda o: offices[o])
+        scoped = mint("caseworker", field_offices=[office])
+        mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
+        answers = together(gw, [{"m": None}] * 4, [None, scoped, None, scoped])
+        assert [(status, b.get("errors")) for status, b in answers] == [(200, None)] * 4
+        whole, mine = answers[0][1]["data"]["oversightSummary"], answers[1][1]["data"]["oversightSummary"]
+        assert answers[2][1] == answers[0][1] and answers[3][1] == answers[1][1]
+        assert whole["childrenScanned"] == CHILDREN
+        assert mine["childrenScanned"] == mine["totals"]["children"] == offices[office] < CHILDREN
+        assert [o["fieldOffice"] for o in mine["byFieldOffice"]] == [office]
+        assert mine["byFieldOffice"] == [o for o in whole["byFieldOffice"] if o["fieldOffice"] == office]
+        assert scans(gw)["started"] == 2 and scans(gw)["joined"] == 3  # the first alone, then one for four
     finally:
         mocks.reset()
         gw.stop()
