@@ -8,13 +8,14 @@ over the request's single full scan.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from strawberry.types import Info
 
 from gateway.errors import SOURCE_BAD_RESPONSE
 from gateway.roles import Principal
+from resolvers.child import selected_names
 from resolvers.context import RequestContext
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor
 from resolvers.permissions import principal_of
@@ -23,6 +24,7 @@ from resolvers.scan import Row, full_scan, in_turns, walk
 T = TypeVar("T")
 N = TypeVar("N")
 SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
+PAGE_FIELDS = frozenset({"edges", "pageInfo"})
 
 
 def scoped_items(principal: Principal | None, derive: Callable[[Row], Sequence[T]],
@@ -54,12 +56,26 @@ def warn_shape(ctx: RequestContext) -> None:
                          "message": "records that do not fit the expected shape were left out of this list"})
 
 
+def page_selected(info: Info[RequestContext, None]) -> bool:
+    """True when the list field being resolved selects its `edges` or `pageInfo`. One asked only for its
+    `totalCount` reads no page: no listing call for it, and no child recorded in the audit trail as listed."""
+    raw = info._raw_info
+    return bool(selected_names((n.selection_set for n in raw.field_nodes), raw.fragments) & PAGE_FIELDS)
+
+
+def count_only(count_all: Callable[[], Awaitable[int]]) -> Connection[Any]:
+    """A list's answer when only its `totalCount` is selected."""
+    return Connection(edges=[], page_info=PageInfo(has_next_page=False, end_cursor=None), count_all=count_all)
+
+
 async def item_page(info: Info[RequestContext, None], kind: str, first: int, after: str | None,
                     max_age: float | None, derive: Callable[[Row], Sequence[T]],
                     node: Callable[[Row, T], N]) -> Connection[N]:
     """One page of a per-child item list (`derive` gives a child's items, `node` shows one)."""
     pos = decode_cursor(kind, after)
     items_of = safe_items(info, derive)
+    if not page_selected(info):
+        return count_only(lambda: count_items(info, max_age, items_of))
     edges: list[Edge[N]] = []
     more = False
     end: Position | None = pos

@@ -427,6 +427,43 @@ def test_children_listed_are_in_the_audit_trail(gateway: Any) -> None:
         assert "discrepancies" in by_child[a]["sectionsReturned"]
 
 
+
+COUNTED_LISTS = [
+    ("caseload(first: 5) { %s }", ["caseload"]),
+    ("ntaBacklog { items(first: 5) { %s } }", ["ntaBacklog", "items"]),
+    ("courtAlerts(first: 5) { %s }", ["courtAlerts"]),
+    ("discrepancies(first: 5) { %s }", ["discrepancies"]),
+]
+
+
+@pytest.mark.parametrize("field,path", COUNTED_LISTS, ids=[p[-1] for _, p in COUNTED_LISTS])
+def test_a_list_asked_only_for_its_count_lists_no_child(gateway: Any, mock_services: Any, field: str,
+                                                         path: list[str]) -> None:
+    """`totalCount` alone reads no page: one listing call (the count's walk), no child in the audit trail."""
+    def ask(selection: str, subject: str) -> dict[str, Any]:
+        status, body = gateway.query("{ %s }" % (field % selection), token=token("caseworker", subject=subject))
+        assert status == 200 and not body.get("errors"), body.get("errors")
+        for key in path:
+            body = body["data"] if key == path[0] else body
+            body = body[key]
+        return body
+
+    def audited(subject: str) -> list[dict[str, Any]]:
+        return ok(gateway, "query($s: String) { auditEvents(subject: $s) { aNumber } }", {"s": subject},
+                  role="auditor")["auditEvents"]
+
+    listings = ice_listings(mock_services)
+    paged = ask("totalCount edges { node { aNumber } }", f"paged-{path[-1]}")
+    assert ice_listings(mock_services) - listings == 2  # the page, and the count's walk
+    assert paged["edges"] and len(audited(f"paged-{path[-1]}")) == len({e["node"]["aNumber"] for e in paged["edges"]})
+
+    listings = ice_listings(mock_services)
+    counted = ask("totalCount", f"counted-{path[-1]}")
+    assert counted == {"totalCount": paged["totalCount"]} and paged["totalCount"] > 0
+    assert ice_listings(mock_services) - listings == 1
+    assert audited(f"counted-{path[-1]}") == []
+
+
 # ------------------------------------------------------------------------------------------- the clock
 
 
