@@ -301,17 +301,17 @@ class SummaryCounts:
     scanned: int = 0
     bad_shape: bool = False  # records of the wrong shape were left out
 
+    def left_out(self) -> None:
+        """Note that a record of the wrong shape was left out."""
+        self.bad_shape = True
+
 
 async def _count(rows: Sequence[Row], principal: Principal | None, as_of: datetime, new_since: datetime,
                  within_days: int) -> SummaryCounts:
     counts = SummaryCounts()
-
-    def bad_shape() -> None:
-        counts.bad_shape = True
-
-    backlog = scoped_items(principal, _backlog_of(as_of), bad_shape)
-    alerts = scoped_items(principal, _alerts_of(as_of, within_days), bad_shape)
-    discrepancies = scoped_items(principal, _discrepancies_of, bad_shape)
+    backlog = scoped_items(principal, _backlog_of(as_of), counts.left_out)
+    alerts = scoped_items(principal, _alerts_of(as_of, within_days), counts.left_out)
+    discrepancies = scoped_items(principal, _discrepancies_of, counts.left_out)
     async for row in in_turns(rows):
         if principal is not None and not principal.covers_office(row.field_office):
             continue
@@ -325,11 +325,7 @@ async def _count(rows: Sequence[Row], principal: Principal | None, as_of: dateti
 
 async def _backlog_counts(rows: Sequence[Row], principal: Principal | None, as_of: datetime) -> SummaryCounts:
     counts = SummaryCounts()
-
-    def bad_shape() -> None:
-        counts.bad_shape = True
-
-    derive = scoped_items(principal, _backlog_of(as_of), bad_shape)
+    derive = scoped_items(principal, _backlog_of(as_of), counts.left_out)
     async for row in in_turns(rows):
         for entry in derive(row):
             counts.offices[entry.field_office].add(entry, (), (), as_of, as_of)
