@@ -140,6 +140,26 @@ def test_a_shared_walk_tells_every_request_of_stale_records(mocks: MockProcess) 
         gw.stop()
 
 
+def test_records_of_the_wrong_shape_are_left_out_of_shared_counts_with_a_warning_to_each(
+        mocks: MockProcess) -> None:
+    gw = start_gateway(mocks)
+    try:
+        mocks.admin_ok("orr", "PUT", "/_admin/faults", {"drift_rate": 1.0})  # every ORR status value renamed
+        mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
+        answers = together(gw, [{"m": None}] * 2)
+        for status, body in answers:
+            assert status == 200 and body.get("errors") is None, body.get("errors")
+            summary = body["data"]["oversightSummary"]
+            assert summary["childrenScanned"] == CHILDREN
+            assert sum(o["backlog"]["total"] for o in summary["byFieldOffice"]) == 0  # no child could be judged
+            assert [(w["source"], w["code"]) for w in body["extensions"]["warnings"]] == \
+                [("SCAN", "SOURCE_BAD_RESPONSE")]
+        assert scans(gw)["joined"] == 1
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
 def test_max_concurrent_scans_must_be_at_least_one(mocks: MockProcess) -> None:
     with pytest.raises(RuntimeError, match="max_concurrent_scans' must be at least 1"):
         start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="0")
