@@ -457,18 +457,19 @@ class OversightQuery:
         a = canonical_a_number(str(a_number))
         max_age = max_age_arg(max_age_seconds)
         ctx = info.context
+        reads = ctx.reads  # every lookup is in the audit trail, as a child's is: found, not found or failed
         outcomes = await asyncio.gather(ctx.fetch(Source.ORR, a, max_age), ctx.fetch(Source.ICE, a, max_age))
         orr, ice = outcomes
         for outcome in outcomes:
             if isinstance(outcome, SourceError):
+                reads.child(a).failed.add("fieldOfficeRouting")
                 raise source_error(outcome)
         if orr.record is None and ice.record is None:  # type: ignore[union-attr]
+            reads.found(a, False)
             return None
         denied = await office_scope_error(info, a, max_age)
         if denied is not None:
-            reads = getattr(ctx, "reads", None)
-            if reads is not None:
-                reads.forbidden(a)
+            reads.forbidden(a)
             raise denied
         record_listed(info, a, "fieldOfficeRouting")
         return routing(a, orr, ice)  # type: ignore[arg-type]

@@ -268,6 +268,32 @@ def test_field_office_routing(gateway: Any, mock_services: Any) -> None:
         assert {p["source"] for p in data["provenance"]} == {"ORR", "ICE"}
 
 
+
+def test_every_routing_lookup_is_in_the_audit_trail(gateway: Any, mock_services: Any) -> None:
+    """As a child lookup's: a known child OK, an unknown A-number NOT_FOUND, a failed source ERROR."""
+    query = "query($a: ID!) { fieldOfficeRouting(aNumber: $a) { routedOffice } }"
+    known = truth.World(mock_services).children()[0][0]
+    subject = "routing-audit-probe"
+    asked = {}
+    for a in (known, "A099999901"):
+        status, body = gateway.query(query, {"a": a}, token=token("caseworker", subject=subject))
+        assert status == 200 and not body.get("errors")
+        asked[a] = body["data"]["fieldOfficeRouting"]
+    assert asked[known] is not None and asked["A099999901"] is None
+    mock_services.admin("orr", "PUT", "/_admin/faults", {"down": True})
+    try:
+        status, body = gateway.query(query, {"a": "A099999902"}, token=token("caseworker", subject=subject))
+    finally:
+        mock_services.reset()
+    assert status == 200 and body["errors"][0]["extensions"]["code"] == "SOURCE_UNAVAILABLE"
+    events = ok(gateway, "query($s: String) { auditEvents(subject: $s) { aNumber outcome sectionsReturned "
+                         "sectionsFailed } }", {"s": subject}, role="auditor")["auditEvents"]
+    assert sorted((e["aNumber"], e["outcome"], e["sectionsReturned"], e["sectionsFailed"]) for e in events) == [
+        (known, "OK", ["fieldOfficeRouting"], []),
+        ("A099999901", "NOT_FOUND", [], []),
+        ("A099999902", "ERROR", [], ["fieldOfficeRouting"]),
+    ]
+
 SUMMARY = """query($asOf: DateTime) { oversightSummary(asOf: $asOf, withinDays: 60, newSinceHours: 720) {
   childrenScanned
   totals { children backlog { total } openAlerts { kind count } newAlerts { kind count }
