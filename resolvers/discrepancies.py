@@ -142,6 +142,8 @@ def _address_mismatch(addrs: list[tuple[Fetched, str, Record | None]]) -> Discre
     NTA service and field visits go astray, but the court can still reach the child.
     """
     usable = [(f, field, a) for f, field, a in addrs if not _blank(a)]
+    if len({tuple(str(a.get(k) or "") for k in ADDRESS_KEYS) for _f, _field, a in usable}) < 2:  # type: ignore[union-attr]
+        return None  # the same text is the same place: no folding needed (most children)
     keys = [place_key(a) for _f, _field, a in usable]  # type: ignore[arg-type]
     if len(set(keys)) < 2:
         return None
