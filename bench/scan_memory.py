@@ -4,7 +4,8 @@
     .venv/bin/python bench/scan_memory.py --children 50000 --summaries 10
 
 The gateway's ASGI app (production settings, as bench/profile_warm.py builds it) in front of mocks with no
-added latency answers one summary after another (each walks every child). After each: RSS and the objects
+added latency answers one summary after another (each walks every child). After each: its time (the first
+walk reads the sources, the later ones the cache; the counting is most of it), RSS and the objects
 the garbage collector tracks, with no collection forced; at the end, what one full collection finds
 unreachable. RSS level from the second summary on, and little unreachable, say a walk's records are freed
 with its request rather than left for the cyclic collector (which runs seldom over a large cache).
@@ -19,6 +20,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -39,11 +41,14 @@ async def summaries(urls: dict[str, str], children: int, count: int) -> None:
         app, headers = in_process_app(urls, data_dir, UCGW_CACHE_TTL_SECONDS="3600")
         async with app.router.lifespan_context(app):
             for n in range(count):
+                started = time.perf_counter()
                 status, answer = await call(app, SUMMARY, headers)
+                seconds = time.perf_counter() - started
                 scanned = json.loads(answer)["data"]["oversightSummary"]["childrenScanned"]
                 if status != 200 or scanned != children:
                     raise RuntimeError(f"bad answer: {status} {answer[:200]!r}")
-                print(json.dumps({"summary": n, "rss_mb": round(process.memory_info().rss / 2**20, 1),
+                print(json.dumps({"summary": n, "seconds": round(seconds, 2),
+                                  "rss_mb": round(process.memory_info().rss / 2**20, 1),
                                   "gc_objects": len(gc.get_objects())}), flush=True)
             unreachable = gc.collect()
             print(json.dumps({"after_full_collection": True, "unreachable": unreachable,
