@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -104,12 +104,8 @@ class NtaBacklog:
         """Counts per office, computed once per walk, time and scope (`totals` and `byFieldOffice` share them,
         and so do requests sharing the walk with the same explicit `asOf`)."""
         scan = await request_scan(info.context, self.max_age)
-        principal = info.context.principal
-        scope = None if principal is None else principal.field_offices
-        counts = await shared_result(scan, ("backlog", self.as_of, scope),
-                                     lambda: _backlog_counts(scan.rows, principal, self.as_of))
-        if counts.bad_shape:
-            warn_shape(info.context)
+        counts = await _counts_over(info, scan, ("backlog", self.as_of),
+                                    lambda principal: _backlog_counts(scan.rows, principal, self.as_of))
         return counts.offices
 
     @strawberry.field(description="Counts over every office.")
@@ -306,6 +302,18 @@ class SummaryCounts:
         self.bad_shape = True
 
 
+async def _counts_over(info: Info[RequestContext, None], scan: Scan, key: tuple[Any, ...],
+                       compute: Callable[[Principal | None], Awaitable[SummaryCounts]]) -> SummaryCounts:
+    """Counts over `scan` for the caller's field-office scope, computed once for every request sharing the
+    walk with the same `key` and scope; the left-out-records warning goes to each of them."""
+    principal = info.context.principal
+    scope = None if principal is None else principal.field_offices
+    counts = await shared_result(scan, (*key, scope), lambda: compute(principal))
+    if counts.bad_shape:
+        warn_shape(info.context)
+    return counts
+
+
 async def _count(rows: Sequence[Row], principal: Principal | None, as_of: datetime, new_since: datetime,
                  within_days: int) -> SummaryCounts:
     counts = SummaryCounts()
@@ -336,12 +344,8 @@ async def _summarize(info: Info[RequestContext, None], scan: Scan, as_of: dateti
                      within_days: int) -> OversightSummary:
     """The summary over `scan`; its counts are computed once for every request sharing the walk with the same
     times and field-office scope."""
-    principal = info.context.principal
-    scope = None if principal is None else principal.field_offices
-    counts = await shared_result(scan, ("summary", as_of, new_since, within_days, scope),
-                                 lambda: _count(scan.rows, principal, as_of, new_since, within_days))
-    if counts.bad_shape:
-        warn_shape(info.context)
+    counts = await _counts_over(info, scan, ("summary", as_of, new_since, within_days),
+                                lambda principal: _count(scan.rows, principal, as_of, new_since, within_days))
     offices, total = counts.offices, counts.total
     concerns: dict[str, Any] = {}
 
