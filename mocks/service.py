@@ -106,11 +106,14 @@ class Stats:
     by_route: dict[str, int] = field(default_factory=dict)
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_BATCH_SIZES))
     peers: set[tuple[str, int]] = field(default_factory=set)  # (client address, port) of each connection
+    in_flight: int = 0  # data requests being answered now (latency included)
+    peak_in_flight: int = 0  # the most at once since the last reset
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"total": self.total, "by_route": dict(sorted(self.by_route.items())),
-                "batch_sizes": list(self.batch_sizes), "connections": len(self.peers)}
+                "batch_sizes": list(self.batch_sizes), "connections": len(self.peers),
+                "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight}
 
 
 class ServiceState:
@@ -215,12 +218,21 @@ class FaultInjector:
         if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
             await self.app(scope, receive, send)
             return
+        stats = self.state.stats  # a reset meanwhile starts new stats: this request ends in the ones it began in
+        stats.in_flight += 1
+        stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
+        try:
+            await self._answer(scope, receive, send, stats)
+        finally:
+            stats.in_flight -= 1
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, stats: Stats) -> None:
         st = self.state
         label = st.route_label(scope["method"], scope["path"])
-        st.stats.total += 1
-        st.stats.by_route[label] = st.stats.by_route.get(label, 0) + 1
+        stats.total += 1
+        stats.by_route[label] = stats.by_route.get(label, 0) + 1
         if scope.get("client"):
-            st.stats.peers.add(tuple(scope["client"]))
+            stats.peers.add(tuple(scope["client"]))
         f = st.faults
         delay = f.latency_ms + (st.rng.random() * f.jitter_ms if f.jitter_ms else 0.0)
         if delay > 0:

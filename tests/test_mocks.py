@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -535,10 +536,27 @@ def test_stats_count_exactly_with_batch_sizes(mocks: MockProcess) -> None:
         "by_route": {"GET /v1/changes": 1, "GET /v1/subjects": 1, "GET /v1/subjects/{a_number}": 4,
                      "POST /v1/subjects/batch": 3},
         "batch_sizes": [5, 2],
+        "in_flight": 0, "peak_in_flight": 1,  # one request at a time
     }
     assert mocks.stats("orr")["total"] == 0 and mocks.stats("eoir")["total"] == 0
     mocks.admin_ok("ice", "POST", "/_admin/reset")
-    assert mocks.stats("ice") == {"total": 0, "by_route": {}, "batch_sizes": [], "connections": 0}
+    assert mocks.stats("ice") == {"total": 0, "by_route": {}, "batch_sizes": [], "connections": 0,
+                                  "in_flight": 0, "peak_in_flight": 0}
+
+
+def test_stats_tell_how_many_data_requests_overlapped(mocks: MockProcess) -> None:
+    """`peak_in_flight` is the most data requests answered at once (their latency included)."""
+    a = mocks.sample(1)[0]
+    mocks.admin_ok("ice", "POST", "/_admin/reset")
+    mocks.admin_ok("ice", "PUT", "/_admin/faults", {"latency_ms": 400})
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(pool.map(lambda _: get(mocks, "ice", a).status, range(4)))
+        assert statuses == [200] * 4
+        stats = mocks.stats("ice")
+        assert (stats["total"], stats["in_flight"], stats["peak_in_flight"]) == (4, 0, 4)
+    finally:
+        mocks.admin_ok("ice", "POST", "/_admin/reset")
 
 
 def test_stats_keep_only_the_latest_batch_sizes() -> None:
@@ -569,7 +587,7 @@ def test_stats_count_the_client_connections_of_data_requests(mocks: MockProcess)
         for conn in (first, second, admin):
             conn.close()
     assert mocks.stats("ice") == {"total": 4, "by_route": {"GET /v1/subjects": 1, "GET /v1/subjects/{a_number}": 3},
-                                  "batch_sizes": [], "connections": 2}
+                                  "batch_sizes": [], "connections": 2, "in_flight": 0, "peak_in_flight": 1}
 
 
 # ----------------------------------------------------------------------------------------- bad input
