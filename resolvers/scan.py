@@ -1,9 +1,10 @@
 """Walking the world: the ICE listing page by page (a_number order), ORR and EOIR batch-read per page.
 
 Every child has an ICE subject, so the ICE listing enumerates the children. Listed ICE records are put
-into the cache and primed into the request's ICE DataLoader (a `Child` built from a row reuses them);
-ORR and EOIR records come through the request's DataLoaders, so each page costs one listing call and at
-most one batch call per other source. A full scan runs at most once per request and freshness bound, and
+into the cache and primed into the request's ICE DataLoader, and each page's ORR and EOIR records are
+prefetched into the request (a `Child` built from a row reuses them all), so each page costs one listing
+call and at most one batch call per other source. A full walk lists and joins a few pages ahead of the
+one it works on. A full scan runs at most once per request and freshness bound, and
 is shared by the requests that ask for it at the same time; what is computed over its rows hands the event
 loop to other requests every few milliseconds (`in_turns`), so a lookup never waits for a whole count.
 """
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 from graphql import GraphQLError
 
+from gateway.breaker import CLOSED
 from gateway.errors import SOURCE_TIMEOUT, SourceError
 from gateway.fetcher import Fetched
 from gateway.services import Services
@@ -29,6 +31,7 @@ from resolvers.errors import SCANS_BUSY, source_error
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
+WALK_AHEAD = 3  # pages listed and joined ahead of the one a full walk works on
 TURN_SECONDS = 0.005  # the longest stretch of work over a scan's rows before other requests get the loop
 T = TypeVar("T")
 
@@ -57,15 +60,6 @@ def extend_deadline(ctx: RequestContext) -> None:
     ctx.deadline = max(ctx.deadline, time.monotonic() + ctx.services.settings.scan_deadline_seconds)
 
 
-async def _fetch_all(ctx: RequestContext, source: Source, a_numbers: list[str],
-                     max_age: float | None) -> list[Fetched]:
-    outcomes = await asyncio.gather(*(ctx.fetch(source, a, max_age) for a in a_numbers))
-    for outcome in outcomes:
-        if isinstance(outcome, SourceError):
-            raise source_error(outcome)
-    return list(outcomes)  # type: ignore[arg-type]
-
-
 async def _list(ctx: RequestContext, cursor: str | None, limit: int, max_age: float | None,
                 filters: dict[str, str]) -> tuple[list[Fetched], str | None]:
     try:
@@ -82,11 +76,24 @@ async def _join(ctx: RequestContext, listed: list[Fetched], max_age: float | Non
                 sources: Iterable[Source]) -> list[Row]:
     a_numbers = [f.record["a_number"] for f in listed]  # type: ignore[index]
     wanted = [s for s in (ORR, EOIR) if s in set(sources)]
-    fetched = await asyncio.gather(*(_fetch_all(ctx, s, a_numbers, max_age) for s in wanted))
-    by_source = dict(zip(wanted, fetched, strict=True))
+    if wanted:
+        await ctx.prefetch(a_numbers, max_age, wanted)  # one batch call per source, no load per A-number
+    by_source = {s: _answered(ctx, s, a_numbers, max_age) for s in wanted}
     orr, eoir = by_source.get(ORR), by_source.get(EOIR)
     return [Row(ice=f, orr=orr[i] if orr else None, eoir=eoir[i] if eoir else None)
             for i, f in enumerate(listed)]
+
+
+def _answered(ctx: RequestContext, source: Source, a_numbers: list[str], max_age: float | None) -> list[Fetched]:
+    """The prefetched records of `a_numbers`; a source that failed for any of them fails the page."""
+    out = []
+    for a in a_numbers:
+        outcome = ctx.ready(source, a, max_age)
+        if not isinstance(outcome, Fetched):  # a SourceError (`prefetch` leaves every answer at hand)
+            raise source_error(outcome if isinstance(outcome, SourceError) else
+                               SourceError(source, SOURCE_TIMEOUT, "no answer", retryable=False))
+        out.append(outcome)
+    return out
 
 
 async def read_page(ctx: RequestContext, cursor: str | None, limit: int, max_age: float | None,
@@ -109,28 +116,69 @@ class Page:
 
 async def walk(ctx: RequestContext, cursor: str | None, max_age: float | None,
                sources: Iterable[Source] = (ORR, EOIR), filters: dict[str, str] | None = None,
-               prefetch: bool = False) -> AsyncIterator[Page]:
-    """Listing pages from the source's `cursor` to the end; `prefetch` lists the next page while joining one."""
+               ahead: int = 0) -> AsyncIterator[Page]:
+    """Listing pages from the source's `cursor` to the end, in order. With `ahead`, up to that many further
+    pages are listed and joined while the caller works on one: the listing (whose cursor allows no other
+    order) is then the only chain of backend calls one after another, and each page's join overlaps it."""
     sources = tuple(sources)
     filters = filters or {}
-    pending: asyncio.Task[tuple[list[Fetched], str | None]] | None = None
-    try:
+    if ahead < 1:
         while True:
-            if pending is not None:
-                listed, next_cursor = await pending
-                pending = None
-            else:
-                listed, next_cursor = await _list(ctx, cursor, SCAN_PAGE, max_age, filters)
+            listed, next_cursor = await _list(ctx, cursor, SCAN_PAGE, max_age, filters)
             last = next_cursor is None or not listed
-            if prefetch and not last:
-                pending = asyncio.create_task(_list(ctx, next_cursor, SCAN_PAGE, max_age, filters))
             yield Page(await _join(ctx, listed, max_age, sources), cursor, last)
             if last:
                 return
             cursor = next_cursor
+    queue: asyncio.Queue[tuple[asyncio.Future[list[Row]], str | None, bool]] = asyncio.Queue(maxsize=ahead)
+
+    async def produce(cursor: str | None) -> None:
+        previous: asyncio.Future[list[Row]] | None = None
+        while True:
+            joined: asyncio.Future[list[Row]]
+            try:
+                listed, next_cursor = await _list(ctx, cursor, SCAN_PAGE, max_age, filters)
+            except Exception as exc:  # the walk's reader raises it where the page would have been
+                joined = asyncio.get_running_loop().create_future()
+                joined.set_exception(exc)
+                await queue.put((joined, cursor, True))
+                return
+            last = next_cursor is None or not listed
+            if previous is not None and not _closed(ctx, sources):
+                await asyncio.wait([previous])  # a recovering source lets one call through: one page at a time
+            joined = previous = asyncio.ensure_future(_join(ctx, listed, max_age, sources))
+            try:
+                await queue.put((joined, cursor, last))
+            except asyncio.CancelledError:
+                _abandon(joined)
+                raise
+            if last:
+                return
+            cursor = next_cursor
+
+    producer = asyncio.ensure_future(produce(cursor))
+    try:
+        while True:
+            joined, page_cursor, last = await queue.get()
+            yield Page(await joined, page_cursor, last)
+            if last:
+                return
     finally:
-        if pending is not None:
-            pending.cancel()
+        producer.cancel()
+        while not queue.empty():
+            _abandon(queue.get_nowait()[0])
+
+
+def _closed(ctx: RequestContext, sources: Iterable[Source]) -> bool:
+    """True when every source a join reads has its circuit breaker closed (no call of it would be refused)."""
+    return all(ctx.services.fetchers[s].client.breaker.state == CLOSED for s in sources if s is not ICE)
+
+
+def _abandon(joined: asyncio.Future[Any]) -> None:
+    """Stop a page's join that nobody will read; an error it already ended with is not reported as unseen."""
+    joined.cancel()
+    if joined.done() and not joined.cancelled():
+        joined.exception()
 
 
 async def in_turns(rows: Iterable[T], turn_seconds: float = TURN_SECONDS) -> AsyncIterator[T]:
@@ -160,7 +208,7 @@ async def _scan_all(services: Services, max_age: float | None) -> Scan:
     request asking for the same walk while it runs shares it."""
     ctx = RequestContext(services=services, deadline=time.monotonic() + services.settings.scan_deadline_seconds)
     rows: list[Row] = []
-    async for page in walk(ctx, None, max_age, prefetch=True):
+    async for page in walk(ctx, None, max_age, ahead=WALK_AHEAD):
         rows.extend(page.rows)
     return Scan(rows, ctx.warnings, datetime.now(UTC))
 

@@ -160,6 +160,53 @@ def test_records_of_the_wrong_shape_are_left_out_of_shared_counts_with_a_warning
         gw.stop()
 
 
+def test_a_walk_joins_each_page_as_soon_as_it_is_listed(mocks: MockProcess) -> None:
+    """ICE's pages are listed one after another (its cursor allows no other order), but each page's ORR and
+    EOIR reads start once the page is listed, not once the previous page is joined: with ORR slow, all three
+    pages' ORR reads are out at once. Still one listing per page and one batch per source per page."""
+    gw = start_gateway(mocks)
+    try:
+        mocks.reset()
+        mocks.admin_ok("orr", "PUT", "/_admin/faults", {"latency_ms": 1500})
+        status, body = gw.query(SUMMARY, {"m": None}, timeout=60)
+        assert status == 200 and body.get("errors") is None, body.get("errors")
+        assert body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
+        orr, eoir = mocks.stats("orr"), mocks.stats("eoir")
+        assert orr["batch_sizes"] == eoir["batch_sizes"] == [500, 500, 200]
+        assert listings(mocks) == PAGES
+        assert orr["peak_in_flight"] == PAGES  # one at a time before
+        assert orr["in_flight"] == 0
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
+@pytest.mark.parametrize("source", ["eoir", "ice"])
+def test_a_walk_whose_source_is_down_fails_with_its_error_and_leaves_nothing_behind(
+        mocks: MockProcess, source: str) -> None:
+    """A join (EOIR) or a listing (ICE) that fails ends the walk with the source's error; the pages read
+    ahead are dropped without an unseen failure in the log, and the next walk, once the source is back,
+    reads every child."""
+    gw = start_gateway(mocks, UCGW_BREAKER_RESET_SECONDS="0.5")
+    log = ""
+    try:
+        mocks.admin_ok(source, "PUT", "/_admin/faults", {"down": True})
+        status, body = gw.query(SUMMARY, {"m": None}, timeout=60)
+        assert status == 200 and body["data"] == {"oversightSummary": None}
+        assert [(e["path"], e["extensions"]["code"]) for e in body["errors"]] == \
+            [(["oversightSummary"], "SOURCE_UNAVAILABLE")]
+        assert scans(gw)["running"] == 0
+        mocks.reset()
+        time.sleep(0.6)  # the source's breaker half-opens
+        status, body = gw.query(SUMMARY, {"m": None}, timeout=60)
+        assert status == 200 and body.get("errors") is None, body.get("errors")
+        assert body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
+    finally:
+        mocks.reset()
+        log = gw.stop()
+    assert "never retrieved" not in log and "Traceback" not in log
+
+
 def test_max_concurrent_scans_must_be_at_least_one(mocks: MockProcess) -> None:
     with pytest.raises(RuntimeError, match="max_concurrent_scans' must be at least 1"):
         start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="0")
