@@ -105,9 +105,12 @@ def court_alerts(orr: Fetched, ice: Fetched, eoir: Fetched, as_of: datetime, wit
         out.append(AlertFact(AlertKind.IN_ABSENTIA_ORDER, _midnight(order.ordered_on), None, [
             claim(eoir, "in_absentia_order.ordered_on", order.ordered_on.isoformat() if order.ordered_on else None),
         ]))
-    released = released_as_of(orr, ice, as_of)
     upcoming = court.next_hearing if court.next_hearing and court.next_hearing.starts_at >= as_of else None
-    if released is not None and upcoming is None and court.case_status in (CaseStatus.NO_CASE, CaseStatus.PENDING):
+    unscheduled = upcoming is None and court.case_status in (CaseStatus.NO_CASE, CaseStatus.PENDING)
+    soon = upcoming is not None and upcoming.starts_at <= as_of + timedelta(days=within_days)
+    # the two alerts below concern released children only: the location is built when one of them may apply
+    released = released_as_of(orr, ice, as_of) if unscheduled or (soon and eoir.record is not None) else None
+    if released is not None and unscheduled:
         release = (orr.record or {}).get("release") or {}
         nta = ((ice.record or {}).get("nta") or {}).get("status")
         out.append(AlertFact(AlertKind.NO_HEARING_SCHEDULED, released.since, None, [
@@ -115,7 +118,6 @@ def court_alerts(orr: Fetched, ice: Fetched, eoir: Fetched, as_of: datetime, wit
             claim(ice, "nta.status", nta),
             claim(eoir, "case_status", eoir.record["case_status"] if eoir.record else CaseStatus.NO_CASE.value),
         ]))
-    soon = upcoming is not None and upcoming.starts_at <= as_of + timedelta(days=within_days)
     if released is not None and soon and eoir.record is not None:
         court_addr = eoir.record.get("address_of_record")
         home = sponsor_address(orr)

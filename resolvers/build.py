@@ -87,7 +87,22 @@ def _facility(episode: Record) -> Facility:
 
 
 def location(orr: Fetched, ice: Fetched) -> Location:
-    """Where the child is now: ICE custody facts first, then ORR's custody status."""
+    """Where the child is now: ICE custody facts first, then ORR's custody status.
+
+    The latest one built is kept with its records: a count that derives several facts from one child's
+    records (backlog, alerts) builds the location once. Sections are never changed once built."""
+    last = _LAST_LOCATION[0]
+    if last is not None and last[0] is orr and last[1] is ice:
+        return last[2]
+    built = _location(orr, ice)
+    _LAST_LOCATION[0] = (orr, ice, built)
+    return built
+
+
+_LAST_LOCATION: list[tuple[Fetched, Fetched, Location] | None] = [None]
+
+
+def _location(orr: Fetched, ice: Fetched) -> Location:
     o, i = orr.record, ice.record
     ice_status = _opt(IceCustodyStatus, i.get("custody_status")) if i else None
     status, since, facility, addr, discharge = LocationStatus.UNKNOWN, None, None, None, None
