@@ -19,10 +19,11 @@ from resolvers.child import selected_names
 from resolvers.context import RequestContext
 from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor
 from resolvers.permissions import principal_of
-from resolvers.scan import SHAPE_ERRORS, Row, full_scan, in_turns, walk
+from resolvers.scan import Row, full_scan, in_turns, walk
 
 T = TypeVar("T")
 N = TypeVar("N")
+SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)
 PAGE_FIELDS = frozenset({"edges", "pageInfo"})
 
 

@@ -28,7 +28,7 @@ from resolvers.caseload import CaseloadFilter, caseload_page
 from resolvers.child import Child
 from resolvers.context import RequestContext
 from resolvers.counts import AlertCount, BacklogCounts, DiscrepancyCount, Tally
-from resolvers.discrepancies import Discrepancy, DiscrepancyKind
+from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect
 from resolvers.errors import source_error
 from resolvers.evidence import SEVERITY_RANK, Severity, SourceClaim
 from resolvers.field_offices import office_arg, office_key, same_office
@@ -218,8 +218,8 @@ class ChildDiscrepancy:
         return Child(a_number=self.a_number, max_age=self.max_age)
 
 
-def _discrepancies_of(row: Row) -> Sequence[Discrepancy]:
-    return row.found_discrepancies()
+def _discrepancies_of(row: Row) -> list[Discrepancy]:
+    return detect(row.orr, row.ice, row.eoir)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- summary

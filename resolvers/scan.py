@@ -27,15 +27,12 @@ from gateway.services import Services
 from gateway.shared_runs import NoSlot
 from gateway.sources import Source
 from resolvers.context import RequestContext
-from resolvers.discrepancies import Discrepancy, detect
 from resolvers.errors import SCANS_BUSY, source_error
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
 WALK_AHEAD = 3  # pages listed and joined ahead of the one a full walk works on
-TURN_SECONDS = 0.005
-SHAPE_ERRORS = (KeyError, TypeError, ValueError, AttributeError)  # a record that does not fit its schema
-BAD_SHAPE = "bad shape"  # the longest stretch of work over a scan's rows before other requests get the loop
+TURN_SECONDS = 0.005  # the longest stretch of work over a scan's rows before other requests get the loop
 T = TypeVar("T")
 
 
@@ -46,19 +43,6 @@ class Row:
     ice: Fetched
     orr: Fetched | None = None
     eoir: Fetched | None = None
-    # the child's discrepancies, found by a full walk as it read the page (they depend on the records
-    # alone, not on any time); None when not looked for, BAD_SHAPE when a record did not fit
-    discrepancies: tuple[Discrepancy, ...] | str | None = None
-
-    def found_discrepancies(self) -> tuple[Discrepancy, ...] | list[Discrepancy]:
-        """The child's discrepancies: as the walk found them, else looked for now (`detect`); a record of the
-        wrong shape raises ValueError, as `detect` would."""
-        found = self.discrepancies
-        if found is None:
-            return detect(self.orr, self.ice, self.eoir)  # type: ignore[arg-type]
-        if found == BAD_SHAPE:
-            raise ValueError("a record of the wrong shape")
-        return found  # type: ignore[return-value]
 
     @property
     def a_number(self) -> str:
@@ -225,19 +209,8 @@ async def _scan_all(services: Services, max_age: float | None) -> Scan:
     ctx = RequestContext(services=services, deadline=time.monotonic() + services.settings.scan_deadline_seconds)
     rows: list[Row] = []
     async for page in walk(ctx, None, max_age, ahead=WALK_AHEAD):
-        async for row in in_turns(page.rows):  # while the next pages are listed and joined
-            rows.append(with_discrepancies(row))
+        rows.extend(page.rows)
     return Scan(rows, ctx.warnings, datetime.now(UTC))
-
-
-def with_discrepancies(row: Row) -> Row:
-    """`row` with its discrepancies found (BAD_SHAPE when a record does not fit: `found_discrepancies` then
-    raises, so every count and list over the walk leaves the child out with its warning, as before)."""
-    try:
-        found: tuple[Discrepancy, ...] | str = tuple(detect(row.orr, row.ice, row.eoir))  # type: ignore[arg-type]
-    except SHAPE_ERRORS:
-        found = BAD_SHAPE
-    return Row(row.ice, row.orr, row.eoir, found)
 
 
 async def _shared_scan(ctx: RequestContext, max_age: float | None) -> Scan:

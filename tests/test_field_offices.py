@@ -12,7 +12,6 @@ from gateway.sources import Source
 from resolvers.discrepancies import DiscrepancyKind, detect
 from resolvers.evidence import Severity
 from resolvers.field_offices import FIELD_OFFICES, STATE_OFFICE, RoutingBasis, route_address
-from resolvers.scan import BAD_SHAPE, Row, with_discrepancies
 
 
 def addr(city: str | None, state: str | None, **extra: Any) -> dict[str, Any]:
@@ -67,27 +66,6 @@ def person(first: str, last: str, dob: str, **extra: Any) -> dict[str, Any]:
 def kinds(orr: Any, ice: Any, eoir: Any) -> dict[DiscrepancyKind, Severity]:
     return {d.kind: d.severity for d in detect(fetched(Source.ORR, orr), fetched(Source.ICE, ice),
                                                fetched(Source.EOIR, eoir))}
-
-
-def test_a_walks_row_keeps_its_discrepancies_and_a_bad_record_fails_as_detect_does() -> None:
-    """A full walk finds each child's discrepancies as it reads (`with_discrepancies`); counting reads them
-    back unchanged, and a record that makes `detect` fail still fails, so it is left out with a warning."""
-    base = dict(field_office="Houston", nta={"status": "not_issued"}, address_on_file=None)
-    orr, ice = fetched(Source.ORR, person("Ana", "Ruiz", "2010-03-04")), \
-        fetched(Source.ICE, person("Ana", "Ruiz", "2010-04-03", **base))
-    eoir = fetched(Source.EOIR, None)
-    row = with_discrepancies(Row(ice=ice, orr=orr, eoir=eoir))
-    assert [(d.kind, d.severity) for d in row.found_discrepancies()] == \
-        [(d.kind, d.severity) for d in detect(orr, ice, eoir)] == [(DiscrepancyKind.DOB_MISMATCH, Severity.MEDIUM)]
-    assert Row(ice=ice, orr=orr, eoir=eoir).found_discrepancies() == detect(orr, ice, eoir)  # not walked: detected
-
-    bad = fetched(Source.ICE, person("Ana", "Ruiz", "2010/04/03", **base))  # not an ISO date
-    with pytest.raises(ValueError):
-        detect(orr, bad, eoir)
-    walked = with_discrepancies(Row(ice=bad, orr=orr, eoir=eoir))
-    assert walked.discrepancies == BAD_SHAPE
-    with pytest.raises(ValueError):
-        walked.found_discrepancies()
 
 
 def test_name_and_dob_severities() -> None:
