@@ -21,6 +21,9 @@ class ConfigError(ValueError):
     """A setting is missing or has a value of the wrong form."""
 
 
+MAX_SCAN_PAGES_AHEAD = 16  # each page a walk joins ahead is one more batch call per source in flight
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway reads at start. Field `x` is env `UCGW_X` and TOML key `x`."""
@@ -47,6 +50,7 @@ class Settings:
     request_deadline_seconds: float = 5.0
     scan_deadline_seconds: float = 60.0  # oversight lists and counts that walk every child
     max_concurrent_scans: int = 2  # different walks of every child at once; requests for the same one share it
+    scan_pages_ahead: int = 3  # listing pages a walk of every child joins ahead of the one it counts (0: none)
     retry_attempts: int = 2
     retry_backoff_seconds: float = 0.05
     breaker_failure_threshold: int = 5
@@ -166,6 +170,9 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError("setting 'cache_max_entries' must be at least 1")
     if settings.max_concurrent_scans < 1:
         raise ConfigError("setting 'max_concurrent_scans' must be at least 1")
+    if settings.scan_pages_ahead > MAX_SCAN_PAGES_AHEAD:
+        raise ConfigError(f"setting 'scan_pages_ahead' must be at most {MAX_SCAN_PAGES_AHEAD} "
+                          f"(got {settings.scan_pages_ahead})")
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.production:

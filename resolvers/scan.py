@@ -31,7 +31,6 @@ from resolvers.errors import SCANS_BUSY, source_error
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
-WALK_AHEAD = 3  # pages listed and joined ahead of the one a full walk works on
 TURN_SECONDS = 0.005  # the longest stretch of work over a scan's rows before other requests get the loop
 T = TypeVar("T")
 
@@ -130,28 +129,26 @@ async def walk(ctx: RequestContext, cursor: str | None, max_age: float | None,
             if last:
                 return
             cursor = next_cursor
-    queue: asyncio.Queue[tuple[asyncio.Future[list[Row]], str | None, bool]] = asyncio.Queue(maxsize=ahead)
+    queue: asyncio.Queue[tuple[asyncio.Future[list[Row]], str | None, bool]] = asyncio.Queue()
+    room = asyncio.Semaphore(ahead)  # pages listed that the reader has not taken yet
 
     async def produce(cursor: str | None) -> None:
         previous: asyncio.Future[list[Row]] | None = None
         while True:
+            await room.acquire()
             joined: asyncio.Future[list[Row]]
             try:
                 listed, next_cursor = await _list(ctx, cursor, SCAN_PAGE, max_age, filters)
             except Exception as exc:  # the walk's reader raises it where the page would have been
                 joined = asyncio.get_running_loop().create_future()
                 joined.set_exception(exc)
-                await queue.put((joined, cursor, True))
+                queue.put_nowait((joined, cursor, True))
                 return
             last = next_cursor is None or not listed
             if previous is not None and not _closed(ctx, sources):
                 await asyncio.wait([previous])  # a recovering source lets one call through: one page at a time
             joined = previous = asyncio.ensure_future(_join(ctx, listed, max_age, sources))
-            try:
-                await queue.put((joined, cursor, last))
-            except asyncio.CancelledError:
-                _abandon(joined)
-                raise
+            queue.put_nowait((joined, cursor, last))
             if last:
                 return
             cursor = next_cursor
@@ -160,6 +157,7 @@ async def walk(ctx: RequestContext, cursor: str | None, max_age: float | None,
     try:
         while True:
             joined, page_cursor, last = await queue.get()
+            room.release()
             yield Page(await joined, page_cursor, last)
             if last:
                 return
@@ -208,7 +206,7 @@ async def _scan_all(services: Services, max_age: float | None) -> Scan:
     request asking for the same walk while it runs shares it."""
     ctx = RequestContext(services=services, deadline=time.monotonic() + services.settings.scan_deadline_seconds)
     rows: list[Row] = []
-    async for page in walk(ctx, None, max_age, ahead=WALK_AHEAD):
+    async for page in walk(ctx, None, max_age, ahead=services.settings.scan_pages_ahead):
         rows.extend(page.rows)
     return Scan(rows, ctx.warnings, datetime.now(UTC))
 

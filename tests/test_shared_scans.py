@@ -160,11 +160,14 @@ def test_records_of_the_wrong_shape_are_left_out_of_shared_counts_with_a_warning
         gw.stop()
 
 
-def test_a_walk_joins_each_page_as_soon_as_it_is_listed(mocks: MockProcess) -> None:
+@pytest.mark.parametrize(("ahead", "peak"), [(None, PAGES), ("1", 2), ("0", 1)])
+def test_a_walk_joins_each_page_as_soon_as_it_is_listed(mocks: MockProcess, ahead: str | None, peak: int) -> None:
     """ICE's pages are listed one after another (its cursor allows no other order), but each page's ORR and
-    EOIR reads start once the page is listed, not once the previous page is joined: with ORR slow, all three
-    pages' ORR reads are out at once. Still one listing per page and one batch per source per page."""
-    gw = start_gateway(mocks)
+    EOIR reads start once the page is listed, not once the previous page is joined, up to
+    `UCGW_SCAN_PAGES_AHEAD` pages ahead of the one being read: with ORR slow and the default (3), all three
+    pages' ORR reads are out at once; with 1, two; with 0, one at a time. Always one listing per page and
+    one batch per source per page."""
+    gw = start_gateway(mocks, **({"UCGW_SCAN_PAGES_AHEAD": ahead} if ahead is not None else {}))
     try:
         mocks.reset()
         mocks.admin_ok("orr", "PUT", "/_admin/faults", {"latency_ms": 1500})
@@ -174,7 +177,7 @@ def test_a_walk_joins_each_page_as_soon_as_it_is_listed(mocks: MockProcess) -> N
         orr, eoir = mocks.stats("orr"), mocks.stats("eoir")
         assert orr["batch_sizes"] == eoir["batch_sizes"] == [500, 500, 200]
         assert listings(mocks) == PAGES
-        assert orr["peak_in_flight"] == PAGES  # one at a time before
+        assert orr["peak_in_flight"] == peak  # 1 before pages were joined ahead
         assert orr["in_flight"] == 0
     finally:
         mocks.reset()
@@ -210,6 +213,13 @@ def test_a_walk_whose_source_is_down_fails_with_its_error_and_leaves_nothing_beh
 def test_max_concurrent_scans_must_be_at_least_one(mocks: MockProcess) -> None:
     with pytest.raises(RuntimeError, match="max_concurrent_scans' must be at least 1"):
         start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="0")
+
+
+@pytest.mark.parametrize(("value", "message"), [("17", "must be at most 16"), ("-1", "must not be negative"),
+                                                ("two", "scan_pages_ahead")])
+def test_scan_pages_ahead_out_of_range_is_refused_at_start(mocks: MockProcess, value: str, message: str) -> None:
+    with pytest.raises(RuntimeError, match=message):
+        start_gateway(mocks, UCGW_SCAN_PAGES_AHEAD=value)
 
 
 # ------------------------------------------------------------------------------------------- SharedRuns itself
