@@ -184,6 +184,19 @@ class _Pending:
 
 _STOP = object()  # queued by close(): the writer finishes what is ahead of it, then exits
 _INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+# A commit of at most this many rows is one INSERT statement, its own transaction (the connection is in
+# autocommit mode): atomic like BEGIN … COMMIT, and one call into SQLite instead of 2 + rows. Each call
+# gives the GIL back while SQLite works and must take it again after; on a thread competing with a busy
+# event loop each taking waits up to the interpreter's switch interval (5 ms). Scratch benchmark on this
+# VM, 7 rows, a busy Python thread alongside: 43.5 -> 6.3 ms median per commit; 383 -> 357 us without.
+ROWS_PER_STATEMENT = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_rows(count: int) -> str:
+    """One INSERT statement of `count` rows (`_COLUMNS` order, parameters row after row)."""
+    row = f"({', '.join('?' * len(_COLUMNS))})"
+    return f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)}"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -260,18 +273,26 @@ class SQLiteAuditStore:
                 self._commit([rows])
 
     def _commit(self, groups: Sequence[list[_Row]]) -> None:
-        """All `groups` in one `BEGIN IMMEDIATE … COMMIT`, or none of them (raises). Hold `self._lock`."""
+        """All `groups` in one transaction, or none of them (raises). Hold `self._lock`.
+
+        Up to `ROWS_PER_STATEMENT` rows: one INSERT statement; more: `BEGIN IMMEDIATE`, the rows, `COMMIT`."""
+        count = sum(len(rows) for rows in groups)
+        if not count:
+            return
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            for rows in groups:
-                self._db.executemany(_INSERT, rows)
-            self._db.execute("COMMIT")
+            if count <= ROWS_PER_STATEMENT:
+                self._db.execute(_insert_rows(count), [value for rows in groups for row in rows for value in row])
+            else:
+                self._db.execute("BEGIN IMMEDIATE")
+                for rows in groups:
+                    self._db.executemany(_INSERT, rows)
+                self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
         self.commits += 1
-        self.rows_written += sum(len(rows) for rows in groups)
+        self.rows_written += count
 
     def query_sync(self, where: AuditFilter) -> list[AuditEvent]:
         """Matching events, oldest first, at most `where.limit` (capped)."""

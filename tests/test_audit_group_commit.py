@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import _SCHEMA, AuditEvent, AuditFilter, AuditStoreClosed, SQLiteAuditStore, utc_timestamp
+from gateway.audit import (
+    _SCHEMA,
+    ROWS_PER_STATEMENT,
+    AuditEvent,
+    AuditFilter,
+    AuditStoreClosed,
+    SQLiteAuditStore,
+    utc_timestamp,
+)
 from gateway.guard import QUIET_SECONDS, InFlight
 
 # the trail's schema as it was made before ids came from the rowid alone
@@ -307,6 +315,26 @@ def test_an_inline_commit_that_fails_stores_nothing_and_raises(tmp_path: Path) -
     finally:
         s.close()
     assert stored(s.path) == ["A720000001"]
+
+
+def test_commits_of_one_statement_and_of_more_rows_than_it_holds_are_each_all_or_none(tmp_path: Path) -> None:
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: True)
+    many = [f"A6{i:08d}" for i in range(ROWS_PER_STATEMENT + 1)]  # one row past a single INSERT
+
+    async def run() -> None:
+        await s.append([event(a) for a in many[:ROWS_PER_STATEMENT]])  # one statement
+        await s.append([event(a) for a in many])  # BEGIN IMMEDIATE, the rows, COMMIT
+        for bad_at_end in (ROWS_PER_STATEMENT - 1, ROWS_PER_STATEMENT):  # a failing last row, both ways
+            with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+                await s.append([event(a) for a in many[:bad_at_end]] + [event(None)])
+
+    try:
+        asyncio.run(run())
+        assert (s.inline_commits, s.commits, s.rows_written) == (2, 2, 2 * ROWS_PER_STATEMENT + 1)
+    finally:
+        s.close()
+    rows = stored(s.path)
+    assert rows == many[:ROWS_PER_STATEMENT] + many  # in order, and nothing of the two failed commits
 
 
 def test_a_failing_call_fails_alone(store: SQLiteAuditStore) -> None:
