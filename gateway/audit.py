@@ -275,12 +275,15 @@ class SQLiteAuditStore:
     def _commit(self, groups: Sequence[list[_Row]]) -> None:
         """All `groups` in one transaction, or none of them (raises). Hold `self._lock`.
 
-        Up to `ROWS_PER_STATEMENT` rows: one INSERT statement; more: `BEGIN IMMEDIATE`, the rows, `COMMIT`."""
+        Up to `ROWS_PER_STATEMENT` rows (fewer when SQLite's parameter limit says so): one INSERT statement;
+        more: `BEGIN IMMEDIATE`, the rows, `COMMIT`."""
         count = sum(len(rows) for rows in groups)
         if not count:
             return
+        # SQLite builds before 3.32 take at most 999 parameters a statement (later ones 32,766 or more)
+        most = min(ROWS_PER_STATEMENT, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS))
         try:
-            if count <= ROWS_PER_STATEMENT:
+            if count <= most:
                 self._db.execute(_insert_rows(count), [value for rows in groups for row in rows for value in row])
             else:
                 self._db.execute("BEGIN IMMEDIATE")

@@ -337,6 +337,26 @@ def test_commits_of_one_statement_and_of_more_rows_than_it_holds_are_each_all_or
     assert rows == many[:ROWS_PER_STATEMENT] + many  # in order, and nothing of the two failed commits
 
 
+def test_a_commit_fits_an_older_sqlites_parameter_limit(tmp_path: Path) -> None:
+    """SQLite before 3.32 takes 999 parameters a statement: the rows per INSERT follow the connection's limit."""
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: True)
+    s._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # as such a build has it: 90 rows of 11 columns
+    many = [f"A7{i:08d}" for i in range(ROWS_PER_STATEMENT)]
+
+    async def run() -> None:
+        await s.append([event(a) for a in many[:90]])  # one statement of 990 parameters
+        await s.append([event(a) for a in many[90:]])  # 410 rows: 4,510 parameters, so BEGIN ... COMMIT
+        with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):
+            await s.append([event(a) for a in many[:95]] + [event(None)])
+
+    try:
+        asyncio.run(run())
+        assert (s.commits, s.rows_written) == (2, ROWS_PER_STATEMENT)
+    finally:
+        s.close()
+    assert stored(s.path) == many
+
+
 def test_a_failing_call_fails_alone(store: SQLiteAuditStore) -> None:
     good = [f"A5000000{i:02d}" for i in range(6)]
 
