@@ -183,7 +183,6 @@ class _Pending:
 
 
 _STOP = object()  # queued by close(): the writer finishes what is ahead of it, then exits
-_INSERT = f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 # A commit of at most this many rows is one INSERT statement, its own transaction (the connection is in
 # autocommit mode): atomic like BEGIN … COMMIT, and one call into SQLite instead of 2 + rows. Each call
 # gives the GIL back while SQLite works and must take it again after; on a thread competing with a busy
@@ -197,6 +196,9 @@ def _insert_rows(count: int) -> str:
     """One INSERT statement of `count` rows (`_COLUMNS` order, parameters row after row)."""
     row = f"({', '.join('?' * len(_COLUMNS))})"
     return f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)}"
+
+
+_INSERT = _insert_rows(1)  # one row, for `executemany`
 
 
 @functools.lru_cache(maxsize=4096)
