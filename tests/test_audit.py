@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPConnection
 from pathlib import Path
@@ -323,13 +324,51 @@ def test_a_lone_client_on_one_connection_commits_without_the_writer_thread(gatew
         before = trail()
         ask()
         first = trail()
-        assert {k: first[k] - before[k] for k in before} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1}
+        assert {k: first[k] - before[k] for k in before} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1,
+                                                          "turnCommits": 0}
         began = time.monotonic()
         while time.monotonic() - began < 0.15:  # the only sender for more than 100 ms
             ask()
         steady = trail()
         ask()
         last = trail()
-        assert {k: last[k] - steady[k] for k in steady} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1}
+        assert {k: last[k] - steady[k] for k in steady} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1,
+                                                          "turnCommits": 0}
     finally:
         conn.close()
+
+
+def test_concurrent_clients_share_commits_made_on_the_event_loop(gateway: GatewayProcess, known: list[str]) -> None:
+    """Eight clients at once: every read is one committed event, and every commit was made on the event loop
+    (a lone request's at once, or a loop turn's appends together): none waited for the writer thread,
+    which only takes appends while the connection is busy elsewhere."""
+    def trail() -> dict[str, int]:
+        return json.loads(http("GET", f"{gateway.url}/readyz")[2])["auditTrail"]
+
+    subject = f"turns-{uuid.uuid4().hex[:8]}"
+    headers = {**gateway.headers(mint("caseworker", subject=subject)), "Content-Type": "application/json"}
+
+    def client(i: int) -> list[str]:
+        conn = HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+        asked = []
+        try:
+            for j in range(6):
+                a = known[(i + j) % len(known)]
+                conn.request("POST", "/graphql", body=json.dumps({"query": FULL, "variables": {"a": a}}),
+                             headers=headers)
+                response = conn.getresponse()
+                assert response.status == 200 and b'"errors"' not in response.read()
+                asked.append(a)
+        finally:
+            conn.close()
+        return asked
+
+    before = trail()
+    with ThreadPoolExecutor(8) as pool:
+        asked = [a for per_client in pool.map(client, range(8)) for a in per_client]
+    after = trail()
+    made = {k: after[k] - before[k] for k in before}
+    assert made["rowsWritten"] == 48
+    assert made["commits"] == made["inlineCommits"] + made["turnCommits"] and made["commits"] <= 48
+    got = events(gateway, s=subject)
+    assert sorted(e["aNumber"] for e in got) == sorted(asked) and {e["outcome"] for e in got} == {"OK"}

@@ -1,17 +1,17 @@
 """Group commit in the SQLite audit trail: concurrent appends share one transaction, each still durable on return.
 
-The writer thread is held at a gate (a wrapper around the store's connection lock that blocks its first entry)
-so that later appends are queued while it waits: the batching is then deterministic, without sleeps.
+The appends of one event-loop turn are committed together at the turn's end on the loop's thread; when the
+connection is busy elsewhere they go to the writer thread. The tests that exercise the writer hold the
+store's connection lock themselves (as a query in another thread would), so that appends are queued behind
+it: the batching is then deterministic, without sleeps.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import pytest
@@ -48,31 +48,34 @@ def stored(path: Path) -> list[str]:
         db.close()
 
 
-class GatedLock:
-    """Stands in for `store._lock`: the first entry reports itself, then waits for `gate`; later ones pass."""
-
-    def __init__(self, real: threading.Lock) -> None:
-        self.real = real
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-
-    def __enter__(self) -> bool:
-        self.entered.set()
-        if not self.gate.wait(WAIT):
-            raise TimeoutError("gate never opened")
-        return self.real.__enter__()
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.real.__exit__(kind, exc, tb)
+HELD: list[HeldConnection] = []  # opened by the `store` fixture too, so that a failed test cannot hang close()
 
 
-async def hold_writer(store: SQLiteAuditStore) -> tuple[GatedLock, asyncio.Task[None]]:
-    """Start one append and return once the writer has taken it and is waiting at the gate."""
-    gated = GatedLock(store._lock)
-    store._lock = gated  # type: ignore[assignment]
-    first = asyncio.ensure_future(store.append([event("A000000000", "first")]))
-    assert await asyncio.to_thread(gated.entered.wait, WAIT)
-    return gated, first
+class HeldConnection:
+    """The store's connection lock, held by the test (as a query in another thread would hold it) until `open`."""
+
+    def __init__(self, store: SQLiteAuditStore) -> None:
+        self.lock = store._lock
+        self.lock.acquire()
+        self.held = True
+        HELD.append(self)
+
+    def open(self) -> None:
+        if self.held:
+            self.held = False
+            self.lock.release()
+
+
+async def hold_writer(store: SQLiteAuditStore) -> tuple[HeldConnection, asyncio.Task[None]]:
+    """Start one append and return once the writer thread has taken it and waits for the connection."""
+    held = HeldConnection(store)
+    try:
+        first = asyncio.ensure_future(store.append([event("A000000000", "first")]))
+        await until(lambda: store._writer is not None and store.waiting == 0)
+    except BaseException:
+        held.open()
+        raise
+    return held, first
 
 
 async def until_queued(store: SQLiteAuditStore, n: int) -> None:
@@ -96,18 +99,32 @@ async def until(condition: Any) -> None:
 def store(tmp_path: Path) -> Any:
     s = SQLiteAuditStore(tmp_path / "audit.sqlite3")
     yield s
+    while HELD:
+        HELD.pop().open()
     s.close()
+
+
+def test_the_appends_of_one_loop_turn_are_one_commit_on_the_loop_thread(store: SQLiteAuditStore) -> None:
+    wanted = [f"A{i:03d}000001" for i in range(40)]
+
+    async def run() -> list[None]:
+        return await asyncio.gather(*(store.append([event(a, f"r{i}")]) for i, a in enumerate(wanted)))
+
+    assert asyncio.run(run()) == [None] * 40
+    assert (store.commits, store.turn_commits, store.inline_commits, store.rows_written) == (1, 1, 0, 40)
+    assert store._writer is None  # no thread was started: the loop's own thread committed them
+    assert stored(store.path) == wanted  # in the order they were made
 
 
 def test_concurrent_appends_share_one_commit(store: SQLiteAuditStore) -> None:
     wanted = [f"A{i:03d}{j}00000" for i in range(50) for j in range(2)]
 
     async def run() -> None:
-        gated, first = await hold_writer(store)
+        held, first = await hold_writer(store)
         group = asyncio.gather(*(store.append([event(wanted[2 * i], f"r{i}"), event(wanted[2 * i + 1], f"r{i}")])
                                  for i in range(50)))
         await until_queued(store, 50)
-        gated.gate.set()
+        held.open()
         assert await group == [None] * 50
         await first
 
@@ -236,8 +253,8 @@ def test_a_request_that_may_block_commits_on_its_own_thread(tmp_path: Path) -> N
 
     try:
         assert asyncio.run(run()) == ["A700000000", "A700000001", "A700000002"]
-        assert (s.inline_commits, s.commits, s.rows_written) == (3, 4, 4)
-        assert s._writer is not None  # started only by the append that may not block
+        assert (s.inline_commits, s.turn_commits, s.commits, s.rows_written) == (3, 1, 4, 4)
+        assert s._writer is None  # the append that may not block waited for the end of its loop turn
     finally:
         s.close()
     assert stored(s.path)[-1] == "A700000009"
@@ -361,13 +378,13 @@ def test_a_failing_call_fails_alone(store: SQLiteAuditStore) -> None:
     good = [f"A5000000{i:02d}" for i in range(6)]
 
     async def run() -> list[Any]:
-        gated, first = await hold_writer(store)
+        held, first = await hold_writer(store)
         calls = [store.append([event(a, "good"), event(a + "x", "good")]) for a in good[:3]]
         calls.append(store.append([event("A599999999", "bad"), event(None, "bad")]))
         calls += [store.append([event(a, "good"), event(a + "x", "good")]) for a in good[3:]]
         group = asyncio.gather(*calls, return_exceptions=True)
         await until_queued(store, 7)
-        gated.gate.set()
+        held.open()
         await first
         return await group
 
@@ -383,12 +400,12 @@ def test_a_failing_call_fails_alone(store: SQLiteAuditStore) -> None:
 
 def test_close_finishes_queued_work_then_refuses(store: SQLiteAuditStore) -> None:
     async def run() -> list[Any]:
-        gated, first = await hold_writer(store)
+        held, first = await hold_writer(store)
         group = asyncio.gather(*(store.append([event(f"A70000000{i}")]) for i in range(5)))
         await until_queued(store, 5)
         closing = asyncio.ensure_future(asyncio.to_thread(store.close))
         await until(lambda: store._closed)  # close() has queued its stop behind the five
-        gated.gate.set()
+        held.open()
         await closing
         await first
         return await group
@@ -407,7 +424,7 @@ def test_close_with_nothing_pending_is_prompt_and_appends_then_raise(store: SQLi
     started = time.monotonic()
     store.close()
     assert time.monotonic() - started < 1
-    assert store._writer is not None and not store._writer.is_alive()
+    assert store._writer is None and store.turn_commits == 1
     store.close()  # twice is harmless
 
     async def after() -> None:
@@ -438,17 +455,17 @@ def test_append_sync_and_query_alongside_the_writer(store: SQLiteAuditStore) -> 
 
 
 def test_a_caller_gone_with_its_loop_does_not_stop_the_writer(store: SQLiteAuditStore) -> None:
-    gate: list[GatedLock] = []
+    gate: list[HeldConnection] = []
 
     async def abandon() -> None:
-        gated, first = await hold_writer(store)
-        gate.append(gated)
+        held, first = await hold_writer(store)
+        gate.append(held)
         asyncio.ensure_future(store.append([event("A620000001")]))
         await until_queued(store, 1)
         first.cancel()  # asyncio.run cancels the other one and closes the loop on return
 
     asyncio.run(abandon())
-    gate[0].gate.set()  # the writer now commits both and finds their loop closed
+    gate[0].open()  # the writer now commits both and finds their loop closed
     asyncio.run(store.append([event("A620000002")]))
     assert stored(store.path) == ["A000000000", "A620000001", "A620000002"]
     assert store.rows_written == 3
