@@ -357,16 +357,21 @@ class SQLiteAuditStore:
 
     def _commit_turn(self) -> None:
         """On the event loop, after the turn's callbacks: commit every append of the turn in one transaction
-        and report each outcome; if the connection is busy elsewhere, give them to the writer thread."""
+        and report each outcome. While the connection is busy elsewhere, or earlier appends still wait for the
+        writer thread, the turn's appends go to the writer too (behind those: appends are committed in the
+        order they were made)."""
         with self._state:
             batch, self._outbox = self._outbox, []
             if not batch:
                 return
-            if not self._lock.acquire(blocking=False):
+            if self.waiting or not self._lock.acquire(blocking=False):
                 self._to_writer(batch)
                 return
         try:
             outcomes = self._commit_calls(batch)
+        except BaseException:  # e.g. KeyboardInterrupt inside SQLite: no caller is left waiting for ever
+            _settle_all([(p.future, AuditStoreClosed("the audit commit was interrupted")) for p in batch])
+            raise
         finally:
             self._lock.release()
         self.turn_commits += 1
