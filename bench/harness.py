@@ -215,7 +215,8 @@ def mint_token(env: dict[str, str], role: str = "caseworker") -> str:
 class Gateway(_Proc):
     """`ucgw serve` in production mode against the given mocks; stop() ends it and removes its data dir."""
 
-    def __init__(self, mocks: MockProcess, **env: str) -> None:
+    def __init__(self, mocks: MockProcess, root: Path = ROOT, **env: str) -> None:
+        """`root`: the source tree the gateway runs from (another checkout, to compare two builds)."""
         self.data_dir = tempfile.mkdtemp(prefix="ucgw-bench-data-")
         self.env = mocks.gateway_env(
             UCGW_ENV="production",
@@ -224,7 +225,7 @@ class Gateway(_Proc):
             UCGW_DATA_DIR=self.data_dir, **env,
         )
         self.token = mint_token(self.env)
-        self._process = GatewayProcess(self.env, token=self.token)
+        self._process = GatewayProcess(self.env, token=self.token, root=root)
         self.proc = self._process.proc
         self.url = self._process.url
         self.graphql = f"{self.url}/graphql"

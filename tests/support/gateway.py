@@ -75,7 +75,8 @@ class GatewayProcess:
     carries a caseworker token unless `token` (or a per-call `token=`, "" for none) says otherwise.
     """
 
-    def __init__(self, env: dict[str, str], token: str | None = None, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], token: str | None = None, port: int | None = None,
+                 root: Path = ROOT) -> None:
         self.port = port or free_port()  # a fixed port when others must know the URL first (webhooks)
         self.url = f"http://127.0.0.1:{self.port}"
         defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_RATE_LIMIT_RPS": "10000",
@@ -86,7 +87,7 @@ class GatewayProcess:
         self.env = full_env
         self.data_dir = full_env.get("UCGW_DATA_DIR", "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT, env=full_env,
+            [sys.executable, "-m", "gateway.cli", "serve"], cwd=root, env=full_env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self.token = token
