@@ -357,9 +357,8 @@ class SQLiteAuditStore:
 
     def _commit_turn(self) -> None:
         """On the event loop, after the turn's callbacks: commit every append of the turn in one transaction
-        and report each outcome. While the connection is busy elsewhere, or earlier appends still wait for the
-        writer thread, the turn's appends go to the writer too (behind those: appends are committed in the
-        order they were made)."""
+        and report each outcome. While the connection is busy elsewhere, or earlier appends are still queued
+        for the writer thread, the turn's appends go to the writer too, behind those (not past them)."""
         with self._state:
             batch, self._outbox = self._outbox, []
             if not batch:
