@@ -10,8 +10,9 @@ turn, in one transaction and one fsync, on the event loop's own thread, before a
 returns (as Redis does with `appendfsync always`: the loop waits for the disk once per turn, not once per
 request). Crossing to a thread and back costs more than the flush: on this project's 2-vCPU VM a warm
 request at concurrency 16 spent longer waiting for the audit thread to be scheduled than for the disk.
-When the connection is busy elsewhere (a query, `append_sync`), the turn's appends go to one writer
-thread instead, which commits every group waiting by then in one transaction. If a transaction fails,
+When the connection is busy elsewhere (a query, `append_sync`), or a commit on the loop was slow (a slow
+disk, `SLOW_COMMIT_SECONDS`), the turn's appends go to one writer thread instead, which commits every group
+waiting by then in one transaction. If a transaction fails,
 each call's rows are retried in a transaction of their own, so only the call at fault gets the error.
 The table is append-only (triggers refuse UPDATE and DELETE). Nothing here logs event contents.
 """
@@ -41,6 +42,11 @@ SYNC_MODES = ("full", "normal")  # SQLite `synchronous` levels the store accepts
 # three indexes); at 1 KiB instead of SQLite's 4 KiB default such a commit took 0.42 -> 0.34 ms on this
 # project's VM (scratch benchmark, fsync included). An existing file keeps the size it was made with.
 PAGE_SIZE = 1024
+# A commit made on the event loop that takes this long (a slow or failing disk) stalls every request the
+# gateway serves meanwhile: the turns after it go to the writer thread for SLOW_DISK_SECONDS, then the loop
+# tries again. A commit with its flush takes 0.2-1.5 ms on this project's VM.
+SLOW_COMMIT_SECONDS = 0.025
+SLOW_DISK_SECONDS = 5.0
 
 
 _ID_PREFIX = secrets.token_hex(8)  # this process's; the counter makes each id unique within it
@@ -240,7 +246,8 @@ class SQLiteAuditStore:
     """
 
     def __init__(self, path: str | Path, *, create: bool = True,
-                 may_block: Callable[[], bool] | None = None, synchronous: str = "full") -> None:
+                 may_block: Callable[[], bool] | None = None, synchronous: str = "full",
+                 slow_commit_seconds: float = SLOW_COMMIT_SECONDS) -> None:
         if synchronous not in SYNC_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNC_MODES)}, not {synchronous!r}")
         self.path = Path(path)
@@ -261,6 +268,8 @@ class SQLiteAuditStore:
         self.rows_written = 0
         self.inline_commits = 0
         self.turn_commits = 0
+        self.slow_commit_seconds = slow_commit_seconds
+        self._writer_until = 0.0  # monotonic time until which turns go to the writer (a slow loop commit was seen)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # no effect unless the file is new
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -346,26 +355,38 @@ class SQLiteAuditStore:
         if not rows or self.may_block is None or not self.may_block():
             return False
         with self._state:
-            if self._closed or self._outbox or self.waiting or not self._lock.acquire(blocking=False):
+            if (self._closed or self._outbox or self.waiting or time.monotonic() < self._writer_until
+                    or not self._lock.acquire(blocking=False)):
                 return False
+        started = time.monotonic()
         try:
             self._commit([rows])
         finally:
             self._lock.release()
         self.inline_commits += 1
+        self._timed(started)
         return True
+
+    def _timed(self, started: float) -> None:
+        """After a commit on the event loop that began at `started`: a slow one sends the next turns to the
+        writer thread for `SLOW_DISK_SECONDS`."""
+        finished = time.monotonic()
+        if finished - started >= self.slow_commit_seconds:
+            self._writer_until = finished + SLOW_DISK_SECONDS
 
     def _commit_turn(self) -> None:
         """On the event loop, after the turn's callbacks: commit every append of the turn in one transaction
         and report each outcome. While the connection is busy elsewhere, or earlier appends are still queued
-        for the writer thread, the turn's appends go to the writer too, behind those (not past them)."""
+        for the writer thread, the turn's appends go to the writer too, behind those (not past them); so do
+        they for `SLOW_DISK_SECONDS` after a commit on the loop took `slow_commit_seconds` or longer."""
         with self._state:
             batch, self._outbox = self._outbox, []
             if not batch:
                 return
-            if self.waiting or not self._lock.acquire(blocking=False):
+            if self.waiting or time.monotonic() < self._writer_until or not self._lock.acquire(blocking=False):
                 self._to_writer(batch)
                 return
+        started = time.monotonic()
         try:
             outcomes = self._commit_calls(batch)
         except BaseException:  # e.g. KeyboardInterrupt inside SQLite: no caller is left waiting for ever
@@ -374,6 +395,7 @@ class SQLiteAuditStore:
         finally:
             self._lock.release()
         self.turn_commits += 1
+        self._timed(started)
         _settle_all([(p.future, error) for p, error in zip(batch, outcomes, strict=True)])
 
     def _to_writer(self, batch: list[_Pending]) -> None:

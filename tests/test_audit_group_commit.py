@@ -239,6 +239,29 @@ def test_the_sync_level_is_the_one_configured(tmp_path: Path) -> None:
         SQLiteAuditStore(tmp_path / "x.sqlite3", synchronous="off")
 
 
+def test_after_a_slow_commit_on_the_loop_the_next_turns_go_to_the_writer_thread(tmp_path: Path) -> None:
+    """A commit on the event loop as slow as `slow_commit_seconds` (0 here: every commit is) stalls everything
+    the loop serves; the turns after it are committed by the writer thread, each read still durable on return,
+    and a lone request no longer commits on the loop either."""
+    s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: True, slow_commit_seconds=0.0)
+
+    async def run() -> tuple[list[str], list[str]]:
+        await s.append([event("A730000000")])  # a lone request: inline, on the loop, and "slow"
+        first = stored(s.path)
+        await asyncio.gather(*(s.append([event(f"A73000000{i}")]) for i in range(1, 4)))
+        await s.append([event("A730000009")])
+        return first, stored(s.path)
+
+    try:
+        first, after = asyncio.run(run())
+        assert first == ["A730000000"]
+        assert sorted(after) == ["A730000000", "A730000001", "A730000002", "A730000003", "A730000009"]
+        assert (s.inline_commits, s.turn_commits, s.rows_written) == (1, 0, 5)
+        assert s._writer is not None and s.commits == 1 + 2  # the three together, then the last one
+    finally:
+        s.close()
+
+
 def test_a_request_that_may_block_commits_on_its_own_thread(tmp_path: Path) -> None:
     may = [True]
     s = SQLiteAuditStore(tmp_path / "audit.sqlite3", may_block=lambda: may[0])
