@@ -268,6 +268,7 @@ class SQLiteAuditStore:
         self.rows_written = 0
         self.inline_commits = 0
         self.turn_commits = 0
+        self.slow_commits = 0  # commits on the loop that took `slow_commit_seconds` or longer
         self.slow_commit_seconds = slow_commit_seconds
         self._writer_until = 0.0  # monotonic time until which turns go to the writer (a slow loop commit was seen)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -372,6 +373,7 @@ class SQLiteAuditStore:
         writer thread for `SLOW_DISK_SECONDS`."""
         finished = time.monotonic()
         if finished - started >= self.slow_commit_seconds:
+            self.slow_commits += 1
             self._writer_until = finished + SLOW_DISK_SECONDS
 
     def _commit_turn(self) -> None:
@@ -464,10 +466,10 @@ class SQLiteAuditStore:
         return await asyncio.to_thread(self.query_sync, where)
 
     def facts(self) -> dict[str, int]:
-        """Committed transactions, the rows they held, how many a lone append made at once and how many
-        were made at the end of a loop turn."""
+        """Committed transactions, the rows they held, how many a lone append made at once, how many were
+        made at the end of a loop turn, and how many of those two kinds were slow (a slow disk)."""
         return {"commits": self.commits, "rowsWritten": self.rows_written, "inlineCommits": self.inline_commits,
-                "turnCommits": self.turn_commits}
+                "turnCommits": self.turn_commits, "slowCommits": self.slow_commits}
 
     def close(self) -> None:
         """Commit every append still waiting (by the writer thread), then close the connection.

@@ -325,7 +325,7 @@ def test_a_lone_client_on_one_connection_commits_without_the_writer_thread(gatew
         ask()
         first = trail()
         assert {k: first[k] - before[k] for k in before} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1,
-                                                          "turnCommits": 0}
+                                                          "turnCommits": 0, "slowCommits": 0}
         began = time.monotonic()
         while time.monotonic() - began < 0.15:  # the only sender for more than 100 ms
             ask()
@@ -333,7 +333,7 @@ def test_a_lone_client_on_one_connection_commits_without_the_writer_thread(gatew
         ask()
         last = trail()
         assert {k: last[k] - steady[k] for k in steady} == {"commits": 1, "rowsWritten": 1, "inlineCommits": 1,
-                                                          "turnCommits": 0}
+                                                          "turnCommits": 0, "slowCommits": 0}
     finally:
         conn.close()
 
@@ -368,7 +368,8 @@ def test_concurrent_clients_share_commits_made_on_the_event_loop(gateway: Gatewa
         asked = [a for per_client in pool.map(client, range(8)) for a in per_client]
     after = trail()
     made = {k: after[k] - before[k] for k in before}
-    assert made["rowsWritten"] == 48
-    assert made["commits"] == made["inlineCommits"] + made["turnCommits"] and made["commits"] <= 48
+    assert made["rowsWritten"] == 48 and made["commits"] <= 48
+    if made["slowCommits"] == 0:  # a commit of 25 ms or more (a slow disk) sends the next ones to the writer
+        assert made["commits"] == made["inlineCommits"] + made["turnCommits"]
     got = events(gateway, s=subject)
     assert sorted(e["aNumber"] for e in got) == sorted(asked) and {e["outcome"] for e in got} == {"OK"}

@@ -256,7 +256,7 @@ def test_after_a_slow_commit_on_the_loop_the_next_turns_go_to_the_writer_thread(
         first, after = asyncio.run(run())
         assert first == ["A730000000"]
         assert sorted(after) == ["A730000000", "A730000001", "A730000002", "A730000003", "A730000009"]
-        assert (s.inline_commits, s.turn_commits, s.rows_written) == (1, 0, 5)
+        assert (s.inline_commits, s.turn_commits, s.slow_commits, s.rows_written) == (1, 0, 1, 5)
         assert s._writer is not None and s.commits == 1 + 2  # the three together, then the last one
     finally:
         s.close()
