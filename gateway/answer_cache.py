@@ -130,8 +130,8 @@ class Basis:
 class StoredAnswer:
     """JSON text split around its open values, what it was built from, and its audit events."""
 
-    parts: tuple[str, ...]  # len(parts) == len(slots) + 1
-    slots: tuple[tuple[str, float], ...]  # (kind, fetched_at) in text order
+    parts: tuple[str, ...]  # len(parts) == len(ages) + 1
+    ages: tuple[float, ...]  # fetched_at of each ageSeconds between two parts (cacheStatus is written in)
     basis: Basis
     events: tuple[AuditEvent, ...]
     size: int
@@ -234,6 +234,19 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
     return Rendered(tuple(pieces[0::2]), tuple(slots[i][1] for i in order), len(text))
 
 
+def _as_served(rendered: Rendered) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The template a stored answer is served from: each cacheStatus written in (an answer served from the
+    store is a HIT), so that only the ages are left to fill in; (parts, fetched_at of each age)."""
+    parts, ages = [rendered.parts[0]], []
+    for (kind, fetched_at), part in zip(rendered.slots, rendered.parts[1:], strict=True):
+        if kind == AGE:
+            ages.append(fetched_at)
+            parts.append(part)
+        else:
+            parts[-1] += f'"{HIT}"{part}'
+    return tuple(parts), tuple(ages)
+
+
 class AnswerCache:
     """Templates of stored answers, bounded by their total size in bytes (LRU)."""
 
@@ -278,7 +291,8 @@ class AnswerCache:
         if size > self.max_bytes:
             self.stats.not_stored += 1
             return False
-        self._store[key] = StoredAnswer(rendered.parts, rendered.slots, recording.basis(), templates, size)
+        parts, ages = _as_served(rendered)
+        self._store[key] = StoredAnswer(parts, ages, recording.basis(), templates, size)
         self.stats.stored += 1
         return True
 
@@ -303,8 +317,12 @@ class AnswerCache:
             return self._outdated(key)
         now = time.time()
         out = [stored.parts[0]]
-        for (kind, fetched_at), part in zip(stored.slots, stored.parts[1:], strict=True):
-            out.append(repr(round(max(0.0, now - fetched_at), 3)) if kind == AGE else f'"{HIT}"')
+        ages: dict[float, str] = {}  # one record's provenance recurs in several sections: each age written once
+        for fetched_at, part in zip(stored.ages, stored.parts[1:], strict=True):
+            age = ages.get(fetched_at)
+            if age is None:
+                age = ages[fetched_at] = repr(round(max(0.0, now - fetched_at), 3))
+            out.append(age)
             out.append(part)
         self.stats.hits += 1
         return "".join(out).encode(), stored.events
