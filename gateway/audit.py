@@ -356,8 +356,7 @@ class SQLiteAuditStore:
         if not rows or self.may_block is None or not self.may_block():
             return False
         with self._state:
-            if (self._closed or self._outbox or self.waiting or time.monotonic() < self._writer_until
-                    or not self._lock.acquire(blocking=False)):
+            if self._closed or self._outbox or not self._take_for_loop():
                 return False
         started = time.monotonic()
         try:
@@ -367,6 +366,12 @@ class SQLiteAuditStore:
         self.inline_commits += 1
         self._timed(started)
         return True
+
+    def _take_for_loop(self) -> bool:
+        """True, holding the connection's lock, when a commit may be made on the event loop now: nothing is
+        queued for the writer, no slow loop commit was seen lately, and the connection is free. Hold
+        `self._state`."""
+        return not self.waiting and time.monotonic() >= self._writer_until and self._lock.acquire(blocking=False)
 
     def _timed(self, started: float) -> None:
         """After a commit on the event loop that began at `started`: a slow one sends the next turns to the
@@ -385,7 +390,7 @@ class SQLiteAuditStore:
             batch, self._outbox = self._outbox, []
             if not batch:
                 return
-            if self.waiting or time.monotonic() < self._writer_until or not self._lock.acquire(blocking=False):
+            if not self._take_for_loop():
                 self._to_writer(batch)
                 return
         started = time.monotonic()
