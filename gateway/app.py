@@ -51,7 +51,6 @@ from resolvers.context import RequestContext
 from resolvers.early import EARLY_KEY, EarlyFetch
 from resolvers.masking import mask_unexpected
 from resolvers.pagination import use_cursor_secret
-from resolvers.safety import sponsor_office
 from resolvers.schema import build_schema
 
 try:
@@ -338,7 +337,6 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
-    services.changes.office_fallback = sponsor_office
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     graphql_app = GatewayGraphQL(
         services, answers, audit_store, authenticator, limiter,

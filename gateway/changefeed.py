@@ -48,6 +48,7 @@ from gateway.fetcher import Fetched, SourceFetcher
 from gateway.guard import address_key
 from gateway.pubsub import PubSub
 from gateway.ratelimit import RateLimiter, retry_after
+from gateway.roles import scope_office
 from gateway.sources import Source
 
 log = logging.getLogger("ucgw.changefeed")
@@ -59,7 +60,6 @@ MAX_PENDING = 10_000
 SEEN_CHANGES = 10_000  # changes remembered per source, so one that both poll and webhook bring is handled once
 MAX_WEBHOOK_BYTES = 5_000_000
 K = TypeVar("K")
-OfficeFallback = Callable[[dict[str, Any] | None], str | None]  # ORR record -> office from the sponsor's state
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +135,10 @@ class Recent(Generic[K]):
 class ChangeProcessor:
     """Invalidate, enrich and publish one batch of changes from one source."""
 
-    def __init__(self, settings: Settings, fetchers: Mapping[Source, SourceFetcher], pubsub: PubSub,
-                 office_fallback: OfficeFallback | None = None) -> None:
+    def __init__(self, settings: Settings, fetchers: Mapping[Source, SourceFetcher], pubsub: PubSub) -> None:
         self.settings = settings
         self.fetchers = fetchers
         self.pubsub = pubsub
-        self.office_fallback = office_fallback
         self._seen_changes: dict[Source, Recent[tuple[Change, str]]] = {s: Recent(SEEN_CHANGES) for s in Source}
         self.processed = 0
         self.alerts = 0
@@ -199,33 +197,23 @@ class ChangeProcessor:
 
     async def _offices(self, source: Source, a_numbers: list[str], previous: Mapping[str, dict[str, Any] | None],
                        changes: Sequence[Change]) -> dict[str, tuple[str, ...]]:
-        """Responsible field office(s) per child: ICE's, else routed from the sponsor's state."""
+        """Responsible field office(s) per child by the one scope rule (`scope_office`: ICE's office only;
+        none when ICE assigns none, never one routed from the sponsor's address, security #14)."""
         out: dict[str, tuple[str, ...]] = {}
         to_fetch: list[str] = []
         for a in a_numbers:
-            old = previous.get(a) if source is Source.ICE else None
+            old = scope_office(previous.get(a)) if source is Source.ICE else None
             moved = any("field_office" in c.fields for c in changes if c.a_number == a)
-            if old is not None and isinstance(old.get("field_office"), str) and not moved:
-                out[a] = (old["field_office"],)
+            if old is not None and not moved:
+                out[a] = (old,)
             else:
                 to_fetch.append(a)
         if to_fetch:
             ice = await self._load(Source.ICE, to_fetch, None)
-            unrouted: list[str] = []
             for a in to_fetch:
-                rec = ice.get(a)
-                office = rec.get("field_office") if rec else None
-                old = previous.get(a) if source is Source.ICE else None
-                names = [o for o in (old.get("field_office") if old else None, office) if isinstance(o, str)]
+                old = scope_office(previous.get(a)) if source is Source.ICE else None
+                names = [o for o in (old, scope_office(ice.get(a))) if o is not None]
                 out[a] = tuple(dict.fromkeys(names))
-                if not names:
-                    unrouted.append(a)
-            if unrouted and self.office_fallback is not None:
-                orr = await self._load(Source.ORR, unrouted, None)
-                for a in unrouted:
-                    routed = self.office_fallback(orr.get(a))
-                    if routed:
-                        out[a] = (routed,)
         return out
 
     async def _load(self, source: Source, a_numbers: list[str], max_age: float | None) -> dict[str, dict | None]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class Capability(enum.StrEnum):
@@ -51,15 +53,34 @@ class Principal:
         return capability in ROLE_CAPABILITIES.get(self.role, frozenset())
 
     def covers_office(self, office: str | None) -> bool:
-        """True when the caller may see children of field office `office` (unknown office: only if unscoped)."""
+        """True when the caller may see children of field office `office` (unknown office: only if unscoped).
+
+        With `scope_office` this is the one scope rule (security #14): pass it a child's `scope_office`.
+        """
         if self.field_offices is None:
             return True
         return office is not None and place_key(office) in self.field_offices
+
+    def covers(self, ice_record: Mapping[str, Any] | None) -> bool:
+        """True when the caller may see the child whose ICE record this is (None: ICE has none)."""
+        return self.covers_office(scope_office(ice_record))
 
     @property
     def rate_key(self) -> str:
         """The token bucket this caller draws from: one per partner app, one per person otherwise."""
         return f"app:{self.client}" if self.method == "api_key" else f"sub:{self.subject}"
+
+
+def scope_office(ice_record: Mapping[str, Any] | None) -> str | None:
+    """The field office whose scope a child is in: the office ICE holds responsible, as ICE names it.
+
+    The one scope rule (security #14), for queries, lists, subscriptions and the audit trail alike: a child
+    ICE assigns to no office (no record, or no office named) is in no office's scope, so only unscoped
+    callers see it. Nothing else decides scope: an office routed from the sponsor's address would reveal
+    where the sponsor lives to callers who may not read addresses.
+    """
+    office = ice_record.get("field_office") if isinstance(ice_record, Mapping) else None
+    return office if isinstance(office, str) and office.strip() else None
 
 
 def office_scope(raw: object) -> frozenset[str] | None:

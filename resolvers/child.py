@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import strawberry
@@ -23,7 +24,7 @@ from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers import build
 from resolvers.context import RequestContext, bad_response
-from resolvers.discrepancies import Discrepancy, detect
+from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect, hidden_kinds
 from resolvers.errors import source_error
 from resolvers.execution import Compute, computed_inline
 from resolvers.permissions import allowed, documented, requires
@@ -197,7 +198,18 @@ class Child:
     @strawberry.field(description="Where ORR, ICE and EOIR disagree or hold unusable data, each with a severity "
                                   "and what each source says (see resolvers/discrepancies.py).")
     def discrepancies(self, info: Info[RequestContext, None]) -> list[Discrepancy] | None:
-        return _section(info, self)
+        section = _section(info, self)
+        hidden = hidden_kinds(info.context.principal)
+        if not hidden:
+            return section  # type: ignore[no-any-return]
+        if inspect.isawaitable(section):
+            return _visible_later(section, hidden)  # type: ignore[return-value]
+        return [d for d in section if d.kind not in hidden]
+
+
+async def _visible_later(section: Awaitable[list[Discrepancy]],
+                         hidden: frozenset[DiscrepancyKind]) -> list[Discrepancy]:
+    return [d for d in await section if d.kind not in hidden]
 
 
 def selected_names(selection_sets: Iterable[SelectionSetNode | None],

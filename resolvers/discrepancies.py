@@ -234,8 +234,20 @@ def _field_office_mismatch(orr: Fetched, ice: Fetched) -> Discrepancy | None:
         kind=DiscrepancyKind.FIELD_OFFICE_MISMATCH, severity=Severity.MEDIUM,
         detail="ICE's responsible field office does not cover the sponsor's current address",
         claims=[claim(ice, "field_office", current),
-                claim(orr, "release.sponsor.address → field office", route.office)],
+                claim(orr, "release.sponsor.address → field office", route.office, requires=CONTACT)],
     )
+
+
+# What knowing that a discrepancy of a kind exists needs (security #3: a derived value needs every capability of
+# the values it comes from). FIELD_OFFICE_MISMATCH is derived from the sponsor's address: its existence would
+# tell whether the sponsor lives in ICE's office's area. ADDRESS_MISMATCH and MISSING_ADDRESS are the one
+# exception, on purpose: their kind and severity stay visible (a child may miss a hearing), their claims do not.
+KIND_REQUIRES: dict[DiscrepancyKind, Capability] = {DiscrepancyKind.FIELD_OFFICE_MISMATCH: CONTACT}
+
+
+def hidden_kinds(principal: Any) -> frozenset[DiscrepancyKind]:
+    """The discrepancy kinds whose existence the caller (a `Principal`, or None) may not learn."""
+    return frozenset(k for k, needed in KIND_REQUIRES.items() if principal is None or not principal.can(needed))
 
 
 def detect(orr: Fetched, ice: Fetched, eoir: Fetched) -> list[Discrepancy]:

@@ -28,7 +28,7 @@ from resolvers.caseload import CaseloadFilter, caseload_page
 from resolvers.child import Child
 from resolvers.context import RequestContext
 from resolvers.counts import AlertCount, BacklogCounts, DiscrepancyCount, Tally
-from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect
+from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect, hidden_kinds
 from resolvers.errors import source_error
 from resolvers.evidence import SEVERITY_RANK, Severity, SourceClaim
 from resolvers.field_offices import office_arg, office_key, same_office
@@ -42,7 +42,7 @@ from resolvers.oversight_access import (
     section_started,
 )
 from resolvers.pagination import Connection, check_first, list_kind
-from resolvers.permissions import office_scope_error, requires
+from resolvers.permissions import not_in_scope, office_scope_error, requires, scoped
 from resolvers.routing import FieldOfficeRouting, routing
 from resolvers.safety import OfficeSafetyConcerns, open_concern_counts
 from resolvers.scan import Row, Scan, extend_deadline, in_turns, request_scan, shared_result
@@ -348,11 +348,13 @@ async def _summarize(info: Info[RequestContext, None], scan: Scan, as_of: dateti
                                 lambda principal: _count(scan.rows, principal, as_of, new_since, within_days))
     offices, total = counts.offices, counts.total
     concerns: dict[str, Any] = {}
+    hidden = hidden_kinds(info.context.principal)  # kinds the caller may not learn of (security #3)
 
     def show(office: str | None, t: Tally, is_total: bool = False) -> OfficeSummary:
+        found = [c for c in t.discrepancy_counts() if c.kind not in hidden]
         return OfficeSummary(field_office=office, children=t.children, backlog=t.backlog(office),
                              open_alerts=t.alert_counts(new=False), new_alerts=t.alert_counts(new=True),
-                             discrepancies=t.discrepancy_counts(), is_total=is_total, concerns=concerns)
+                             discrepancies=found, is_total=is_total, concerns=concerns)
 
     return OversightSummary(
         as_of=as_of, new_since=new_since, hearing_within_days=within_days, children_scanned=counts.scanned,
@@ -440,12 +442,13 @@ class OversightQuery:
         max_age = max_age_arg(max_age_seconds)
         kind = list_kind("discrepancies", sorted(k.value for k in kinds) if kinds else None, f.min_severity,
                          office_key(office))
+        hidden = hidden_kinds(info.context.principal)  # kinds the caller may not learn of (security #3)
 
         def derive(row: Row) -> list[Discrepancy]:
             if not same_office(row.field_office, office):
                 return []
-            return [d for d in _discrepancies_of(row)
-                    if (kinds is None or d.kind in kinds) and SEVERITY_RANK[d.severity] <= worst]
+            return [d for d in _discrepancies_of(row) if d.kind not in hidden
+                    and (kinds is None or d.kind in kinds) and SEVERITY_RANK[d.severity] <= worst]
 
         def node(row: Row, d: Discrepancy) -> ChildDiscrepancy:
             record_listed(info, row.a_number, "discrepancies")
@@ -470,6 +473,8 @@ class OversightQuery:
                 raise source_error(outcome)
         if orr.record is None and ice.record is None:  # type: ignore[union-attr]
             reads.found(a, False)
+            if scoped(info):  # as outside the caller's offices (security #7)
+                raise not_in_scope()
             return None
         denied = await office_scope_error(info, a, max_age)
         if denied is not None:

@@ -6,11 +6,13 @@ child, the index of the last item of that child already returned. Resuming re-re
 and skips what was already returned. Cursors name the list and the arguments that shape it (see
 `list_kind`), so another list's cursor, or one from another filter, is refused.
 
-A cursor carries an HMAC of its content, so a cursor the gateway did not issue (forged or edited, e.g.
-with a made-up listing cursor that the source would refuse) is refused before any backend call. The key
-comes from the `cursor_secret` setting (`use_cursor_secret`, at start): replicas given the same one accept
-each other's cursors, and cursors survive a restart. Without one, each process makes a random key, and
-its cursors hold only within it.
+A cursor is sealed with AES-GCM (security #2): its content is encrypted, so it reveals nothing the caller
+could not read (the A-number a scoped scan stopped at may be outside the caller's scope, and the source's
+listing cursor may name one), and authenticated with the list kind as associated data, so a cursor the
+gateway did not issue, an edited one or another list's is refused before any backend call. The key comes
+from the `cursor_secret` setting (`use_cursor_secret`, at start): replicas given the same one accept each
+other's cursors, and cursors survive a restart. Without one, each process makes a random key, and its
+cursors hold only within it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -26,15 +27,18 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import strawberry
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from resolvers.anumber import CANONICAL
 from resolvers.errors import bad_input
 
 T = TypeVar("T")
 MAX_FIRST = 100
-_VERSION = 2
+_VERSION = 3
 _KEY = secrets.token_bytes(32)  # the cursor key until `use_cursor_secret` gives one
-_TAG_BYTES = 16
+_AEAD = AESGCM(_KEY)  # made once per key, not per cursor
+_NONCE_BYTES = 12
 BAD_CURSOR = ("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor it returned, "
               "or omit it to start from the beginning")
 
@@ -57,9 +61,10 @@ class Position:
 
 def use_cursor_secret(secret: str) -> None:
     """Sign and check cursors with a key derived from `secret` (empty: keep this process's random key)."""
-    global _KEY
+    global _KEY, _AEAD
     if secret:
         _KEY = hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest()
+        _AEAD = AESGCM(_KEY)
 
 
 def _b64(data: bytes) -> str:
@@ -70,14 +75,12 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _tag(raw: bytes) -> bytes:
-    return hmac.new(_KEY, raw, hashlib.sha256).digest()[:_TAG_BYTES]
-
-
 def encode_cursor(kind: str, pos: Position) -> str:
-    """The opaque cursor of a scan position in list `kind`, signed with the cursor key."""
-    raw = json.dumps([_VERSION, kind, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
-    return f"{_b64(raw)}.{_b64(_tag(raw))}"
+    """The opaque cursor of a scan position in list `kind`: encrypted and authenticated under the cursor key,
+    bound to `kind` (a fresh random nonce each time, so equal positions give unrelated cursors)."""
+    raw = json.dumps([_VERSION, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    return _b64(nonce + _AEAD.encrypt(nonce, raw, kind.encode()))
 
 
 def decode_cursor(kind: str, cursor: str | None) -> Position | None:
@@ -85,16 +88,14 @@ def decode_cursor(kind: str, cursor: str | None) -> Position | None:
     if cursor is None:
         return None
     try:
-        body, sep, tag = cursor.partition(".")
-        raw = _unb64(body)
-        if not sep or not hmac.compare_digest(_unb64(tag), _tag(raw)):
-            raise ValueError("not signed with the cursor key")
-        version, got_kind, a_number, index, listing = json.loads(raw)
-        ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str)
+        sealed = _unb64(cursor)
+        raw = _AEAD.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], kind.encode())
+        version, a_number, index, listing = json.loads(raw)
+        ok = (version == _VERSION and isinstance(a_number, str)
               and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
               and (listing is None or isinstance(listing, str)))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
-        ok = False
+    except (InvalidTag, ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+        ok = False  # not sealed under this key for this list, or not a position (nested too deep: not ours)
     if not ok:
         raise bad_input(BAD_CURSOR)
     return Position(a_number, index, listing)

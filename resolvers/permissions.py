@@ -4,6 +4,17 @@ Put `extensions=requires(Capability.X)` (or use `restricted_field`) on any field
 lacks X gets null there and a FORBIDDEN error on that path; the resolver never runs, so the value is
 never fetched into the response. Restricted fields must be nullable (strawberry refuses otherwise only
 at run time, so keep them `T | None`). Denials are reported to the request's audit recorder.
+
+The rule for derived values (security #3): a value derived from others requires every capability of the
+values it is derived from, and its field's description names that capability (`restricted_field` and
+`documented` write it). So the sponsor's category (from the relationship), the office routed from the
+sponsor's address, its basis and whether it matches ICE's office, and a claim quoting any of them need
+child:contact, as the address does; the country of birth needs child:identity, as the birth date does.
+The one exception, on purpose: that an address-mismatch alert or an address discrepancy exists (its kind and
+severity, no values) stays visible to partners, since a legal-service provider must know that a child may
+miss a hearing; its claims do not. A discrepancy kind whose existence is itself derived from a restricted
+value (FIELD_OFFICE_MISMATCH: from the sponsor's address) is left out for callers without the capability
+(`resolvers.discrepancies.KIND_REQUIRES`).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from strawberry.types import Info
 
 from gateway.errors import FORBIDDEN, SourceError
 from gateway.fetcher import Fetched
-from gateway.roles import ROLE_CAPABILITIES, Capability, Principal
+from gateway.roles import ROLE_CAPABILITIES, Capability, Principal, scope_office
 from gateway.sources import Source
 from resolvers.errors import source_error
 
@@ -26,6 +37,22 @@ from resolvers.errors import source_error
 def forbidden(message: str, **facts: Any) -> GraphQLError:
     """A FORBIDDEN error (never includes the withheld value)."""
     return GraphQLError(message, extensions={"code": FORBIDDEN, **facts})
+
+
+NOT_FOUND = "NOT_FOUND"
+NOT_IN_SCOPE = "no child with this A-number is in your field offices"
+
+
+def not_in_scope() -> GraphQLError:
+    """What a caller scoped to field offices gets for a child outside its scope and for an unknown A-number
+    alike (security #7): one code and one message, so the answer does not tell whether the child exists."""
+    return GraphQLError(NOT_IN_SCOPE, extensions={"code": NOT_FOUND})
+
+
+def scoped(info: Info[Any, Any]) -> bool:
+    """True when the request's caller is limited to some field offices."""
+    principal = principal_of(info)
+    return principal is not None and principal.field_offices is not None
 
 
 def principal_of(info: Info[Any, Any]) -> Principal | None:
@@ -85,10 +112,12 @@ def restricted_field(capability: Capability, description: str | None = None) -> 
 
 
 async def office_scope_error(info: Info[Any, Any], a_number: str, max_age: float | None) -> GraphQLError | None:
-    """None when the caller may see this child's field office; else why not.
+    """None when the caller may see this child (its `scope_office` is in the caller's scope); else why not:
+    the source error when ICE cannot say, or `not_in_scope()` (as for an unknown A-number).
 
     Uses the request's ICE DataLoader, so when ICE was fetched for the query (the caller adds ICE to the
-    sources it asks first) this costs no extra backend call. An unknown office is outside every scope.
+    sources it asks first) this costs no extra backend call. A child ICE assigns to no office is outside
+    every scope.
     """
     principal = principal_of(info)
     if principal is None or principal.field_offices is None:
@@ -96,7 +125,6 @@ async def office_scope_error(info: Info[Any, Any], a_number: str, max_age: float
     outcome = await info.context.fetch(Source.ICE, a_number, max_age)
     if isinstance(outcome, SourceError):
         return source_error(outcome)
-    office = (outcome.record or {}).get("field_office") if isinstance(outcome, Fetched) else None
-    if principal.covers_office(office):
+    if principal.covers_office(scope_office(outcome.record if isinstance(outcome, Fetched) else None)):
         return None
-    return forbidden("not allowed: this child's responsible field office is outside your scope")
+    return not_in_scope()

@@ -5,24 +5,31 @@ from __future__ import annotations
 import strawberry
 
 from gateway.fetcher import Fetched
+from gateway.roles import Capability
 from resolvers.discrepancies import sponsor_address
 from resolvers.field_offices import RoutingBasis, route_address
+from resolvers.permissions import restricted_field
 from resolvers.types import Provenance
 
+CONTACT = Capability.CHILD_CONTACT
 RoutingBasisEnum = strawberry.enum(RoutingBasis, name="RoutingBasis",
                                    description="What a routing decision rests on.")
 
 
-@strawberry.type(description="The office that should own a case against the office ICE has.")
+@strawberry.type(description="The office that should own a case against the office ICE has. The routed office, "
+                             "its basis and whether it matches are derived from the sponsor's address, so they need "
+                             "what the address needs.")
 class FieldOfficeRouting:
     a_number: strawberry.ID
-    routed_office: str | None = strawberry.field(
-        description="ERO office whose area of responsibility covers the sponsor's current ORR address; null "
-                    "when the child has no sponsor address with a state."
+    routed_office: str | None = restricted_field(
+        CONTACT, "ERO office whose area of responsibility covers the sponsor's current ORR address; null when the "
+                 "child has no sponsor address with a state."
     )
-    basis: RoutingBasisEnum  # type: ignore[valid-type]
+    basis: RoutingBasisEnum | None = restricted_field(  # type: ignore[valid-type]
+        CONTACT, "What the routed office rests on (which part of the sponsor's address).")
     current_office: str | None = strawberry.field(description="The office ICE records as responsible.")
-    matches: bool | None = strawberry.field(description="Whether they agree; null when it cannot be routed.")
+    matches: bool | None = restricted_field(
+        CONTACT, "Whether the routed and the current office agree; null when it cannot be routed.")
     provenance: list[Provenance]
 
 

@@ -35,7 +35,7 @@ from resolvers.anumber import canonical_a_number
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.field_offices import canonical_office, office_arg, route_address
-from resolvers.permissions import documented, forbidden, requires
+from resolvers.permissions import documented, forbidden, office_scope_error, requires
 from resolvers.reads import AUDIT_UNAVAILABLE
 
 log = logging.getLogger("ucgw.safety")
@@ -400,9 +400,11 @@ class SafetyMutation:
         principal = require_caseworker(info)
         a_number = canonical_a_number(str(input.a_number))
         description = _text("description", input.description, required=True)
+        if principal.field_offices is not None:  # the one scope rule; unknown and out of scope answer alike
+            denied = await office_scope_error(info, a_number, None)
+            if denied is not None:
+                raise denied
         office, routed_by = await route_child(info, a_number)
-        if principal.field_offices is not None and not principal.covers_office(office):
-            raise forbidden("this child is not routed to a field office in your token's field_offices")
         try:
             concern = await _store(info).report(NewConcern(
                 a_number=a_number, severity=input.severity.value, category=input.category.value,

@@ -33,7 +33,15 @@ from resolvers.execution import PlainFieldExecutor
 from resolvers.health import SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
-from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
+from resolvers.permissions import (
+    NOT_FOUND,
+    documented,
+    not_in_scope,
+    office_scope_error,
+    principal_of,
+    requires,
+    scoped,
+)
 from resolvers.reads import AuditTrail
 from resolvers.safety import SafetyMutation, SafetyQuery
 from resolvers.subscriptions import PushSubscription, StreamAudit
@@ -49,7 +57,8 @@ def _max_age(value: int | None) -> float | None:
 
 async def _read_child(info: Info[RequestContext, None], a_number: str, max_age: float | None,
                       sources: list[Source]) -> Child | GraphQLError | None:
-    """One child for the caller: None when unknown, a FORBIDDEN error outside the caller's offices.
+    """One child for the caller: None when unknown; for a caller scoped to field offices, one NOT_FOUND error
+    both when unknown and outside the caller's offices (security #7: the answer is no existence oracle).
 
     Every outcome is reported to the request's audit recorder.
     """
@@ -57,10 +66,10 @@ async def _read_child(info: Info[RequestContext, None], a_number: str, max_age: 
     child = await resolve_child(info, a_number, max_age, sources)
     reads.found(a_number, child is not None)
     if child is None:
-        return None
+        return not_in_scope() if scoped(info) else None
     error = await office_scope_error(info, a_number, max_age)
     if error is not None:
-        if (error.extensions or {}).get("code") == FORBIDDEN:
+        if (error.extensions or {}).get("code") == NOT_FOUND:
             reads.forbidden(a_number)
         else:
             reads.scope_unverified(a_number)

@@ -193,13 +193,17 @@ class PushSubscription:
         a = canonical_a_number(str(a_number))
         await _child_in_scope(info, a)
 
-        def accept(e: ChangeEvent) -> bool:
-            return not e.field_offices or _in_scope(principal, e.field_offices)
+        async def accept(e: ChangeEvent) -> bool:
+            if principal.field_offices is None or (e.field_offices and _in_scope(principal, e.field_offices)):
+                return True
+            # offices not looked up for this event (or none): the one scope rule decides, on ICE's record now
+            return not e.field_offices and await office_scope_error(info, e.a_number, None) is None
 
-        return _stream(info, [child_topic(a)], _always(accept), ChildStatusChange.of)
+        return _stream(info, [child_topic(a)], accept, ChildStatusChange.of)
 
     @strawberry.subscription(description="Changes to records of children this field office is responsible "
-                                         "for (ICE's office, else the office covering the sponsor's address).")
+                                         "for (the office ICE holds responsible; a child ICE assigns to none is "
+                                         "in no office's stream).")
     async def field_office_changes(
         self, info: Info[RequestContext, None], field_office: str
     ) -> AsyncGenerator[ChildStatusChange, None]:

@@ -264,7 +264,7 @@ class Identity:
     first_name: str | None = restricted_field(IDENTITY)
     last_name: str | None = restricted_field(IDENTITY)
     date_of_birth: date | None = restricted_field(IDENTITY)
-    country_of_birth: str | None
+    country_of_birth: str | None = restricted_field(IDENTITY)
     orr_case_id: str | None = restricted_field(IDENTITY, "ORR's case number.")
     provenance: list[Provenance]
 
@@ -294,7 +294,8 @@ class Location:
 class Sponsor:
     name: str | None = restricted_field(CONTACT)
     relationship: str | None = restricted_field(CONTACT, "The sponsor's relationship to the child.")
-    category: str | None = strawberry.field(description="ORR sponsor category: 1, 2A, 2B or 3.")
+    category: str | None = restricted_field(CONTACT, "ORR sponsor category: 1, 2A, 2B or 3 (derived from the "
+                                                     "relationship, so it needs what the relationship needs).")
     phone: str | None = restricted_field(CONTACT)
     address: Address | None = restricted_field(CONTACT)
     released_at: datetime | None

@@ -23,7 +23,8 @@ from tests.support.gateway import TEST_JWT_SECRET, GatewayProcess, http, mint
 STATUS_ONLY = "query($a: ID!) { child(aNumber: $a) { aNumber hearing { caseStatus } } }"
 PARTNER_DENIED = {
     "child.identity.firstName", "child.identity.lastName", "child.identity.dateOfBirth", "child.identity.orrCaseId",
-    "child.location.address", "child.sponsor.name", "child.sponsor.relationship", "child.sponsor.phone",
+    "child.identity.countryOfBirth", "child.sponsor.category", "child.location.address", "child.sponsor.name",
+    "child.sponsor.relationship", "child.sponsor.phone",
     "child.sponsor.address", "child.followUpCall", "child.nta.addressOnFile", "child.hearing.addressOfRecord",
     "child.addressesOnFile",
 }
@@ -225,7 +226,7 @@ def test_partner_gets_forbidden_on_identity_and_contact_fields_and_never_their_v
         assert child["hearing"]["caseStatus"].lower() == rec["eoir"]["case_status"]
         assert child["location"]["status"] == "RELEASED_TO_SPONSOR" or rec["ice"]["custody_status"] in (
             "in_ice_custody", "removed")
-        assert child["sponsor"]["category"] == rec["orr"]["release"]["sponsor"]["category"]
+        assert child["sponsor"]["releasedAt"]  # the release itself is status; the category is not (security #3)
         upcoming = child["hearing"]["nextHearing"]
         if upcoming is not None:
             court = next(h for h in rec["eoir"]["hearings"] if h["starts_at"].replace("Z", "+00:00") ==
@@ -301,12 +302,13 @@ def test_field_office_scope_hides_other_offices_children(gateway: GatewayProcess
     assert status == 200
     got = body["data"]["children"]
     assert [c["aNumber"] if c else None for c in got] == [mine[0], None, mine[1], None, None, mine[-1]]
-    assert error_paths(body, "FORBIDDEN") == {"children.1", "children.4"}  # unknown A-number: null, no error
+    # security #7: outside the scope and unknown answer alike (null and NOT_FOUND), so existence does not show
+    assert error_paths(body, "NOT_FOUND") == {"children.1", "children.3", "children.4"} and "FORBIDDEN" not in str(body)
     # the scope check reads ICE through the request's batch: one ICE call, though only EOIR was selected
     assert mock_services.stats("ice")["by_route"].get("POST /v1/subjects/batch", 0) == 1
     assert mock_services.stats("ice")["total"] == 1
     status, body = gateway.query(STATUS_ONLY, {"a": theirs[0]}, token=token)
-    assert body["data"] == {"child": None} and error_paths(body, "FORBIDDEN") == {"child"}
+    assert body["data"] == {"child": None} and error_paths(body, "NOT_FOUND") == {"child"}
     status, body = gateway.query(STATUS_ONLY, {"a": mine[0]}, token=token)
     assert body["data"]["child"]["aNumber"] == mine[0] and "errors" not in body
     # a claim spelled otherwise (accents, dots, spacing) names the same office, as the lists' filters do
@@ -330,7 +332,7 @@ def test_field_office_scope_from_an_api_key(mock_services: Any, by_office: dict[
         _, body = gw.query(STATUS_ONLY, {"a": by_office[office][0]}, token="", headers=hdr)
         assert body["data"]["child"]["aNumber"] == by_office[office][0]
         _, body = gw.query(STATUS_ONLY, {"a": by_office[other][0]}, token="", headers=hdr)
-        assert body["data"]["child"] is None and error_paths(body, "FORBIDDEN") == {"child"}
+        assert body["data"]["child"] is None and error_paths(body, "NOT_FOUND") == {"child"}
     finally:
         gw.stop()
 

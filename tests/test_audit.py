@@ -33,9 +33,10 @@ EVENTS = """query($s: String, $a: ID, $since: DateTime, $until: DateTime, $first
   auditEvents(subject: $s, aNumber: $a, since: $since, until: $until, first: $first, after: $after) {
     id time requestId subject role client aNumber outcome sectionsReturned sectionsDenied sectionsFailed purpose
   } }"""
-PARTNER_DENIED = ["addressesOnFile", "followUpCall", "hearing.addressOfRecord", "identity.dateOfBirth",
-                  "identity.firstName", "identity.lastName", "identity.orrCaseId", "location.address",
-                  "nta.addressOnFile", "sponsor.address", "sponsor.name", "sponsor.phone", "sponsor.relationship"]
+PARTNER_DENIED = ["addressesOnFile", "followUpCall", "hearing.addressOfRecord", "identity.countryOfBirth",
+                  "identity.dateOfBirth", "identity.firstName", "identity.lastName", "identity.orrCaseId",
+                  "location.address", "nta.addressOnFile", "sponsor.address", "sponsor.category", "sponsor.name",
+                  "sponsor.phone", "sponsor.relationship"]
 
 
 @pytest.fixture(scope="module")

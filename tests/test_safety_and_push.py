@@ -319,7 +319,7 @@ def test_roles_and_field_office_scope(gw: GatewayProcess, world: MockProcess) ->
     scoped = mint("caseworker", field_offices=[other])
     status, body = gw.query(REPORT, {"i": {"aNumber": a, "severity": "LOW", "category": "OTHER",
                                            "description": "x"}}, token=scoped)
-    assert codes(body) == {"FORBIDDEN"}
+    assert codes(body) == {"NOT_FOUND"}  # as for an unknown A-number (security #7)
     status, body = gw.query(ACK, {"id": c["id"]}, token=scoped)
     assert codes(body) == {"FORBIDDEN"}
     listed = ok(gw, LIST, {"first": 100}, scoped)["safetyConcerns"]["edges"]
@@ -568,7 +568,7 @@ def test_subscriptions_need_a_token_and_the_right_role(gw: GatewayProcess, world
             assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "FORBIDDEN"
             await scoped.subscribe("c", CHANGED, {"a": a})
             msg = await scoped.message("c")
-            assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "FORBIDDEN"
+            assert msg["type"] == "error" and msg["payload"][0]["extensions"]["code"] == "NOT_FOUND"
         # the handshake header counts as well as the connection_init payload
         headers = {"Authorization": f"Bearer {mint('partner')}"}
         async with websockets.connect(gw.url.replace("http://", "ws://") + "/graphql", subprotocols=[WS],
