@@ -99,4 +99,7 @@ async def office_scope_error(info: Info[Any, Any], a_number: str, max_age: float
     office = (outcome.record or {}).get("field_office") if isinstance(outcome, Fetched) else None
     if principal.covers_office(office):
         return None
+    reads = getattr(info.context, "reads", None)
+    if reads is not None:  # a scope refusal is audited wherever it happens (queries, lists, subscriptions)
+        reads.forbidden(a_number)
     return forbidden("not allowed: this child's responsible field office is outside your scope")

@@ -22,6 +22,7 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.pyutils import Path
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
 from gateway.audit import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, new_request_id, utc_timestamp
 from gateway.roles import Principal, place_key
@@ -202,9 +203,9 @@ class AuditTrail(SchemaExtension):
         recorder: ReadRecorder | None = getattr(ctx, "reads", None)
         if recorder is None or not recorder.reads():
             return
-        services = getattr(ctx, "services", None)
-        if services is not None:
-            recorder.settle_offices(_cached_ice(services.fetchers[Source.ICE]))
+        if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+            return  # its reads, a refusal at its start included, are written with each result (StreamAudit)
+        settle_offices(ctx)
         events = recorder.events(getattr(ctx, "principal", None), getattr(ctx, "purpose", None))
         store = getattr(ctx, "audit_store", None)
         try:
@@ -217,12 +218,19 @@ class AuditTrail(SchemaExtension):
             _withhold(self.execution_context.result)
 
 
-def _cached_ice(fetcher: Any) -> Callable[[str], tuple[bool, Mapping[str, Any] | None]]:
-    """A look-up of ICE records in the gateway's cache, whatever their age: (held, record)."""
+def settle_offices(ctx: Any) -> None:
+    """Before a request's events are built: the scope office of each child whose ICE record the request did
+    not read, from the gateway's cache (whatever its age; no backend call)."""
+    services, recorder = getattr(ctx, "services", None), getattr(ctx, "reads", None)
+    if services is None or recorder is None:
+        return
+    fetcher = services.fetchers[Source.ICE]
+
     def cached(a_number: str) -> tuple[bool, Mapping[str, Any] | None]:
         entry = fetcher.cache.get(fetcher.key(a_number))
         return (False, None) if entry is None else (True, entry.record)
-    return cached
+
+    recorder.settle_offices(cached)
 
 
 def _withhold(result: Any) -> None:

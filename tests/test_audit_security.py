@@ -191,3 +191,24 @@ def test_serve_refuses_to_start_without_an_audit_hmac_key(mock_services: Any) ->
     for key, says in (("", "UCGW_AUDIT_HMAC_KEY"), ("too-short", "at least 32 bytes")):
         with pytest.raises(RuntimeError, match=says):
             GatewayProcess(gateway_env(mock_services, UCGW_AUDIT_HMAC_KEY=key))
+
+
+def test_a_subscription_refused_for_scope_is_audited(gateway: GatewayProcess, two_offices: Any) -> None:
+    """A scoped partner subscribing to a child of another office is refused (FORBIDDEN) and the refusal is
+    in the trail, as it is for a query."""
+    import asyncio
+
+    from tests.test_safety_and_push import Subscriber
+
+    (_, office1), (a2, _) = two_offices
+    partner = who()
+    query = "subscription($a: ID!) { childStatusChanged(aNumber: $a) { source } }"
+
+    async def run() -> dict[str, Any]:
+        async with Subscriber(gateway, mint("partner", subject=partner, field_offices=[office1])) as sub:
+            await sub.subscribe("x", query, {"a": a2})
+            return await sub.message("x")
+
+    refused = asyncio.run(run())
+    assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "FORBIDDEN", refused
+    assert [(e["aNumber"], e["outcome"]) for e in events(gateway, s=partner)] == [(a2, "FORBIDDEN")]

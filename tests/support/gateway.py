@@ -72,8 +72,9 @@ class GatewayProcess:
     """A running gateway; `query` posts GraphQL and returns (HTTP status, decoded JSON).
 
     Unless `env` says otherwise the gateway verifies tokens with `TEST_JWT_SECRET`, keeps its audit
-    trail in a fresh temporary `data_dir` under `TEST_AUDIT_HMAC_KEY`, and has a rate limit too high to matter; every request
-    carries a caseworker token unless `token` (or a per-call `token=`, "" for none) says otherwise.
+    trail in a fresh temporary `data_dir` under `TEST_AUDIT_HMAC_KEY`, and has a rate limit too high to
+    matter; every request carries a caseworker token unless `token` (or a per-call `token=`, "" for none)
+    says otherwise.
     """
 
     def __init__(self, env: dict[str, str], token: str | None = None, port: int | None = None,
