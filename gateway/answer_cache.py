@@ -394,7 +394,7 @@ def events_for(templates: Sequence[AuditEvent], principal: Principal, purpose: s
     return [AuditEvent(time=now, request_id=request_id, subject=principal.subject, role=principal.role,
                        client=principal.client, a_number=e.a_number, outcome=e.outcome,
                        sections_returned=e.sections_returned, sections_denied=e.sections_denied,
-                       sections_failed=e.sections_failed, purpose=purpose) for e in templates]
+                       sections_failed=e.sections_failed, purpose=purpose, office=e.office) for e in templates]
 
 
 class AnswerShortcut:

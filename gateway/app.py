@@ -301,9 +301,15 @@ def settle_heap() -> None:
 def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = None) -> AuditStore:
     """The audit trail under the data directory; a store that cannot open stops the start.
 
-    `may_block` tells the store when a request may commit on the event loop (see `SQLiteAuditStore`)."""
+    `may_block` tells the store when a request may commit on the event loop (see `SQLiteAuditStore`). Without
+    `audit_hmac_key` (only `ucgw demo` starts so; `ucgw serve` refuses) the events are signed with a random
+    key of this process's, which nobody can verify them with later."""
+    if not settings.audit_hmac_key:
+        log.warning("UCGW_AUDIT_HMAC_KEY is not set: audit events are signed with a random key of this process "
+                    "(`ucgw audit verify` cannot check their HMACs)")
     try:
-        return SQLiteAuditStore(settings.audit_path, may_block=may_block, synchronous=settings.audit_sync)
+        return SQLiteAuditStore(settings.audit_path, may_block=may_block, synchronous=settings.audit_sync,
+                                hmac_key=settings.audit_hmac_key.encode() or None)
     except Exception as exc:  # sqlite3.Error and filesystem errors alike
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 
@@ -344,7 +350,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     )
     early = EarlyFetch(services)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
-                           in_flight, early)
+                           in_flight, early, audit=audit_store)
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

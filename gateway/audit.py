@@ -15,16 +15,30 @@ disk, `SLOW_COMMIT_SECONDS`), the turn's appends go to one writer thread instead
 waiting by then in one transaction. If a transaction fails,
 each call's rows are retried in a transaction of their own, so only the call at fault gets the error.
 The table is append-only (triggers refuse UPDATE and DELETE). Nothing here logs event contents.
+
+Tamper evidence: each store instance is one writer (`writer`: a random id, plus host and pid for humans)
+with its own hash chain. Every event carries its writer, its number in that writer's chain (`seq`, from 1),
+the previous event's hash (`prev_hash`) and `mac`, an HMAC-SHA256 under a key kept outside the database
+(`UCGW_AUDIT_HMAC_KEY`) of its own hash, which covers its canonical content and `prev_hash`. The links are
+made in `_commit`, under the connection's lock, where the order of the rows is fixed, and the chain's head
+moves only once they are committed (rows that fail leave no gap). `verify` checks every chain and HMAC;
+`heads` gives each chain's last link, to keep elsewhere: only against such a checkpoint is a chain cut
+short at its end visible.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import itertools
 import json
+import logging
+import os
 import queue
 import secrets
+import socket
 import sqlite3
 import threading
 import time
@@ -34,8 +48,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import jwt
+import orjson
+
+log = logging.getLogger("ucgw.audit")
+
 OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR = "ok", "partial", "not_found", "forbidden", "error"
-OUTCOMES = (OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR)
+UNAUTHENTICATED = "unauthenticated"  # a request refused for its credentials (HTTP 401)
+OUTCOMES = (OK, PARTIAL, NOT_FOUND, FORBIDDEN, ERROR, UNAUTHENTICATED)
+MIN_HMAC_KEY_BYTES = 32
+GENESIS = "0" * 64  # the `prev_hash` of a chain's first event
+MAX_SUBJECT_CHARS = 256  # an unverified subject is kept to this many printable characters
 MAX_QUERY_ROWS = 10_000
 SYNC_MODES = ("full", "normal")  # SQLite `synchronous` levels the store accepts
 # A new trail's page size. A one-row commit writes a WAL frame per page it touches (the table and its
@@ -105,7 +128,13 @@ class AuditEvent:
     sections_denied: tuple[str, ...] = ()
     sections_failed: tuple[str, ...] = ()
     purpose: str | None = None
+    office: str | None = None  # the child's scope office (`place_key` form); None: in no office's scope
     id: int | None = field(default=None, compare=False)
+    # the chain's fields, as read back from the store (the store makes them; an appended event has none)
+    writer: str | None = field(default=None, compare=False)
+    seq: int | None = field(default=None, compare=False)
+    prev_hash: str | None = field(default=None, compare=False)
+    mac: str | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists instead of tuples)."""
@@ -125,6 +154,7 @@ class AuditFilter:
     until: str | None = None
     limit: int = 1000
     after_id: int | None = None  # only events with a larger id (paging)
+    offices: frozenset[str] | None = None  # only events about children of these offices (`place_key`s)
 
 
 class AuditStore(Protocol):
@@ -160,7 +190,12 @@ CREATE TABLE IF NOT EXISTS audit_event (
     sections_returned TEXT NOT NULL,
     sections_denied TEXT NOT NULL,
     sections_failed TEXT NOT NULL,
-    purpose TEXT
+    purpose TEXT,
+    office TEXT,
+    writer TEXT,
+    seq INTEGER,
+    prev_hash TEXT,
+    mac TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_a_number ON audit_event (a_number, time);
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_event (subject, time);
@@ -171,7 +206,9 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_event
 BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
 """
 _COLUMNS = ("time", "request_id", "subject", "role", "client", "a_number", "outcome",
-            "sections_returned", "sections_denied", "sections_failed", "purpose")
+            "sections_returned", "sections_denied", "sections_failed", "purpose", "office")
+_CHAIN = ("writer", "seq", "prev_hash", "mac")  # added to each row by `_commit`
+_ALL = _COLUMNS + _CHAIN
 
 
 class AuditStoreClosed(RuntimeError):
@@ -202,8 +239,8 @@ ROWS_PER_STATEMENT = 500
 @functools.lru_cache(maxsize=64)
 def _insert_rows(count: int) -> str:
     """One INSERT statement of `count` rows (`_COLUMNS` order, parameters row after row)."""
-    row = f"({', '.join('?' * len(_COLUMNS))})"
-    return f"INSERT INTO audit_event ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)}"
+    row = f"({', '.join('?' * len(_ALL))})"
+    return f"INSERT INTO audit_event ({', '.join(_ALL)}) VALUES {', '.join([row] * count)}"
 
 
 _INSERT = _insert_rows(1)  # one row, for `executemany`
@@ -218,7 +255,64 @@ def _json_list(names: tuple[str, ...]) -> str:
 def _rows(events: Iterable[AuditEvent]) -> list[_Row]:
     return [(e.time, e.request_id, e.subject, e.role, e.client, e.a_number, e.outcome,
              _json_list(e.sections_returned), _json_list(e.sections_denied), _json_list(e.sections_failed),
-             e.purpose) for e in events]
+             e.purpose, e.office) for e in events]
+
+
+def link_hash(writer: str, seq: int, prev_hash: str, row: Sequence[Any]) -> bytes:
+    """The hash of one event: SHA-256 of its canonical content (a JSON array of the writer, seq, the previous
+    event's hash and the stored columns in `_COLUMNS` order)."""
+    return hashlib.sha256(orjson.dumps([writer, seq, prev_hash, *row])).digest()
+
+
+def mac_base(key: bytes) -> Any:
+    """An HMAC-SHA256 under `key` with nothing fed yet, copied for each event (cheaper than keying anew)."""
+    return hmac.new(key, digestmod="sha256")
+
+
+def link_mac(base: Any, digest: bytes) -> str:
+    """The HMAC (of `mac_base`'s key) of an event's hash, as stored (hex)."""
+    mac = base.copy()
+    mac.update(digest)
+    return mac.hexdigest()
+
+
+def hmac_key_problem(key: str) -> str | None:
+    """Why `key` cannot be the audit HMAC key (None when it can)."""
+    if not key:
+        return ("UCGW_AUDIT_HMAC_KEY is not set: the audit trail's events must be signed with a key kept "
+                "outside its database (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+    if len(key.encode()) < MIN_HMAC_KEY_BYTES:
+        return f"UCGW_AUDIT_HMAC_KEY must be at least {MIN_HMAC_KEY_BYTES} bytes"
+    return None
+
+
+def new_writer_id() -> str:
+    """A writer id: random (unique to one store instance), then host and pid for people reading the trail."""
+    return f"{secrets.token_hex(8)}@{socket.gethostname()[:64]}:{os.getpid()}"
+
+
+def presented_subject(authorization: str) -> str | None:
+    """The `sub` of a Bearer JWT read without verifying it (None when there is none to read); never the
+    token. Printable characters only, at most `MAX_SUBJECT_CHARS`."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or token.count(".") != 2 or len(token) > 16_384:
+        return None
+    try:
+        sub = jwt.decode(token.strip(), options={"verify_signature": False}).get("sub")
+    except Exception:  # noqa: BLE001 - any token we cannot read has no subject to record
+        return None
+    if not isinstance(sub, str):
+        return None
+    text = "".join(c for c in sub if c.isprintable())[:MAX_SUBJECT_CHARS]
+    return text or None
+
+
+def unauthenticated_event(subject: str | None, purpose: str | None) -> AuditEvent:
+    """The event of a request refused for its credentials: the subject it presented, marked unverified."""
+    return AuditEvent(time=utc_timestamp(), request_id=new_request_id(),
+                      subject=f"unverified:{subject}" if subject else "anonymous", role="none",
+                      client="unverified", a_number="", outcome=UNAUTHENTICATED,
+                      sections_denied=("authentication",), purpose=purpose)
 
 
 def _settle_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
@@ -247,7 +341,7 @@ class SQLiteAuditStore:
 
     def __init__(self, path: str | Path, *, create: bool = True,
                  may_block: Callable[[], bool] | None = None, synchronous: str = "full",
-                 slow_commit_seconds: float = SLOW_COMMIT_SECONDS) -> None:
+                 slow_commit_seconds: float = SLOW_COMMIT_SECONDS, hmac_key: bytes | None = None) -> None:
         if synchronous not in SYNC_MODES:
             raise ValueError(f"synchronous must be one of {', '.join(SYNC_MODES)}, not {synchronous!r}")
         self.path = Path(path)
@@ -271,12 +365,18 @@ class SQLiteAuditStore:
         self.slow_commits = 0  # commits on the loop that took `slow_commit_seconds` or longer
         self.slow_commit_seconds = slow_commit_seconds
         self._writer_until = 0.0  # monotonic time until which turns go to the writer (a slow loop commit was seen)
+        # this instance's hash chain; without a key, one made up for it (its HMACs then cannot be verified)
+        self.writer_id = new_writer_id()
+        self._mac = mac_base(hmac_key if hmac_key else secrets.token_bytes(MIN_HMAC_KEY_BYTES))
+        self._seq = 0
+        self._head = GENESIS
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # no effect unless the file is new
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
         if create:
             self._db.executescript(_SCHEMA)
+        _upgrade(self._db)
 
     def append_sync(self, events: Iterable[AuditEvent]) -> None:
         """Insert `events` in one committed transaction (blocking; safe alongside the writer thread)."""
@@ -296,21 +396,34 @@ class SQLiteAuditStore:
         if not count:
             return
         # SQLite builds before 3.32 take at most 999 parameters a statement (later ones 32,766 or more)
-        most = min(ROWS_PER_STATEMENT, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS))
+        most = min(ROWS_PER_STATEMENT, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_ALL))
+        chained, seq, head = self._chain(groups)
         try:
             if count <= most:
-                self._db.execute(_insert_rows(count), [value for rows in groups for row in rows for value in row])
+                self._db.execute(_insert_rows(count), [value for row in chained for value in row])
             else:
                 self._db.execute("BEGIN IMMEDIATE")
-                for rows in groups:
-                    self._db.executemany(_INSERT, rows)
+                self._db.executemany(_INSERT, chained)
                 self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+        self._seq, self._head = seq, head  # the chain moves on only with rows that were committed
         self.commits += 1
         self.rows_written += count
+
+    def _chain(self, groups: Sequence[list[_Row]]) -> tuple[list[_Row], int, str]:
+        """`groups`' rows, in order, each with its chain fields; and the chain's seq and head after them."""
+        writer, base, seq, head = self.writer_id, self._mac, self._seq, self._head
+        out = []
+        for rows in groups:
+            for row in rows:
+                seq += 1
+                digest = link_hash(writer, seq, head, row)
+                out.append((*row, writer, seq, head, link_mac(base, digest)))
+                head = digest.hex()
+        return out, seq, head
 
     def query_sync(self, where: AuditFilter) -> list[AuditEvent]:
         """Matching events, oldest first, at most `where.limit` (capped)."""
@@ -321,7 +434,10 @@ class SQLiteAuditStore:
             if value is not None:
                 clauses.append(f"{column} {op} ?")
                 args.append(value)
-        sql = f"SELECT id, {', '.join(_COLUMNS)} FROM audit_event"
+        sql = f"SELECT id, {', '.join(_ALL)} FROM audit_event"
+        if where.offices is not None:
+            clauses.append(f"office IN ({', '.join('?' * len(where.offices))})")
+            args.extend(sorted(where.offices))
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY id LIMIT ?"
@@ -498,9 +614,134 @@ class SQLiteAuditStore:
 
 
 def _event(row: tuple[Any, ...]) -> AuditEvent:
-    (id_, time, request_id, subject, role, client, a_number, outcome, returned, denied, failed, purpose) = row
+    (id_, time, request_id, subject, role, client, a_number, outcome, returned, denied, failed, purpose, office,
+     writer, seq, prev_hash, mac) = row
     return AuditEvent(
         id=id_, time=time, request_id=request_id, subject=subject, role=role, client=client, a_number=a_number,
         outcome=outcome, sections_returned=tuple(json.loads(returned)), sections_denied=tuple(json.loads(denied)),
-        sections_failed=tuple(json.loads(failed)), purpose=purpose,
+        sections_failed=tuple(json.loads(failed)), purpose=purpose, office=office, writer=writer, seq=seq,
+        prev_hash=prev_hash, mac=mac,
     )
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Add the columns a trail made before field-office scoping and chaining lacks (its old rows stay
+    unchained: `verify` reports them)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(audit_event)")}
+    for column, kind in (("office", "TEXT"), ("writer", "TEXT"), ("seq", "INTEGER"), ("prev_hash", "TEXT"),
+                         ("mac", "TEXT")):
+        if have and column not in have:
+            db.execute(f"ALTER TABLE audit_event ADD COLUMN {column} {kind}")
+
+
+# ------------------------------------------------------------------------------------------ verification
+
+
+@dataclass(frozen=True)
+class Head:
+    """A chain's last link: its writer, that event's seq and id, and its hash (hex)."""
+
+    writer: str
+    seq: int
+    id: int
+    hash: str
+
+
+@dataclass(frozen=True)
+class Break:
+    """The first broken link of one chain: whose, at which event (None: at the chain's end), what is wrong."""
+
+    writer: str
+    event_id: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"event {self.event_id}" if self.event_id is not None else "end of chain"
+        return f"writer {self.writer}: {where}: {self.problem}"
+
+
+@dataclass
+class Verdict:
+    """What `verify` found: events and chains read, and the first break of each broken chain."""
+
+    events: int = 0
+    chains: int = 0
+    breaks: list[Break] = field(default_factory=list)
+
+
+_UNCHAINED = "(none)"  # the writer name reported for rows that carry no chain
+
+
+def _read_rows(path: Path) -> Iterable[tuple[Any, ...]]:
+    """Every row of the trail at `path`, by id, read through a read-only connection: (id, *_ALL)."""
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        yield from db.execute(f"SELECT id, {', '.join(_ALL)} FROM audit_event ORDER BY id")
+    finally:
+        db.close()
+
+
+def heads(path: str | Path) -> dict[str, Head]:
+    """Each chain's last link, by writer (rows without a chain are left out)."""
+    last: dict[str, tuple[Any, ...]] = {}
+    for row in _read_rows(Path(path)):
+        if row[1 + len(_COLUMNS)] is not None:
+            last[row[1 + len(_COLUMNS)]] = row
+    out = {}
+    for writer, row in last.items():
+        content, (_, seq, prev, _) = row[1:1 + len(_COLUMNS)], row[1 + len(_COLUMNS):]
+        out[writer] = Head(writer, seq, row[0], link_hash(writer, seq, prev, content).hex())
+    return out
+
+
+def verify(path: str | Path, key: bytes, checkpoint: dict[str, Head] | None = None) -> Verdict:
+    """Check every chain of the trail at `path`: each event follows the one before it in its writer's chain
+    (seq one more, `prev_hash` that event's hash), and its HMAC under `key` matches. With a `checkpoint`
+    (`heads` taken earlier), every chain it names must still reach its head, with the same hash."""
+    verdict, base = Verdict(), mac_base(key)
+    state: dict[str, tuple[int, str, int]] = {}  # writer -> (seq, hash, id) of its latest good event
+    broken: dict[str, Break] = {}
+    reached: dict[str, str] = {}  # writer -> hash of its event at the checkpoint's seq
+    for row in _read_rows(Path(path)):
+        verdict.events += 1
+        id_, content, (writer, seq, prev, mac) = row[0], row[1:1 + len(_COLUMNS)], row[1 + len(_COLUMNS):]
+        name = writer if writer is not None else _UNCHAINED
+        if name in broken:
+            continue
+        if writer is None or not isinstance(seq, int) or prev is None or mac is None:
+            broken[name] = Break(name, id_, "the event carries no chain (no writer, seq, prev_hash or HMAC)")
+            continue
+        last_seq, last_hash, last_id = state.get(writer, (0, GENESIS, None))
+        if seq != last_seq + 1:
+            missing = (f"events {last_seq + 1}..{seq - 1} of this chain are missing" if seq > last_seq + 1
+                       else f"seq {seq} repeats or goes back (the event before it has seq {last_seq})")
+            broken[name] = Break(name, id_, f"seq {seq} where {last_seq + 1} was expected: {missing}")
+            continue
+        if prev != last_hash:
+            before = f"event {last_id}" if last_id is not None else "the chain's start"
+            broken[name] = Break(name, id_, f"prev_hash does not match the hash of {before}: "
+                                            "an event before it was changed or removed")
+            continue
+        digest = link_hash(writer, seq, prev, content)
+        if not hmac.compare_digest(mac, link_mac(base, digest)):
+            broken[name] = Break(name, id_, "HMAC does not match: the event was edited (or signed with another key)")
+            continue
+        state[writer] = (seq, digest.hex(), id_)
+        if checkpoint is not None and writer in checkpoint and checkpoint[writer].seq == seq:
+            reached[writer] = digest.hex()
+    for writer, head in (checkpoint or {}).items():
+        if writer in broken:
+            continue
+        if writer not in state:
+            broken[writer] = Break(writer, None, f"no event of this chain remains; the checkpoint's head is "
+                                                 f"seq {head.seq} (event {head.id})")
+        elif writer not in reached:
+            seq, _, id_ = state[writer]
+            broken[writer] = Break(writer, None, f"the chain ends at seq {seq} (event {id_}) but the checkpoint's "
+                                                 f"head is seq {head.seq} (event {head.id}): events were removed")
+        elif reached[writer] != head.hash:
+            broken[writer] = Break(writer, None, f"the event at the checkpoint's head, seq {head.seq}, has another "
+                                                 "hash than the checkpoint: the chain was rewritten")
+    verdict.chains = len(set(state) | set(broken))
+    verdict.breaks = sorted(broken.values(), key=lambda b: (b.event_id is None, b.event_id or 0, b.writer))
+    return verdict

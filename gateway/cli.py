@@ -22,8 +22,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.audit import hmac_key_problem
 
     settings = _settings(args)
+    problem = hmac_key_problem(settings.audit_hmac_key)
+    if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
+        raise ConfigError(problem)
     print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
                 timeout_graceful_shutdown=10, access_log=False)
@@ -102,8 +106,16 @@ def cmd_apikey(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Print matching audit events as JSON lines, oldest first."""
+    """Print matching audit events as JSON lines, oldest first (or run `checkpoint` / `verify`)."""
     import dataclasses
+
+    if args.action == "checkpoint":
+        return audit_checkpoint(args)
+    if args.action == "verify":
+        return audit_verify(args)
+    if args.checkpoint:
+        print("ucgw audit: --checkpoint goes with `ucgw audit verify`", file=sys.stderr)
+        return 2
 
     from gateway.audit import MAX_QUERY_ROWS, AuditFilter, SQLiteAuditStore, parse_timestamp
     from resolvers.anumber import canonical_a_number
@@ -139,6 +151,51 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     finally:
         store.close()
+
+
+def audit_checkpoint(args: argparse.Namespace) -> int:
+    """Print each chain's head as JSON, to keep outside the gateway's machine; `verify --checkpoint` reads it."""
+    from gateway.audit import heads, utc_timestamp
+
+    settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
+    if not settings.audit_path.exists():
+        print(f"ucgw audit checkpoint: no audit trail at {settings.audit_path}", file=sys.stderr)
+        return 2
+    chains = {w: {"seq": h.seq, "id": h.id, "hash": h.hash} for w, h in heads(settings.audit_path).items()}
+    print(json.dumps({"checkpoint": utc_timestamp(), "trail": str(settings.audit_path), "chains": chains}, indent=2))
+    return 0
+
+
+def audit_verify(args: argparse.Namespace) -> int:
+    """Check every chain and HMAC of the trail (and, given one, against a checkpoint). Exit 0 when intact,
+    1 when a link is broken (the first broken link of each chain printed), 2 on a usage error."""
+    from gateway.audit import Head, hmac_key_problem, verify
+
+    settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
+    problem = hmac_key_problem(settings.audit_hmac_key)
+    if problem:
+        print(f"ucgw audit verify: {problem}", file=sys.stderr)
+        return 2
+    if not settings.audit_path.exists():
+        print(f"ucgw audit verify: no audit trail at {settings.audit_path}", file=sys.stderr)
+        return 2
+    checkpoint = None
+    if args.checkpoint:
+        try:
+            chains = json.loads(open(args.checkpoint, encoding="utf-8").read())["chains"]
+            checkpoint = {w: Head(w, int(h["seq"]), int(h["id"]), str(h["hash"])) for w, h in chains.items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            print(f"ucgw audit verify: cannot read checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
+                  file=sys.stderr)
+            return 2
+    verdict = verify(settings.audit_path, settings.audit_hmac_key.encode(), checkpoint)
+    for broken in verdict.breaks:
+        print(f"BROKEN {broken}")
+    state = "broken" if verdict.breaks else "ok"
+    print(f"{state}: {verdict.events} events in {verdict.chains} chains checked"
+          + (f", {len(verdict.breaks)} broken" if verdict.breaks else "")
+          + (f", against a checkpoint of {len(checkpoint)} chains" if checkpoint is not None else ""))
+    return 1 if verdict.breaks else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -199,7 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     key_p.add_argument("--key", help="hash this key instead of making a new one")
     key_p.set_defaults(func=cmd_apikey)
 
-    audit_p = sub.add_parser("audit", help="print audit events (JSON lines) matching every given filter")
+    audit_p = sub.add_parser("audit", help="print audit events (JSON lines) matching every given filter; "
+                                           "`audit checkpoint` prints each chain's head, `audit verify` checks "
+                                           "every chain and HMAC")
+    audit_p.add_argument("action", nargs="?", choices=("checkpoint", "verify"),
+                         help="checkpoint: print each writer's chain head (JSON) to keep elsewhere; verify: check "
+                              "every chain and HMAC (needs UCGW_AUDIT_HMAC_KEY); exit 0 ok, 1 broken, 2 usage")
+    audit_p.add_argument("--checkpoint", metavar="FILE", help="verify: a checkpoint printed earlier; a chain that "
+                                                              "no longer reaches its head there is broken")
     audit_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
     audit_p.add_argument("--data-dir", help="data directory holding the audit trail (default UCGW_DATA_DIR)")
     audit_p.add_argument("--a-number", help="child's A-number (any typed form)")

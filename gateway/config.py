@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import SYNC_MODES
+from gateway.audit import SYNC_MODES, hmac_key_problem
 from gateway.sources import Source
 
 DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # clearly-marked demo value
@@ -77,6 +77,8 @@ class Settings:
     max_children: int = 100
     audit_db: str = ""  # SQLite file of the audit trail; empty: <data_dir>/audit.sqlite3
     audit_sync: str = "full"  # full: each commit flushed to the disk before the answer; normal: not flushed
+    # HMAC key of the audit trail's hash chains, kept outside its database; `ucgw serve` requires one (32+ bytes)
+    audit_hmac_key: str = field(default="", repr=False)
     # safety concerns and push
     concerns_db: str = ""  # SQLite file of safety concerns; empty: <data_dir>/concerns.sqlite3
     change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
@@ -175,6 +177,8 @@ def _validate(settings: Settings) -> Settings:
                           f"(got {settings.scan_pages_ahead})")
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
+    if settings.audit_hmac_key and (problem := hmac_key_problem(settings.audit_hmac_key)):
+        raise ConfigError(problem)
     if settings.production:
         _validate_production(settings)
     return settings

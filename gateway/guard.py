@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
+from gateway.audit import AuditStore, presented_subject, unauthenticated_event
 from gateway.auth import Authenticator, AuthError
 from gateway.config import Settings
 from gateway.graphiql import wants_graphiql_page
@@ -225,8 +226,9 @@ class GraphQLGuard:
 
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
                  limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None,
-                 early: EarlyHook | None = None) -> None:
+                 early: EarlyHook | None = None, audit: AuditStore | None = None) -> None:
         self.app = app
+        self.audit = audit  # where refused credentials are recorded
         self.settings = settings
         self.authenticator = authenticator
         self.limiter = limiter
@@ -266,6 +268,7 @@ class GraphQLGuard:
                 await self._rate_limited(send, wait)
                 return
             log.info("request refused: %s", exc)
+            await self._audit_refusal(headers)
             await send_error(send, 401, UNAUTHENTICATED, str(exc), {"www-authenticate": 'Bearer realm="ucgw"'})
             return
         wait = await self.limiter.check(principal.rate_key)
@@ -314,12 +317,25 @@ class GraphQLGuard:
                 principal = self.authenticator.authenticate(headers)
             except AuthError:
                 if await self._websocket_admitted(scope, send, address_key(scope)):
+                    await self._audit_refusal(headers)
                     await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
                 return
             scope[PRINCIPAL_KEY] = principal
         key = principal.rate_key if principal is not None else address_key(scope)
         if await self._websocket_admitted(scope, send, key):
             await self.app(scope, receive, send)
+
+    async def _audit_refusal(self, headers: Headers) -> None:
+        """Record a request refused for its credentials, with the subject it presented (unverified), after
+        the rate limit let it through (so a flood of bad tokens is bounded by the limit). The event joins the
+        loop turn's group commit; a failed write is logged and the refusal goes out all the same."""
+        if self.audit is None:
+            return
+        event = unauthenticated_event(presented_subject(headers.get("authorization", "")), header_purpose(headers))
+        try:
+            await self.audit.append([event])
+        except Exception as exc:  # noqa: BLE001 - the caller is refused either way
+            log.error("audit trail write failed for a refused request (%s)", type(exc).__name__)
 
     async def _websocket_admitted(self, scope: Scope, send: Send, key: str) -> bool:
         """Take a token for a handshake; when there is none, refuse it (HTTP 429 where the server can

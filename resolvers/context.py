@@ -126,8 +126,11 @@ class RequestContext:
         return outcome
 
     def _served(self, a_number: str, max_age: float | None, outcome: Fetched | SourceError | None) -> None:
-        """Note a stale value's warning, and what the answer was built from when it may be stored."""
+        """Note a stale value's warning, ICE's record for the audit event, and what the answer was built from
+        when it may be stored."""
         if isinstance(outcome, Fetched):
+            if outcome.source is Source.ICE:  # the child's scope office, for its audit event
+                self.reads.saw_ice(a_number, outcome.record)
             if outcome.warning is not None:
                 self.warn_stale(outcome)
             if self.answer is not None:

@@ -127,4 +127,7 @@ async def office_scope_error(info: Info[Any, Any], a_number: str, max_age: float
         return source_error(outcome)
     if principal.covers_office(scope_office(outcome.record if isinstance(outcome, Fetched) else None)):
         return None
+    reads = getattr(info.context, "reads", None)
+    if reads is not None:  # a scope refusal is audited wherever it happens (queries, lists, subscriptions)
+        reads.forbidden(a_number)
     return not_in_scope()

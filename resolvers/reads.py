@@ -2,7 +2,11 @@
 
 Resolvers report to the request's `ReadRecorder`: a child looked up (found or not), a section returned
 or failed, a field or section denied, a child outside the caller's scope. Reads are keyed by A-number,
-so a child named twice in one query (aliases, duplicates in `children`) is one event. `AuditTrail`
+so a child named twice in one query (aliases, duplicates in `children`) is one event. Denials that concern
+no child (a list or field the role may not read) and reads of the audit trail are one more event of the
+request, with no A-number. Each child's event carries its scope office (`gateway.roles.scope_office`), from the
+ICE record the request read, else the one in the gateway's cache: a scoped auditor sees only events of
+its offices. `AuditTrail`
 writes the events once, after execution and before the HTTP response exists; when the write fails the
 response carries no data (fail closed).
 """
@@ -10,7 +14,7 @@ response carries no data (fail closed).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +22,11 @@ from graphql import ExecutionResult, GraphQLError
 from graphql.pyutils import Path
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
+from strawberry.types.graphql import OperationType
 
 from gateway.audit import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, new_request_id, utc_timestamp
-from gateway.roles import Principal
+from gateway.roles import Principal, place_key, scope_office
+from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 
 log = logging.getLogger("ucgw.audit")
@@ -29,7 +35,8 @@ AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
 # root fields that name children by argument: field name → argument (python name)
 CHILD_ROOTS = {"child": "a_number", "children": "a_numbers"}
 CHILD_TYPE = "Child"
-
+NO_CHILD = ""  # the A-number of a request's event that concerns no child (denied lists, audit reads)
+AUDIT_READ_SECTION = "auditEvents"
 
 
 @dataclass
@@ -64,6 +71,29 @@ class ReadRecorder:
         self.request_id = new_request_id()
         self._reads: dict[str, ChildRead] = {}
         self._sections: dict[Path, tuple[str, str]] = {}  # section's response path → (A-number, section)
+        self._ice: dict[str, Mapping[str, Any] | None] = {}  # A-number → the ICE record the request read
+
+    def saw_ice(self, a_number: str, record: Mapping[str, Any] | None) -> None:
+        """The request read ICE's record of `a_number` (None: ICE has none); it names the scope office."""
+        self._ice[a_number] = record
+
+    def settle_offices(self, cached: Callable[[str], tuple[bool, Mapping[str, Any] | None]]) -> None:
+        """For children whose ICE record the request did not read, take the one `cached` holds, if any
+        (`cached(a)` → (held, record)); no backend call is made for the audit trail."""
+        for a_number in self._reads:
+            if a_number != NO_CHILD and a_number not in self._ice:
+                held, record = cached(a_number)
+                if held:
+                    self._ice[a_number] = record
+
+    def office(self, a_number: str) -> str | None:
+        """The scope office of a child read (`place_key` form), None when it is in no office's scope."""
+        office = scope_office(self._ice.get(a_number))
+        return place_key(office) if office is not None else None
+
+    def audit_read(self) -> None:
+        """The request read the audit trail."""
+        self.child(NO_CHILD).returned.add(AUDIT_READ_SECTION)
 
     def child(self, a_number: str) -> ChildRead:
         """The read of `a_number`, created on first mention."""
@@ -117,6 +147,10 @@ class ReadRecorder:
                 self.child(a_number).denied.add(f"{section}.{info.field_name}")
                 return
             above = above.prev
+        # a list or field that concerns no child: the request's own event
+        read = self.child(NO_CHILD)
+        read.forbidden = True
+        read.denied.add(info.field_name if parent == "Query" else f"{parent}.{info.field_name}")
 
     def reads(self) -> list[ChildRead]:
         """Every child read so far, in first-mention order."""
@@ -131,6 +165,7 @@ class ReadRecorder:
                 time=now, request_id=self.request_id, subject=p.subject, role=p.role, client=p.client,
                 a_number=r.a_number, outcome=r.outcome, sections_returned=tuple(sorted(r.returned)),
                 sections_denied=tuple(sorted(r.denied)), sections_failed=tuple(sorted(r.failed)), purpose=purpose,
+                office=self.office(r.a_number),
             )
             for r in self._reads.values()
         ]
@@ -157,6 +192,9 @@ class AuditTrail(SchemaExtension):
         recorder: ReadRecorder | None = getattr(ctx, "reads", None)
         if recorder is None or not recorder.reads():
             return
+        if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+            return  # its reads, a refusal at its start included, are written with each result (StreamAudit)
+        settle_offices(ctx)
         events = recorder.events(getattr(ctx, "principal", None), getattr(ctx, "purpose", None))
         store = getattr(ctx, "audit_store", None)
         try:
@@ -167,6 +205,21 @@ class AuditTrail(SchemaExtension):
             log.error("audit trail write failed (%s); withholding %d child record(s)", type(exc).__name__,
                       len(events))
             _withhold(self.execution_context.result)
+
+
+def settle_offices(ctx: Any) -> None:
+    """Before a request's events are built: the scope office of each child whose ICE record the request did
+    not read, from the gateway's cache (whatever its age; no backend call)."""
+    services, recorder = getattr(ctx, "services", None), getattr(ctx, "reads", None)
+    if services is None or recorder is None:
+        return
+    fetcher = services.fetchers[Source.ICE]
+
+    def cached(a_number: str) -> tuple[bool, Mapping[str, Any] | None]:
+        entry = fetcher.cache.get(fetcher.key(a_number))
+        return (False, None) if entry is None else (True, entry.record)
+
+    recorder.settle_offices(cached)
 
 
 def _withhold(result: Any) -> None:

@@ -47,7 +47,7 @@ from resolvers.evidence import SourceClaim, claim
 from resolvers.field_offices import office_arg
 from resolvers.oversight_access import days_arg
 from resolvers.permissions import forbidden, office_scope_error, principal_of
-from resolvers.reads import AUDIT_UNAVAILABLE, ReadRecorder
+from resolvers.reads import AUDIT_UNAVAILABLE, ReadRecorder, settle_offices
 from resolvers.scan import Row
 from resolvers.types import SourceEnum, parse_datetime
 
@@ -280,6 +280,7 @@ class StreamAudit(SchemaExtension):
         recorder: ReadRecorder | None = getattr(ctx, "reads", None)
         if (self.execution_context.operation_type is OperationType.SUBSCRIPTION
                 and recorder is not None and recorder.reads()):
+            settle_offices(ctx)
             events = recorder.events(getattr(ctx, "principal", None), getattr(ctx, "purpose", None))
             ctx.reads = ReadRecorder()
             store = getattr(ctx, "audit_store", None)

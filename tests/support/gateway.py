@@ -21,6 +21,7 @@ from tests.support.mockproc import request
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_JWT_SECRET = "test-only-jwt-secret-of-the-suite-0123456789"  # not a real secret: tests only
+TEST_AUDIT_HMAC_KEY = "test-only-audit-hmac-key-of-the-suite-0123456789"  # not a real key: tests only
 AUDIENCE, ISSUER = "uc-status-gateway", "ucgw-demo"  # the gateway's defaults
 
 
@@ -71,15 +72,17 @@ class GatewayProcess:
     """A running gateway; `query` posts GraphQL and returns (HTTP status, decoded JSON).
 
     Unless `env` says otherwise the gateway verifies tokens with `TEST_JWT_SECRET`, keeps its audit
-    trail in a fresh temporary `data_dir`, and has a rate limit too high to matter; every request
-    carries a caseworker token unless `token` (or a per-call `token=`, "" for none) says otherwise.
+    trail in a fresh temporary `data_dir` under `TEST_AUDIT_HMAC_KEY`, and has a rate limit too high to
+    matter; every request carries a caseworker token unless `token` (or a per-call `token=`, "" for none)
+    says otherwise.
     """
 
     def __init__(self, env: dict[str, str], token: str | None = None, port: int | None = None,
                  root: Path = ROOT) -> None:
         self.port = port or free_port()  # a fixed port when others must know the URL first (webhooks)
         self.url = f"http://127.0.0.1:{self.port}"
-        defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_RATE_LIMIT_RPS": "10000",
+        defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_AUDIT_HMAC_KEY": TEST_AUDIT_HMAC_KEY,
+                    "UCGW_RATE_LIMIT_RPS": "10000",
                     "UCGW_RATE_LIMIT_BURST": "100000"}
         if "UCGW_DATA_DIR" not in env and "UCGW_DATA_DIR" not in os.environ:
             defaults["UCGW_DATA_DIR"] = _temp_data_dir()
