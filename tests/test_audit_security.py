@@ -91,7 +91,7 @@ def test_denied_lists_and_fields_and_scope_refusals_are_audited(gateway: Gateway
     assert status == 200 and body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     scoped = mint("partner", subject=partner, field_offices=[office1])
     status, body = gateway.query(CHILD, {"a": a2}, token=scoped)
-    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert body["errors"][0]["extensions"]["code"] == "NOT_FOUND"  # to the caller, as for an unknown child
     got = events(gateway, s=partner)
     assert [(e["aNumber"], e["outcome"], e["sectionsDenied"]) for e in got] == [
         (None, "FORBIDDEN", ["auditEvents"]), (a2, "FORBIDDEN", [])]
@@ -194,8 +194,8 @@ def test_serve_refuses_to_start_without_an_audit_hmac_key(mock_services: Any) ->
 
 
 def test_a_subscription_refused_for_scope_is_audited(gateway: GatewayProcess, two_offices: Any) -> None:
-    """A scoped partner subscribing to a child of another office is refused (FORBIDDEN) and the refusal is
-    in the trail, as it is for a query."""
+    """A scoped partner subscribing to a child of another office is refused (NOT_FOUND, as for an unknown
+    child) and the refusal is in the trail as FORBIDDEN, as it is for a query."""
     import asyncio
 
     from tests.test_safety_and_push import Subscriber
@@ -210,5 +210,5 @@ def test_a_subscription_refused_for_scope_is_audited(gateway: GatewayProcess, tw
             return await sub.message("x")
 
     refused = asyncio.run(run())
-    assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "FORBIDDEN", refused
+    assert refused["type"] == "error" and refused["payload"][0]["extensions"]["code"] == "NOT_FOUND", refused
     assert [(e["aNumber"], e["outcome"]) for e in events(gateway, s=partner)] == [(a2, "FORBIDDEN")]
