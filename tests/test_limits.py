@@ -22,7 +22,7 @@ import websockets
 from graphql import get_introspection_query, parse
 
 from gateway.config import Settings
-from resolvers.complexity import measure
+from resolvers.complexity import INTROSPECTION_MAX_DEPTH, measure
 from resolvers.schema import build_schema
 from tests.support.access import backend_calls, gateway_env
 from tests.support.gateway import ROOT, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
@@ -201,7 +201,39 @@ def test_cost_is_measured_per_list_element() -> None:
                 "auditEvents(first: 7) { id } }")
     c = measure(doc, None, {"as": ["A000000001"] * 9})
     assert (c.depth, c.aliases, c.cost) == (2, 0, 9 * 2 + 7 * 1)
-    assert measure(parse(get_introspection_query()), None, {}).cost == 0  # introspection touches no backend
+    full = measure(parse(get_introspection_query()), None, {})
+    assert (full.depth, full.aliases, full.cost, full.introspection_depth) == (0, 0, 71, INTROSPECTION_MAX_DEPTH)
+
+
+def _type_ref(levels: int) -> str:
+    """A selection of `type` nesting `ofType` `levels` times."""
+    return "type { " + "ofType { " * levels + "name" + " }" * levels + " }"
+
+
+def test_limits_count_inside_introspection(gw: GatewayProcess, tight: GatewayProcess, mock_services: Any) -> None:
+    """Aliases and cost inside `__schema`/`__type` count; the introspection depth limit admits the standard
+    introspection query (every option on) and nothing deeper."""
+    standard = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
+                                       schema_description=True, input_value_deprecation=True)
+    for gateway in (gw, tight):
+        status, body = gateway.query(standard)
+        assert status == 200 and "errors" not in body and body["data"]["__schema"]["queryType"]["name"] == "Query"
+    assert INTROSPECTION_MAX_DEPTH == 14
+    deepest = "{ __schema { types { fields { " + _type_ref(10) + " } } } }"  # 4 + 10 = 14
+    status, body = gw.query(deepest)
+    assert status == 200 and "errors" not in body and body["data"]["__schema"]["types"]
+    deeper = "{ __schema { types { fields { " + _type_ref(11) + " } } } }"
+    body = rejected_without_backend_calls(gw, mock_services, deeper)
+    too_complex(body, "introspectionDepth")
+    assert (body["errors"][0]["extensions"]["value"], body["errors"][0]["extensions"]["max"]) == (15, 14)
+    aliased = "{ __schema { " + " ".join(f"t{i}: types {{ name }}" for i in range(31)) + " } }"
+    too_complex(rejected_without_backend_calls(gw, mock_services, aliased), "aliases")
+    twice = standard.replace("__schema {", "a: __schema { types { ...FullType } } b: __schema {", 1)
+    cost = measure(parse(twice), None, {}).cost
+    assert cost > 100
+    body = rejected_without_backend_calls(tight, mock_services, twice)  # two walks of every type
+    too_complex(body, "cost")
+    assert body["errors"][0]["extensions"]["value"] == cost
 
 
 def test_oversize_bodies_are_413(gw: GatewayProcess, tight: GatewayProcess, mock_services: Any) -> None:
