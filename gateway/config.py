@@ -50,6 +50,7 @@ class Settings:
     request_deadline_seconds: float = 5.0
     scan_deadline_seconds: float = 60.0  # oversight lists and counts that walk every child
     max_concurrent_scans: int = 2  # different walks of every child at once; requests for the same one share it
+    min_scan_max_age_seconds: float = 60.0  # least maxAgeSeconds of a query over every child (MAX_AGE_TOO_LOW)
     scan_pages_ahead: int = 3  # listing pages a walk of every child joins ahead of the one it counts (0: none)
     retry_attempts: int = 2
     retry_backoff_seconds: float = 0.05
