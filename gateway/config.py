@@ -21,6 +21,7 @@ class ConfigError(ValueError):
     """A setting is missing or has a value of the wrong form."""
 
 
+MIN_WEBHOOK_SECRET_BYTES = 32
 MAX_SCAN_PAGES_AHEAD = 16  # each page a walk joins ahead is one more batch call per source in flight
 
 
@@ -174,6 +175,9 @@ def _validate(settings: Settings) -> Settings:
     if settings.scan_pages_ahead > MAX_SCAN_PAGES_AHEAD:
         raise ConfigError(f"setting 'scan_pages_ahead' must be at most {MAX_SCAN_PAGES_AHEAD} "
                           f"(got {settings.scan_pages_ahead})")
+    if settings.webhook_secret and len(settings.webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        raise ConfigError(f"UCGW_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it signs "
+                          "POST /hooks/changes); leave it empty to turn the webhook off")
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.production:
