@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 import jwt
@@ -104,7 +105,14 @@ class GatewayGraphQL(GraphQL):
         self.audit_store = audit_store
         self.authenticator = authenticator or Authenticator(services.settings)
         self.limiter = limiter
-        self.sockets = SocketCount(services.settings.websockets_per_client)
+        settings = services.settings
+        self.sockets = SocketCount(settings.websockets_per_client)
+        # websocket limits (gateway/ws_protocol.py); strawberry's own per-socket cap (no code) is replaced
+        self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_seconds)
+        self.max_subscriptions_per_connection = None
+        self.operations_per_socket = settings.ws_operations_per_socket
+        self.caller_operations = SocketCount(settings.subscriptions_per_client)
+        self.unauthenticated = SocketCount(settings.ws_unauthenticated_per_address)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """strawberry's view, except that a request it refuses before any GraphQL work (a body that is not
@@ -189,6 +197,10 @@ class GatewayGraphQL(GraphQL):
             expires = _token_expiry(used)
             if expires is not None:
                 _close_at(context.request, expires)
+            elif context.principal is not None and context.principal.method == "api_key":
+                given = headers if "authorization" in headers or "x-api-key" in headers else context.request.headers
+                _recheck_key(context.request, self.authenticator, given,
+                             self.services.settings.api_keys_recheck_seconds)
         return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
@@ -261,6 +273,27 @@ def _close_at(websocket: WebSocket, expires: float) -> None:
 
     handle = loop.call_later(max(0.0, expires - time.time()), lambda: _background(loop.create_task(close())))
     websocket.state.expiry_timer = handle
+
+
+def _recheck_key(websocket: WebSocket, authenticator: Authenticator, headers: Any, every: float) -> None:
+    """Check an API-key websocket's key again every `every` seconds (the authenticator re-reads a changed key
+    file, once for all sockets and requests); a key no longer there closes the socket with 4401."""
+    loop = asyncio.get_running_loop()
+
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await websocket.close(code=4401, reason="API key revoked")
+
+    def check() -> None:
+        try:
+            authenticator.authenticate(headers)
+        except AuthError:
+            log.info("websocket closed: its API key is no longer valid")
+            _background(loop.create_task(close()))
+            return
+        websocket.state.expiry_timer = loop.call_later(every, check)
+
+    websocket.state.expiry_timer = loop.call_later(every, check)
 
 
 _BACKGROUND: set[asyncio.Task[None]] = set()

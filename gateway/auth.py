@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import secrets
 import time
 import tomllib
@@ -21,6 +23,7 @@ from cachetools import LRUCache
 from gateway.config import ConfigError, Settings
 from gateway.roles import CASEWORKER, ROLES, Principal, office_scope
 
+log = logging.getLogger("ucgw.auth")
 LEEWAY_SECONDS = 30
 VERIFIED_TOKENS = 4096  # tokens whose verification is remembered until they expire
 API_KEY_PREFIX = "ucgw_"
@@ -124,6 +127,15 @@ def _pem_key(pem: bytes) -> Any:
     return key
 
 
+def _file_stamp(path: str) -> tuple[int, int] | None:
+    """A file's modification time (ns) and size, None when it cannot be read."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if st is not None else None
+
+
 _CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
 # Longest Authorization or X-API-Key value read: an 8 MB token took 0.17 s to be refused, and each valid
 # token is remembered (VERIFIED_TOKENS of them), so their size bounds that memory too.
@@ -137,6 +149,8 @@ class Authenticator:
         self.secret = settings.jwt_secret or None
         self.public_keys = _load_public_keys(settings)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else {}
+        self._keys_stamp = _file_stamp(settings.api_keys_file)
+        self._keys_checked = time.monotonic()
         # token → (its principal, when it stops being valid): the keys are fixed at start, so a token that
         # verified once stays valid until its `exp` (plus the leeway), and its claims cannot change
         self._verified: LRUCache[str, tuple[Principal, float]] = LRUCache(maxsize=VERIFIED_TOKENS)
@@ -172,8 +186,29 @@ class Authenticator:
             return self.api_key(value)
         return self.jwt(value)
 
+    def refresh_api_keys(self) -> None:
+        """Re-read the API-key file when it changed (mtime, size), looking at most once per
+        `api_keys_recheck_seconds`: a key removed from the file stops working for requests and sockets alike.
+        A file that no longer reads keeps the keys last read (and says so in the log)."""
+        path = self.settings.api_keys_file
+        now = time.monotonic()
+        if not path or now - self._keys_checked < self.settings.api_keys_recheck_seconds:
+            return
+        self._keys_checked = now
+        stamp = _file_stamp(path)
+        if stamp == self._keys_stamp:
+            return
+        try:
+            self.api_keys = load_api_keys(path)
+        except ConfigError as exc:
+            log.warning("API keys file changed but cannot be read; keeping the keys read before: %s", exc)
+            return
+        self._keys_stamp = stamp
+        log.info("API keys file re-read: %d keys", len(self.api_keys))
+
     def api_key(self, key: str) -> Principal:
-        """The partner application owning `key`."""
+        """The partner application owning `key` (in the key file as last re-read)."""
+        self.refresh_api_keys()
         entry = self.api_keys.get(hash_api_key(key)) if key else None
         if entry is None:
             raise AuthError("unknown API key")

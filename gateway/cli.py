@@ -30,7 +30,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError(problem)
     print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10, access_log=False)
+                timeout_graceful_shutdown=10, access_log=False,
+                ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
     return 0
 
 

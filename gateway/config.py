@@ -21,6 +21,7 @@ class ConfigError(ValueError):
     """A setting is missing or has a value of the wrong form."""
 
 
+MIN_WEBHOOK_SECRET_BYTES = 32
 MAX_SCAN_PAGES_AHEAD = 16  # each page a walk joins ahead is one more batch call per source in flight
 
 
@@ -50,6 +51,7 @@ class Settings:
     request_deadline_seconds: float = 5.0
     scan_deadline_seconds: float = 60.0  # oversight lists and counts that walk every child
     max_concurrent_scans: int = 2  # different walks of every child at once; requests for the same one share it
+    min_scan_max_age_seconds: float = 60.0  # least maxAgeSeconds of a query over every child (MAX_AGE_TOO_LOW)
     scan_pages_ahead: int = 3  # listing pages a walk of every child joins ahead of the one it counts (0: none)
     retry_attempts: int = 2
     retry_backoff_seconds: float = 0.05
@@ -87,6 +89,11 @@ class Settings:
     cursor_secret: str = ""  # signs pagination cursors; empty: a random key per process (give replicas one)
     subscription_queue_size: int = 1000
     websockets_per_client: int = 20  # open graphql-transport-ws connections one caller may hold; 0: no cap
+    ws_init_timeout_seconds: float = 5.0  # a websocket that sends no connection_init this soon is closed (4408)
+    ws_unauthenticated_per_address: int = 10  # sockets one address may hold open before connection_init; 0: no cap
+    ws_operations_per_socket: int = 100  # operations running at once on one websocket
+    subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
+    api_keys_recheck_seconds: float = 60.0  # how often the API-key file is checked for changes (at most 60)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -175,6 +182,14 @@ def _validate(settings: Settings) -> Settings:
     if settings.scan_pages_ahead > MAX_SCAN_PAGES_AHEAD:
         raise ConfigError(f"setting 'scan_pages_ahead' must be at most {MAX_SCAN_PAGES_AHEAD} "
                           f"(got {settings.scan_pages_ahead})")
+    if not 0 < settings.api_keys_recheck_seconds <= 60:
+        raise ConfigError("setting 'api_keys_recheck_seconds' must be in (0, 60]: a revoked key must stop "
+                          "working within a minute")
+    if settings.ws_init_timeout_seconds <= 0:
+        raise ConfigError("setting 'ws_init_timeout_seconds' must be above 0")
+    if settings.webhook_secret and len(settings.webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        raise ConfigError(f"UCGW_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it signs "
+                          "POST /hooks/changes); leave it empty to turn the webhook off")
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.audit_hmac_key and (problem := hmac_key_problem(settings.audit_hmac_key)):

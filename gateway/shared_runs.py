@@ -3,7 +3,10 @@
 A full walk of every child (an oversight count) costs a listing call per 500 children and holds every
 record until it ends. Requests that want the same walk while one is running join it instead of starting
 their own, and at most `limit` different walks run at once; the others wait for a free slot within their
-own deadline. One process, one event loop: a deployment with several replicas shares nothing here.
+own deadline. One `owner` (a caller) has at most one run of its own going: a caller's next new run waits
+for its last to end, so no caller can hold every slot and keep the others waiting (joining a run someone
+else started is always allowed). One process, one event loop: a deployment with several replicas shares
+nothing here.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ T = TypeVar("T")
 class NoSlot(Exception):
     """No run ended (freeing a slot) before the caller's deadline."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"{limit} full scans were already running and none ended in time")
+    def __init__(self, limit: int, own: bool = False) -> None:
+        super().__init__("your own full scan was still running and did not end in time" if own else
+                         f"{limit} full scans were already running and none ended in time")
         self.limit = limit
 
 
@@ -41,6 +45,7 @@ class RunStats:
 class _Run(Generic[T]):
     task: asyncio.Future[T]
     started: float  # monotonic
+    owner: Hashable | None = None
 
 
 class SharedRuns(Generic[T]):
@@ -50,6 +55,7 @@ class SharedRuns(Generic[T]):
         self.limit = limit
         self.stats = RunStats()
         self._runs: dict[Hashable, _Run[T]] = {}
+        self._owners: set[Hashable] = set()  # owners with a run of their own going
         self._free = asyncio.Condition()
 
     def facts(self) -> dict[str, int]:
@@ -65,9 +71,10 @@ class SharedRuns(Generic[T]):
         return run
 
     async def run(self, key: Hashable, start: Callable[[], Awaitable[T]], deadline: float,
-                  max_lag: float | None = None) -> T:
+                  max_lag: float | None = None, owner: Hashable | None = None) -> T:
         """The result of `key`'s run in flight when it started at most `max_lag` seconds ago (None: any
-        age), else of a new run of `start()` once fewer than `limit` runs are going.
+        age), else of a new run of `start()` once fewer than `limit` runs are going and `owner` (when given)
+        has none of its own going.
 
         Waits until `deadline` (monotonic) at most: `NoSlot` when no slot freed in time, TimeoutError when
         the run did not end in time (the run itself goes on for the others). A run's exception is raised to
@@ -77,18 +84,18 @@ class SharedRuns(Generic[T]):
         if run is not None:
             self.stats.joined += 1
         else:
-            run = await self._begin(key, start, deadline, max_lag)
+            run = await self._begin(key, start, deadline, max_lag, owner)
         remaining = deadline - time.monotonic()
         if remaining <= 0 and not run.task.done():
             raise TimeoutError
         return await asyncio.wait_for(asyncio.shield(run.task), max(remaining, 0.0))
 
     async def _begin(self, key: Hashable, start: Callable[[], Awaitable[T]], deadline: float,
-                     max_lag: float | None) -> _Run[T]:
+                     max_lag: float | None, owner: Hashable | None) -> _Run[T]:
         async with self._free:
-            if self.stats.running >= self.limit:
+            if self._busy(owner):
                 self.stats.waited += 1
-                while self.stats.running >= self.limit:
+                while self._busy(owner):
                     remaining = deadline - time.monotonic()
                     try:
                         if remaining <= 0:
@@ -96,7 +103,7 @@ class SharedRuns(Generic[T]):
                         await asyncio.wait_for(self._free.wait(), remaining)
                     except TimeoutError:
                         self.stats.refused += 1
-                        raise NoSlot(self.limit) from None
+                        raise NoSlot(self.limit, own=owner in self._owners) from None
                     run = self._joinable(key, max_lag)  # started by another waiter meanwhile
                     if run is not None:
                         self.stats.joined += 1
@@ -104,13 +111,20 @@ class SharedRuns(Generic[T]):
             self.stats.running += 1
             self.stats.started += 1
             task = asyncio.ensure_future(start())
-            run = self._runs[key] = _Run(task, time.monotonic())
+            run = self._runs[key] = _Run(task, time.monotonic(), owner)
+            if owner is not None:
+                self._owners.add(owner)
             task.add_done_callback(lambda _t: self._ended(key, run))
             return run
+
+    def _busy(self, owner: Hashable | None) -> bool:
+        """True while no new run may start for `owner`: every slot taken, or a run of its own going."""
+        return self.stats.running >= self.limit or (owner is not None and owner in self._owners)
 
     def _ended(self, key: Hashable, run: _Run[T]) -> None:
         if self._runs.get(key) is run:
             del self._runs[key]
+        self._owners.discard(run.owner)
         if not run.task.cancelled():
             run.task.exception()  # retrieved: no "exception was never retrieved" when every caller left
         self.stats.running -= 1

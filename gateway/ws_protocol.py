@@ -21,6 +21,15 @@ Each operation runs with a context of its own, made by the view's `operation_con
 (same caller, purpose and stores): its own audit reads, deadline and DataLoaders, so one subscription's
 event never takes another's reads into its audit event nor renews state another is using.
 
+Limits besides those (gateway/app.py sets them from the settings): a socket that sends no `connection_init`
+within `ws_init_timeout_seconds` is closed with 4408 (strawberry's); one client address holds at most
+`ws_unauthenticated_per_address` sockets that have not yet sent `connection_init` (the one past it is
+closed with 4429 at once); one socket runs at most `ws_operations_per_socket` operations at once, and one
+caller at most `subscriptions_per_client` over all its sockets: an operation past either gets the
+protocol's `error` message with code TOO_MANY_OPERATIONS (strawberry's own "Subscription limit reached"
+had no code), and the socket stays open. A message's size is capped by the server (uvicorn's
+`ws_max_size`, `max_body_bytes`: close 1009).
+
 Every message goes out as a text frame (`TextFrameWebSocket`): browsers' graphql-ws client, which GraphiQL
 uses, expects text, and strawberry sends the view's JSON as a binary frame when it is bytes (orjson's).
 """
@@ -38,11 +47,12 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import Message, SubscribeMessage
 
-from gateway.guard import RATE_LIMITED
+from gateway.guard import RATE_LIMITED, address_key
 from gateway.ratelimit import RateLimiter, retry_after
 from gateway.roles import Principal
 
 log = logging.getLogger("ucgw.guard")
+TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
 # the running operation's own context, in that operation's task (and the tasks it starts)
 _OPERATION_CONTEXT: ContextVar[Any] = ContextVar("ucgw_ws_operation_context", default=None)
 
@@ -105,7 +115,29 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     the view's `limiter` (when it has one)."""
 
     counted: str | None = None  # the caller key this socket is counted under
+    waiting_at: str | None = None  # the address this socket is counted under until connection_init
     socket_context: Any = None
+
+    async def handle(self) -> None:
+        """strawberry's loop, unless the client address already holds its cap of sockets that have not
+        sent `connection_init` (the view's `unauthenticated`): then the socket is closed with 4429."""
+        waiting: SocketCount | None = getattr(self.view, "unauthenticated", None)
+        if waiting is not None:
+            address = address_key(self.websocket.ws.scope)  # type: ignore[attr-defined]
+            if not waiting.enter(address):
+                log.info("websocket refused: %d waiting for connection_init from one address", waiting.cap)
+                await self.websocket.close(code=4429, reason="too many websockets awaiting connection_init from "
+                                                             f"this address (at most {waiting.cap})")
+                return
+            self.waiting_at = address
+        await super().handle()
+
+    def _initialised(self) -> None:
+        """The socket no longer counts as waiting for `connection_init` at its address."""
+        waiting: SocketCount | None = getattr(self.view, "unauthenticated", None)
+        if waiting is not None and self.waiting_at is not None:
+            waiting.leave(self.waiting_at)
+            self.waiting_at = None
 
     @property  # type: ignore[override]
     def context(self) -> Any:
@@ -128,6 +160,7 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     async def handle_connection_init(self, message: Any) -> None:
         """strawberry's handshake; then count the socket, or close it with 4429 when its caller is at the cap."""
         await super().handle_connection_init(message)
+        self._initialised()
         sockets: SocketCount | None = getattr(self.view, "sockets", None)
         principal: Principal | None = getattr(self.context, "principal", None)
         if sockets is None or principal is None or not self.connection_acknowledged or self.counted is not None:
@@ -146,6 +179,7 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
         try:
             await super().shutdown()
         finally:
+            self._initialised()
             sockets: SocketCount | None = getattr(self.view, "sockets", None)
             if sockets is not None and self.counted is not None:
                 sockets.leave(self.counted)
@@ -183,4 +217,30 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
                 error = {"message": text, "extensions": {"code": RATE_LIMITED, "retryAfterSeconds": retry}}
                 await self.send_message(cast(Message, {"id": message["id"], "type": "error", "payload": [error]}))
                 return
+        if not self.connection_acknowledged or message["id"] in self.operations:
+            await super().handle_subscribe(message)  # strawberry's answer (closing the socket) stands
+            return
+        cap: int = getattr(self.view, "operations_per_socket", 0)
+        running: SocketCount | None = getattr(self.view, "caller_operations", None)
+        key = principal.rate_key if principal is not None else None
+        if cap and len(self.operations) >= cap:
+            await self._too_many(message["id"], f"too many operations running on this websocket (at most {cap})")
+            return
+        if running is not None and key is not None:
+            if not running.enter(key):
+                await self._too_many(message["id"], "too many operations running over all your websockets (at "
+                                                    f"most {running.cap})")
+                return
         await super().handle_subscribe(message)
+        operation = self.operations.get(message["id"])
+        if running is not None and key is not None:
+            if operation is None or operation.task is None:
+                running.leave(key)
+            else:  # a done callback runs even when the task is cancelled before it starts
+                operation.task.add_done_callback(lambda _task: running.leave(key))
+
+    async def _too_many(self, operation_id: str, text: str) -> None:
+        """Refuse one operation with the protocol's `error` message (code TOO_MANY_OPERATIONS)."""
+        log.info("websocket operation refused: %s", text)
+        error = {"message": text, "extensions": {"code": TOO_MANY_OPERATIONS}}
+        await self.send_message(cast(Message, {"id": operation_id, "type": "error", "payload": [error]}))

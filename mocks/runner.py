@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import math
+import os
 import signal
 import socket
 import sys
@@ -31,6 +34,8 @@ log = logging.getLogger("mocks.runner")
 
 DEFAULT_PORTS = {"orr": 8101, "ice": 8102, "eoir": 8103}
 WEBHOOK_CHUNK = 500
+WEBHOOK_SECRET_ENV = "UCGW_WEBHOOK_SECRET"  # the secret the webhook posts are signed with (as the gateway's)
+MIN_WEBHOOK_SECRET_BYTES = 32
 DEFAULT_KEEP_ALIVE = 5.0  # seconds an idle client connection stays open: uvicorn's own default
 
 
@@ -44,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--children", type=int, default=5000, help="number of children in the world")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="default added latency per data request")
     parser.add_argument("--error-rate", type=float, default=0.0, help="default share of injected 500/503 answers")
-    parser.add_argument("--webhook-url", default=None, help="POST every change batch here (fire and forget)")
+    parser.add_argument("--webhook-url", default=None, help="POST every change batch here (fire and forget), "
+                        f"signed with the secret in ${WEBHOOK_SECRET_ENV} (32+ bytes)")
     parser.add_argument("--clock-speed", type=float, default=0.0,
                         help="simulated seconds per real second (0 = clock moves only via /_admin/clock)")
     parser.add_argument("--start", default=DEFAULT_START, help=f"simulation start (default {DEFAULT_START})")
@@ -53,11 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as uvicorn does)")
 
 
-class WebhookSender:
-    """Posts change batches to a URL from a background task; never blocks the services."""
+def sign_webhook(secret: bytes, timestamp: str, body: bytes) -> str:
+    """`X-UCGW-Signature` of a webhook post: `sha256=` and the hex HMAC-SHA256 of `timestamp + "." + body`."""
+    return "sha256=" + hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
-    def __init__(self, url: str) -> None:
+
+def signed_headers(secret: bytes, body: bytes, now: float | None = None) -> dict[str, str]:
+    """The headers of one signed webhook post: content type, `X-UCGW-Timestamp` (unix seconds), signature."""
+    timestamp = str(int(time.time() if now is None else now))
+    return {"Content-Type": "application/json", "X-UCGW-Timestamp": timestamp,
+            "X-UCGW-Signature": sign_webhook(secret, timestamp, body)}
+
+
+class WebhookSender:
+    """Posts change batches to a URL from a background task, each signed (`signed_headers`) when it is
+    sent; never blocks the services."""
+
+    def __init__(self, url: str, secret: bytes) -> None:
         self.url = url
+        self.secret = secret
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=10_000)
         self.task: asyncio.Task[None] | None = None
         self.sent = 0
@@ -79,8 +99,7 @@ class WebhookSender:
             while True:
                 body = await self.queue.get()
                 try:
-                    async with session.post(self.url, data=body,
-                                            headers={"Content-Type": "application/json"}) as resp:
+                    async with session.post(self.url, data=body, headers=signed_headers(self.secret, body)) as resp:
                         if resp.status >= 400:
                             raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
                     self.sent += 1
@@ -103,7 +122,8 @@ class MockCluster:
 
     def __init__(self, world: World, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
                  latency_ms: float = 0.0, error_rate: float = 0.0, webhook_url: str | None = None,
-                 clock_speed: float = 0.0, keep_alive_seconds: float = DEFAULT_KEEP_ALIVE) -> None:
+                 clock_speed: float = 0.0, keep_alive_seconds: float = DEFAULT_KEEP_ALIVE,
+                 webhook_secret: str = "") -> None:
         self.world = world
         self.keep_alive_seconds = keep_alive_seconds
         self.host = host
@@ -111,7 +131,9 @@ class MockCluster:
         defaults = Faults(latency_ms=latency_ms, error_rate=error_rate)
         self.states = {s: ServiceState(s, world, defaults) for s in SOURCES}
         self.urls: dict[str, str] = {}
-        self.webhook = WebhookSender(webhook_url) if webhook_url else None
+        if webhook_url and len(webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+            raise ValueError(webhook_secret_problem())
+        self.webhook = WebhookSender(webhook_url, webhook_secret.encode()) if webhook_url else None
         world.speed = clock_speed
         self._servers: list[tuple[uvicorn.Server, socket.socket]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -169,14 +191,15 @@ class MockCluster:
 async def running_mocks(host: str = "127.0.0.1", ports: dict[str, int] | None = None, seed: int = 7,
                         children: int = 5000, latency_ms: float = 0.0, error_rate: float = 0.0,
                         webhook_url: str | None = None, clock_speed: float = 0.0,
-                        start: str = DEFAULT_START,
-                        keep_alive_seconds: float = DEFAULT_KEEP_ALIVE) -> AsyncIterator[dict[str, str]]:
+                        start: str = DEFAULT_START, keep_alive_seconds: float = DEFAULT_KEEP_ALIVE,
+                        webhook_secret: str = "") -> AsyncIterator[dict[str, str]]:
     """Generate a world and serve ORR, ICE and EOIR on this event loop; yields their base URLs.
 
     `ports` maps "orr"/"ice"/"eoir" to a port (0 = any free one; missing keys use 8101-8103).
     """
     world = await asyncio.to_thread(World.generate, seed, children, start)
-    cluster = MockCluster(world, host, ports, latency_ms, error_rate, webhook_url, clock_speed, keep_alive_seconds)
+    cluster = MockCluster(world, host, ports, latency_ms, error_rate, webhook_url, clock_speed, keep_alive_seconds,
+                          webhook_secret)
     try:
         yield await cluster.start()
     finally:
@@ -189,7 +212,7 @@ async def _serve(args: argparse.Namespace) -> None:
     log.info("generated %d children in %.1f s", args.children, time.perf_counter() - t0)
     ports = {"orr": args.orr_port, "ice": args.ice_port, "eoir": args.eoir_port}
     cluster = MockCluster(world, args.host, ports, args.latency_ms, args.error_rate, args.webhook_url,
-                          args.clock_speed, args.keep_alive_seconds)
+                          args.clock_speed, args.keep_alive_seconds, os.environ.get(WEBHOOK_SECRET_ENV, ""))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -202,6 +225,12 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await cluster.stop()
+
+
+def webhook_secret_problem() -> str:
+    """What to set for `--webhook-url`."""
+    return (f"--webhook-url needs ${WEBHOOK_SECRET_ENV}: a secret of at least {MIN_WEBHOOK_SECRET_BYTES} bytes "
+            "(the gateway's UCGW_WEBHOOK_SECRET) to sign every post with")
 
 
 def check_arguments(given: argparse.Namespace) -> str | None:
@@ -225,6 +254,8 @@ def check_arguments(given: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} must be in [0, 65535]"
     if not valid_datetime(args.start):
         return "--start must look like 2026-11-01T12:00:00Z"
+    if args.webhook_url and len(os.environ.get(WEBHOOK_SECRET_ENV, "").encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        return webhook_secret_problem()
     return start_problem(parse_iso(args.start))
 
 

@@ -7,7 +7,14 @@ take seconds on such a document; these limits replace them.
 
 Cost: every field with a sub-selection costs 1 plus its sub-selection; list fields sized by an argument
 (`aNumbers`: its length, `first`/`last`: its value, literal or variable) multiply that by the size.
-Leaf fields and introspection are free (they touch no backend).
+Leaf fields are free (they touch no backend).
+
+Introspection (`__schema`, `__type`) is measured too: its aliases and cost count as any field's, so a
+document cannot hide thousands of aliased `__schema` walks from the limits. Its depth is kept apart
+(`introspection_depth`) and has a limit of its own, `INTROSPECTION_MAX_DEPTH`: the depth of the standard
+introspection query (graphql-core's `get_introspection_query`, which GraphiQL and code generators send),
+which is deeper than an ordinary query may be (its type references nest `ofType` eight times), and
+nothing deeper.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
+    get_introspection_query,
+    parse,
 )
 from graphql.utilities import get_operation_ast, value_from_ast_untyped
 from strawberry.extensions import SchemaExtension
@@ -41,6 +50,7 @@ QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
 GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED = "GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"
 LIST_SIZE_ARGUMENTS = ("aNumbers",)
 COUNT_ARGUMENTS = ("first", "last")
+INTROSPECTION_ROOTS = frozenset({"__schema", "__type"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Complexity:
     depth: int
     aliases: int
     cost: int
+    introspection_depth: int = 0  # depth of the deepest `__schema`/`__type` selection (from the root)
 
 
 def too_complex(message: str, **facts: Any) -> GraphQLError:
@@ -68,10 +79,11 @@ class _Measure:
         self.read_variables = False  # whether the result depends on the request's variables
 
     def selection_set(self, node: SelectionSetNode | None) -> Complexity:
-        depth = aliases = cost = 0
+        depth = aliases = cost = intro = 0
         for part in self._parts(node):
             depth, aliases, cost = max(depth, part.depth), aliases + part.aliases, cost + part.cost
-        return Complexity(depth, aliases, cost)
+            intro = max(intro, part.introspection_depth)
+        return Complexity(depth, aliases, cost, intro)
 
     def _parts(self, node: SelectionSetNode | None) -> Iterator[Complexity]:
         for sel in node.selections if node else ():
@@ -95,10 +107,13 @@ class _Measure:
 
     def field(self, node: FieldNode) -> Complexity:
         alias = 1 if node.alias else 0
-        if node.name.value.startswith("__") or node.selection_set is None:
+        if node.selection_set is None:
             return Complexity(0, alias, 0)
         inner = self.selection_set(node.selection_set)
-        return Complexity(inner.depth + 1, inner.aliases + alias, (1 + inner.cost) * self.size(node))
+        cost = (1 + inner.cost) * self.size(node)
+        if node.name.value in INTROSPECTION_ROOTS:  # its depth counts against the introspection limit only
+            return Complexity(0, inner.aliases + alias, cost, max(inner.depth, inner.introspection_depth) + 1)
+        return Complexity(inner.depth + 1, inner.aliases + alias, cost, inner.introspection_depth)
 
     def size(self, node: FieldNode) -> int:
         """How many elements a list field will return, from its sizing argument (1 when unsized)."""
@@ -143,11 +158,26 @@ def _variable_defaults(operation: OperationDefinitionNode) -> dict[str, Any]:
             for d in operation.variable_definitions or () if d.default_value is not None}
 
 
+def _introspection_max_depth() -> int:
+    """The depth of the standard introspection query with every option on (the deepest it comes)."""
+    query = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
+                                    schema_description=True, input_value_deprecation=True)
+    return measure(parse(query), None, None).introspection_depth
+
+
+INTROSPECTION_MAX_DEPTH = _introspection_max_depth()
+
+
 def check(c: Complexity, max_depth: int, max_aliases: int, max_cost: int) -> GraphQLError | None:
-    """The first limit `c` breaks, as an error; None when within every limit (0 disables a limit)."""
+    """The first limit `c` breaks, as an error; None when within every limit (0 disables a limit; the
+    introspection depth limit is fixed)."""
     if max_depth and c.depth > max_depth:
         return too_complex(f"query depth {c.depth} exceeds the limit of {max_depth}",
                            limit="depth", value=c.depth, max=max_depth)
+    if c.introspection_depth > INTROSPECTION_MAX_DEPTH:
+        return too_complex(f"introspection depth {c.introspection_depth} exceeds the limit of "
+                           f"{INTROSPECTION_MAX_DEPTH} (that of the standard introspection query)",
+                           limit="introspectionDepth", value=c.introspection_depth, max=INTROSPECTION_MAX_DEPTH)
     if max_aliases and c.aliases > max_aliases:
         return too_complex(f"query uses {c.aliases} aliases; the limit is {max_aliases}",
                            limit="aliases", value=c.aliases, max=max_aliases)

@@ -7,6 +7,7 @@ from graphql import GraphQLError
 from gateway.errors import SourceError
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
+MAX_AGE_TOO_LOW = "MAX_AGE_TOO_LOW"  # maxAgeSeconds of a query over every child below min_scan_max_age_seconds
 SCANS_BUSY = "SCANS_BUSY"  # every slot for a walk of all children was taken until the deadline
 
 

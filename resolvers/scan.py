@@ -27,7 +27,7 @@ from gateway.services import Services
 from gateway.shared_runs import NoSlot
 from gateway.sources import Source
 from resolvers.context import RequestContext
-from resolvers.errors import SCANS_BUSY, source_error
+from resolvers.errors import MAX_AGE_TOO_LOW, SCANS_BUSY, source_error
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
@@ -213,8 +213,10 @@ async def _scan_all(services: Services, max_age: float | None) -> Scan:
 
 async def _shared_scan(ctx: RequestContext, max_age: float | None) -> Scan:
     services = ctx.services
+    owner = ctx.principal.rate_key if ctx.principal is not None else None  # the token's subject or key's client
     try:
-        scan = await services.scans.run(max_age, lambda: _scan_all(services, max_age), ctx.deadline, max_lag=max_age)
+        scan = await services.scans.run(max_age, lambda: _scan_all(services, max_age), ctx.deadline, max_lag=max_age,
+                                        owner=owner)
     except NoSlot as exc:
         raise GraphQLError(f"{exc}; try again shortly", extensions={"code": SCANS_BUSY}) from None
     except TimeoutError:
@@ -226,10 +228,26 @@ async def _shared_scan(ctx: RequestContext, max_age: float | None) -> Scan:
     return scan
 
 
+def min_scan_age_error(ctx: RequestContext, max_age: float | None) -> GraphQLError | None:
+    """MAX_AGE_TOO_LOW when `max_age` is below `min_scan_max_age_seconds`: a fresh walk of every child per
+    request would defeat sharing and let one caller keep every scan slot busy, so the bound is refused
+    rather than silently raised."""
+    least = ctx.services.settings.min_scan_max_age_seconds
+    if max_age is None or max_age >= least:
+        return None
+    return GraphQLError(f"maxAgeSeconds must be at least {least:g} for a query over every child (it walks every "
+                        f"record; a fresher walk per request would starve the others)",
+                        extensions={"code": MAX_AGE_TOO_LOW, "min": least})
+
+
 async def request_scan(ctx: RequestContext, max_age: float | None) -> Scan:
     """The request's walk of every child: one per request and freshness bound, joined by the requests that
     ask for it while it runs (one that started at most `max_age` seconds before them), with at most
-    `max_concurrent_scans` different walks at once (`gateway.shared_runs`)."""
+    `max_concurrent_scans` different walks at once and one new walk per caller at a time
+    (`gateway.shared_runs`). A `max_age` below `min_scan_max_age_seconds` is MAX_AGE_TOO_LOW."""
+    error = min_scan_age_error(ctx, max_age)
+    if error is not None:
+        raise error
     task = ctx.scans.get(max_age)
     if task is None:
         extend_deadline(ctx)

@@ -22,7 +22,8 @@ import websockets
 from graphql import get_introspection_query, parse
 
 from gateway.config import Settings
-from resolvers.complexity import measure
+from mocks.runner import signed_headers
+from resolvers.complexity import INTROSPECTION_MAX_DEPTH, measure
 from resolvers.schema import build_schema
 from tests.support.access import backend_calls, gateway_env
 from tests.support.gateway import ROOT, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
@@ -201,7 +202,39 @@ def test_cost_is_measured_per_list_element() -> None:
                 "auditEvents(first: 7) { id } }")
     c = measure(doc, None, {"as": ["A000000001"] * 9})
     assert (c.depth, c.aliases, c.cost) == (2, 0, 9 * 2 + 7 * 1)
-    assert measure(parse(get_introspection_query()), None, {}).cost == 0  # introspection touches no backend
+    full = measure(parse(get_introspection_query()), None, {})
+    assert (full.depth, full.aliases, full.cost, full.introspection_depth) == (0, 0, 71, INTROSPECTION_MAX_DEPTH)
+
+
+def _type_ref(levels: int) -> str:
+    """A selection of `type` nesting `ofType` `levels` times."""
+    return "type { " + "ofType { " * levels + "name" + " }" * levels + " }"
+
+
+def test_limits_count_inside_introspection(gw: GatewayProcess, tight: GatewayProcess, mock_services: Any) -> None:
+    """Aliases and cost inside `__schema`/`__type` count; the introspection depth limit admits the standard
+    introspection query (every option on) and nothing deeper."""
+    standard = get_introspection_query(descriptions=True, specified_by_url=True, directive_is_repeatable=True,
+                                       schema_description=True, input_value_deprecation=True)
+    for gateway in (gw, tight):
+        status, body = gateway.query(standard)
+        assert status == 200 and "errors" not in body and body["data"]["__schema"]["queryType"]["name"] == "Query"
+    assert INTROSPECTION_MAX_DEPTH == 14
+    deepest = "{ __schema { types { fields { " + _type_ref(10) + " } } } }"  # 4 + 10 = 14
+    status, body = gw.query(deepest)
+    assert status == 200 and "errors" not in body and body["data"]["__schema"]["types"]
+    deeper = "{ __schema { types { fields { " + _type_ref(11) + " } } } }"
+    body = rejected_without_backend_calls(gw, mock_services, deeper)
+    too_complex(body, "introspectionDepth")
+    assert (body["errors"][0]["extensions"]["value"], body["errors"][0]["extensions"]["max"]) == (15, 14)
+    aliased = "{ __schema { " + " ".join(f"t{i}: types {{ name }}" for i in range(31)) + " } }"
+    too_complex(rejected_without_backend_calls(gw, mock_services, aliased), "aliases")
+    twice = standard.replace("__schema {", "a: __schema { types { ...FullType } } b: __schema {", 1)
+    cost = measure(parse(twice), None, {}).cost
+    assert cost > 100
+    body = rejected_without_backend_calls(tight, mock_services, twice)  # two walks of every type
+    too_complex(body, "cost")
+    assert body["errors"][0]["extensions"]["value"] == cost
 
 
 def test_oversize_bodies_are_413(gw: GatewayProcess, tight: GatewayProcess, mock_services: Any) -> None:
@@ -421,32 +454,86 @@ def test_one_client_holds_at_most_its_cap_of_websockets(mock_services: Any) -> N
     assert "Traceback" not in log
 
 
-def test_webhook_refuses_malformed_bodies_and_slows_secret_guessing(mock_services: Any) -> None:
+def test_webhook_posts_are_signed_fresh_once_and_every_change_is_checked(mock_services: Any) -> None:
+    """POST /hooks/changes: HMAC-SHA256 signature over timestamp and body, 5 minutes' tolerance, replays
+    refused, refusals slowed to the rate limit; every change's A-number, field names and sizes checked."""
     secret = "w" * 40
     gateway = GatewayProcess(gateway_env(mock_services, UCGW_WEBHOOK_SECRET=secret, UCGW_RATE_LIMIT_RPS="0.02",
-                                         UCGW_RATE_LIMIT_BURST="3"))
+                                         UCGW_RATE_LIMIT_BURST="4"))
     url = f"{gateway.url}/hooks/changes"
-    good = {"X-UCGW-Webhook-Secret": secret, "Content-Type": "application/json"}
+    key = secret.encode()
+
+    def post(data: Any, now: float | None = None, headers: dict[str, str] | None = None,
+             raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        body = raw if raw is not None else json.dumps(data).encode()
+        status, _, answer = http("POST", url, raw=body, headers=headers or signed_headers(key, body, now))
+        return status, json.loads(answer)
+
+    def change(a: str = "A012345678", **over: Any) -> dict[str, Any]:
+        return {"seq": 1, "a_number": a, "updated_at": "2026-11-01T12:00:00Z", "fields": ["status"], **over}
+
     try:
         for raw in (b"[" * 200_000 + b"]" * 200_000, b'{"source": "orr", "changes": [{"seq": NaN}]}'):
-            status, _, body = http("POST", url, headers=good, raw=raw)
-            assert status == 400 and json.loads(body)["error"]["code"] == "BAD_USER_INPUT"
-        guesses = [http("POST", url, {"source": "orr", "changes": []}, headers={"X-UCGW-Webhook-Secret": f"g{i}"})
-                   for i in range(4)]
-        assert [g[0] for g in guesses] == [401, 401, 401, 429]
-        retry = int(guesses[3][1]["retry-after"])
-        assert 1 <= retry <= 50 and json.loads(guesses[3][2])["error"]["code"] == "RATE_LIMITED"
-        for _ in range(5):  # the right secret is never slowed
-            status, _, body = http("POST", url, {"source": "orr", "changes": []}, headers=good)
-            assert (status, json.loads(body)) == (202, {"accepted": 0, "skipped": 0})
-        # A-numbers of ASCII digits only, with nothing after them
-        changes = [{"seq": 1, "a_number": a, "updated_at": None, "fields": ["status"]}
-                   for a in ("A012345678\n", "A01234567\u0664", "A012345678")]
-        status, _, body = http("POST", url, {"source": "orr", "changes": changes}, headers=good)
-        assert (status, json.loads(body)) == (202, {"accepted": 1, "skipped": 2})
+            status, body = post(None, raw=raw)
+            assert status == 400 and body["error"]["code"] == "BAD_USER_INPUT"
+        # every change is checked; one bad change refuses the post, naming it
+        bad = [
+            (change("A012345678\n"), "changes[0].a_number must be 'A' and 9 digits"),
+            (change("A01234567\u0664"), "changes[0].a_number must be 'A' and 9 digits"),
+            (change(fields=["status", "hearings"]), "changes[0].fields names no field of the source's records: "
+                                                    "'hearings'"),
+            (change(fields=["status"] * 2), "changes[0].fields must be a list of distinct field names of the "
+                                            "source's records"),
+            (change(fields=[f"f{i}" for i in range(50)]), "changes[0].fields must be a list of distinct field "
+                                                          "names of the source's records"),
+            (change(seq=-1), "changes[0].seq must be a whole number in [0, 2^63)"),
+            (change(updated_at="x" * 100), "changes[0].updated_at must be null or an ISO 8601 time"),
+            ({**change(), "extra": 1}, "changes[0] has unknown member(s): extra"),
+        ]
+        for item, message in bad:
+            assert post({"source": "orr", "changes": [item]}) == \
+                (400, {"error": {"code": "BAD_USER_INPUT", "message": message}}), message
+        status, body = post({"source": "orr", "changes": [change()] * 1001})
+        assert (status, body["error"]["message"]) == (400, "at most 1000 changes per post")
+        # a good post is accepted; sent again (a replay) it is refused
+        good = json.dumps({"source": "orr", "changes": [change(), change("A012345679", seq=2)]}).encode()
+        headers = signed_headers(key, good)
+        assert post(None, raw=good, headers=headers) == (202, {"accepted": 2, "skipped": 0})
+        replay = post(None, raw=good, headers=headers)
+        assert replay == (401, {"error": {"code": "UNAUTHENTICATED",
+                                          "message": "this signed post was accepted before (a replay)"}})
+        # signed 6 minutes ago or ahead, with another secret, or with the old shared-secret header or ?token=
+        empty = {"source": "orr", "changes": []}
+        body = json.dumps(empty).encode()
+        refusals = [
+            post(empty, now=time.time() - 360),
+            post(empty, now=time.time() + 360),
+            post(empty, headers=signed_headers(b"g" * 40, body)),
+        ]
+        assert [r[0] for r in refusals] == [401, 401, 401]  # with the replay: the address's 4 tokens spent
+        assert refusals[0][1]["error"]["message"] == "X-UCGW-Timestamp is more than 300 s from now"
+        assert refusals[2][1]["error"]["message"] == "bad webhook signature"
+        status, headers, answer = http("POST", f"{url}?token={secret}", empty,
+                                       headers={"X-UCGW-Webhook-Secret": secret})
+        retry = int(headers["retry-after"])
+        assert status == 429 and 1 <= retry <= 50 and json.loads(answer)["error"]["code"] == "RATE_LIMITED"
+        for i in range(5):  # a rightly signed post is never slowed (each signed at another second: no replay)
+            assert post(empty, now=time.time() - 10 - i) == (202, {"accepted": 0, "skipped": 0})
     finally:
         log = gateway.stop()
-    assert "Traceback" not in log
+    assert "Traceback" not in log and "A012345678" not in log
+
+
+def test_webhook_secret_must_be_32_bytes(mock_services: Any) -> None:
+    """A webhook secret shorter than 32 bytes stops the start, whatever the environment."""
+    for env in ("development", "production"):
+        run = subprocess.run([sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60,
+                             env={**os.environ, **gateway_env(mock_services, UCGW_ENV=env, UCGW_WEBHOOK_SECRET="s" * 31,
+                                                              UCGW_JWT_SECRET=TEST_JWT_SECRET,
+                                                              UCGW_PORT=str(free_port()))})
+        assert run.returncode != 0
+        assert "UCGW_WEBHOOK_SECRET must be at least 32 bytes" in run.stdout + run.stderr
 
 
 def test_a_body_that_does_not_arrive_is_a_408_within_the_deadline(mock_services: Any) -> None:

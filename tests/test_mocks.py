@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import http.client
 import json
 import re
@@ -84,8 +86,12 @@ def mocks(mock_services: MockProcess) -> Iterator[MockProcess]:
     mock_services.reset()
 
 
+HOOK_SECRET = "secret-of-the-mocks-webhook-test-0123456789"
+
+
 class Hook:
-    """A tiny webhook receiver on a free loopback port."""
+    """A tiny webhook receiver on a free loopback port; it keeps only posts signed with HOOK_SECRET
+    (checked here by its own HMAC, not the mocks' helper) and answers others 401."""
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -94,8 +100,12 @@ class Hook:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.bodies.append(json.loads(body))
-                self.send_response(204)
+                stamp = self.headers.get("X-UCGW-Timestamp", "")
+                mac = hmac.new(HOOK_SECRET.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+                signed = hmac.compare_digest(self.headers.get("X-UCGW-Signature", ""), f"sha256={mac}")
+                if signed and abs(time.time() - int(stamp)) <= 300:
+                    hook.bodies.append(json.loads(body))
+                self.send_response(204 if signed else 401)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -119,7 +129,8 @@ class Hook:
 def clocked() -> Iterator[tuple[MockProcess, Hook]]:
     """A fresh 300-child world whose clock the test may move, posting changes to a webhook receiver."""
     hook = Hook()
-    with MockProcess(seed=7, children=300, extra_args=["--webhook-url", hook.url]) as m:
+    with MockProcess(seed=7, children=300, extra_args=["--webhook-url", hook.url],
+                     env={"UCGW_WEBHOOK_SECRET": HOOK_SECRET}) as m:
         yield m, hook
     hook.close()
 

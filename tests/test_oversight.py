@@ -498,7 +498,8 @@ def test_lists_follow_the_simulation_clock(tmp_path: Any) -> None:
     from tests.support.mockproc import MockProcess
 
     with MockProcess(seed=11, children=150) as mocks:
-        gw = GatewayProcess(gateway_env(mocks, UCGW_CACHE_TTL_SECONDS="600", UCGW_DATA_DIR=str(tmp_path)))
+        gw = GatewayProcess(gateway_env(mocks, UCGW_CACHE_TTL_SECONDS="600", UCGW_MIN_SCAN_MAX_AGE_SECONDS="0",
+                                        UCGW_DATA_DIR=str(tmp_path)))
         try:
             query = ALERTS.replace("courtAlerts(asOf", "courtAlerts(maxAgeSeconds: $m, asOf").replace(
                 "query($asOf", "query($m: Int, $asOf")

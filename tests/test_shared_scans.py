@@ -106,7 +106,7 @@ def test_callers_of_different_scopes_share_a_walk_but_not_its_counts(mocks: Mock
 
 def test_a_fresh_walk_is_not_shared_and_waits_for_a_slot(mocks: MockProcess) -> None:
     """maxAgeSeconds: 0 joins no walk already running; with one slot the second walk waits for the first."""
-    gw = start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="1")
+    gw = start_gateway(mocks, UCGW_MAX_CONCURRENT_SCANS="1", UCGW_MIN_SCAN_MAX_AGE_SECONDS="0")
     try:
         mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
         before = listings(mocks)
@@ -115,6 +115,50 @@ def test_a_fresh_walk_is_not_shared_and_waits_for_a_slot(mocks: MockProcess) -> 
         assert [b["data"]["oversightSummary"]["childrenScanned"] for _, b in answers] == [CHILDREN] * 2
         assert listings(mocks) - before == 2 * PAGES
         assert scans(gw) == {"started": 2, "joined": 0, "waited": 1, "refused": 0, "running": 0, "limit": 1}
+    finally:
+        mocks.reset()
+        gw.stop()
+
+
+def test_a_whole_world_query_below_the_least_max_age_is_refused(mocks: MockProcess) -> None:
+    """maxAgeSeconds below UCGW_MIN_SCAN_MAX_AGE_SECONDS (default 60) is MAX_AGE_TOO_LOW, with no backend call;
+    at the bound the walk runs."""
+    gw = start_gateway(mocks)
+    try:
+        before = listings(mocks)
+        for m in (0, 59):
+            status, body = gw.query(SUMMARY, {"m": m})
+            assert status == 200 and body["data"] == {"oversightSummary": None}
+            [error] = body["errors"]
+            assert error["extensions"] == {"code": "MAX_AGE_TOO_LOW", "min": 60}
+            assert error["message"].startswith("maxAgeSeconds must be at least 60 for a query over every child")
+        assert listings(mocks) == before and scans(gw)["started"] == 0
+        status, body = gw.query(SUMMARY, {"m": 60})
+        assert status == 200 and body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
+    finally:
+        gw.stop()
+
+
+def test_one_caller_runs_one_walk_at_a_time_and_leaves_a_slot_to_others(mocks: MockProcess) -> None:
+    """A caller asking for two fresh walks at once holds one slot, not both: with two slots, another
+    caller's walk starts at once and ends while the first caller's second walk still runs."""
+    gw = start_gateway(mocks, UCGW_MIN_SCAN_MAX_AGE_SECONDS="0")
+    alice, bob = mint(subject="alice"), mint(subject="bob")
+    try:
+        mocks.admin_ok("ice", "PUT", "/_admin/faults", SLOW_LISTING)
+        with ThreadPoolExecutor(3) as pool:
+            mine = [pool.submit(gw.query, SUMMARY, {"m": 0}, alice, None, 60) for _ in range(2)]
+            deadline = time.monotonic() + 30
+            while (lambda s: s["started"] + s["waited"])(scans(gw)) < 2:  # both of alice's have arrived
+                assert time.monotonic() < deadline, scans(gw)
+                time.sleep(0.02)
+            status, body = pool.submit(gw.query, SUMMARY, {"m": 0}, bob, None, 60).result()
+            assert status == 200 and body["data"]["oversightSummary"]["childrenScanned"] == CHILDREN
+            assert sum(f.done() for f in mine) <= 1  # bob did not wait for both of alice's walks
+            facts = scans(gw)
+            assert (facts["started"], facts["waited"], facts["refused"]) == (3, 1, 0), facts
+            answers = [f.result() for f in mine]
+        assert [(s, b["data"]["oversightSummary"]["childrenScanned"]) for s, b in answers] == [(200, CHILDREN)] * 2
     finally:
         mocks.reset()
         gw.stop()

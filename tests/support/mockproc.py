@@ -69,6 +69,7 @@ class MockProcess:
     seed: int = 7
     children: int = 300
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # more environment (UCGW_WEBHOOK_SECRET for --webhook-url)
     startup_timeout: float = 60.0
     urls: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
@@ -99,7 +100,7 @@ class MockProcess:
         """Start the subprocess and wait for its READY line."""
         fd, self.stderr_path = tempfile.mkstemp(prefix="mocks-", suffix=".log")
         os.close(fd)
-        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **self.env}
         with open(self.stderr_path, "w") as err:
             self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=subprocess.PIPE,
                                          stderr=err, text=True)
