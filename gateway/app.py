@@ -30,7 +30,7 @@ from strawberry.types.graphql import OperationType
 
 from gateway.answer_cache import ANSWER_KEY, ANSWER_LEAD, AnswerCache, AnswerRecording, AnswerShortcut
 from gateway.audit import AuditStore, SQLiteAuditStore
-from gateway.auth import Authenticator, AuthError, mint_token
+from gateway.auth import Authenticator, AuthError
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_response, static_mount, wants_graphiql_page
@@ -44,7 +44,6 @@ from gateway.guard import (
     send_error,
 )
 from gateway.ratelimit import RateLimiter
-from gateway.roles import ROLES
 from gateway.services import Services
 from gateway.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.context import RequestContext
@@ -63,7 +62,6 @@ log = logging.getLogger("ucgw.app")
 # codes of the requests strawberry refuses before any GraphQL work, by HTTP status
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 CONTEXT_KEY = "ucgw.context"  # ASGI scope entry: the request's GraphQL context, for process_result
-DEMO_TOKEN_TTL = 12 * 3600
 # operations an HTTP request may carry, by method (subscriptions need the websocket)
 HTTP_OPERATIONS = {"GET": frozenset({OperationType.QUERY}),
                    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
@@ -272,17 +270,6 @@ def _background(task: asyncio.Task[None]) -> None:
     task.add_done_callback(_BACKGROUND.discard)
 
 
-def demo_banner(settings: Settings) -> list[str]:
-    """Ready tokens for each role, minted with the configured secret (development only)."""
-    if settings.production or not settings.jwt_secret:
-        return []
-    lines = [f"Demo tokens ({DEMO_TOKEN_TTL // 3600} h; paste one into GraphiQL's token bar, or send "
-             "'Authorization: Bearer <token>'):"]
-    for role in ROLES:
-        lines.append(f"  {role:<11} {mint_token(settings, role, ttl=DEMO_TOKEN_TTL, client='ucgw-demo')}")
-    return lines
-
-
 GC_THRESHOLDS = (20_000, 20, 10)  # Python's defaults are (700, 10, 10)
 
 
@@ -384,5 +371,4 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     app.state.services = services
     app.state.audit_store = audit_store
     app.state.answers = answers
-    app.state.demo_banner = demo_banner(settings)
     return app
