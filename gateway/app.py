@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -296,6 +297,60 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 
 
+def admin_app(details: Callable[[], dict[str, Any]]) -> Starlette:
+    """The operators' application: the detailed readiness at `/readyz` (and, later, metrics). No GraphQL, no
+    child data: only counters, served on `UCGW_ADMIN_HOST` (loopback unless chosen otherwise)."""
+
+    async def readyz(request: Request) -> JSONResponse:
+        facts = details()
+        return JSONResponse(facts, status_code=200 if facts["ready"] else 503)
+
+    return Starlette(routes=[Route("/readyz", readyz)])
+
+
+class AdminListener:
+    """The admin app served by a second uvicorn server on the main server's event loop, started and stopped by
+    the main app's lifespan, so it reads the very objects the gateway uses and ends with it.
+
+    Its socket is bound when the app is built, so a taken port is a configuration error before anything
+    starts (uvicorn would exit the process from inside the event loop)."""
+
+    def __init__(self, settings: Settings, details: Callable[[], dict[str, Any]]) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+                return contextlib.nullcontext()  # SIGTERM and Ctrl+C are the main server's to handle
+
+        host, port = settings.admin_host, settings.admin_port or 0
+        self.where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+        except OSError as exc:
+            self.socket.close()
+            raise ConfigError(f"the admin listener (UCGW_ADMIN_HOST, UCGW_ADMIN_PORT) cannot listen on "
+                              f"{self.where}: {exc.strerror or exc}") from None
+        config = uvicorn.Config(admin_app(details), lifespan="off", access_log=False, log_config=None,
+                                log_level=None)  # the main server's logging stays as it is
+        self.server = Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Serve on the bound socket."""
+        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.socket]))
+        log.info("admin listener (detailed /readyz) on %s", self.where)
+
+    async def stop(self) -> None:
+        """End the admin server once the main server is shutting down."""
+        if self.task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self.task
+        self.socket.close()
+
+
 class GatewayApp(Starlette):
     """The routes below, with `POST`/`GET /graphql` handed straight to the guard.
 
@@ -339,21 +394,33 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
+        """Public: whether to send traffic here, and nothing a stranger could learn the gateway's load from."""
+        ready, status = services.readiness()
+        return JSONResponse({"ready": ready, "status": status}, status_code=200 if ready else 503)
+
+    def details() -> dict[str, Any]:
+        """Everything an operator needs to see how the gateway is doing (admin listener, `gatewayHealth`)."""
         facts = services.health()
-        ready = any(f["usable"] for f in facts)
-        return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
-                             "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
-                             "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
-                             "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}},
-                            status_code=200 if ready else 503)
+        ready, status = services.readiness(facts)
+        return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
+                "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
+                "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}}
+
+    services.details = details
+    admin = AdminListener(settings, details) if settings.admin_port is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
+        if admin is not None:
+            await admin.start()
         settle_heap()
         try:
             yield
         finally:
+            if admin is not None:
+                await admin.stop()
             await services.close()
             audit_store.close()
 

@@ -30,7 +30,7 @@ from resolvers.context import RequestContext
 from resolvers.early import learn
 from resolvers.errors import bad_input
 from resolvers.execution import PlainFieldExecutor
-from resolvers.health import SourceStatus, source_statuses
+from resolvers.health import OperatorQuery, SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
 from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
@@ -186,7 +186,7 @@ class ResponseWarnings(SchemaExtension):
 
 
 # Each feature contributes its root fields here (one class per feature module).
-QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery)
+QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery, OperatorQuery)
 MUTATIONS: tuple[type, ...] = (SafetyMutation,)
 SUBSCRIPTIONS: tuple[type, ...] = (PushSubscription,)
 

@@ -211,6 +211,76 @@ def test_demo_prints_tokens_of_a_random_secret_that_work(tmp_path: Path) -> None
                    audience="uc-status-gateway")
 
 
+# ---------------------------------------------------------------- item 8: /readyz and the admin listener
+
+DETAIL_KEYS = {"ready", "status", "sources", "answerCache", "earlyFetch", "auditTrail", "websockets", "scans",
+               "fetches"}
+
+
+def test_public_readyz_says_only_whether_ready(gw: GatewayProcess) -> None:
+    status, _, raw = http("GET", f"{gw.url}/readyz")
+    assert status == 200 and json.loads(raw) == {"ready": True, "status": "ok"}
+    assert http("GET", f"{gw.url}/admin/readyz")[0] == 404
+
+
+def test_admin_listener_serves_the_details_on_its_own_port_only(gw: GatewayProcess) -> None:
+    assert gw.admin_url is not None and gw.admin_url.startswith("http://127.0.0.1:") and gw.admin_url != gw.url
+    status, _, raw = http("GET", f"{gw.admin_url}/readyz")
+    details = json.loads(raw)
+    assert status == 200 and set(details) == DETAIL_KEYS, details
+    assert details["ready"] is True and details["status"] == "ok"
+    assert {s["source"] for s in details["sources"]} == {"ORR", "ICE", "EOIR"}
+    assert {"commits", "rowsWritten"} <= set(details["auditTrail"]), details["auditTrail"]
+    assert http("GET", f"{gw.admin_url}/graphql")[0] == 404  # the admin port serves no data
+
+
+def test_admin_listener_is_off_unless_configured(mock_services: Any) -> None:
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_ADMIN_PORT=""))
+    try:
+        assert gateway.admin_url is None
+        assert json.loads(http("GET", f"{gateway.url}/readyz")[2]) == {"ready": True, "status": "ok"}
+    finally:
+        log = gateway.stop()
+    assert "admin" not in log.lower()
+
+
+def test_gateway_health_query_is_for_operators_only(gw: GatewayProcess) -> None:
+    query = "{ gatewayHealth { ready status details } }"
+    status, body = gw.query(query, token=mint("operator"))
+    assert status == 200 and "errors" not in body, body
+    health = body["data"]["gatewayHealth"]
+    assert health["ready"] is True and health["status"] == "ok"
+    assert set(json.loads(health["details"])) == DETAIL_KEYS
+    for role in ("caseworker", "partner", "auditor"):
+        status, body = gw.query(query, token=mint(role))
+        assert status == 200 and body["data"]["gatewayHealth"] is None, (role, body)
+        assert _codes(body) == ["FORBIDDEN"] and body["errors"][0]["extensions"]["capability"] == "health:admin"
+    # partners keep the sources' breaker states, nothing more
+    status, body = gw.query("{ sources { source breakerState usable } }", token=mint("partner"))
+    assert status == 200 and [s["source"] for s in body["data"]["sources"]] == ["ORR", "ICE", "EOIR"], body
+    # an operator reads gateway health, no child data
+    status, body = gw.query("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": "A000000001"},
+                            token=mint("operator"))
+    assert body["data"]["child"] is None and _codes(body) == ["FORBIDDEN"], body
+
+
+def test_readyz_is_degraded_while_a_source_is_unusable(mock_services: Any) -> None:
+    a = mock_services.sample(3)[0]
+    dead = f"http://127.0.0.1:{free_port()}"
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_EOIR_URL=dead, UCGW_BREAKER_FAILURE_THRESHOLD="1",
+                                         UCGW_RETRY_ATTEMPTS="0", UCGW_BREAKER_RESET_SECONDS="600"))
+    try:
+        status, body = gateway.query("query($a: ID!) { child(aNumber: $a) { hearing { caseStatus } } }", {"a": a})
+        assert status == 200 and "SOURCE_UNAVAILABLE" in _codes(body), body
+        status, _, raw = http("GET", f"{gateway.url}/readyz")
+        assert status == 200 and json.loads(raw) == {"ready": True, "status": "degraded"}
+        details = json.loads(http("GET", f"{gateway.admin_url}/readyz")[2])
+        assert details["status"] == "degraded"
+        assert {s["source"]: s["usable"] for s in details["sources"]} == {"ORR": True, "ICE": True, "EOIR": False}
+    finally:
+        gateway.stop()
+
+
 # ---------------------------------------------------------------- item 13: token lifetime
 
 
