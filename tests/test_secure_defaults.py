@@ -281,6 +281,40 @@ def test_readyz_is_degraded_while_a_source_is_unusable(mock_services: Any) -> No
         gateway.stop()
 
 
+# ---------------------------------------------------------------- item 11: no "Did you mean" in production
+
+MISTAKES = {
+    "field": ('{ sources { sorce } }', {}, "Cannot query field 'sorce' on type 'SourceStatus'."),
+    "argument": ('{ child(aNumbr: "A000000001") { aNumber } }', {},
+                 "Unknown argument 'aNumbr' on field 'Query.child'."),
+    "type": ("query($a: Chld) { __typename }", {}, "Unknown type 'Chld'."),
+    "enum literal": ("{ safetyConcerns(status: OPN, first: 1) { totalCount } }", {}, None),
+    "enum variable": ("query($s: ConcernStatus) { safetyConcerns(status: $s, first: 1) { totalCount } }",
+                      {"s": "OPN"}, None),
+}
+
+
+@pytest.fixture(scope="module")
+def prod(mock_services: Any) -> Iterator[GatewayProcess]:
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_ENV="production"))
+    yield gateway
+    gateway.stop()
+
+
+@pytest.mark.parametrize("name", list(MISTAKES))
+def test_production_sends_no_suggestions(gw: GatewayProcess, prod: GatewayProcess, name: str) -> None:
+    query, variables, message = MISTAKES[name]
+    _, dev_body = gw.query(query, variables)
+    assert "Did you mean" in json.dumps(dev_body), dev_body  # development still helps the developer
+    status, body = prod.query(query, variables)
+    assert status in (200, 400) and body.get("errors"), body
+    text = json.dumps(body)
+    assert "Did you mean" not in text and "OPEN" not in text and "source'" not in text, body
+    if message is not None:
+        assert message in [e["message"] for e in body["errors"]], body
+    assert all(e["extensions"]["code"] for e in body["errors"]), body
+
+
 # ---------------------------------------------------------------- item 13: token lifetime
 
 
