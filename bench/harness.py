@@ -206,7 +206,7 @@ class _Proc:
 
 def mint_token(env: dict[str, str], role: str = "caseworker") -> str:
     """A token from `ucgw token`, as a user would get one, signed with the gateway's configured secret."""
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "token", "--role", role, "--ttl", "86400",
+    out = subprocess.run([sys.executable, "-m", "gateway.cli", "token", "--role", role, "--ttl", "43200",
                           "--subject", f"bench-{role}", "--client", "ucgw-bench"],
                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60, check=True)
     return out.stdout.strip().splitlines()[-1]
@@ -220,7 +220,8 @@ class Gateway(_Proc):
         self.data_dir = tempfile.mkdtemp(prefix="ucgw-bench-data-")
         self.env = mocks.gateway_env(
             UCGW_ENV="production",
-            UCGW_JWT_SECRET=secrets.token_urlsafe(48),  # production refuses the demo secret
+            UCGW_JWT_SECRET=secrets.token_urlsafe(48),  # serve refuses to start without credentials
+            UCGW_AUDIT_HMAC_KEY=secrets.token_urlsafe(48),  # ... and without a key to sign its audit trail
             UCGW_RATE_LIMIT_RPS=RATE_LIMIT_RPS, UCGW_RATE_LIMIT_BURST=RATE_LIMIT_BURST,
             UCGW_DATA_DIR=self.data_dir, **env,
         )
@@ -228,13 +229,17 @@ class Gateway(_Proc):
         self._process = GatewayProcess(self.env, token=self.token, root=root)
         self.proc = self._process.proc
         self.url = self._process.url
+        self.admin_url = self._process.admin_url  # the detailed /readyz (a build before the admin listener: None)
         self.graphql = f"{self.url}/graphql"
         self.headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         self.drain = _Drain(self.proc)
 
     def readyz(self) -> dict[str, Any]:
-        """GET /readyz as JSON."""
-        _status, _headers, body = http("GET", f"{self.url}/readyz", timeout=10)
+        """The detailed /readyz as JSON: the admin listener's; a build from before it had them on the public one."""
+        try:
+            _status, _headers, body = http("GET", f"{self.admin_url}/readyz", timeout=10)
+        except OSError:  # no admin listener: an older build, compared side by side
+            _status, _headers, body = http("GET", f"{self.url}/readyz", timeout=10)
         return json.loads(body)
 
     def calls(self) -> dict[str, int]:

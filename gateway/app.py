@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,7 @@ from strawberry.types.graphql import OperationType
 
 from gateway.answer_cache import ANSWER_KEY, ANSWER_LEAD, AnswerCache, AnswerRecording, AnswerShortcut
 from gateway.audit import AuditStore, SQLiteAuditStore
-from gateway.auth import Authenticator, AuthError, mint_token
+from gateway.auth import Authenticator, AuthError
 from gateway.changefeed import webhook_endpoint
 from gateway.config import ConfigError, Settings
 from gateway.graphiql import graphiql_response, static_mount, wants_graphiql_page
@@ -45,7 +46,6 @@ from gateway.guard import (
     send_error,
 )
 from gateway.ratelimit import RateLimiter
-from gateway.roles import ROLES
 from gateway.services import Services
 from gateway.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.context import RequestContext
@@ -63,7 +63,6 @@ log = logging.getLogger("ucgw.app")
 # codes of the requests strawberry refuses before any GraphQL work, by HTTP status
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 CONTEXT_KEY = "ucgw.context"  # ASGI scope entry: the request's GraphQL context, for process_result
-DEMO_TOKEN_TTL = 12 * 3600
 # operations an HTTP request may carry, by method (subscriptions need the websocket)
 HTTP_OPERATIONS = {"GET": frozenset({OperationType.QUERY}),
                    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
@@ -304,17 +303,6 @@ def _background(task: asyncio.Task[None]) -> None:
     task.add_done_callback(_BACKGROUND.discard)
 
 
-def demo_banner(settings: Settings) -> list[str]:
-    """Ready tokens for each role, minted with the configured secret (development only)."""
-    if settings.production or not settings.jwt_secret:
-        return []
-    lines = [f"Demo tokens ({DEMO_TOKEN_TTL // 3600} h; paste one into GraphiQL's token bar, or send "
-             "'Authorization: Bearer <token>'):"]
-    for role in ROLES:
-        lines.append(f"  {role:<11} {mint_token(settings, role, ttl=DEMO_TOKEN_TTL, client='ucgw-demo')}")
-    return lines
-
-
 GC_THRESHOLDS = (20_000, 20, 10)  # Python's defaults are (700, 10, 10)
 
 
@@ -345,6 +333,60 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
                                 hmac_key=settings.audit_hmac_key.encode() or None)
     except Exception as exc:  # sqlite3.Error and filesystem errors alike
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
+
+
+def admin_app(details: Callable[[], dict[str, Any]]) -> Starlette:
+    """The operators' application: the detailed readiness at `/readyz` (and, later, metrics). No GraphQL, no
+    child data: only counters, served on `UCGW_ADMIN_HOST` (loopback unless chosen otherwise)."""
+
+    async def readyz(request: Request) -> JSONResponse:
+        facts = details()
+        return JSONResponse(facts, status_code=200 if facts["ready"] else 503)
+
+    return Starlette(routes=[Route("/readyz", readyz)])
+
+
+class AdminListener:
+    """The admin app served by a second uvicorn server on the main server's event loop, started and stopped by
+    the main app's lifespan, so it reads the very objects the gateway uses and ends with it.
+
+    Its socket is bound when the app is built, so a taken port is a configuration error before anything
+    starts (uvicorn would exit the process from inside the event loop)."""
+
+    def __init__(self, settings: Settings, details: Callable[[], dict[str, Any]]) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
+                return contextlib.nullcontext()  # SIGTERM and Ctrl+C are the main server's to handle
+
+        host, port = settings.admin_host, settings.admin_port or 0
+        self.where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+        except OSError as exc:
+            self.socket.close()
+            raise ConfigError(f"the admin listener (UCGW_ADMIN_HOST, UCGW_ADMIN_PORT) cannot listen on "
+                              f"{self.where}: {exc.strerror or exc}") from None
+        config = uvicorn.Config(admin_app(details), lifespan="off", access_log=False, log_config=None,
+                                log_level=None)  # the main server's logging stays as it is
+        self.server = Server(config)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Serve on the bound socket."""
+        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.socket]))
+        log.info("admin listener (detailed /readyz) on %s", self.where)
+
+    async def stop(self) -> None:
+        """End the admin server once the main server is shutting down."""
+        if self.task is not None:
+            self.server.should_exit = True
+            with contextlib.suppress(Exception):
+                await self.task
+        self.socket.close()
 
 
 class GatewayApp(Starlette):
@@ -389,21 +431,33 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> JSONResponse:
+        """Public: whether to send traffic here, and nothing a stranger could learn the gateway's load from."""
+        ready, status = services.readiness()
+        return JSONResponse({"ready": ready, "status": status}, status_code=200 if ready else 503)
+
+    def details() -> dict[str, Any]:
+        """Everything an operator needs to see how the gateway is doing (admin listener, `gatewayHealth`)."""
         facts = services.health()
-        ready = any(f["usable"] for f in facts)
-        return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
-                             "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
-                             "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
-                             "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}},
-                            status_code=200 if ready else 503)
+        ready, status = services.readiness(facts)
+        return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
+                "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
+                "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}}
+
+    services.details = details
+    admin = AdminListener(settings, details) if settings.admin_port is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
+        if admin is not None:
+            await admin.start()
         settle_heap()
         try:
             yield
         finally:
+            if admin is not None:
+                await admin.stop()
             await services.close()
             audit_store.close()
 
@@ -421,5 +475,4 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     app.state.services = services
     app.state.audit_store = audit_store
     app.state.answers = answers
-    app.state.demo_banner = demo_banner(settings)
     return app

@@ -20,8 +20,8 @@ from typing import Any
 import jwt
 from cachetools import LRUCache
 
-from gateway.config import ConfigError, Settings
-from gateway.roles import CASEWORKER, ROLES, Principal, office_scope
+from gateway.config import ConfigError, Settings, require_credentials
+from gateway.roles import ANONYMOUS, ROLES, Principal, office_scope
 
 log = logging.getLogger("ucgw.auth")
 LEEWAY_SECONDS = 30
@@ -145,7 +145,9 @@ class Authenticator:
     """Turns request headers into a `Principal` or raises `AuthError`."""
 
     def __init__(self, settings: Settings) -> None:
+        require_credentials(settings)  # no way to verify callers is a configuration error, never a default key
         self.settings = settings
+        self.max_ttl = settings.jwt_max_ttl_seconds
         self.secret = settings.jwt_secret or None
         self.public_keys = _load_public_keys(settings)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else {}
@@ -174,7 +176,8 @@ class Authenticator:
             return self.api_key(api_key.strip())
         if not auth:
             if not self.settings.auth_required:
-                return Principal(subject="anonymous", role=CASEWORKER, client="anonymous", method="anonymous")
+                # a role that grants nothing: /healthz and the public /readyz are all an anonymous caller reaches
+                return Principal(subject="anonymous", role=ANONYMOUS, client="anonymous", method="anonymous")
             raise AuthError("missing credentials: send 'Authorization: Bearer <token>' or an 'X-API-Key' header")
         scheme, _, value = auth.partition(" ")
         value = value.strip()
@@ -246,7 +249,7 @@ class Authenticator:
             claims = jwt.decode(
                 token, key, algorithms=[alg], audience=self.settings.jwt_audience or None,
                 issuer=self.settings.jwt_issuer or None, leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "sub"], "verify_aud": bool(self.settings.jwt_audience)},
+                options={"require": ["exp", "iat", "sub"], "verify_aud": bool(self.settings.jwt_audience)},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired") from None
@@ -274,6 +277,11 @@ class Authenticator:
                                 "characters")
         if isinstance(exp, bool) or not isinstance(exp, int | float):
             raise AuthError("token 'exp' must be a number (seconds since the epoch)")
+        iat = claims["iat"]  # PyJWT checked that it is not in the future (but takes "123" for a number)
+        if isinstance(iat, bool) or not isinstance(iat, int | float):
+            raise AuthError("token 'iat' must be a number (seconds since the epoch)")
+        if exp - iat > self.max_ttl:  # a stolen long-lived token would stay good for that long
+            raise AuthError(f"token lifetime (exp - iat) exceeds {self.max_ttl} seconds (UCGW_JWT_MAX_TTL_SECONDS)")
         principal = Principal(subject=subject, role=role, client=client, method="jwt", field_offices=offices)
         return principal, float(exp)
 
@@ -285,6 +293,9 @@ def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: s
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
     if not settings.jwt_secret:
         raise ConfigError("no JWT secret configured (UCGW_JWT_SECRET); tokens cannot be minted here")
+    if ttl > settings.jwt_max_ttl_seconds:  # the gateway would refuse it
+        raise ConfigError(f"a token may live at most {settings.jwt_max_ttl_seconds} seconds "
+                          f"(UCGW_JWT_MAX_TTL_SECONDS), not {ttl:g}")
     now = int(time.time())
     claims: dict[str, Any] = {"sub": subject or f"{role}-demo", "role": role, "client": client,
                               "iat": now, "exp": now + int(ttl)}

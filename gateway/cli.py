@@ -28,8 +28,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     problem = hmac_key_problem(settings.audit_hmac_key)
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
         raise ConfigError(problem)
+    app = create_app(settings)  # refuses to build without credentials, so nothing listens without them
     print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
                 timeout_graceful_shutdown=10, access_log=False,
                 ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
     return 0
@@ -43,7 +44,7 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_TOKEN_TTL = 366 * 86_400  # a token minted here lives at most a year
+MAX_TOKEN_TTL = 366 * 86_400  # sanity bound of the flag; the gateway's UCGW_JWT_MAX_TTL_SECONDS is checked too
 
 
 def token_ttl(raw: str) -> float:
@@ -80,7 +81,8 @@ def non_negative_int(raw: str) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    """Print a token for ROLE signed with the configured HS256 secret."""
+    """Print a token for ROLE signed with the configured HS256 secret, living no longer than the gateway's
+    UCGW_JWT_MAX_TTL_SECONDS allows (a longer one would be refused)."""
     from gateway.auth import mint_token
 
     settings = load_settings(toml_path=args.config)
@@ -244,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     token_p = sub.add_parser("token", help="print a JWT for a role, signed with the configured secret")
     token_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
     token_p.add_argument("--role", required=True, choices=ROLES)
-    token_p.add_argument("--ttl", type=token_ttl, default=3600.0, help="lifetime in seconds (default 3600)")
+    token_p.add_argument("--ttl", type=token_ttl, default=3600.0,
+                         help="lifetime in seconds (default 3600; at most UCGW_JWT_MAX_TTL_SECONDS, 43200)")
     token_p.add_argument("--subject", help="the `sub` claim (default <role>-demo)")
     token_p.add_argument("--client", type=client_name, default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
     token_p.add_argument("--field-offices", help="comma-separated ERO field offices the token is limited to")

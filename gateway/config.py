@@ -14,7 +14,8 @@ from typing import Any
 from gateway.audit import SYNC_MODES, hmac_key_problem
 from gateway.sources import Source
 
-DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # clearly-marked demo value
+DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # the old default, once printed in the README: refused
+MIN_JWT_SECRET_BYTES = 32
 
 
 class ConfigError(ValueError):
@@ -62,13 +63,16 @@ class Settings:
     # keep-alive timeout (uvicorn's and the mocks': 5 s), or a call may go out on a connection they are closing
     source_keepalive_seconds: float = 4.0
     # access control and abuse limits
-    jwt_secret: str = DEMO_JWT_SECRET
+    jwt_secret: str = ""  # no default: `serve` needs credentials of its own (`ucgw demo` makes a random secret)
     jwt_public_key_file: str = ""
     jwt_jwks_file: str = ""
     jwt_audience: str = "uc-status-gateway"
     jwt_issuer: str = "ucgw-demo"
     api_keys_file: str = ""
     auth_required: bool = True
+    jwt_max_ttl_seconds: int = 12 * 3600  # longest `exp - iat` a token may have (`ucgw token --ttl` too)
+    admin_host: str = "127.0.0.1"  # the operators' listener (detailed /readyz); never the public address
+    admin_port: int | None = None  # None: no admin listener
     rate_limit_rps: float = 20.0
     rate_limit_burst: int = 40
     max_query_depth: int = 10
@@ -190,6 +194,11 @@ def _validate(settings: Settings) -> Settings:
     if settings.webhook_secret and len(settings.webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
         raise ConfigError(f"UCGW_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it signs "
                           "POST /hooks/changes); leave it empty to turn the webhook off")
+    if settings.admin_port is not None and not 0 < settings.admin_port <= 65535:
+        raise ConfigError(f"setting 'admin_port' must be in [1, 65535] (got {settings.admin_port})")
+    if settings.jwt_max_ttl_seconds < 1:
+        raise ConfigError("setting 'jwt_max_ttl_seconds' must be at least 1")
+    _validate_secret(settings.jwt_secret)
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.audit_hmac_key and (problem := hmac_key_problem(settings.audit_hmac_key)):
@@ -199,20 +208,36 @@ def _validate(settings: Settings) -> Settings:
     return settings
 
 
-def _validate_production(settings: Settings) -> None:
-    """Production refuses the demo secret, weak secrets and unauthenticated access."""
-    if settings.jwt_secret == DEMO_JWT_SECRET:
+def _validate_secret(secret: str) -> None:
+    """In every environment: the demo secret (published, so anyone could sign with it) and short secrets are
+    refused; an empty one means no HS256 at all."""
+    if secret == DEMO_JWT_SECRET:
         raise ConfigError(
-            "refusing to start in production with the demo JWT secret: set UCGW_JWT_SECRET to a secret of "
-            "your own (32+ characters), or set it empty and use UCGW_JWT_PUBLIC_KEY_FILE or UCGW_JWT_JWKS_FILE"
+            "refusing the demo JWT secret (it is published): set UCGW_JWT_SECRET to a random secret of your own "
+            f"({MIN_JWT_SECRET_BYTES}+ bytes), or leave it empty and use UCGW_JWT_PUBLIC_KEY_FILE, "
+            "UCGW_JWT_JWKS_FILE or UCGW_API_KEYS_FILE"
         )
-    if settings.jwt_secret and len(settings.jwt_secret) < 32:
-        raise ConfigError("UCGW_JWT_SECRET must be at least 32 characters in production")
-    if not settings.auth_required:
-        raise ConfigError("UCGW_AUTH_REQUIRED cannot be false in production")
+    if secret and len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ConfigError(f"UCGW_JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (e.g. "
+                          "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+
+
+def require_credentials(settings: Settings) -> None:
+    """A gateway that serves must have a way to verify callers, whatever the environment: without one it
+    used to fall back to a published secret."""
     if not (settings.jwt_secret or settings.jwt_public_key_file or settings.jwt_jwks_file
             or settings.api_keys_file):
-        raise ConfigError("production needs a way to verify callers: a JWT secret, public key, JWKS or API keys")
+        raise ConfigError(
+            "no credentials configured: set UCGW_JWT_SECRET (a random secret of at least "
+            f"{MIN_JWT_SECRET_BYTES} bytes), UCGW_JWT_PUBLIC_KEY_FILE, UCGW_JWT_JWKS_FILE or UCGW_API_KEYS_FILE "
+            "(`ucgw demo` makes its own secret)"
+        )
+
+
+def _validate_production(settings: Settings) -> None:
+    """Production refuses unauthenticated access."""
+    if not settings.auth_required:
+        raise ConfigError("UCGW_AUTH_REQUIRED cannot be false in production")
 
 
 def load_settings(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import sys
 import urllib.parse
 import urllib.request
@@ -12,7 +13,9 @@ import urllib.request
 import uvicorn
 
 from gateway.app import create_app
-from gateway.config import load_settings
+from gateway.auth import mint_token
+from gateway.config import Settings, load_settings
+from gateway.roles import ROLES
 from mocks.runner import check_arguments, running_mocks
 
 SAMPLE_QUERY = """query Status($a: ID!) {
@@ -38,6 +41,19 @@ def _sample_a_numbers(orr_url: str, n: int = 4) -> list[str]:
     return list(dict.fromkeys(first + sample(f"n={n}")))
 
 
+DEMO_TOKEN_TTL = 12 * 3600
+
+
+def demo_banner(settings: Settings) -> list[str]:
+    """Ready tokens for each role, minted with this run's secret."""
+    ttl = min(DEMO_TOKEN_TTL, settings.jwt_max_ttl_seconds)
+    lines = [f"Demo tokens ({ttl / 3600:g} h, signed with a secret made for this run only; paste one into "
+             "GraphiQL's token bar, or send 'Authorization: Bearer <token>'):"]
+    for role in ROLES:
+        lines.append(f"  {role:<11} {mint_token(settings, role, ttl=ttl, client='ucgw-demo')}")
+    return lines
+
+
 def sample_query(a_number: str) -> str:
     """The sample query with an A-number written in (GraphiQL links carry no variables)."""
     return SAMPLE_QUERY.replace("query Status($a: ID!)", "query Status").replace("$a", json.dumps(a_number))
@@ -50,6 +66,8 @@ async def _run(args: argparse.Namespace) -> None:
         settings = load_settings(
             toml_path=args.config, host=args.host, port=args.port,
             orr_url=urls["orr"], ice_url=urls["ice"], eoir_url=urls["eoir"],
+            # a secret of this run's own, never a known one: its tokens die with it
+            jwt_secret=secrets.token_urlsafe(32),
         )
         app = create_app(settings)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
@@ -63,7 +81,7 @@ async def _run(args: argparse.Namespace) -> None:
         print(f"  GraphiQL  {base}/graphql")
         print(f"  sample    {base}/graphql?query={urllib.parse.quote(query)}")
         print(f"\nSample A-numbers: {', '.join(a_numbers)}\nSample query:\n{query}\n", flush=True)
-        for line in getattr(app.state, "demo_banner", []):
+        for line in demo_banner(settings):
             print(line, flush=True)
         await server.serve()
 

@@ -23,9 +23,11 @@ class Capability(enum.StrEnum):
     CHILD_WELFARE = "child:welfare"  # follow-up call details and safety information
     AUDIT_READ = "audit:read"  # the audit trail
     HEALTH_READ = "health:read"  # backend health (`sources`)
+    HEALTH_ADMIN = "health:admin"  # the gateway's own counters (`gatewayHealth`, the admin listener's /readyz)
 
 
-CASEWORKER, PARTNER, AUDITOR = "caseworker", "partner", "auditor"
+CASEWORKER, PARTNER, AUDITOR, OPERATOR = "caseworker", "partner", "auditor", "operator"
+ANONYMOUS = "anonymous"  # no credentials while UCGW_AUTH_REQUIRED=false: a role with no capability (not in ROLES)
 
 ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     CASEWORKER: frozenset({
@@ -34,6 +36,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     }),
     PARTNER: frozenset({Capability.CHILD_STATUS, Capability.HEALTH_READ}),
     AUDITOR: frozenset({Capability.AUDIT_READ, Capability.HEALTH_READ}),
+    OPERATOR: frozenset({Capability.HEALTH_READ, Capability.HEALTH_ADMIN}),
 }
 ROLES: tuple[str, ...] = tuple(ROLE_CAPABILITIES)
 

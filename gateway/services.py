@@ -3,6 +3,7 @@ the safety-concern store, the pub/sub, the change-feed follower and the shared w
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gateway.cache import Cache, MemoryCache
@@ -33,6 +34,9 @@ class Services:
         self.follower = ChangeFollower(settings, self.changes)
         self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
         self._concerns: ConcernStore | None = None
+        # the gateway's own counters, for operators only (the admin listener's /readyz, `gatewayHealth`); set
+        # by the app that owns the answer cache, the audit trail and the sockets (gateway/app.py)
+        self.details: Callable[[], dict[str, Any]] | None = None
 
     @property
     def concerns(self) -> ConcernStore:
@@ -54,6 +58,11 @@ class Services:
                 "latency_p95_ms": h.latency_ms(0.95), "calls": h.calls, "retries": h.retries,
             })
         return facts
+
+    def readiness(self, facts: list[dict[str, object]] | None = None) -> tuple[bool, str]:
+        """(ready, status): ready while some source is usable; "degraded" while any source is not."""
+        usable = [bool(f["usable"]) for f in (self.health() if facts is None else facts)]
+        return any(usable), "ok" if all(usable) else "degraded"
 
     async def start(self) -> None:
         """Open every backend's connection pool and the concern store; start following the change feeds."""

@@ -1,13 +1,18 @@
-"""The `sources` query: breaker state, last success and error, recent latency per backend."""
+"""The `sources` query (breaker state, last success and error, recent latency per backend), and the operators'
+`gatewayHealth` (the gateway's own counters, as the admin listener's /readyz shows them)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import strawberry
+from strawberry.types import Info
 
+from gateway.roles import Capability
 from gateway.services import Services
 from gateway.sources import Source
+from resolvers.permissions import documented, requires
 from resolvers.types import SourceEnum
 
 
@@ -40,3 +45,27 @@ def source_statuses(services: Services) -> list[SourceStatus]:
             latency_p95_ms=f["latency_p95_ms"], calls=int(f["calls"]), retries=int(f["retries"]),  # type: ignore[arg-type]
         ))
     return out
+
+
+@strawberry.type(description="How this gateway process is doing, for operators.")
+class GatewayHealth:
+    ready: bool = strawberry.field(description="True while some system of record is usable.")
+    status: str = strawberry.field(description="ok, or degraded while some system of record is not usable.")
+    details: str = strawberry.field(description="What the admin listener's /readyz shows, as JSON text: "
+                                                "sources, fetch, answer-cache, early-fetch, audit-trail, "
+                                                "websocket and scan counters.")
+
+
+@strawberry.type
+class OperatorQuery:
+    """The gateway's own health (the public /readyz says only whether it is ready)."""
+
+    @strawberry.field(description=documented("This gateway process's readiness and counters.",
+                                             Capability.HEALTH_ADMIN),
+                      extensions=requires(Capability.HEALTH_ADMIN))
+    def gateway_health(self, info: Info) -> GatewayHealth | None:
+        services: Services = info.context.services
+        facts = services.details() if services.details is not None else {"sources": services.health()}
+        ready, status = services.readiness(facts["sources"])
+        details = orjson.dumps({**facts, "ready": ready, "status": status}).decode()
+        return GatewayHealth(ready=ready, status=status, details=details)

@@ -7,14 +7,16 @@ from typing import Any
 
 import strawberry
 from cachetools import LRUCache
-from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast
+from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast, validate
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
 )
-from strawberry.schema.schema import validate_document
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.tools import merge_types
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
@@ -30,7 +32,7 @@ from resolvers.context import RequestContext
 from resolvers.early import learn
 from resolvers.errors import bad_input
 from resolvers.execution import PlainFieldExecutor
-from resolvers.health import SourceStatus, source_statuses
+from resolvers.health import OperatorQuery, SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
 from resolvers.permissions import (
@@ -144,8 +146,10 @@ class ValidationByText(SchemaExtension):
     cache already maps one text to one document, so the text (hashed in one pass) is the key here.
     """
 
-    def __init__(self, cache: LRUCache[tuple[str, tuple[Any, ...]], list[GraphQLError]]) -> None:
+    def __init__(self, cache: LRUCache[tuple[str, tuple[Any, ...]], list[GraphQLError]],
+                 hide_suggestions: bool = False) -> None:
         self.cache = cache
+        self.hide_suggestions = hide_suggestions  # production: no "Did you mean" (it maps the schema for strangers)
 
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -153,8 +157,10 @@ class ValidationByText(SchemaExtension):
             key = (ctx.query, tuple(ctx.validation_rules))
             errors = self.cache.get(key)
             if errors is None:
-                errors = self.cache[key] = validate_document(ctx.schema._schema, ctx.graphql_document,
-                                                             ctx.validation_rules)
+                errors = self.cache[key] = validate(  # strawberry's validate_document, with hide_suggestions
+                    ctx.schema._schema, ctx.graphql_document,
+                    (*ctx.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule),
+                    hide_suggestions=self.hide_suggestions)
             ctx.pre_execution_errors = errors
         yield
 
@@ -195,13 +201,27 @@ class ResponseWarnings(SchemaExtension):
 
 
 # Each feature contributes its root fields here (one class per feature module).
-QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery)
+QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery, OperatorQuery)
 MUTATIONS: tuple[type, ...] = (SafetyMutation,)
 SUBSCRIPTIONS: tuple[type, ...] = (PushSubscription,)
 
 Query = merge_types("Query", QUERIES)
 Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
 Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
+
+
+def _without_suggestions(base: type[Any]) -> type[Any]:
+    """`base` executor with graphql-core's `hide_suggestions` on: a variable's bad enum value gets no "Did you
+    mean" either (strawberry passes no such option to `execute`)."""
+
+    class Executor(base):  # type: ignore[misc,valid-type]
+        @classmethod
+        def build(cls, *args: Any, **kwargs: Any) -> Any:
+            kwargs["hide_suggestions"] = True
+            return super().build(*args, **kwargs)
+
+    Executor.__name__ = Executor.__qualname__ = f"{base.__name__}WithoutSuggestions"
+    return Executor
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -220,7 +240,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         RequestErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
-        lambda: ValidationByText(validated),  # same text and rules, same verdict
+        lambda: ValidationByText(validated, settings.production),  # same text and rules, same verdict
         lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, measured),
         AuditTrail,
         AnswerEligibility,
@@ -230,5 +250,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     executor = PlainFieldExecutor if settings.inline_plain_fields else None
+    if settings.production:
+        executor = _without_suggestions(executor or StrawberryGraphQLCoreExecutionContext)
     return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
                              execution_context_class=executor)

@@ -347,7 +347,7 @@ def _rs256(key: Any, kid: str | None = None, **claims: Any) -> str:
     import time
 
     body = {"sub": "rs-user", "role": "caseworker", "aud": "uc-status-gateway", "iss": "ucgw-demo",
-            "exp": int(time.time()) + 600, **claims}
+            "iat": int(time.time()), "exp": int(time.time()) + 600, **claims}
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid} if kid else None)
 
 

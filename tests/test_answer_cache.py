@@ -46,7 +46,7 @@ def gw(mock_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def answer_facts(gw: GatewayProcess) -> dict[str, int]:
-    _, _, body = http("GET", f"{gw.url}/readyz")
+    _, _, body = http("GET", f"{gw.admin_url}/readyz")
     return json.loads(body)["answerCache"]
 
 

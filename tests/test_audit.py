@@ -307,7 +307,7 @@ def test_a_lone_client_on_one_connection_commits_without_the_writer_thread(gatew
     every one once the connection has been the only sender for 100 ms commit on the event loop
     (gateway/guard.py InFlight.may_block); each request is still exactly one committed event."""
     def trail() -> dict[str, int]:
-        status, _, body = http("GET", f"{gateway.url}/readyz")
+        status, _, body = http("GET", f"{gateway.admin_url}/readyz")
         return json.loads(body)["auditTrail"]
 
     conn = HTTPConnection("127.0.0.1", gateway.port, timeout=10)
@@ -344,7 +344,7 @@ def test_concurrent_clients_share_commits_made_on_the_event_loop(gateway: Gatewa
     (a lone request's at once, or a loop turn's appends together): none waited for the writer thread,
     which only takes appends while the connection is busy elsewhere."""
     def trail() -> dict[str, int]:
-        return json.loads(http("GET", f"{gateway.url}/readyz")[2])["auditTrail"]
+        return json.loads(http("GET", f"{gateway.admin_url}/readyz")[2])["auditTrail"]
 
     subject = f"turns-{uuid.uuid4().hex[:8]}"
     headers = {**gateway.headers(mint("caseworker", subject=subject)), "Content-Type": "application/json"}

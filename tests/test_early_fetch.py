@@ -50,7 +50,7 @@ def cold(mock_services: Any) -> Iterator[str]:
 
 
 def early_facts(gw: GatewayProcess) -> dict[str, int]:
-    _, _, body = http("GET", f"{gw.url}/readyz")
+    _, _, body = http("GET", f"{gw.admin_url}/readyz")
     return json.loads(body)["earlyFetch"]
 
 

@@ -234,7 +234,7 @@ def test_hundred_children_cost_one_batch_call_per_source(mock_services: Any) -> 
         assert batch_calls(mock_services) == {"ORR": 1, "ICE": 1, "EOIR": 1}
         for source in ("orr", "ice", "eoir"):
             assert mock_services.stats(source)["batch_sizes"] == [100]
-        _, _, raw = http("GET", f"{gw.url}/readyz")
+        _, _, raw = http("GET", f"{gw.admin_url}/readyz")
         fetches = json.loads(raw)["fetches"]
         assert {s: (f["batches"], f["records_fetched"], f["misses"], f["hits"]) for s, f in fetches.items()} == \
             {s: (1, 100, 100, 0) for s in ("ORR", "ICE", "EOIR")}

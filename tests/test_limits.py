@@ -411,7 +411,7 @@ def test_one_client_holds_at_most_its_cap_of_websockets(mock_services: Any) -> N
     alice, bob = mint(subject="alice"), mint(subject="bob")
 
     def open_sockets() -> dict[str, int]:
-        status, _, body = http("GET", f"{gateway.url}/readyz")
+        status, _, body = http("GET", f"{gateway.admin_url}/readyz")
         assert status == 200
         return json.loads(body)["websockets"]  # type: ignore[no-any-return]
 
@@ -575,7 +575,9 @@ def test_production_refuses_the_demo_secret(mock_services: Any, tmp_path: Any) -
     env.pop("UCGW_JWT_SECRET", None)
     done = _serve(env)
     assert done.returncode == 2
-    assert "demo JWT secret" in done.stderr + done.stdout
+    assert "no credentials configured" in done.stderr + done.stdout  # no secret is no secret: no demo fallback
+    done = _serve({**env, "UCGW_JWT_SECRET": "demo-only-secret-not-for-production"})
+    assert done.returncode == 2 and "demo JWT secret" in done.stderr + done.stdout
     done = _serve({**env, "UCGW_JWT_SECRET": "short-secret"})
     assert done.returncode == 2 and "at least 32" in done.stderr + done.stdout
     done = _serve({**env, "UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_AUTH_REQUIRED": "false"})

@@ -111,7 +111,9 @@ def test_all_sources_down_still_answers_with_errors_and_readyz_fails(gw: Gateway
             ("hearing", "SOURCE_UNAVAILABLE", "EOIR")} <= codes
     gw.query(FULL, {"a": a, "m": 0})  # second failure of each source
     gw.query(FULL, {"a": a, "m": 0})
-    status, _, raw = http("GET", f"{gw.url}/readyz")
+    status, _, raw = http("GET", f"{gw.url}/readyz")  # the public answer: not ready, and nothing more
+    assert status == 503 and json.loads(raw) == {"ready": False, "status": "degraded"}
+    status, _, raw = http("GET", f"{gw.admin_url}/readyz")  # the details, for operators
     ready = json.loads(raw)
     assert status == 503 and ready["ready"] is False
     assert {s["source"]: s["breaker_state"] for s in ready["sources"]} == {"ORR": "OPEN", "ICE": "OPEN", "EOIR": "OPEN"}

@@ -45,7 +45,7 @@ def listings(mocks: MockProcess) -> int:
 
 
 def scans(gw: GatewayProcess) -> dict[str, int]:
-    status, _, body = http("GET", f"{gw.url}/readyz")
+    status, _, body = http("GET", f"{gw.admin_url}/readyz")
     assert status == 200
     return json.loads(body)["scans"]
 

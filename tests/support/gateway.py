@@ -72,8 +72,9 @@ class GatewayProcess:
     """A running gateway; `query` posts GraphQL and returns (HTTP status, decoded JSON).
 
     Unless `env` says otherwise the gateway verifies tokens with `TEST_JWT_SECRET`, keeps its audit
-    trail in a fresh temporary `data_dir` under `TEST_AUDIT_HMAC_KEY`, and has a rate limit too high to
-    matter; every request carries a caseworker token unless `token` (or a per-call `token=`, "" for none)
+    trail in a fresh temporary `data_dir` under `TEST_AUDIT_HMAC_KEY`, serves its detailed readiness on an
+    admin listener of its own (`admin_url`; `UCGW_ADMIN_PORT=""` turns it off), and has a rate limit too high
+    to matter; every request carries a caseworker token unless `token` (or a per-call `token=`, "" for none)
     says otherwise.
     """
 
@@ -82,13 +83,15 @@ class GatewayProcess:
         self.port = port or free_port()  # a fixed port when others must know the URL first (webhooks)
         self.url = f"http://127.0.0.1:{self.port}"
         defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_AUDIT_HMAC_KEY": TEST_AUDIT_HMAC_KEY,
-                    "UCGW_RATE_LIMIT_RPS": "10000",
-                    "UCGW_RATE_LIMIT_BURST": "100000"}
+                    "UCGW_RATE_LIMIT_RPS": "10000", "UCGW_RATE_LIMIT_BURST": "100000",
+                    "UCGW_ADMIN_PORT": str(free_port())}
         if "UCGW_DATA_DIR" not in env and "UCGW_DATA_DIR" not in os.environ:
             defaults["UCGW_DATA_DIR"] = _temp_data_dir()
         full_env = {**os.environ, **defaults, "UCGW_PORT": str(self.port), "UCGW_HOST": "127.0.0.1", **env}
         self.env = full_env
         self.data_dir = full_env.get("UCGW_DATA_DIR", "")
+        admin_port = full_env.get("UCGW_ADMIN_PORT")
+        self.admin_url = f"http://127.0.0.1:{admin_port}" if admin_port else None  # operators' /readyz
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve"], cwd=root, env=full_env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
