@@ -9,7 +9,7 @@ import math
 import os
 import sys
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, Settings, load_settings, require_credentials
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -25,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.audit import hmac_key_problem
 
     settings = _settings(args)
+    require_credentials(settings)  # who may call comes first: it is what an operator must set before anything
     problem = hmac_key_problem(settings.audit_hmac_key)
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
         raise ConfigError(problem)

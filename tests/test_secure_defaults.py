@@ -20,7 +20,7 @@ import websockets
 
 from gateway.auth import hash_api_key
 from tests.support.access import gateway_env
-from tests.support.gateway import ROOT, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
+from tests.support.gateway import ROOT, TEST_AUDIT_HMAC_KEY, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
 
 DEMO_SECRET = "demo-only-secret-not-for-production"  # the secret the README used to print, as an attacker has it
 STATUS = "query($a: ID!) { child(aNumber: $a) { aNumber nta { status } } }"
@@ -92,7 +92,7 @@ def test_a_token_signed_with_the_demo_secret_gets_401_in_every_environment(mock_
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("UCGW_")}
     env.update(gateway_env(mock_services, UCGW_API_KEYS_FILE=str(keys), UCGW_DATA_DIR=str(tmp_path / "data"),
-                           UCGW_PORT=str(port), UCGW_HOST="127.0.0.1"))
+                           UCGW_PORT=str(port), UCGW_HOST="127.0.0.1", UCGW_AUDIT_HMAC_KEY=TEST_AUDIT_HMAC_KEY))
     if env_name:
         env["UCGW_ENV"] = env_name
     proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], cwd=ROOT, env=env,
