@@ -9,7 +9,8 @@ import math
 import os
 import sys
 
-from gateway.config import ConfigError, Settings, load_settings
+from gateway.config import ConfigError, load_settings
+from sources.settings import Settings
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -56,7 +57,7 @@ def token_ttl(raw: str) -> float:
 
 def client_name(raw: str) -> str:
     """An argparse type: a client's name as a keys file and a token's `client` claim must hold it."""
-    from gateway.auth import MAX_NAME, is_name
+    from gateway.http.auth import MAX_NAME, is_name
 
     if not is_name(raw):
         raise argparse.ArgumentTypeError(f"must be a non-blank name of at most {MAX_NAME} printable characters")
@@ -76,7 +77,7 @@ def non_negative_int(raw: str) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a token for ROLE signed with the configured HS256 secret."""
-    from gateway.auth import mint_token
+    from gateway.http.auth import mint_token
 
     settings = load_settings(toml_path=args.config)
     offices = [o.strip() for o in args.field_offices.split(",") if o.strip()] if args.field_offices else None
@@ -87,7 +88,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_apikey(args: argparse.Namespace) -> int:
     """Print a new API key (or hash a given one) and the entry to add to the keys file."""
-    from gateway.auth import hash_api_key, new_api_key
+    from gateway.http.auth import hash_api_key, new_api_key
 
     key = args.key or new_api_key()
     lines = ["[[api_key]]", f"client = {json.dumps(args.client)}", f"role = {json.dumps(args.role)}",
@@ -105,8 +106,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     """Print matching audit events as JSON lines, oldest first."""
     import dataclasses
 
-    from gateway.audit import MAX_QUERY_ROWS, AuditFilter, SQLiteAuditStore, parse_timestamp
-    from resolvers.anumber import canonical_a_number
+    from rules.anumber import canonical_a_number
+    from stores.audit_trail import MAX_QUERY_ROWS, AuditFilter, SQLiteAuditStore, parse_timestamp
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
     try:
@@ -148,16 +149,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_mocks(args: argparse.Namespace) -> int:
+    """Run the three mock services (`mocks/`, imported only here and by `ucgw demo`)."""
+    from mocks import runner
+
+    parser = argparse.ArgumentParser(prog="ucgw mocks", description="Run the ORR, ICE and EOIR mock services.")
+    runner.add_arguments(parser)
+    return runner.main(parser.parse_args(args.mock_args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level argument parser with one sub-parser per command."""
-    from mocks import runner as mocks_runner
-
     parser = argparse.ArgumentParser(prog="ucgw", description="Unaccompanied-child status gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    mocks_p = sub.add_parser("mocks", help="run the ORR, ICE and EOIR mock services")
-    mocks_runner.add_arguments(mocks_p)
-    mocks_p.set_defaults(func=mocks_runner.main)
+    # the mocks' own flags (and their --help) are parsed by `cmd_mocks`, so that no other command imports them
+    mocks_p = sub.add_parser("mocks", help="run the ORR, ICE and EOIR mock services", add_help=False)
+    mocks_p.set_defaults(func=cmd_mocks, mock_args=[])
 
     serve_p = sub.add_parser("serve", help="run the gateway (configured by UCGW_* variables or --config)")
     serve_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
@@ -181,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema_p = sub.add_parser("export-schema", help="print the GraphQL SDL the gateway serves")
     schema_p.set_defaults(func=cmd_export_schema)
 
-    from gateway.roles import ROLES
+    from rules.roles import ROLES
 
     token_p = sub.add_parser("token", help="print a JWT for a role, signed with the configured secret")
     token_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
@@ -215,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ucgw` console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "mocks":
+        args.mock_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

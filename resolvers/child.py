@@ -17,15 +17,10 @@ from graphql import (
 from graphql.pyutils import Path
 from strawberry.types import Info
 
-from gateway.errors import SourceError
-from gateway.fetcher import Fetched
-from gateway.roles import Capability
-from gateway.sources import Source
-from resolvers import build
+from resolvers import sections
 from resolvers.context import RequestContext, bad_response
 from resolvers.discrepancies import Discrepancy, detect
 from resolvers.errors import source_error
-from resolvers.execution import Compute, computed_inline
 from resolvers.permissions import allowed, documented, requires
 from resolvers.types import (
     AgencyAddress,
@@ -36,6 +31,12 @@ from resolvers.types import (
     NoticeToAppear,
     Sponsor,
 )
+from resolvers.upstream.execution_context import Compute, computed_inline
+from resolvers.upstream.raw_info import graphql_resolve_info
+from rules.roles import Capability
+from sources.errors import SourceError
+from sources.fetcher import Fetched
+from sources.systems import Source
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 
@@ -56,13 +57,13 @@ SECTION_CAPABILITY: dict[str, Capability] = {
 }
 # how each section is made from its sources' records (in SECTION_SOURCES order)
 SECTION_BUILDERS: dict[str, Callable[..., Any]] = {
-    "identity": build.identity,
-    "location": build.location,
-    "sponsor": build.sponsor,
-    "followUpCall": build.follow_up,
-    "nta": build.nta,
-    "hearing": build.hearing_status,
-    "addressesOnFile": build.addresses_on_file,
+    "identity": sections.identity,
+    "location": sections.location,
+    "sponsor": sections.sponsor,
+    "followUpCall": sections.follow_up,
+    "nta": sections.nta,
+    "hearing": sections.hearing_status,
+    "addressesOnFile": sections.addresses_on_file,
     "discrepancies": detect,
 }
 
@@ -131,7 +132,7 @@ def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[
         raise
     reads.section_done(name, child.a_number, ok=True)
     if ctx.answer is not None:
-        ctx.answer.changes_at(build.changes_at(section))
+        ctx.answer.changes_at(sections.changes_at(section))
     return section
 
 
@@ -232,7 +233,7 @@ def needed_sources(info: Info[RequestContext, None]) -> list[Source]:
 
     Sections the caller may not read are left out: a refused section costs no backend call.
     """
-    raw = info._raw_info
+    raw = graphql_resolve_info(info)
     names = selected_names((node.selection_set for node in raw.field_nodes), raw.fragments)
     names = {n for n in names if n not in SECTION_CAPABILITY or allowed(info, SECTION_CAPABILITY[n])}
     wanted = {s for name in names for s in SECTION_SOURCES.get(name, ())}

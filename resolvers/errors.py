@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 
-from gateway.errors import SourceError
+from sources.errors import SourceError
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
 SCANS_BUSY = "SCANS_BUSY"  # every slot for a walk of all children was taken until the deadline

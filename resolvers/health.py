@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from gateway.services import Services
-from gateway.sources import Source
 from resolvers.types import SourceEnum
+from sources.systems import Source
+from sync.services import Services
 
 
 @strawberry.type(description="How one system of record is doing, as seen by this gateway process.")

@@ -8,7 +8,7 @@ and skips what was already returned. Cursors name the list and the arguments tha
 
 A cursor carries an HMAC of its content, so a cursor the gateway did not issue (forged or edited, e.g.
 with a made-up listing cursor that the source would refuse) is refused before any backend call. The key
-comes from the `cursor_secret` setting (`use_cursor_secret`, at start): replicas given the same one accept
+comes from the `cursor_secret` setting (`CursorCodec`, built at start): replicas given the same one accept
 each other's cursors, and cursors survive a restart. Without one, each process makes a random key, and
 its cursors hold only within it.
 """
@@ -27,13 +27,12 @@ from typing import Generic, TypeVar
 
 import strawberry
 
-from resolvers.anumber import CANONICAL
 from resolvers.errors import bad_input
+from rules.anumber import CANONICAL
 
 T = TypeVar("T")
 MAX_FIRST = 100
 _VERSION = 2
-_KEY = secrets.token_bytes(32)  # the cursor key until `use_cursor_secret` gives one
 _TAG_BYTES = 16
 BAD_CURSOR = ("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor it returned, "
               "or omit it to start from the beginning")
@@ -55,13 +54,6 @@ class Position:
         return self.index < 0 or (index is not None and index <= self.index)
 
 
-def use_cursor_secret(secret: str) -> None:
-    """Sign and check cursors with a key derived from `secret` (empty: keep this process's random key)."""
-    global _KEY
-    if secret:
-        _KEY = hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest()
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -70,34 +62,41 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _tag(raw: bytes) -> bytes:
-    return hmac.new(_KEY, raw, hashlib.sha256).digest()[:_TAG_BYTES]
+class CursorCodec:
+    """Signs and reads the cursors of the oversight lists with one key: the `cursor_secret` setting's, so that
+    replicas given the same secret accept each other's cursors; without one, a random key of this process.
+    Built once by `create_app` and handed to each request's context."""
 
+    def __init__(self, secret: str = "") -> None:
+        self._key = (hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest() if secret
+                     else secrets.token_bytes(32))
 
-def encode_cursor(kind: str, pos: Position) -> str:
-    """The opaque cursor of a scan position in list `kind`, signed with the cursor key."""
-    raw = json.dumps([_VERSION, kind, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
-    return f"{_b64(raw)}.{_b64(_tag(raw))}"
+    def _tag(self, raw: bytes) -> bytes:
+        return hmac.new(self._key, raw, hashlib.sha256).digest()[:_TAG_BYTES]
 
+    def encode(self, kind: str, pos: Position) -> str:
+        """The opaque cursor of a scan position in list `kind`, signed with the cursor key."""
+        raw = json.dumps([_VERSION, kind, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
+        return f"{_b64(raw)}.{_b64(self._tag(raw))}"
 
-def decode_cursor(kind: str, cursor: str | None) -> Position | None:
-    """The scan position of a cursor issued under the cursor key for list `kind`; BAD_USER_INPUT otherwise."""
-    if cursor is None:
-        return None
-    try:
-        body, sep, tag = cursor.partition(".")
-        raw = _unb64(body)
-        if not sep or not hmac.compare_digest(_unb64(tag), _tag(raw)):
-            raise ValueError("not signed with the cursor key")
-        version, got_kind, a_number, index, listing = json.loads(raw)
-        ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str)
-              and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
-              and (listing is None or isinstance(listing, str)))
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
-        ok = False
-    if not ok:
-        raise bad_input(BAD_CURSOR)
-    return Position(a_number, index, listing)
+    def decode(self, kind: str, cursor: str | None) -> Position | None:
+        """The scan position of a cursor issued under the cursor key for list `kind`; BAD_USER_INPUT otherwise."""
+        if cursor is None:
+            return None
+        try:
+            body, sep, tag = cursor.partition(".")
+            raw = _unb64(body)
+            if not sep or not hmac.compare_digest(_unb64(tag), self._tag(raw)):
+                raise ValueError("not signed with the cursor key")
+            version, got_kind, a_number, index, listing = json.loads(raw)
+            ok = (version == _VERSION and got_kind == kind and isinstance(a_number, str)
+                  and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
+                  and (listing is None or isinstance(listing, str)))
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):  # nested too deep: not ours
+            ok = False
+        if not ok:
+            raise bad_input(BAD_CURSOR)
+        return Position(a_number, index, listing)
 
 
 def list_kind(name: str, *parts: object) -> str:

@@ -1,4 +1,4 @@
-"""Field-level authorization: strawberry permission classes driven by capabilities (`gateway.roles`).
+"""Field-level authorization: strawberry permission classes driven by capabilities (`rules.roles`).
 
 Put `extensions=requires(Capability.X)` (or use `restricted_field`) on any field: a caller whose role
 lacks X gets null there and a FORBIDDEN error on that path; the resolver never runs, so the value is
@@ -16,11 +16,11 @@ from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
-from gateway.errors import FORBIDDEN, SourceError
-from gateway.fetcher import Fetched
-from gateway.roles import ROLE_CAPABILITIES, Capability, Principal
-from gateway.sources import Source
 from resolvers.errors import source_error
+from rules.roles import ROLE_CAPABILITIES, Capability, Principal
+from sources.errors import FORBIDDEN, SourceError
+from sources.fetcher import Fetched
+from sources.systems import Source
 
 
 def forbidden(message: str, **facts: Any) -> GraphQLError:

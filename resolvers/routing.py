@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import strawberry
 
-from gateway.fetcher import Fetched
 from resolvers.discrepancies import sponsor_address
 from resolvers.field_offices import RoutingBasis, route_address
 from resolvers.types import Provenance
+from sources.fetcher import Fetched
 
 RoutingBasisEnum = strawberry.enum(RoutingBasis, name="RoutingBasis",
                                    description="What a routing decision rests on.")

@@ -25,18 +25,18 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from gateway import concerns as store
-from gateway.audit import OK, AuditEvent, utc_timestamp
-from gateway.concerns import Concern, ConcernError, NewConcern, OfficeCounts
-from gateway.errors import SourceError
-from gateway.roles import Capability, Principal, place_key
-from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
+from resolvers.audit_reads import AUDIT_UNAVAILABLE
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.field_offices import canonical_office, office_arg, route_address
 from resolvers.permissions import documented, forbidden, requires
-from resolvers.reads import AUDIT_UNAVAILABLE
+from rules.roles import Capability, Principal, place_key
+from sources.errors import SourceError
+from sources.systems import Source
+from stores import safety_concerns as store
+from stores.audit_trail import OK, AuditEvent, utc_timestamp
+from stores.safety_concerns import Concern, ConcernError, NewConcern, OfficeCounts
 
 log = logging.getLogger("ucgw.safety")
 

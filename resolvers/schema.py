@@ -19,24 +19,24 @@ from strawberry.tools import merge_types
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
-from gateway.config import Settings
-from gateway.roles import Capability
-from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.audit_query import AuditQuery
+from resolvers.audit_reads import AuditTrail
 from resolvers.child import Child, needed_sources, prefetch_children, resolve_child, selected_names
 from resolvers.complexity import Complexity, QueryLimits, RequestErrorCodes
 from resolvers.context import RequestContext
-from resolvers.early import learn
 from resolvers.errors import bad_input
-from resolvers.execution import PlainFieldExecutor
 from resolvers.health import SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
 from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
-from resolvers.reads import AuditTrail
+from resolvers.prefetch_plans import learn
 from resolvers.safety import SafetyMutation, SafetyQuery
 from resolvers.subscriptions import PushSubscription, StreamAudit
+from resolvers.upstream.execution_context import PlainFieldExecutor
+from rules.roles import Capability
+from sources.settings import Settings
+from sources.systems import Source
 
 STORABLE_ROOTS = frozenset({"child", "children", "__typename"})
 

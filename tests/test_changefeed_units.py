@@ -9,11 +9,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.cache import CacheEntry, MemoryCache
-from gateway.changefeed import Change, ChangeFollower, ChangeProcessor, Recent, parse_changes
-from gateway.config import Settings
-from gateway.errors import SOURCE_UNAVAILABLE, SourceError
-from gateway.events import (
+from sources.change_feed import Change, ChangeFollower, parse_changes
+from sources.errors import SOURCE_UNAVAILABLE, SourceError
+from sources.fetcher import SourceFetcher
+from sources.record_cache import CacheEntry, MemoryCache
+from sources.settings import Settings
+from sources.systems import Source
+from stores.pubsub import MemoryPubSub
+from sync.change_events import (
     ALL_ALERTS,
     IN_ABSENTIA_ORDER,
     MISSED_HEARING,
@@ -23,9 +26,7 @@ from gateway.events import (
     child_topic,
     office_topic,
 )
-from gateway.fetcher import SourceFetcher
-from gateway.pubsub import MemoryPubSub
-from gateway.sources import Source
+from sync.feed_applier import ChangeProcessor, Recent
 
 A = "A123456789"
 B = "A000000042"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.concerns import (
+from stores.pubsub import MemoryPubSub
+from stores.safety_concerns import (
     ACKNOWLEDGED,
     OPEN,
     RESOLVED,
@@ -18,7 +19,6 @@ from gateway.concerns import (
     decode_cursor,
     encode_cursor,
 )
-from gateway.pubsub import MemoryPubSub
 
 
 def _new(a: str = "A123456789", office: str | None = "Houston", severity: str = "HIGH") -> NewConcern:

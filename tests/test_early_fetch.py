@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import gateway_env, raw
-from tests.support.gateway import GatewayProcess, http, without
+from testing.access import gateway_env, raw
+from testing.gateway import GatewayProcess, http, without
 
 STATUS = """query($a: ID!) { child(aNumber: $a) { aNumber
   location { status provenance { source fetchedAt cacheStatus } }

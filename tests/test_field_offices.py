@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from gateway.fetcher import MISS, Fetched
-from gateway.sources import Source
 from resolvers.discrepancies import DiscrepancyKind, detect
 from resolvers.evidence import Severity
 from resolvers.field_offices import FIELD_OFFICES, STATE_OFFICE, RoutingBasis, route_address
+from sources.fetcher import MISS, Fetched
+from sources.systems import Source
 
 
 def addr(city: str | None, state: str | None, **extra: Any) -> dict[str, Any]:

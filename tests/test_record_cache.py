@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.cache import CacheEntry, MemoryCache
+from sources.record_cache import CacheEntry, MemoryCache
 
 
 class Clock:

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.support.gateway import GatewayProcess, free_port, mint
-from tests.support.mockproc import MockProcess
+from testing.gateway import GatewayProcess, free_port, mint
+from testing.mockproc import MockProcess
 
 SEED, CHILDREN = 23, 1000
 PUSH = {"UCGW_CHANGE_FEED_POLL_SECONDS": "0.2", "UCGW_CACHE_TTL_SECONDS": "300"}
@@ -638,7 +638,7 @@ def test_webhook_pushes_changes_without_polling(tmp_path: Any) -> None:
             assert "GET /v1/changes" not in mocks.stats("orr")["by_route"]
             bad = mocks.request("orr", "GET", "/healthz")  # the mocks are fine; now a forged hook:
             assert bad.status == 200
-            from tests.support.gateway import http
+            from testing.gateway import http
 
             status, _, _ = http("POST", f"{gateway.url}/hooks/changes?token=wrong", {"source": "orr", "changes": []})
             assert status == 401

@@ -1,0 +1,177 @@
+"""Which child records a request read, collected while it executes, written to the audit trail after.
+
+Resolvers report to the request's `ReadRecorder`: a child looked up (found or not), a section returned
+or failed, a field or section denied, a child outside the caller's scope. Reads are keyed by A-number,
+so a child named twice in one query (aliases, duplicates in `children`) is one event. `AuditTrail`
+writes the events once, after execution and before the HTTP response exists; when the write fails the
+response carries no data (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import ExecutionResult, GraphQLError
+from graphql.pyutils import Path
+from strawberry.extensions import SchemaExtension
+from strawberry.types import Info
+
+from resolvers.anumber import canonical_a_number
+from rules.roles import Principal
+from stores.audit_trail import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, new_request_id, utc_timestamp
+
+log = logging.getLogger("ucgw.audit")
+
+AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+# root fields that name children by argument: field name → argument (python name)
+CHILD_ROOTS = {"child": "a_number", "children": "a_numbers"}
+CHILD_TYPE = "Child"
+
+
+
+@dataclass
+class ChildRead:
+    """Everything one request did with one child's record."""
+
+    a_number: str
+    found: bool | None = None
+    forbidden: bool = False
+    returned: set[str] = field(default_factory=set)
+    denied: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+
+    @property
+    def outcome(self) -> str:
+        """forbidden > not_found > error > partial > ok."""
+        if self.forbidden:
+            return FORBIDDEN
+        if self.found is False:
+            return NOT_FOUND
+        if self.failed:
+            return ERROR
+        if self.denied:
+            return PARTIAL
+        return OK
+
+
+class ReadRecorder:
+    """Per-request collector of child reads."""
+
+    def __init__(self) -> None:
+        self.request_id = new_request_id()
+        self._reads: dict[str, ChildRead] = {}
+        self._sections: dict[Path, tuple[str, str]] = {}  # section's response path → (A-number, section)
+
+    def child(self, a_number: str) -> ChildRead:
+        """The read of `a_number`, created on first mention."""
+        read = self._reads.get(a_number)
+        if read is None:
+            read = self._reads[a_number] = ChildRead(a_number)
+        return read
+
+    def found(self, a_number: str, found: bool) -> None:
+        """Whether any system knows the child."""
+        read = self.child(a_number)
+        read.found = found if read.found is None else (read.found or found)
+
+    def forbidden(self, a_number: str) -> None:
+        """The caller may not read this child at all (role or field-office scope)."""
+        self.child(a_number).forbidden = True
+
+    def scope_unverified(self, a_number: str) -> None:
+        """The child's field office could not be checked, so nothing was returned."""
+        self.child(a_number).failed.add("fieldOfficeScope")
+
+    def section_started(self, info: Info[Any, Any], a_number: str) -> None:
+        """A Child section resolver began: remember its path so denials inside it find their child."""
+        self.section_started_at(info.path, info.field_name, a_number)
+
+    def section_started_at(self, path: Path, section: str, a_number: str) -> None:
+        """`section_started` for a section computed without resolve info (resolvers/execution.py)."""
+        self._sections[path] = (a_number, section)
+        self.child(a_number)
+
+    def section_done(self, section: str, a_number: str, ok: bool) -> None:
+        """A Child section was returned (`ok`) or failed."""
+        read = self.child(a_number)
+        (read.returned if ok else read.failed).add(section)
+
+    def denied(self, info: Info[Any, Any], source: Any, arguments: Mapping[str, Any]) -> None:
+        """A permission check refused a field; attribute it to the child (or children) it concerns."""
+        parent = info.path.typename
+        if parent == CHILD_TYPE and getattr(source, "a_number", None):
+            self.child(str(source.a_number)).denied.add(info.field_name)
+            return
+        if parent == "Query" and info.field_name in CHILD_ROOTS:
+            for a_number in _named_children(arguments.get(CHILD_ROOTS[info.field_name])):
+                self.forbidden(a_number)
+            return
+        above = info.path.prev  # the enclosing paths, innermost first (Paths compare by value)
+        while above is not None:
+            owner = self._sections.get(above)
+            if owner is not None:
+                a_number, section = owner
+                self.child(a_number).denied.add(f"{section}.{info.field_name}")
+                return
+            above = above.prev
+
+    def reads(self) -> list[ChildRead]:
+        """Every child read so far, in first-mention order."""
+        return list(self._reads.values())
+
+    def events(self, principal: Principal | None, purpose: str | None) -> list[AuditEvent]:
+        """One audit event per child read."""
+        now = utc_timestamp()
+        p = principal or Principal(subject="unknown", role="none", client="unknown", method="none")
+        return [
+            AuditEvent(
+                time=now, request_id=self.request_id, subject=p.subject, role=p.role, client=p.client,
+                a_number=r.a_number, outcome=r.outcome, sections_returned=tuple(sorted(r.returned)),
+                sections_denied=tuple(sorted(r.denied)), sections_failed=tuple(sorted(r.failed)), purpose=purpose,
+            )
+            for r in self._reads.values()
+        ]
+
+
+def _named_children(raw: Any) -> list[str]:
+    """Canonical A-numbers among the arguments of a refused root field (malformed ones are not reads)."""
+    values = raw if isinstance(raw, list) else [raw]
+    out = []
+    for value in values:
+        try:
+            out.append(canonical_a_number(str(value)))
+        except GraphQLError:
+            continue
+    return out
+
+
+class AuditTrail(SchemaExtension):
+    """Writes the request's child reads to the audit store after execution, before the response is built."""
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        yield
+        ctx = self.execution_context.context
+        recorder: ReadRecorder | None = getattr(ctx, "reads", None)
+        if recorder is None or not recorder.reads():
+            return
+        events = recorder.events(getattr(ctx, "principal", None), getattr(ctx, "purpose", None))
+        store = getattr(ctx, "audit_store", None)
+        try:
+            if store is None:
+                raise RuntimeError("no audit store configured")
+            await store.append(events)
+        except Exception as exc:  # noqa: BLE001 - any failure to record means no data leaves
+            log.error("audit trail write failed (%s); withholding %d child record(s)", type(exc).__name__,
+                      len(events))
+            _withhold(self.execution_context.result)
+
+
+def _withhold(result: Any) -> None:
+    """Replace the result's data with an AUDIT_UNAVAILABLE error, in place."""
+    if isinstance(result, ExecutionResult):
+        result.data = None
+        result.errors = [GraphQLError("the read could not be recorded in the audit trail; no data is returned",
+                                      extensions={"code": AUDIT_UNAVAILABLE})]
