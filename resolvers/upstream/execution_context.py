@@ -1,4 +1,4 @@
-"""graphql-core's executor with plain fields completed inline.
+"""graphql-core's executor with plain fields completed inline (a subclass of strawberry's execution context).
 
 A full child status resolves ~170 fields, and a `children` batch of 100 about 17,000; most are plain
 attributes of the section objects (`Location.status`, `Address.city`, ...). For each of them graphql-core
@@ -60,6 +60,13 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from resolvers.permissions import Requires, holds
 from rules.roles import Capability
 
+# the upstream methods this executor overrides or calls, as written against strawberry 0.341 / graphql-core 3.3
+# (tests/unit/test_upstream.py compares them with the installed signatures)
+UPSTREAM_PARAMETERS = {
+    "execute_fields": ("self", "parent_type", "source_value", "path", "grouped_field_set", "position_context"),
+    "execute_field": ("self", "parent_type", "source", "field_details_list", "path", "position_context"),
+    "settle_in_background": ("self", "awaitables"),
+}
 BACKREF = "strawberry-definition"
 COMPUTE = "ucgw.compute"  # strawberry field metadata: the (source, context, path) function of the value
 

@@ -10,6 +10,8 @@ from typing import Any
 from graphql import GraphQLResolveInfo
 from strawberry.types import Info
 
+UPSTREAM_FIELDS = ("_raw_info", "_field")  # strawberry's `Info` dataclass fields as written against (0.341)
+
 
 def graphql_resolve_info(info: Info[Any, Any]) -> GraphQLResolveInfo:
     """graphql-core's resolve info of a strawberry `Info`."""
