@@ -90,7 +90,7 @@ class ReadRecorder:
         self.section_started_at(info.path, info.field_name, a_number)
 
     def section_started_at(self, path: Path, section: str, a_number: str) -> None:
-        """`section_started` for a section computed without resolve info (resolvers/execution.py)."""
+        """`section_started` for a section computed without resolve info (resolvers/upstream/execution_context.py)."""
         self._sections[path] = (a_number, section)
         self.child(a_number)
 

@@ -79,9 +79,15 @@ def documented(description: str | None, capability: Capability) -> str:
     return f"{description} {note}" if description else note
 
 
+def capability_field(description: str | None, capability: Capability) -> dict[str, Any]:
+    """`strawberry.field` arguments restricting a field to `capability`, its description saying who may read it:
+    the capability named once for both."""
+    return {"description": documented(description, capability), "extensions": requires(capability)}
+
+
 def restricted_field(capability: Capability, description: str | None = None) -> Any:
     """A `strawberry.field` for a plain attribute, restricted to `capability`, documented as such."""
-    return strawberry.field(description=documented(description, capability), extensions=requires(capability))
+    return strawberry.field(**capability_field(description, capability))
 
 
 async def office_scope_error(info: Info[Any, Any], a_number: str, max_age: float | None) -> GraphQLError | None:

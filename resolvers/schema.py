@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.schema import validate_document
 from strawberry.tools import merge_types
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.graphql import OperationType
 
 from resolvers.anumber import canonical_a_number
@@ -29,7 +31,7 @@ from resolvers.errors import bad_input
 from resolvers.health import SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
-from resolvers.permissions import FORBIDDEN, documented, office_scope_error, principal_of, requires
+from resolvers.permissions import FORBIDDEN, capability_field, office_scope_error, principal_of
 from resolvers.prefetch_plans import learn
 from resolvers.safety import SafetyMutation, SafetyQuery
 from resolvers.subscriptions import PushSubscription, StreamAudit
@@ -39,6 +41,8 @@ from sources.settings import Settings
 from sources.systems import Source
 
 STORABLE_ROOTS = frozenset({"child", "children", "__typename"})
+
+log = logging.getLogger("ucgw.app")  # the name unexpected errors were always logged under
 
 
 def _max_age(value: int | None) -> float | None:
@@ -81,9 +85,8 @@ def _sources_for(info: Info[RequestContext, None]) -> list[Source]:
 class StatusQuery:
     """One child, a list of children, and the sources' health."""
 
-    @strawberry.field(description=documented("One child by A-number (any common typed form); null when no "
-                                             "system knows it.", Capability.CHILD_STATUS),
-                      extensions=requires(Capability.CHILD_STATUS))
+    @strawberry.field(**capability_field("One child by A-number (any common typed form); null when no "
+                                         "system knows it.", Capability.CHILD_STATUS))
     async def child(
         self,
         info: Info[RequestContext, None],
@@ -99,9 +102,8 @@ class StatusQuery:
             raise outcome
         return outcome
 
-    @strawberry.field(description=documented("Up to 100 children, in the order asked; null for A-numbers no "
-                                             "system knows.", Capability.CHILD_STATUS),
-                      extensions=requires(Capability.CHILD_STATUS))
+    @strawberry.field(**capability_field("Up to 100 children, in the order asked; null for A-numbers no "
+                                         "system knows.", Capability.CHILD_STATUS))
     async def children(
         self,
         info: Info[RequestContext, None],
@@ -120,9 +122,8 @@ class StatusQuery:
         # task each. An error in the list becomes null plus an error at that element's path.
         return [await _read_child(info, a, max_age, sources) for a in canonical]
 
-    @strawberry.field(description=documented("Health of each system of record as the gateway sees it.",
-                                             Capability.HEALTH_READ),
-                      extensions=requires(Capability.HEALTH_READ))
+    @strawberry.field(**capability_field("Health of each system of record as the gateway sees it.",
+                                         Capability.HEALTH_READ))
     def sources(self, info: Info[RequestContext, None]) -> list[SourceStatus] | None:
         return source_statuses(info.context.services)
 
@@ -151,7 +152,7 @@ class ValidationByText(SchemaExtension):
 
 
 class AnswerEligibility(SchemaExtension):
-    """Decides, before execution, whether a request's answer may be stored (gateway/answer_cache.py): a query
+    """Decides, before execution, whether a request's answer may be stored (gateway/http/answer_memo.py): a query
     whose root fields are only `child`/`children`, whose answers depend on nothing but the records they read
     and the caller's view. Any other operation runs without recording what it reads."""
 
@@ -195,6 +196,19 @@ Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
 Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
 
 
+class GatewaySchema(strawberry.Schema):
+    """strawberry's schema, logging only unexpected errors: type, path and stack, never the message (it may
+    hold record values). Errors the resolvers raise on purpose (GraphQLError) are the caller's, not a fault."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GraphQLError):
+                continue
+            stack = "".join(traceback.format_tb(original.__traceback__))
+            log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with its extensions; limits come from `settings` (defaults when None).
 
@@ -221,5 +235,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     if settings.production:
         extensions.append(DisableIntrospection)
     executor = PlainFieldExecutor if settings.inline_plain_fields else None
-    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
-                             execution_context_class=executor)
+    return GatewaySchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+                         execution_context_class=executor)

@@ -5,7 +5,7 @@ apply: a subscriber needs `child:status`; a token scoped to field offices hears 
 the `child` field of an event is the ordinary `Child` type, so its field-level permissions hold, and
 each event that returns child data is written to the audit trail before it is sent (`StreamAudit`):
 one event per child per delivered event of each operation, as every operation on a websocket has a
-context of its own (gateway/ws_protocol.py); each event renews that state (deadline, DataLoaders) before
+context of its own (gateway/http/ws_protocol.py); each event renews that state (deadline, DataLoaders) before
 its fields resolve. Arguments are checked by the queries' own checks (`days_arg`, `office_arg`: a blank field
 office is BAD_USER_INPUT, an unknown one hears nothing, as `caseload` lists nothing for it). `caseloadChanges`
 evaluates the caseload filter on the child's records as they are after the change (a child the change

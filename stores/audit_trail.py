@@ -236,7 +236,7 @@ class SQLiteAuditStore:
     """The default store: one SQLite file, one connection guarded by a lock; group commits on the event
     loop at the end of each turn, or by one writer thread when the connection is busy.
 
-    `may_block`, when given, tells whether the caller is alone (gateway/guard.py `InFlight.may_block`). An
+    `may_block`, when given, tells whether the caller is alone (gateway/http/admission.py `InFlight.may_block`). An
     `append` made then, with nothing else waiting, commits at once (inline), without waiting for the end
     of the loop turn.
 

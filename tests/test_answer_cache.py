@@ -1,4 +1,4 @@
-"""Stored answers of repeated status queries (gateway/answer_cache.py), over real HTTP against the mocks.
+"""Stored answers of repeated status queries (gateway/http/answer_memo.py), over real HTTP against the mocks.
 
 What is proved: a repeated query is answered without GraphQL and without backend calls, with the same
 bytes a fresh execution gives except the open values (`cacheStatus` HIT, `ageSeconds` aged to now);

@@ -1,4 +1,4 @@
-"""Early fetches (resolvers/early.py), over real HTTP against the mocks.
+"""Early fetches (gateway/http/prefetch.py), over real HTTP against the mocks.
 
 What is proved: once a status query text has run, a later request with the same text starts its backend
 calls before GraphQL runs, and its answer is the one a normal execution gives (same records, MISS, one

@@ -1,4 +1,4 @@
-"""The inline executor (resolvers/execution.py) gives the answers graphql-core's own executor gives.
+"""The inline executor (resolvers/upstream/execution_context.py) gives the answers graphql-core's own executor gives.
 
 Two gateways over the same mocks, one with `UCGW_INLINE_PLAIN_FIELDS=false`, both with stored answers off
 so that every request is executed. The same queries (every section, aliases, fragments, `__typename`,

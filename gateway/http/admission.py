@@ -232,7 +232,7 @@ class GraphQLGuard:
         needs a capability and no principal holds none). Each handshake takes one token of the rate
         limit, as an HTTP request does: the principal's when the handshake carries credentials, else
         the client address's (bad credentials included, which slows guessing). Each operation the
-        socket then starts takes one more (`gateway/ws_protocol.py`).
+        socket then starts takes one more (`gateway/http/ws_protocol.py`).
         """
         headers = Headers(scope=scope)
         principal = None

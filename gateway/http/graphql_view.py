@@ -7,12 +7,10 @@ import asyncio
 import contextlib
 import logging
 import time
-import traceback
 from typing import Any
 
 import jwt
 import orjson
-from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -20,7 +18,7 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types import ExecutionContext, ExecutionResult
+from strawberry.types import ExecutionResult
 
 from gateway.http.answer_memo import AnswerCache
 from gateway.http.asgi import ANSWER_HEADERS, clean_purpose, header_purpose, send_error
@@ -43,20 +41,6 @@ log = logging.getLogger("ucgw.app")
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
-def _quiet_errors(schema: Any) -> None:
-    """Log only unexpected errors: type, path and stack, never the message (it may hold record values)."""
-
-    def process_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        for error in errors:
-            original = error.original_error
-            if original is None or isinstance(original, GraphQLError):
-                continue
-            stack = "".join(traceback.format_tb(original.__traceback__))
-            log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
-
-    schema.process_errors = process_errors
-
-
 class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
     """strawberry's ASGI view with our request context and the offline GraphiQL page.
 
@@ -72,7 +56,6 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                  authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
                  **kwargs: Any) -> None:
         schema = build_schema(services.settings)
-        _quiet_errors(schema)
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.services = services
         self.answers = answers

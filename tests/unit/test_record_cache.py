@@ -1,4 +1,4 @@
-"""The in-memory record cache (gateway/cache.py): LRU bound, expiry after the retain time, on a stepped clock."""
+"""The in-memory record cache (sources/record_cache.py): LRU bound, expiry after the retain time, on a stepped clock."""
 
 from __future__ import annotations
 
