@@ -19,6 +19,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 
 test: lint
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not e2e"
 
 demo: venv

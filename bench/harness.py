@@ -2,9 +2,9 @@
 
 Everything the benchmark (`bench/run.py`) and the soak (`bench/soak.py`) start goes through here:
 
-- `start_mocks`: `python -m mocks` (tests/support/mockproc.py `MockProcess`) with a fixed added latency
+- `start_mocks`: `python -m mocks` (testing/mockproc.py `MockProcess`) with a fixed added latency
   and no jitter by default.
-- `Gateway`: `ucgw serve` (tests/support/gateway.py `GatewayProcess`, uvicorn, one worker) in production
+- `Gateway`: `ucgw serve` (testing/gateway.py `GatewayProcess`, uvicorn, one worker) in production
   mode with a random JWT secret, a token minted by `ucgw token`, and the rate limit raised out of the way
   (a load test sends far more than one caseworker would; the limiter still runs on every request).
 - `Floor`: bench/floor_app.py under the same uvicorn settings, serving fixed bytes.
@@ -42,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.gateway import GatewayProcess, free_port, http  # noqa: E402
-from tests.support.mockproc import SOURCES, MockProcess  # noqa: E402
+from testing.gateway import GatewayProcess, free_port, http  # noqa: E402
+from testing.mockproc import SOURCES, MockProcess  # noqa: E402
 
 COLLECTIONS = {"orr": "children", "ice": "subjects", "eoir": "cases"}
 BATCH_ROUTES = {s: f"POST /v1/{c}/batch" for s, c in COLLECTIONS.items()}

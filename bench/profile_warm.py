@@ -62,8 +62,8 @@ async def call(app: Any, body: bytes, headers: list[tuple[bytes, bytes]]) -> tup
 def in_process_app(urls: dict[str, str], data_dir: str, **env: str) -> tuple[Any, list[tuple[bytes, bytes]]]:
     """The gateway's ASGI app in production mode against the mocks at `urls`, and a caseworker's headers."""
     from gateway.app import create_app
-    from gateway.auth import mint_token
     from gateway.config import load_settings
+    from gateway.http.auth import mint_token
 
     settings = load_settings(environ={
         "UCGW_ENV": "production", "UCGW_JWT_SECRET": secrets.token_urlsafe(48), "UCGW_DATA_DIR": data_dir,

@@ -70,8 +70,9 @@ def _around(owner: Any, attribute: str, before: Callable[[], None] | None,
 
 
 def instrument() -> None:
-    from gateway import audit, client
     from resolvers import child
+    from sources import client
+    from stores import audit_trail as audit
 
     _around(client.SourceClient, "_attempt", lambda: (_first("first call"), _last("last call")),
             lambda: (_first("first answer"), _last("last answer")))

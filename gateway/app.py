@@ -1,308 +1,37 @@
-"""The HTTP application: Starlette routes, the strawberry GraphQL view, health endpoints, lifespan."""
+"""The ASGI application, wired: `create_app` builds every long-lived part once (services, stores, caches, the
+GraphQL view and the guard in front of it) and hands each to the parts that use it. The one module that
+imports every layer; what each part does lives in its own room (ARCHITECTURE.md)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 import logging
-import socket
-import time
-import traceback
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
-import jwt
-import orjson
-from graphql import GraphQLError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
-from strawberry.exceptions import ConnectionRejectionError, MissingQueryError
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from strawberry.types import ExecutionContext, ExecutionResult
-from strawberry.types.graphql import OperationType
 
-from gateway.answer_cache import ANSWER_KEY, ANSWER_LEAD, AnswerCache, AnswerRecording, AnswerShortcut
-from gateway.audit import AuditStore, SQLiteAuditStore
-from gateway.auth import Authenticator, AuthError
-from gateway.changefeed import webhook_endpoint
-from gateway.config import ConfigError, Settings
-from gateway.graphiql import graphiql_response, static_mount, wants_graphiql_page
-from gateway.guard import (
-    ANSWER_HEADERS,
-    PRINCIPAL_KEY,
-    GraphQLGuard,
-    InFlight,
-    clean_purpose,
-    header_purpose,
-    send_error,
-)
-from gateway.ratelimit import RateLimiter
-from gateway.services import Services
-from gateway.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
-from resolvers.context import RequestContext
-from resolvers.early import EARLY_KEY, EarlyFetch
-from resolvers.masking import mask_unexpected
-from resolvers.pagination import use_cursor_secret
-from resolvers.schema import build_schema
-
-try:
-    from cross_web import HTTPException  # what strawberry raises to refuse a request (0.341)
-except ImportError:  # pragma: no cover - strawberry releases before cross_web
-    from strawberry.http.exceptions import HTTPException  # type: ignore[attr-defined,no-redef]
+from gateway.config import ConfigError
+from gateway.http.admin import AdminListener
+from gateway.http.admission import GraphQLGuard, InFlight
+from gateway.http.answer_memo import AnswerCache, AnswerShortcut
+from gateway.http.auth import Authenticator
+from gateway.http.graphiql import static_mount
+from gateway.http.graphql_view import GatewayGraphQL
+from gateway.http.prefetch import Prefetcher
+from gateway.http.webhooks import webhook_endpoint
+from resolvers.pagination import CursorCodec
+from sources.settings import Settings
+from stores.audit_trail import AuditStore, SQLiteAuditStore
+from stores.rate_limits import RateLimiter
+from sync.services import Services
 
 log = logging.getLogger("ucgw.app")
-# codes of the requests strawberry refuses before any GraphQL work, by HTTP status
-REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
-CONTEXT_KEY = "ucgw.context"  # ASGI scope entry: the request's GraphQL context, for process_result
-# operations an HTTP request may carry, by method (subscriptions need the websocket)
-HTTP_OPERATIONS = {"GET": frozenset({OperationType.QUERY}),
-                   "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
-SUBSCRIPTION_OVER_HTTP = "subscriptions need a websocket (graphql-transport-ws) on /graphql"
-
-
-def _quiet_errors(schema: Any) -> None:
-    """Log only unexpected errors: type, path and stack, never the message (it may hold record values)."""
-
-    def process_errors(errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
-        for error in errors:
-            original = error.original_error
-            if original is None or isinstance(original, GraphQLError):
-                continue
-            stack = "".join(traceback.format_tb(original.__traceback__))
-            log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
-
-    schema.process_errors = process_errors
-
-
-class GatewayGraphQL(GraphQL):
-    """strawberry's ASGI view with our request context and the offline GraphiQL page.
-
-    Websockets speak graphql-transport-ws through `gateway/ws_protocol.py` (malformed messages refused;
-    `limiter`, when given, charges each operation a socket starts; each operation has its own context
-    from `operation_context`; every message a text frame)."""
-
-    graphql_transport_ws_handler_class = GatewayTransportWS
-    websocket_adapter_class = TextFrameWebSocket
-
-    def __init__(self, services: Services, answers: AnswerCache, audit_store: AuditStore | None = None,
-                 authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
-                 **kwargs: Any) -> None:
-        schema = build_schema(services.settings)
-        _quiet_errors(schema)
-        super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
-        self.services = services
-        self.answers = answers
-        self.audit_store = audit_store
-        self.authenticator = authenticator or Authenticator(services.settings)
-        self.limiter = limiter
-        settings = services.settings
-        self.sockets = SocketCount(settings.websockets_per_client)
-        # websocket limits (gateway/ws_protocol.py); strawberry's own per-socket cap (no code) is replaced
-        self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_seconds)
-        self.max_subscriptions_per_connection = None
-        self.operations_per_socket = settings.ws_operations_per_socket
-        self.caller_operations = SocketCount(settings.subscriptions_per_client)
-        self.unauthenticated = SocketCount(settings.ws_unauthenticated_per_address)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """strawberry's view, except that a request it refuses before any GraphQL work (a body that is not
-        JSON, `query` not a string, a batch, a wrong method) gets the gateway's JSON error body with a code
-        (`REFUSAL_CODES`) and strawberry's status and message, not a plain-text body."""
-        if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
-            return
-        try:
-            try:
-                response = await self.run(Request(scope=scope, receive=receive))
-            except HTTPException as exc:
-                await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"),
-                                 exc.reason)
-                return
-            await response(scope, receive, send)
-        finally:
-            context = scope.get(CONTEXT_KEY)
-            if context is not None:
-                context.release()
-
-    async def execute_single(self, request: Request, request_adapter: Any, sub_response: Response,
-                             context: RequestContext, root_value: Any, request_data: Any) -> ExecutionResult:
-        """strawberry's, except that over HTTP a subscription is refused (400 BAD_REQUEST, `__call__`) once
-        parsed, before validation or any resolver: strawberry lets it run as a query, which fails inside
-        its root field with an internal TypeError. Queries (GET and POST) and mutations (POST) as before."""
-        allowed = HTTP_OPERATIONS.get(request_adapter.method, frozenset())
-        if request_adapter.method == "GET" and not self.allow_queries_via_get:
-            allowed = frozenset()
-        try:
-            return await self.schema.execute(
-                request_data.query, root_value=root_value, variable_values=request_data.variables,
-                context_value=context, operation_name=request_data.operation_name,
-                allowed_operation_types=allowed, operation_extensions=request_data.extensions,
-            )
-        except CannotGetOperationTypeError as e:
-            raise HTTPException(400, e.as_http_error_reason()) from e
-        except InvalidOperationTypeError as e:
-            if e.operation_type is OperationType.SUBSCRIPTION:
-                raise HTTPException(400, SUBSCRIPTION_OVER_HTTP) from e
-            raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
-        except MissingQueryError as e:
-            raise HTTPException(400, "No GraphQL query found in the request") from e
-
-    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
-        lead = request.scope.get(ANSWER_LEAD)  # set with ANSWER_KEY: identical requests wait for this one
-        recording = AnswerRecording(release=lead) if lead is not None else None
-        early = request.scope.get(EARLY_KEY)
-        context = RequestContext(services=self.services, request=request, response=response,
-                                 principal=request.scope.get(PRINCIPAL_KEY),
-                                 purpose=header_purpose(request.headers),
-                                 audit_store=self.audit_store, answer=recording, early=early,
-                                 deadline=early.deadline if early is not None else 0.0)
-        request.scope[CONTEXT_KEY] = context
-        return context
-
-    def operation_context(self, socket: RequestContext) -> RequestContext:
-        """The context of one operation on a websocket: the socket's caller, purpose and stores, with its
-        own audit reads, deadline and DataLoaders (so each subscription audits its own events)."""
-        return RequestContext(services=socket.services, request=socket.request, response=socket.response,
-                              principal=socket.principal, purpose=socket.purpose, audit_store=socket.audit_store,
-                              connection_params=socket.connection_params)
-
-    async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
-        """Authenticate a websocket from its `connection_init` payload (`{"Authorization": "Bearer ..."}`).
-
-        Credentials sent with the handshake (checked by the guard) also count; none at all, or bad ones,
-        close the connection with 4403.
-        """
-        params = {str(k).lower(): v for k, v in (context.connection_params or {}).items()}
-        headers = {k: v for k, v in params.items() if isinstance(v, str)}
-        if context.principal is None or "authorization" in headers or "x-api-key" in headers:
-            try:
-                context.principal = self.authenticator.authenticate(headers)
-            except AuthError as exc:
-                log.info("websocket refused: %s", exc)
-                raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
-        if headers.get("x-purpose"):
-            context.purpose = clean_purpose(headers["x-purpose"])
-        if isinstance(context.request, WebSocket):
-            used = headers.get("authorization") or context.request.headers.get("authorization", "")
-            expires = _token_expiry(used)
-            if expires is not None:
-                _close_at(context.request, expires)
-            elif context.principal is not None and context.principal.method == "api_key":
-                given = headers if "authorization" in headers or "x-api-key" in headers else context.request.headers
-                _recheck_key(context.request, self.authenticator, given,
-                             self.services.settings.api_keys_recheck_seconds)
-        return None
-
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
-        """Last line of defence: an unexpected error that escaped the schema's masking is masked here."""
-        if result.errors:
-            result.errors = [mask_unexpected(e, show_type=not self.services.settings.production)
-                             for e in result.errors]
-        response = await super().process_result(request, result)
-        key, context = request.scope.get(ANSWER_KEY), request.scope.get(CONTEXT_KEY)
-        if key is not None and context is not None and context.answer is not None:
-            # after this turn of the loop, when the response has been written: the template costs it nothing
-            asyncio.get_running_loop().call_soon(
-                self.answers.store, key, response, context.answer,
-                lambda: context.reads.events(context.principal, context.purpose), self.encode_json)
-        return response
-
-    def encode_json(self, data: object) -> str | bytes:
-        """The view's JSON encoding (orjson: compact, UTF-8)."""
-        return orjson.dumps(data)
-
-    def decode_json(self, data: str | bytes) -> object:
-        """Request bodies and query parameters (orjson raises `json.JSONDecodeError`'s subclass on bad input)."""
-        return orjson.loads(data)
-
-    def parse_json(self, data: str | bytes) -> dict[str, object] | list[object]:
-        """A request body: a JSON object (a batch, a list, is refused later); anything else a 400, where
-        strawberry took `null`, `5` or `"x"` through to an AttributeError (HTTP 500)."""
-        value = super().parse_json(data)
-        if not isinstance(value, dict | list):
-            raise HTTPException(400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}')
-        return value
-
-    def create_response(self, response_data: Any, sub_response: Response) -> Response:
-        """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`)."""
-        response = super().create_response(response_data, sub_response)
-        response.headers.raw.extend(ANSWER_HEADERS)
-        return response
-
-    def should_render_graphql_ide(self, request: Any) -> bool:
-        """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""
-        if self.graphql_ide is None:
-            return False
-        return super().should_render_graphql_ide(request) or wants_graphiql_page(
-            request.method, request.headers.get("accept", "")
-        )
-
-    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return graphiql_response("/graphql")
-
-
-def _token_expiry(authorization: str) -> float | None:
-    """`exp` of an already verified Bearer JWT (None for API keys and tokens without one)."""
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or token.count(".") != 2:
-        return None
-    try:
-        exp = jwt.decode(token.strip(), options={"verify_signature": False}).get("exp")
-    except jwt.PyJWTError:
-        return None
-    return float(exp) if isinstance(exp, int | float) else None
-
-
-def _close_at(websocket: WebSocket, expires: float) -> None:
-    """Close a subscription connection when its token expires (the client must reconnect with a new one)."""
-    loop = asyncio.get_running_loop()
-
-    async def close() -> None:
-        with contextlib.suppress(Exception):
-            await websocket.close(code=4401, reason="token expired")
-
-    handle = loop.call_later(max(0.0, expires - time.time()), lambda: _background(loop.create_task(close())))
-    websocket.state.expiry_timer = handle
-
-
-def _recheck_key(websocket: WebSocket, authenticator: Authenticator, headers: Any, every: float) -> None:
-    """Check an API-key websocket's key again every `every` seconds (the authenticator re-reads a changed key
-    file, once for all sockets and requests); a key no longer there closes the socket with 4401."""
-    loop = asyncio.get_running_loop()
-
-    async def close() -> None:
-        with contextlib.suppress(Exception):
-            await websocket.close(code=4401, reason="API key revoked")
-
-    def check() -> None:
-        try:
-            authenticator.authenticate(headers)
-        except AuthError:
-            log.info("websocket closed: its API key is no longer valid")
-            _background(loop.create_task(close()))
-            return
-        websocket.state.expiry_timer = loop.call_later(every, check)
-
-    websocket.state.expiry_timer = loop.call_later(every, check)
-
-
-_BACKGROUND: set[asyncio.Task[None]] = set()
-
-
-def _background(task: asyncio.Task[None]) -> None:
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-
 GC_THRESHOLDS = (20_000, 20, 10)  # Python's defaults are (700, 10, 10)
 
 
@@ -335,60 +64,6 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 
 
-def admin_app(details: Callable[[], dict[str, Any]]) -> Starlette:
-    """The operators' application: the detailed readiness at `/readyz` (and, later, metrics). No GraphQL, no
-    child data: only counters, served on `UCGW_ADMIN_HOST` (loopback unless chosen otherwise)."""
-
-    async def readyz(request: Request) -> JSONResponse:
-        facts = details()
-        return JSONResponse(facts, status_code=200 if facts["ready"] else 503)
-
-    return Starlette(routes=[Route("/readyz", readyz)])
-
-
-class AdminListener:
-    """The admin app served by a second uvicorn server on the main server's event loop, started and stopped by
-    the main app's lifespan, so it reads the very objects the gateway uses and ends with it.
-
-    Its socket is bound when the app is built, so a taken port is a configuration error before anything
-    starts (uvicorn would exit the process from inside the event loop)."""
-
-    def __init__(self, settings: Settings, details: Callable[[], dict[str, Any]]) -> None:
-        import uvicorn
-
-        class Server(uvicorn.Server):
-            def capture_signals(self) -> contextlib.AbstractContextManager[None]:  # type: ignore[override]
-                return contextlib.nullcontext()  # SIGTERM and Ctrl+C are the main server's to handle
-
-        host, port = settings.admin_host, settings.admin_port or 0
-        self.where = f"http://{f'[{host}]' if ':' in host else host}:{port}"
-        self.socket = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.socket.bind((host, port))
-        except OSError as exc:
-            self.socket.close()
-            raise ConfigError(f"the admin listener (UCGW_ADMIN_HOST, UCGW_ADMIN_PORT) cannot listen on "
-                              f"{self.where}: {exc.strerror or exc}") from None
-        config = uvicorn.Config(admin_app(details), lifespan="off", access_log=False, log_config=None,
-                                log_level=None)  # the main server's logging stays as it is
-        self.server = Server(config)
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        """Serve on the bound socket."""
-        self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.socket]))
-        log.info("admin listener (detailed /readyz) on %s", self.where)
-
-    async def stop(self) -> None:
-        """End the admin server once the main server is shutting down."""
-        if self.task is not None:
-            self.server.should_exit = True
-            with contextlib.suppress(Exception):
-                await self.task
-        self.socket.close()
-
-
 class GatewayApp(Starlette):
     """The routes below, with `POST`/`GET /graphql` handed straight to the guard.
 
@@ -412,18 +87,27 @@ class GatewayApp(Starlette):
 def create_app(settings: Settings, services: Services | None = None, audit_store: AuditStore | None = None,
                limiter: RateLimiter | None = None) -> GatewayApp:
     """Build the ASGI app; `services` are started and closed by the app's lifespan."""
-    use_cursor_secret(settings.cursor_secret)
     authenticator = Authenticator(settings)
     in_flight = InFlight()
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings)
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
+    early = Prefetcher(services)
+
+    def details() -> dict[str, Any]:
+        """Everything an operator needs to see how the gateway is doing (admin listener, `gatewayHealth`)."""
+        facts = services.health()
+        ready, status = services.readiness(facts)
+        return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
+                "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
+                "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}}
+
     graphql_app = GatewayGraphQL(
-        services, answers, audit_store, authenticator, limiter,
+        services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
         graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
     )
-    early = EarlyFetch(services)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
                            in_flight, early, audit=audit_store)
 
@@ -435,16 +119,6 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         ready, status = services.readiness()
         return JSONResponse({"ready": ready, "status": status}, status_code=200 if ready else 503)
 
-    def details() -> dict[str, Any]:
-        """Everything an operator needs to see how the gateway is doing (admin listener, `gatewayHealth`)."""
-        facts = services.health()
-        ready, status = services.readiness(facts)
-        return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
-                "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
-                "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
-                "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}}
-
-    services.details = details
     admin = AdminListener(settings, details) if settings.admin_port is not None else None
 
     @contextlib.asynccontextmanager

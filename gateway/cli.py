@@ -9,7 +9,8 @@ import math
 import os
 import sys
 
-from gateway.config import ConfigError, Settings, load_settings, require_credentials
+from gateway.config import ConfigError, load_settings, require_credentials
+from sources.settings import Settings
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -22,7 +23,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.audit import hmac_key_problem
+    from stores.audit_trail import hmac_key_problem
 
     settings = _settings(args)
     require_credentials(settings)  # who may call comes first: it is what an operator must set before anything
@@ -63,7 +64,7 @@ def token_ttl(raw: str) -> float:
 
 def client_name(raw: str) -> str:
     """An argparse type: a client's name as a keys file and a token's `client` claim must hold it."""
-    from gateway.auth import MAX_NAME, is_name
+    from gateway.http.auth import MAX_NAME, is_name
 
     if not is_name(raw):
         raise argparse.ArgumentTypeError(f"must be a non-blank name of at most {MAX_NAME} printable characters")
@@ -84,7 +85,7 @@ def non_negative_int(raw: str) -> int:
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a token for ROLE signed with the configured HS256 secret, living no longer than the gateway's
     UCGW_JWT_MAX_TTL_SECONDS allows (a longer one would be refused)."""
-    from gateway.auth import mint_token
+    from gateway.http.auth import mint_token
 
     settings = load_settings(toml_path=args.config)
     offices = [o.strip() for o in args.field_offices.split(",") if o.strip()] if args.field_offices else None
@@ -95,7 +96,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 def cmd_apikey(args: argparse.Namespace) -> int:
     """Print a new API key (or hash a given one) and the entry to add to the keys file."""
-    from gateway.auth import hash_api_key, new_api_key
+    from gateway.http.auth import hash_api_key, new_api_key
 
     key = args.key or new_api_key()
     lines = ["[[api_key]]", f"client = {json.dumps(args.client)}", f"role = {json.dumps(args.role)}",
@@ -121,8 +122,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print("ucgw audit: --checkpoint goes with `ucgw audit verify`", file=sys.stderr)
         return 2
 
-    from gateway.audit import MAX_QUERY_ROWS, AuditFilter, SQLiteAuditStore, parse_timestamp
-    from resolvers.anumber import canonical_a_number
+    from rules.anumber import canonical_a_number
+    from stores.audit_trail import MAX_QUERY_ROWS, AuditFilter, SQLiteAuditStore, parse_timestamp
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
     try:
@@ -159,7 +160,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def audit_checkpoint(args: argparse.Namespace) -> int:
     """Print each chain's head as JSON, to keep outside the gateway's machine; `verify --checkpoint` reads it."""
-    from gateway.audit import heads, utc_timestamp
+    from stores.audit_trail import heads, utc_timestamp
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
     if not settings.audit_path.exists():
@@ -173,7 +174,7 @@ def audit_checkpoint(args: argparse.Namespace) -> int:
 def audit_verify(args: argparse.Namespace) -> int:
     """Check every chain and HMAC of the trail (and, given one, against a checkpoint). Exit 0 when intact,
     1 when a link is broken (the first broken link of each chain printed), 2 on a usage error."""
-    from gateway.audit import Head, hmac_key_problem, verify
+    from stores.audit_trail import Head, hmac_key_problem, verify
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
     problem = hmac_key_problem(settings.audit_hmac_key)
@@ -209,16 +210,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_mocks(args: argparse.Namespace) -> int:
+    """Run the three mock services (`mocks/`, imported only here and by `ucgw demo`)."""
+    from mocks import runner
+
+    parser = argparse.ArgumentParser(prog="ucgw mocks", description="Run the ORR, ICE and EOIR mock services.")
+    runner.add_arguments(parser)
+    return runner.main(parser.parse_args(args.mock_args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level argument parser with one sub-parser per command."""
-    from mocks import runner as mocks_runner
-
     parser = argparse.ArgumentParser(prog="ucgw", description="Unaccompanied-child status gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    mocks_p = sub.add_parser("mocks", help="run the ORR, ICE and EOIR mock services")
-    mocks_runner.add_arguments(mocks_p)
-    mocks_p.set_defaults(func=mocks_runner.main)
+    # the mocks' own flags (and their --help) are parsed by `cmd_mocks`, so that no other command imports them
+    mocks_p = sub.add_parser("mocks", help="run the ORR, ICE and EOIR mock services", add_help=False)
+    mocks_p.set_defaults(func=cmd_mocks, mock_args=[])
 
     serve_p = sub.add_parser("serve", help="run the gateway (configured by UCGW_* variables or --config)")
     serve_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
@@ -242,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema_p = sub.add_parser("export-schema", help="print the GraphQL SDL the gateway serves")
     schema_p.set_defaults(func=cmd_export_schema)
 
-    from gateway.roles import ROLES
+    from rules.roles import ROLES
 
     token_p = sub.add_parser("token", help="print a JWT for a role, signed with the configured secret")
     token_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
@@ -284,7 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ucgw` console script."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "mocks":
+        args.mock_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

@@ -7,12 +7,11 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import SYNC_MODES, hmac_key_problem
-from gateway.sources import Source
+from sources.settings import Settings
+from stores.audit_trail import SYNC_MODES, hmac_key_problem
 
 DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # the old default, once printed in the README: refused
 MIN_JWT_SECRET_BYTES = 32
@@ -24,105 +23,6 @@ class ConfigError(ValueError):
 
 MIN_WEBHOOK_SECRET_BYTES = 32
 MAX_SCAN_PAGES_AHEAD = 16  # each page a walk joins ahead is one more batch call per source in flight
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything the gateway reads at start. Field `x` is env `UCGW_X` and TOML key `x`."""
-
-    orr_url: str = "http://127.0.0.1:8101"
-    ice_url: str = "http://127.0.0.1:8102"
-    eoir_url: str = "http://127.0.0.1:8103"
-    host: str = "127.0.0.1"
-    port: int = 8000
-    env: str = "development"
-    data_dir: str = "./var"
-    # cache
-    cache_ttl_seconds: float = 60.0
-    orr_ttl_seconds: float | None = None
-    ice_ttl_seconds: float | None = None
-    eoir_ttl_seconds: float | None = None
-    cache_max_entries: int = 300_000
-    answer_cache_bytes: int = 32 * 1024 * 1024  # rendered answers of repeated status queries; 0 disables
-    inline_plain_fields: bool = True  # complete plain attribute fields without graphql-core's per-field steps
-    max_stale_seconds: float = 86_400.0
-    stale_while_revalidate_seconds: float = 0.0
-    # backends
-    source_timeout_seconds: float = 2.0
-    request_deadline_seconds: float = 5.0
-    scan_deadline_seconds: float = 60.0  # oversight lists and counts that walk every child
-    max_concurrent_scans: int = 2  # different walks of every child at once; requests for the same one share it
-    min_scan_max_age_seconds: float = 60.0  # least maxAgeSeconds of a query over every child (MAX_AGE_TOO_LOW)
-    scan_pages_ahead: int = 3  # listing pages a walk of every child joins ahead of the one it counts (0: none)
-    retry_attempts: int = 2
-    retry_backoff_seconds: float = 0.05
-    breaker_failure_threshold: int = 5
-    breaker_reset_seconds: float = 10.0
-    source_connection_limit: int = 64
-    # a pooled connection idle this long is closed rather than reused; keep it below the backends' own
-    # keep-alive timeout (uvicorn's and the mocks': 5 s), or a call may go out on a connection they are closing
-    source_keepalive_seconds: float = 4.0
-    # access control and abuse limits
-    jwt_secret: str = ""  # no default: `serve` needs credentials of its own (`ucgw demo` makes a random secret)
-    jwt_public_key_file: str = ""
-    jwt_jwks_file: str = ""
-    jwt_audience: str = "uc-status-gateway"
-    jwt_issuer: str = "ucgw-demo"
-    api_keys_file: str = ""
-    auth_required: bool = True
-    jwt_max_ttl_seconds: int = 12 * 3600  # longest `exp - iat` a token may have (`ucgw token --ttl` too)
-    admin_host: str = "127.0.0.1"  # the operators' listener (detailed /readyz); never the public address
-    admin_port: int | None = None  # None: no admin listener
-    rate_limit_rps: float = 20.0
-    rate_limit_burst: int = 40
-    max_query_depth: int = 10
-    max_aliases: int = 30
-    max_tokens: int = 2_000
-    max_query_cost: int = 5_000
-    max_body_bytes: int = 100_000
-    max_children: int = 100
-    audit_db: str = ""  # SQLite file of the audit trail; empty: <data_dir>/audit.sqlite3
-    audit_sync: str = "full"  # full: each commit flushed to the disk before the answer; normal: not flushed
-    # HMAC key of the audit trail's hash chains, kept outside its database; `ucgw serve` requires one (32+ bytes)
-    audit_hmac_key: str = field(default="", repr=False)
-    # safety concerns and push
-    concerns_db: str = ""  # SQLite file of safety concerns; empty: <data_dir>/concerns.sqlite3
-    change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
-    change_feed_batch_limit: int = 500
-    webhook_secret: str = ""  # shared secret of POST /hooks/changes; empty disables the webhook
-    cursor_secret: str = ""  # signs pagination cursors; empty: a random key per process (give replicas one)
-    subscription_queue_size: int = 1000
-    websockets_per_client: int = 20  # open graphql-transport-ws connections one caller may hold; 0: no cap
-    ws_init_timeout_seconds: float = 5.0  # a websocket that sends no connection_init this soon is closed (4408)
-    ws_unauthenticated_per_address: int = 10  # sockets one address may hold open before connection_init; 0: no cap
-    ws_operations_per_socket: int = 100  # operations running at once on one websocket
-    subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
-    api_keys_recheck_seconds: float = 60.0  # how often the API-key file is checked for changes (at most 60)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    @property
-    def production(self) -> bool:
-        """True when running with production hardening."""
-        return self.env == "production"
-
-    @property
-    def audit_path(self) -> Path:
-        """Where the audit trail lives."""
-        return Path(self.audit_db) if self.audit_db else Path(self.data_dir) / "audit.sqlite3"
-
-    @property
-    def concerns_path(self) -> Path:
-        """Where the safety-concern database lives."""
-        return Path(self.concerns_db) if self.concerns_db else Path(self.data_dir) / "concerns.sqlite3"
-
-    def source_url(self, source: Source) -> str:
-        """Base URL of one backend."""
-        return {Source.ORR: self.orr_url, Source.ICE: self.ice_url, Source.EOIR: self.eoir_url}[source]
-
-    def ttl(self, source: Source) -> float:
-        """Cache TTL of one backend: its own setting, else the common one."""
-        own = getattr(self, f"{source.value.lower()}_ttl_seconds")
-        return self.cache_ttl_seconds if own is None else own
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}

@@ -13,10 +13,10 @@ import urllib.request
 import uvicorn
 
 from gateway.app import create_app
-from gateway.auth import mint_token
 from gateway.config import Settings, load_settings
-from gateway.roles import ROLES
+from gateway.http.auth import mint_token
 from mocks.runner import check_arguments, running_mocks
+from rules.roles import ROLES
 
 SAMPLE_QUERY = """query Status($a: ID!) {
   child(aNumber: $a) {

@@ -24,13 +24,13 @@ from datetime import UTC, datetime, time, timedelta
 
 import strawberry
 
-from gateway.fetcher import Fetched
-from gateway.roles import Capability
-from resolvers import build
+from resolvers import sections as build
 from resolvers.backlog import dated_by, released_as_of
 from resolvers.discrepancies import place_key, sponsor_address
 from resolvers.evidence import SourceClaim, address_text, claim
 from resolvers.types import CaseStatus, Hearing, HearingOutcome, InAbsentiaOrder, parse_date
+from rules.roles import Capability
+from sources.fetcher import Fetched
 
 CONTACT = Capability.CHILD_CONTACT
 

@@ -1,22 +1,14 @@
-"""A-numbers as people type them, made canonical (`A` + 9 digits)."""
+"""A-number arguments: the rule (`rules/anumber.py`) with its refusal as the GraphQL BAD_USER_INPUT error."""
 
 from __future__ import annotations
 
-import re
-
 from resolvers.errors import bad_input
-
-CANONICAL = re.compile(r"A[0-9]{9}")  # the stored form (fullmatch)
-_FORM = re.compile(r"[Aa]?([0-9]{8,9})")  # ASCII digits: `\d` takes any script's
-EXPECTED = "an A-number: 8 or 9 digits, optionally prefixed by 'A' and grouped with spaces or hyphens " \
-           "(e.g. A012345678, 012-345-678, A 12345678)"
+from rules import anumber
 
 
 def canonical_a_number(raw: str) -> str:
     """`A` + 9 digits for any accepted form; a BAD_USER_INPUT GraphQL error otherwise."""
-    compact = re.sub(r"[\s\-]", "", raw or "")
-    match = _FORM.fullmatch(compact)
-    if not match:
-        shown = raw if len(raw) <= 40 else raw[:40] + "…"
-        raise bad_input(f"{shown!r} is not a valid A-number; expected {EXPECTED}")
-    return "A" + match.group(1).zfill(9)
+    try:
+        return anumber.canonical_a_number(raw)
+    except anumber.InvalidANumber as exc:
+        raise bad_input(str(exc)) from None

@@ -12,14 +12,14 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from gateway import audit
-from gateway.audit import AuditEvent, AuditFilter, utc_timestamp
-from gateway.digits import ascii_int
-from gateway.roles import Capability
 from resolvers.anumber import canonical_a_number
 from resolvers.errors import bad_input
 from resolvers.field_offices import canonical_office
 from resolvers.permissions import documented, requires
+from rules.digits import ascii_int
+from rules.roles import Capability
+from stores import audit_trail as audit
+from stores.audit_trail import AuditEvent, AuditFilter, utc_timestamp
 
 MAX_FIRST = 1000
 

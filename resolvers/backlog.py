@@ -18,9 +18,9 @@ from datetime import UTC, date, datetime, time
 
 import strawberry
 
-from gateway.fetcher import Fetched
-from resolvers import build
+from resolvers import sections as build
 from resolvers.types import Location, LocationStatus
+from sources.fetcher import Fetched
 
 
 @strawberry.enum(description="How far a backlogged NTA got: not issued, issued but not served, served but not filed.")

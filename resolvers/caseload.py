@@ -16,18 +16,18 @@ from datetime import datetime, timedelta
 import strawberry
 from strawberry.types import Info
 
-from gateway.roles import Capability
-from gateway.sources import Source
-from resolvers import build
+from resolvers import sections
 from resolvers.alerts import court_as_of
 from resolvers.child import Child
 from resolvers.context import RequestContext
 from resolvers.field_offices import canonical_office, office_arg, office_key, same_office
 from resolvers.item_pages import count_only, page_selected
 from resolvers.oversight_access import in_scope, record_listed, require
-from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor, list_kind
+from resolvers.pagination import Connection, Edge, PageInfo, Position, list_kind
 from resolvers.scan import SCAN_PAGE, Row, full_scan, in_turns, read_page
 from resolvers.types import LocationStatus, NtaStatus
+from rules.roles import Capability
+from sources.systems import Source
 
 KIND = "caseload"
 # Caseload filters the ICE listing answers itself: filter attribute → listing query parameter.
@@ -100,7 +100,7 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
     if f.location_status is not None:
         where = f.location_status
         sources.add(Source.ORR)
-        tests.append(lambda r: build.location(r.orr, r.ice).status is where)  # type: ignore[arg-type]
+        tests.append(lambda r: sections.location(r.orr, r.ice).status is where)  # type: ignore[arg-type]
     if f.sponsor_state is not None:
         require(info, Capability.CHILD_CONTACT, "filtering by sponsor state")
         state = f.sponsor_state.strip().upper()
@@ -127,12 +127,12 @@ def plan(info: Info[RequestContext, None], f: CaseloadFilter | None, as_of: date
 
 
 def _nta_status(row: Row) -> NtaStatus | None:
-    nta = build.nta(row.ice)
+    nta = sections.nta(row.ice)
     return nta.status if nta is not None else None
 
 
 def _sponsor_state(row: Row) -> str | None:
-    sponsor = build.sponsor(row.orr)  # type: ignore[arg-type]
+    sponsor = sections.sponsor(row.orr)  # type: ignore[arg-type]
     return sponsor.address.state if sponsor is not None and sponsor.address is not None else None
 
 
@@ -151,7 +151,7 @@ async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | No
     (`as_of_given`: the `asOf` argument as given, which the cursors are bound to)."""
     p = plan(info, f, as_of)
     kind = list_kind(KIND, shape(f, as_of_given), sorted(p.pushdown.items()))  # the source's cursor needs its filters
-    pos = decode_cursor(kind, after)
+    pos = info.context.cursors.decode(kind, after)
     if not page_selected(info):
         return count_only(lambda: _count(info, p, max_age))
     # When the gateway's own tests may drop children, read a full listing page to fill ours.
@@ -170,7 +170,7 @@ async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | No
                 break
         if p.keeps(row):
             record_listed(info, row.a_number, "caseload")
-            edges.append(Edge(cursor=encode_cursor(kind, Position(row.a_number, -1, cursor)),
+            edges.append(Edge(cursor=info.context.cursors.encode(kind, Position(row.a_number, -1, cursor)),
                               node=Child(a_number=strawberry.ID(row.a_number), max_age=max_age)))
         end = Position(row.a_number, -1, cursor)
     else:
@@ -178,7 +178,7 @@ async def caseload_page(info: Info[RequestContext, None], f: CaseloadFilter | No
             end = Position(rows[-1].a_number, -1, next_cursor if next_cursor is not None else cursor)
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=more, end_cursor=encode_cursor(kind, end) if end else None),
+        page_info=PageInfo(has_next_page=more, end_cursor=info.context.cursors.encode(kind, end) if end else None),
         count_all=lambda: _count(info, p, max_age),
     )
 

@@ -18,16 +18,11 @@ from graphql import (
 from graphql.pyutils import Path
 from strawberry.types import Info
 
-from gateway.errors import SourceError
-from gateway.fetcher import Fetched
-from gateway.roles import Capability
-from gateway.sources import Source
-from resolvers import build
+from resolvers import sections
 from resolvers.context import RequestContext, bad_response
 from resolvers.discrepancies import Discrepancy, DiscrepancyKind, detect, hidden_kinds
 from resolvers.errors import source_error
-from resolvers.execution import Compute, computed_inline
-from resolvers.permissions import allowed, documented, requires
+from resolvers.permissions import allowed, capability_field
 from resolvers.types import (
     AgencyAddress,
     FollowUpCall,
@@ -37,6 +32,12 @@ from resolvers.types import (
     NoticeToAppear,
     Sponsor,
 )
+from resolvers.upstream.execution_context import Compute, computed_inline
+from resolvers.upstream.raw_info import graphql_resolve_info
+from rules.roles import Capability
+from sources.errors import SourceError
+from sources.fetcher import Fetched
+from sources.systems import Source
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 
@@ -57,13 +58,13 @@ SECTION_CAPABILITY: dict[str, Capability] = {
 }
 # how each section is made from its sources' records (in SECTION_SOURCES order)
 SECTION_BUILDERS: dict[str, Callable[..., Any]] = {
-    "identity": build.identity,
-    "location": build.location,
-    "sponsor": build.sponsor,
-    "followUpCall": build.follow_up,
-    "nta": build.nta,
-    "hearing": build.hearing_status,
-    "addressesOnFile": build.addresses_on_file,
+    "identity": sections.identity,
+    "location": sections.location,
+    "sponsor": sections.sponsor,
+    "followUpCall": sections.follow_up,
+    "nta": sections.nta,
+    "hearing": sections.hearing_status,
+    "addressesOnFile": sections.addresses_on_file,
     "discrepancies": detect,
 }
 
@@ -88,8 +89,8 @@ def _section(info: Info[RequestContext, None], child: Child) -> Any:
 
 
 def _at_hand(name: str) -> Compute:
-    """Section `name` computed by the inline executor (resolvers/execution.py) when all its records are at
-    hand and none is an error; otherwise it raises `NotAtHand` and the section's resolver runs (it waits,
+    """Section `name` computed by the inline executor (resolvers/upstream/execution_context.py) when all its
+    records are at hand and none is an error; otherwise it raises `NotAtHand` and the section's resolver runs (it waits,
     or reports the error at the section's path)."""
     sources = SECTION_SOURCES[name]
 
@@ -132,7 +133,7 @@ def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[
         raise
     reads.section_done(name, child.a_number, ok=True)
     if ctx.answer is not None:
-        ctx.answer.changes_at(build.changes_at(section))
+        ctx.answer.changes_at(sections.changes_at(section))
     return section
 
 
@@ -149,51 +150,39 @@ def _culprit(sources: tuple[Source, ...], fetched: list[Fetched], make: Callable
     return sources[0]
 
 
+def _section_field(name: str, description: str, section: Any) -> Any:
+    """A section field of `Child` (GraphQL name `name`): restricted to its capability when
+    `SECTION_CAPABILITY` names one (documented as such), else completed inline when its records are at hand."""
+
+    def resolve(self: Child, info: Info[RequestContext, None]) -> Any:
+        return _section(info, self)
+
+    resolve.__annotations__["return"] = section | None
+    capability = SECTION_CAPABILITY.get(name)
+    if capability is not None:
+        return strawberry.field(resolver=resolve, **capability_field(description, capability))
+    return strawberry.field(resolver=resolve, description=description, metadata=computed_inline(_at_hand(name)))
+
+
 # Every field of Child (and below) must be a function of the records read through the request's
 # RequestContext (`ready`/`fetch`/`answers`) and of the caller's role and scope: the answer store
-# (gateway/answer_cache.py) repeats an answer while those records are unchanged. A field that reads other
+# (gateway/http/answer_memo.py) repeats an answer while those records are unchanged. A field that reads other
 # state (a database, the clock beyond Provenance's open values) must set `info.context.answer.failed`.
 @strawberry.type(description="One child's status across ORR, ICE and EOIR, section by section.")
 class Child:
     a_number: strawberry.ID = strawberry.field(description="Canonical A-number: A + 9 digits.")
     max_age: strawberry.Private[float | None] = None
 
-    @strawberry.field(description="Name and birth data (ICE, with ORR's case id).",
-                      metadata=computed_inline(_at_hand("identity")))
-    def identity(self, info: Info[RequestContext, None]) -> Identity | None:
-        return _section(info, self)
-
-    @strawberry.field(description="Where the child is now, derived from ORR and ICE.",
-                      metadata=computed_inline(_at_hand("location")))
-    def location(self, info: Info[RequestContext, None]) -> Location | None:
-        return _section(info, self)
-
-    @strawberry.field(description="Who the child was released to (ORR); null when not released.",
-                      metadata=computed_inline(_at_hand("sponsor")))
-    def sponsor(self, info: Info[RequestContext, None]) -> Sponsor | None:
-        return _section(info, self)
-
-    @strawberry.field(description=documented("ORR's 30-day safety and well-being call; null before one is due.",
-                                             SECTION_CAPABILITY["followUpCall"]),
-                      extensions=requires(SECTION_CAPABILITY["followUpCall"]))
-    def follow_up_call(self, info: Info[RequestContext, None]) -> FollowUpCall | None:
-        return _section(info, self)
-
-    @strawberry.field(description="The Notice to Appear as ICE records it.",
-                      metadata=computed_inline(_at_hand("nta")))
-    def nta(self, info: Info[RequestContext, None]) -> NoticeToAppear | None:
-        return _section(info, self)
-
-    @strawberry.field(description="The immigration-court case and hearings (EOIR).",
-                      metadata=computed_inline(_at_hand("hearing")))
-    def hearing(self, info: Info[RequestContext, None]) -> HearingStatus | None:
-        return _section(info, self)
-
-    @strawberry.field(description=documented("The address each agency has on file for the child or sponsor.",
-                                             SECTION_CAPABILITY["addressesOnFile"]),
-                      extensions=requires(SECTION_CAPABILITY["addressesOnFile"]))
-    def addresses_on_file(self, info: Info[RequestContext, None]) -> list[AgencyAddress] | None:
-        return _section(info, self)
+    identity = _section_field("identity", "Name and birth data (ICE, with ORR's case id).", Identity)
+    location = _section_field("location", "Where the child is now, derived from ORR and ICE.", Location)
+    sponsor = _section_field("sponsor", "Who the child was released to (ORR); null when not released.", Sponsor)
+    follow_up_call = _section_field("followUpCall", "ORR's 30-day safety and well-being call; null before one is due.",
+                                    FollowUpCall)
+    nta = _section_field("nta", "The Notice to Appear as ICE records it.", NoticeToAppear)
+    hearing = _section_field("hearing", "The immigration-court case and hearings (EOIR).", HearingStatus)
+    addresses_on_file = _section_field("addressesOnFile",
+                                       "The address each agency has on file for the child or sponsor.",
+                                       list[AgencyAddress])
 
     @strawberry.field(description="Where ORR, ICE and EOIR disagree or hold unusable data, each with a severity "
                                   "and what each source says (see resolvers/discrepancies.py).")
@@ -244,7 +233,7 @@ def needed_sources(info: Info[RequestContext, None]) -> list[Source]:
 
     Sections the caller may not read are left out: a refused section costs no backend call.
     """
-    raw = info._raw_info
+    raw = graphql_resolve_info(info)
     names = selected_names((node.selection_set for node in raw.field_nodes), raw.fragments)
     names = {n for n in names if n not in SECTION_CAPABILITY or allowed(info, SECTION_CAPABILITY[n])}
     wanted = {s for name in names for s in SECTION_SOURCES.get(name, ())}

@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from gateway.answer_cache import AnswerRecording
-from gateway.audit import AuditStore
-from gateway.errors import SOURCE_BAD_RESPONSE, SourceError
-from gateway.fetcher import STALE, Fetched, PendingCall
-from gateway.roles import Principal
-from gateway.services import Services
-from gateway.sources import Source
-from resolvers.early import EarlyStart
-from resolvers.reads import ReadRecorder
+from resolvers.answer_recording import AnswerRecording
+from resolvers.audit_reads import ReadRecorder
+from resolvers.pagination import CursorCodec
+from resolvers.prefetch_plans import PrefetchStart
+from rules.roles import Principal
+from sources.errors import SOURCE_BAD_RESPONSE, SourceError
+from sources.fetcher import STALE, Fetched, PendingCall
+from sources.systems import Source
+from stores.audit_trail import AuditStore
+from sync.services import Services
 
 
 @dataclass
@@ -37,7 +38,10 @@ class RequestContext:
     reads: ReadRecorder = field(default_factory=ReadRecorder)
     connection_params: dict[str, Any] | None = None  # a websocket's connection_init payload
     answer: AnswerRecording | None = None  # set when the answer may be stored for identical requests
-    early: EarlyStart | None = None  # backend calls the guard started for this request (resolvers/early.py)
+    cursors: CursorCodec = field(default_factory=CursorCodec)  # the process's, from `create_app`
+    # the gateway's own counters for operators (`gatewayHealth`), from `create_app`; None: the sources' only
+    health_details: Callable[[], dict[str, Any]] | None = None
+    early: PrefetchStart | None = None  # backend calls started before GraphQL ran (gateway/http/prefetch.py)
     _loaders: dict[tuple[Source, float | None], DataLoader[str, Fetched | SourceError]] = field(
         default_factory=dict
     )

@@ -13,11 +13,11 @@ from typing import Any
 
 import strawberry
 
-from gateway.fetcher import Fetched
-from gateway.roles import Capability
-from gateway.roles import place_key as fold_place
 from resolvers.evidence import Severity, SourceClaim, address_text, claim
 from resolvers.field_offices import route_address
+from rules.roles import Capability
+from rules.roles import place_key as fold_place
+from sources.fetcher import Fetched
 
 IDENTITY, CONTACT = Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT
 Record = dict[str, Any]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from graphql import GraphQLError
 
-from gateway.errors import SourceError
+from sources.errors import SourceError
 
 BAD_USER_INPUT = "BAD_USER_INPUT"
 MAX_AGE_TOO_LOW = "MAX_AGE_TOO_LOW"  # maxAgeSeconds of a query over every child below min_scan_max_age_seconds

@@ -10,10 +10,10 @@ import strawberry
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
-from gateway.fetcher import Fetched
-from gateway.roles import Capability
 from resolvers.permissions import FORBIDDEN, allowed
 from resolvers.types import Provenance, SourceEnum
+from rules.roles import Capability
+from sources.fetcher import Fetched
 
 
 @strawberry.enum(description="How urgently a finding needs a person's attention.")

@@ -11,8 +11,8 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.roles import place_key
 from resolvers.errors import bad_input
+from rules.roles import place_key
 
 FIELD_OFFICES: tuple[str, ...] = (
     "Atlanta", "Baltimore", "Boston", "Buffalo", "Chicago", "Dallas", "Denver", "Detroit", "El Paso",

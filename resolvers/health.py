@@ -9,11 +9,11 @@ import orjson
 import strawberry
 from strawberry.types import Info
 
-from gateway.roles import Capability
-from gateway.services import Services
-from gateway.sources import Source
-from resolvers.permissions import documented, requires
+from resolvers.permissions import capability_field
 from resolvers.types import SourceEnum
+from rules.roles import Capability
+from sources.systems import Source
+from sync.services import Services
 
 
 @strawberry.type(description="How one system of record is doing, as seen by this gateway process.")
@@ -60,12 +60,11 @@ class GatewayHealth:
 class OperatorQuery:
     """The gateway's own health (the public /readyz says only whether it is ready)."""
 
-    @strawberry.field(description=documented("This gateway process's readiness and counters.",
-                                             Capability.HEALTH_ADMIN),
-                      extensions=requires(Capability.HEALTH_ADMIN))
+    @strawberry.field(**capability_field("This gateway process's readiness and counters.", Capability.HEALTH_ADMIN))
     def gateway_health(self, info: Info) -> GatewayHealth | None:
         services: Services = info.context.services
-        facts = services.details() if services.details is not None else {"sources": services.health()}
+        details = info.context.health_details
+        facts = details() if details is not None else {"sources": services.health()}
         ready, status = services.readiness(facts["sources"])
         details = orjson.dumps({**facts, "ready": ready, "status": status}).decode()
         return GatewayHealth(ready=ready, status=status, details=details)

@@ -13,13 +13,14 @@ from typing import Any, TypeVar
 
 from strawberry.types import Info
 
-from gateway.errors import SOURCE_BAD_RESPONSE
-from gateway.roles import Principal
 from resolvers.child import selected_names
 from resolvers.context import RequestContext
-from resolvers.pagination import Connection, Edge, PageInfo, Position, decode_cursor, encode_cursor
+from resolvers.pagination import Connection, Edge, PageInfo, Position
 from resolvers.permissions import principal_of
 from resolvers.scan import Row, full_scan, in_turns, walk
+from resolvers.upstream.raw_info import graphql_resolve_info
+from rules.roles import Principal
+from sources.errors import SOURCE_BAD_RESPONSE
 
 T = TypeVar("T")
 N = TypeVar("N")
@@ -59,7 +60,7 @@ def warn_shape(ctx: RequestContext) -> None:
 def page_selected(info: Info[RequestContext, None]) -> bool:
     """True when the list field being resolved selects its `edges` or `pageInfo`. One asked only for its
     `totalCount` reads no page: no listing call for it, and no child recorded in the audit trail as listed."""
-    raw = info._raw_info
+    raw = graphql_resolve_info(info)
     return bool(selected_names((n.selection_set for n in raw.field_nodes), raw.fragments) & PAGE_FIELDS)
 
 
@@ -72,7 +73,7 @@ async def item_page(info: Info[RequestContext, None], kind: str, first: int, aft
                     max_age: float | None, derive: Callable[[Row], Sequence[T]],
                     node: Callable[[Row, T], N]) -> Connection[N]:
     """One page of a per-child item list (`derive` gives a child's items, `node` shows one)."""
-    pos = decode_cursor(kind, after)
+    pos = info.context.cursors.decode(kind, after)
     items_of = safe_items(info, derive)
     if not page_selected(info):
         return count_only(lambda: count_items(info, max_age, items_of))
@@ -91,7 +92,7 @@ async def item_page(info: Info[RequestContext, None], kind: str, first: int, aft
                         more = True
                         break
                     end = Position(row.a_number, i, page.cursor)
-                    edges.append(Edge(cursor=encode_cursor(kind, end), node=node(row, item)))
+                    edges.append(Edge(cursor=info.context.cursors.encode(kind, end), node=node(row, item)))
                 if more:
                     break
             if len(edges) == first and not more:
@@ -100,7 +101,7 @@ async def item_page(info: Info[RequestContext, None], kind: str, first: int, aft
                 break
     return Connection(
         edges=edges,
-        page_info=PageInfo(has_next_page=more, end_cursor=encode_cursor(kind, end) if end else None),
+        page_info=PageInfo(has_next_page=more, end_cursor=info.context.cursors.encode(kind, end) if end else None),
         count_all=lambda: count_items(info, max_age, items_of),
     )
 

@@ -18,9 +18,6 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from gateway.errors import SourceError
-from gateway.roles import Capability, Principal
-from gateway.sources import Source
 from resolvers.alerts import AlertFact, AlertKind, court_alerts
 from resolvers.anumber import canonical_a_number
 from resolvers.backlog import AgeBucket, BacklogEntry, BacklogStage, backlog_entry
@@ -47,6 +44,9 @@ from resolvers.routing import FieldOfficeRouting, routing
 from resolvers.safety import OfficeSafetyConcerns, open_concern_counts
 from resolvers.scan import Row, Scan, extend_deadline, in_turns, request_scan, shared_result
 from resolvers.types import Hearing, Provenance
+from rules.roles import Capability, Principal
+from sources.errors import SourceError
+from sources.systems import Source
 
 STATUS = Capability.CHILD_STATUS
 DEFAULT_WITHIN_DAYS = 30

@@ -7,9 +7,9 @@ from typing import Any
 
 from strawberry.types import Info
 
-from gateway.roles import Capability
 from resolvers.errors import bad_input
 from resolvers.permissions import allowed, forbidden, principal_of
+from rules.roles import Capability
 
 
 def in_scope(info: Info[Any, Any], office: str | None) -> bool:

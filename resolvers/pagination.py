@@ -10,7 +10,7 @@ A cursor is sealed with AES-GCM (security #2): its content is encrypted, so it r
 could not read (the A-number a scoped scan stopped at may be outside the caller's scope, and the source's
 listing cursor may name one), and authenticated with the list kind as associated data, so a cursor the
 gateway did not issue, an edited one or another list's is refused before any backend call. The key comes
-from the `cursor_secret` setting (`use_cursor_secret`, at start): replicas given the same one accept each
+from the `cursor_secret` setting (`CursorCodec`, built at start): replicas given the same one accept each
 other's cursors, and cursors survive a restart. Without one, each process makes a random key, and its
 cursors hold only within it.
 """
@@ -30,14 +30,12 @@ import strawberry
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from resolvers.anumber import CANONICAL
 from resolvers.errors import bad_input
+from rules.anumber import CANONICAL
 
 T = TypeVar("T")
 MAX_FIRST = 100
 _VERSION = 3
-_KEY = secrets.token_bytes(32)  # the cursor key until `use_cursor_secret` gives one
-_AEAD = AESGCM(_KEY)  # made once per key, not per cursor
 _NONCE_BYTES = 12
 BAD_CURSOR = ("'after' is not a cursor of this list and filter; pass an endCursor or edge cursor it returned, "
               "or omit it to start from the beginning")
@@ -59,14 +57,6 @@ class Position:
         return self.index < 0 or (index is not None and index <= self.index)
 
 
-def use_cursor_secret(secret: str) -> None:
-    """Sign and check cursors with a key derived from `secret` (empty: keep this process's random key)."""
-    global _KEY, _AEAD
-    if secret:
-        _KEY = hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest()
-        _AEAD = AESGCM(_KEY)
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
@@ -75,30 +65,39 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def encode_cursor(kind: str, pos: Position) -> str:
-    """The opaque cursor of a scan position in list `kind`: encrypted and authenticated under the cursor key,
-    bound to `kind` (a fresh random nonce each time, so equal positions give unrelated cursors)."""
-    raw = json.dumps([_VERSION, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
-    nonce = secrets.token_bytes(_NONCE_BYTES)
-    return _b64(nonce + _AEAD.encrypt(nonce, raw, kind.encode()))
+class CursorCodec:
+    """Seals and opens the cursors of the oversight lists with one key: the `cursor_secret` setting's, so that
+    replicas given the same secret accept each other's cursors; without one, a random key of this process.
+    Built once by `create_app` and handed to each request's context."""
 
+    def __init__(self, secret: str = "") -> None:
+        key = (hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest() if secret
+               else secrets.token_bytes(32))
+        self._aead = AESGCM(key)
 
-def decode_cursor(kind: str, cursor: str | None) -> Position | None:
-    """The scan position of a cursor issued under the cursor key for list `kind`; BAD_USER_INPUT otherwise."""
-    if cursor is None:
-        return None
-    try:
-        sealed = _unb64(cursor)
-        raw = _AEAD.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], kind.encode())
-        version, a_number, index, listing = json.loads(raw)
-        ok = (version == _VERSION and isinstance(a_number, str)
-              and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
-              and (listing is None or isinstance(listing, str)))
-    except (InvalidTag, ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
-        ok = False  # not sealed under this key for this list, or not a position (nested too deep: not ours)
-    if not ok:
-        raise bad_input(BAD_CURSOR)
-    return Position(a_number, index, listing)
+    def encode(self, kind: str, pos: Position) -> str:
+        """The opaque cursor of a scan position in list `kind`: encrypted and authenticated under the cursor
+        key, bound to `kind` (a fresh random nonce each time, so equal positions give unrelated cursors)."""
+        raw = json.dumps([_VERSION, pos.a_number, pos.index, pos.listing], separators=(",", ":")).encode()
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        return _b64(nonce + self._aead.encrypt(nonce, raw, kind.encode()))
+
+    def decode(self, kind: str, cursor: str | None) -> Position | None:
+        """The scan position of a cursor sealed under the cursor key for list `kind`; BAD_USER_INPUT otherwise."""
+        if cursor is None:
+            return None
+        try:
+            sealed = _unb64(cursor)
+            raw = self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], kind.encode())
+            version, a_number, index, listing = json.loads(raw)
+            ok = (version == _VERSION and isinstance(a_number, str)
+                  and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
+                  and (listing is None or isinstance(listing, str)))
+        except (InvalidTag, ValueError, TypeError, binascii.Error, UnicodeDecodeError, RecursionError):
+            ok = False  # not sealed under this key for this list, or not a position (nested too deep: not ours)
+        if not ok:
+            raise bad_input(BAD_CURSOR)
+        return Position(a_number, index, listing)
 
 
 def list_kind(name: str, *parts: object) -> str:

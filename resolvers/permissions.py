@@ -1,4 +1,4 @@
-"""Field-level authorization: strawberry permission classes driven by capabilities (`gateway.roles`).
+"""Field-level authorization: strawberry permission classes driven by capabilities (`rules.roles`).
 
 Put `extensions=requires(Capability.X)` (or use `restricted_field`) on any field: a caller whose role
 lacks X gets null there and a FORBIDDEN error on that path; the resolver never runs, so the value is
@@ -27,11 +27,11 @@ from strawberry.extensions import FieldExtension
 from strawberry.permission import BasePermission, PermissionExtension
 from strawberry.types import Info
 
-from gateway.errors import FORBIDDEN, SourceError
-from gateway.fetcher import Fetched
-from gateway.roles import ROLE_CAPABILITIES, Capability, Principal, scope_office
-from gateway.sources import Source
 from resolvers.errors import source_error
+from rules.roles import ROLE_CAPABILITIES, Capability, Principal, scope_office
+from sources.errors import FORBIDDEN, SourceError
+from sources.fetcher import Fetched
+from sources.systems import Source
 
 
 def forbidden(message: str, **facts: Any) -> GraphQLError:
@@ -106,9 +106,15 @@ def documented(description: str | None, capability: Capability) -> str:
     return f"{description} {note}" if description else note
 
 
+def capability_field(description: str | None, capability: Capability) -> dict[str, Any]:
+    """`strawberry.field` arguments restricting a field to `capability`, its description saying who may read it:
+    the capability named once for both."""
+    return {"description": documented(description, capability), "extensions": requires(capability)}
+
+
 def restricted_field(capability: Capability, description: str | None = None) -> Any:
     """A `strawberry.field` for a plain attribute, restricted to `capability`, documented as such."""
-    return strawberry.field(description=documented(description, capability), extensions=requires(capability))
+    return strawberry.field(**capability_field(description, capability))
 
 
 async def office_scope_error(info: Info[Any, Any], a_number: str, max_age: float | None) -> GraphQLError | None:

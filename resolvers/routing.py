@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import strawberry
 
-from gateway.fetcher import Fetched
-from gateway.roles import Capability
 from resolvers.discrepancies import sponsor_address
 from resolvers.field_offices import RoutingBasis, route_address
 from resolvers.permissions import restricted_field
 from resolvers.types import Provenance
+from rules.roles import Capability
+from sources.fetcher import Fetched
 
 CONTACT = Capability.CHILD_CONTACT
 RoutingBasisEnum = strawberry.enum(RoutingBasis, name="RoutingBasis",

@@ -25,18 +25,18 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import Info
 
-from gateway import concerns as store
-from gateway.audit import OK, AuditEvent, utc_timestamp
-from gateway.concerns import Concern, ConcernError, NewConcern, OfficeCounts
-from gateway.errors import SourceError
-from gateway.roles import Capability, Principal, place_key
-from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
+from resolvers.audit_reads import AUDIT_UNAVAILABLE
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.field_offices import canonical_office, office_arg, route_address
-from resolvers.permissions import documented, forbidden, office_scope_error, requires
-from resolvers.reads import AUDIT_UNAVAILABLE
+from resolvers.permissions import capability_field, forbidden, office_scope_error
+from rules.roles import Capability, Principal, place_key
+from sources.errors import SourceError
+from sources.systems import Source
+from stores import safety_concerns as store
+from stores.audit_trail import OK, AuditEvent, utc_timestamp
+from stores.safety_concerns import Concern, ConcernError, NewConcern, OfficeCounts
 
 log = logging.getLogger("ucgw.safety")
 
@@ -331,9 +331,8 @@ async def open_concern_counts(info: Info[RequestContext, None],
 class SafetyQuery:
     """Lists of safety concerns."""
 
-    @strawberry.field(description=documented("Safety concerns, oldest report first, filtered by office, status "
-                                             "and child.", Capability.CHILD_WELFARE),
-                      extensions=requires(Capability.CHILD_WELFARE))
+    @strawberry.field(**capability_field("Safety concerns, oldest report first, filtered by office, status "
+                                         "and child.", Capability.CHILD_WELFARE))
     async def safety_concerns(
         self,
         info: Info[RequestContext, None],
@@ -366,9 +365,8 @@ class SafetyQuery:
             total_count=page.total,
         )
 
-    @strawberry.field(description=documented("One safety concern by id; null when there is none.",
-                                             Capability.CHILD_WELFARE),
-                      extensions=requires(Capability.CHILD_WELFARE))
+    @strawberry.field(**capability_field("One safety concern by id; null when there is none.",
+                                         Capability.CHILD_WELFARE))
     async def safety_concern(self, info: Info[RequestContext, None], id: strawberry.ID) -> SafetyConcern | None:
         principal = require_caseworker(info)
         concern = await _store(info).get(str(id))
@@ -391,9 +389,8 @@ class SafetyQuery:
 class SafetyMutation:
     """Report a safety concern and move it through acknowledgement to resolution."""
 
-    @strawberry.mutation(description=documented("Record a safety concern and route it to the responsible field "
-                                                "office.", Capability.CHILD_WELFARE),
-                         extensions=requires(Capability.CHILD_WELFARE))
+    @strawberry.mutation(**capability_field("Record a safety concern and route it to the responsible field "
+                                            "office.", Capability.CHILD_WELFARE))
     async def report_safety_concern(
         self, info: Info[RequestContext, None], input: ReportSafetyConcernInput
     ) -> SafetyConcern | None:
@@ -416,9 +413,8 @@ class SafetyMutation:
         await _audit(info, principal, "report", concern)
         return SafetyConcern.of(concern)
 
-    @strawberry.mutation(description=documented("Acknowledge an OPEN concern (CONFLICT when it is not OPEN).",
-                                                Capability.CHILD_WELFARE),
-                         extensions=requires(Capability.CHILD_WELFARE))
+    @strawberry.mutation(**capability_field("Acknowledge an OPEN concern (CONFLICT when it is not OPEN).",
+                                            Capability.CHILD_WELFARE))
     async def acknowledge_safety_concern(
         self, info: Info[RequestContext, None], id: strawberry.ID, note: str | None = None
     ) -> SafetyConcern | None:
@@ -432,9 +428,8 @@ class SafetyMutation:
         await _audit(info, principal, "acknowledge", concern)
         return SafetyConcern.of(concern)
 
-    @strawberry.mutation(description=documented("Resolve an OPEN or ACKNOWLEDGED concern (CONFLICT when already "
-                                                "resolved).", Capability.CHILD_WELFARE),
-                         extensions=requires(Capability.CHILD_WELFARE))
+    @strawberry.mutation(**capability_field("Resolve an OPEN or ACKNOWLEDGED concern (CONFLICT when already "
+                                            "resolved).", Capability.CHILD_WELFARE))
     async def resolve_safety_concern(
         self, info: Info[RequestContext, None], id: strawberry.ID, resolution: str
     ) -> SafetyConcern | None:

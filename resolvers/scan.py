@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 
 from graphql import GraphQLError
 
-from gateway.breaker import CLOSED
-from gateway.errors import SOURCE_TIMEOUT, SourceError
-from gateway.fetcher import Fetched
-from gateway.services import Services
-from gateway.shared_runs import NoSlot
-from gateway.sources import Source
 from resolvers.context import RequestContext
 from resolvers.errors import MAX_AGE_TOO_LOW, SCANS_BUSY, source_error
+from sources.breaker import CLOSED
+from sources.errors import SOURCE_TIMEOUT, SourceError
+from sources.fetcher import Fetched
+from sources.systems import Source
+from sync.services import Services
+from sync.shared_runs import NoSlot
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 SCAN_PAGE = 500  # the backends' limit per listing page and per batch call
@@ -244,7 +244,7 @@ async def request_scan(ctx: RequestContext, max_age: float | None) -> Scan:
     """The request's walk of every child: one per request and freshness bound, joined by the requests that
     ask for it while it runs (one that started at most `max_age` seconds before them), with at most
     `max_concurrent_scans` different walks at once and one new walk per caller at a time
-    (`gateway.shared_runs`). A `max_age` below `min_scan_max_age_seconds` is MAX_AGE_TOO_LOW."""
+    (`sync.shared_runs`). A `max_age` below `min_scan_max_age_seconds` is MAX_AGE_TOO_LOW."""
     error = min_scan_age_error(ctx, max_age)
     if error is not None:
         raise error

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from cachetools import LRUCache
-from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast, validate
+from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast
 from strawberry.extensions import (
     DisableIntrospection,
     MaxTokensLimiter,
@@ -15,40 +17,41 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
-from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.tools import merge_types
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 from strawberry.types.graphql import OperationType
 
-from gateway.config import Settings
-from gateway.roles import Capability
-from gateway.sources import Source
 from resolvers.anumber import canonical_a_number
 from resolvers.audit_query import AuditQuery
+from resolvers.audit_reads import AuditTrail
 from resolvers.child import Child, needed_sources, prefetch_children, resolve_child, selected_names
 from resolvers.complexity import Complexity, QueryLimits, RequestErrorCodes
 from resolvers.context import RequestContext
-from resolvers.early import learn
 from resolvers.errors import bad_input
-from resolvers.execution import PlainFieldExecutor
 from resolvers.health import OperatorQuery, SourceStatus, source_statuses
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
 from resolvers.permissions import (
     NOT_FOUND,
-    documented,
+    capability_field,
     not_in_scope,
     office_scope_error,
     principal_of,
-    requires,
     scoped,
 )
-from resolvers.reads import AuditTrail
+from resolvers.prefetch_plans import learn
 from resolvers.safety import SafetyMutation, SafetyQuery
 from resolvers.subscriptions import PushSubscription, StreamAudit
+from resolvers.upstream.execution_context import PlainFieldExecutor
+from resolvers.upstream.hide_suggestions import without_suggestions
+from resolvers.upstream.validate_document import validate_document
+from rules.roles import Capability
+from sources.settings import Settings
+from sources.systems import Source
 
 STORABLE_ROOTS = frozenset({"child", "children", "__typename"})
+
+log = logging.getLogger("ucgw.app")  # the name unexpected errors were always logged under
 
 
 def _max_age(value: int | None) -> float | None:
@@ -92,9 +95,8 @@ def _sources_for(info: Info[RequestContext, None]) -> list[Source]:
 class StatusQuery:
     """One child, a list of children, and the sources' health."""
 
-    @strawberry.field(description=documented("One child by A-number (any common typed form); null when no "
-                                             "system knows it.", Capability.CHILD_STATUS),
-                      extensions=requires(Capability.CHILD_STATUS))
+    @strawberry.field(**capability_field("One child by A-number (any common typed form); null when no "
+                                         "system knows it.", Capability.CHILD_STATUS))
     async def child(
         self,
         info: Info[RequestContext, None],
@@ -110,9 +112,8 @@ class StatusQuery:
             raise outcome
         return outcome
 
-    @strawberry.field(description=documented("Up to 100 children, in the order asked; null for A-numbers no "
-                                             "system knows.", Capability.CHILD_STATUS),
-                      extensions=requires(Capability.CHILD_STATUS))
+    @strawberry.field(**capability_field("Up to 100 children, in the order asked; null for A-numbers no "
+                                         "system knows.", Capability.CHILD_STATUS))
     async def children(
         self,
         info: Info[RequestContext, None],
@@ -131,9 +132,8 @@ class StatusQuery:
         # task each. An error in the list becomes null plus an error at that element's path.
         return [await _read_child(info, a, max_age, sources) for a in canonical]
 
-    @strawberry.field(description=documented("Health of each system of record as the gateway sees it.",
-                                             Capability.HEALTH_READ),
-                      extensions=requires(Capability.HEALTH_READ))
+    @strawberry.field(**capability_field("Health of each system of record as the gateway sees it.",
+                                         Capability.HEALTH_READ))
     def sources(self, info: Info[RequestContext, None]) -> list[SourceStatus] | None:
         return source_statuses(info.context.services)
 
@@ -157,16 +157,14 @@ class ValidationByText(SchemaExtension):
             key = (ctx.query, tuple(ctx.validation_rules))
             errors = self.cache.get(key)
             if errors is None:
-                errors = self.cache[key] = validate(  # strawberry's validate_document, with hide_suggestions
-                    ctx.schema._schema, ctx.graphql_document,
-                    (*ctx.validation_rules, MaybeNullValidationRule, OneOfInputValidationRule),
-                    hide_suggestions=self.hide_suggestions)
+                errors = self.cache[key] = validate_document(ctx.schema._schema, ctx.graphql_document,
+                                                             ctx.validation_rules, self.hide_suggestions)
             ctx.pre_execution_errors = errors
         yield
 
 
 class AnswerEligibility(SchemaExtension):
-    """Decides, before execution, whether a request's answer may be stored (gateway/answer_cache.py): a query
+    """Decides, before execution, whether a request's answer may be stored (gateway/http/answer_memo.py): a query
     whose root fields are only `child`/`children`, whose answers depend on nothing but the records they read
     and the caller's view. Any other operation runs without recording what it reads."""
 
@@ -210,18 +208,17 @@ Mutation = merge_types("Mutation", MUTATIONS) if MUTATIONS else None
 Subscription = merge_types("Subscription", SUBSCRIPTIONS) if SUBSCRIPTIONS else None
 
 
-def _without_suggestions(base: type[Any]) -> type[Any]:
-    """`base` executor with graphql-core's `hide_suggestions` on: a variable's bad enum value gets no "Did you
-    mean" either (strawberry passes no such option to `execute`)."""
+class GatewaySchema(strawberry.Schema):
+    """strawberry's schema, logging only unexpected errors: type, path and stack, never the message (it may
+    hold record values). Errors the resolvers raise on purpose (GraphQLError) are the caller's, not a fault."""
 
-    class Executor(base):  # type: ignore[misc,valid-type]
-        @classmethod
-        def build(cls, *args: Any, **kwargs: Any) -> Any:
-            kwargs["hide_suggestions"] = True
-            return super().build(*args, **kwargs)
-
-    Executor.__name__ = Executor.__qualname__ = f"{base.__name__}WithoutSuggestions"
-    return Executor
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GraphQLError):
+                continue
+            stack = "".join(traceback.format_tb(original.__traceback__))
+            log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
 
 
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
@@ -251,6 +248,6 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions.append(DisableIntrospection)
     executor = PlainFieldExecutor if settings.inline_plain_fields else None
     if settings.production:
-        executor = _without_suggestions(executor or StrawberryGraphQLCoreExecutionContext)
-    return strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
-                             execution_context_class=executor)
+        executor = without_suggestions(executor or StrawberryGraphQLCoreExecutionContext)
+    return GatewaySchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+                         execution_context_class=executor)

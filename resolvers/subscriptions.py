@@ -1,11 +1,11 @@
 """GraphQL subscriptions (graphql-transport-ws): record changes and new court alerts, per child or office.
 
-Events come from the gateway's pub/sub (`gateway.changefeed` publishes them). The role rules of queries
+Events come from the gateway's pub/sub (`sync.feed_applier` publishes them). The role rules of queries
 apply: a subscriber needs `child:status`; a token scoped to field offices hears only about its offices;
 the `child` field of an event is the ordinary `Child` type, so its field-level permissions hold, and
 each event that returns child data is written to the audit trail before it is sent (`StreamAudit`):
 one event per child per delivered event of each operation, as every operation on a websocket has a
-context of its own (gateway/ws_protocol.py); each event renews that state (deadline, DataLoaders) before
+context of its own (gateway/http/ws_protocol.py); each event renews that state (deadline, DataLoaders) before
 its fields resolve. Arguments are checked by the queries' own checks (`days_arg`, `office_arg`: a blank field
 office is BAD_USER_INPUT, an unknown one hears nothing, as `caseload` lists nothing for it). `caseloadChanges`
 evaluates the caseload filter on the child's records as they are after the change (a child the change
@@ -24,8 +24,23 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 from strawberry.types.graphql import OperationType
 
-from gateway.errors import SourceError
-from gateway.events import (
+from resolvers.alerts import AlertKind
+from resolvers.anumber import canonical_a_number
+from resolvers.audit_reads import AUDIT_UNAVAILABLE, ReadRecorder, settle_offices
+from resolvers.caseload import CaseloadFilter
+from resolvers.caseload import plan as caseload_plan
+from resolvers.child import Child
+from resolvers.context import RequestContext
+from resolvers.evidence import SourceClaim, claim
+from resolvers.field_offices import office_arg
+from resolvers.oversight_access import days_arg
+from resolvers.permissions import forbidden, office_scope_error, principal_of
+from resolvers.scan import Row
+from resolvers.types import SourceEnum, parse_datetime
+from rules.roles import Capability, Principal
+from sources.errors import SourceError
+from sources.systems import Source
+from sync.change_events import (
     ALL_ALERTS,
     ALL_CHANGES,
     AlertEvent,
@@ -35,21 +50,6 @@ from gateway.events import (
     office_alert_topic,
     office_topic,
 )
-from gateway.roles import Capability, Principal
-from gateway.sources import Source
-from resolvers.alerts import AlertKind
-from resolvers.anumber import canonical_a_number
-from resolvers.caseload import CaseloadFilter
-from resolvers.caseload import plan as caseload_plan
-from resolvers.child import Child
-from resolvers.context import RequestContext
-from resolvers.evidence import SourceClaim, claim
-from resolvers.field_offices import office_arg
-from resolvers.oversight_access import days_arg
-from resolvers.permissions import forbidden, office_scope_error, principal_of
-from resolvers.reads import AUDIT_UNAVAILABLE, ReadRecorder, settle_offices
-from resolvers.scan import Row
-from resolvers.types import SourceEnum, parse_datetime
 
 
 def _dt(raw: str | None) -> datetime | None:

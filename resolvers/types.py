@@ -11,12 +11,12 @@ import strawberry
 from graphql.pyutils import Path
 from strawberry.types import Info
 
-from gateway.answer_cache import AGE, CACHE_STATUS
-from gateway.fetcher import STALE, Fetched
-from gateway.roles import Capability
-from gateway.sources import Source
-from resolvers.execution import computed_inline
+from resolvers.answer_recording import AGE, CACHE_STATUS
 from resolvers.permissions import restricted_field
+from resolvers.upstream.execution_context import computed_inline
+from rules.roles import Capability
+from sources.fetcher import STALE, Fetched
+from sources.systems import Source
 
 IDENTITY, CONTACT = Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT
 

@@ -1,6 +1,6 @@
 """Shared fixtures. `mock_services`: the ORR, ICE and EOIR mocks as one real subprocess for the session.
 
-The fixture object (tests/support/mockproc.MockProcess) has `.orr`, `.ice`, `.eoir` base URLs and helpers
+The fixture object (testing/mockproc.MockProcess) has `.orr`, `.ice`, `.eoir` base URLs and helpers
 `request(source, method, path, json=None, headers=None)` -> Resp, `admin(source, method, path, json=None)`
 -> (status, body), `admin_ok(...)` -> body, `reset()`, `stats(source)`, `advance(seconds)`,
 `sample(n, state=None)` and `gateway_env(**overrides)`. World: seed 7, 300 children.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.mockproc import MockProcess
+from testing.mockproc import MockProcess
 
 MOCK_SEED = 7
 MOCK_CHILDREN = 300

@@ -16,9 +16,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway.auth import ONE_CREDENTIAL
-from tests.support.access import FULL, backend_calls, error_paths, gateway_env, raw, records, strings, ucgw
-from tests.support.gateway import TEST_JWT_SECRET, GatewayProcess, http, mint
+from gateway.http.auth import ONE_CREDENTIAL
+from testing.access import FULL, backend_calls, error_paths, gateway_env, raw, records, strings, ucgw
+from testing.gateway import TEST_JWT_SECRET, GatewayProcess, http, mint
 
 STATUS_ONLY = "query($a: ID!) { child(aNumber: $a) { aNumber hearing { caseStatus } } }"
 PARTNER_DENIED = {

@@ -1,4 +1,4 @@
-"""Stored answers of repeated status queries (gateway/answer_cache.py), over real HTTP against the mocks.
+"""Stored answers of repeated status queries (gateway/http/answer_memo.py), over real HTTP against the mocks.
 
 What is proved: a repeated query is answered without GraphQL and without backend calls, with the same
 bytes a fresh execution gives except the open values (`cacheStatus` HIT, `ageSeconds` aged to now);
@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import gateway_env
-from tests.support.gateway import GatewayProcess, http, mint, without
+from testing.access import gateway_env
+from testing.gateway import GatewayProcess, http, mint, without
 
 PROV = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
 STATUS = """query($a: ID!) { child(aNumber: $a) { aNumber
@@ -240,7 +240,8 @@ def test_a_value_recorded_twice_is_one_open_slot() -> None:
     """graphql-core may complete again a field the inline executor began: the slot is kept once."""
     from graphql.pyutils import Path
 
-    from gateway.answer_cache import AGE, CACHE_STATUS, AnswerRecording, render
+    from gateway.http.answer_memo import render
+    from resolvers.answer_recording import AGE, CACHE_STATUS, AnswerRecording
 
     def at(*keys: str | int) -> Path:
         path = None
@@ -331,7 +332,8 @@ def test_an_answer_without_data_is_not_handed_to_followers() -> None:
     write failed) or refused leaves each follower to run GraphQL and record its own read."""
     import asyncio
 
-    from gateway.answer_cache import AnswerCache, AnswerKey, AnswerRecording
+    from gateway.http.answer_memo import AnswerCache, AnswerKey
+    from resolvers.answer_recording import AnswerRecording
 
     async def run(response: dict[str, Any]) -> Any:
         cache = AnswerCache(1 << 20, {})
@@ -353,7 +355,7 @@ def test_an_answer_without_data_is_not_handed_to_followers() -> None:
 
 def _own_world(**env: str) -> tuple[Any, GatewayProcess]:
     """Mocks of this test's own (it stages records and faults) and a gateway in front of them."""
-    from tests.support.mockproc import MockProcess
+    from testing.mockproc import MockProcess
 
     mocks = MockProcess(seed=41, children=60).start()
     return mocks, GatewayProcess(mocks.gateway_env(**env))

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import AuditEvent, AuditFilter, SQLiteAuditStore
 from gateway.config import load_settings
-from gateway.roles import Principal
-from gateway.services import Services
 from resolvers.context import RequestContext
 from resolvers.schema import build_schema
-from tests.support.access import FULL, audit_cli, gateway_env, raw, records
-from tests.support.gateway import ROOT, GatewayProcess, http, mint
+from rules.roles import Principal
+from stores.audit_trail import AuditEvent, AuditFilter, SQLiteAuditStore
+from sync.services import Services
+from testing.access import FULL, audit_cli, gateway_env, raw, records
+from testing.gateway import ROOT, GatewayProcess, http, mint
 
 EVENTS = """query($s: String, $a: ID, $since: DateTime, $until: DateTime, $first: Int!, $after: ID) {
   auditEvents(subject: $s, aNumber: $a, since: $since, until: $until, first: $first, after: $after) {

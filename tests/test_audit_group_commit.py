@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from gateway.audit import (
+from gateway.http.admission import QUIET_SECONDS, InFlight
+from stores.audit_trail import (
     _SCHEMA,
     ROWS_PER_STATEMENT,
     AuditEvent,
@@ -25,7 +26,6 @@ from gateway.audit import (
     SQLiteAuditStore,
     utc_timestamp,
 )
-from gateway.guard import QUIET_SECONDS, InFlight
 
 # the trail's schema as it was made before ids came from the rowid alone
 SCHEMA_WITH_AUTOINCREMENT = _SCHEMA.replace("id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
@@ -155,7 +155,7 @@ def test_lone_append_commits_at_once_and_is_visible_on_return(store: SQLiteAudit
 
 
 def test_a_new_trail_has_small_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
-    from gateway.audit import PAGE_SIZE
+    from stores.audit_trail import PAGE_SIZE
 
     def page_size(path: Path) -> int:
         db = sqlite3.connect(path)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import gateway_env, raw, ucgw
-from tests.support.gateway import TEST_AUDIT_HMAC_KEY, GatewayProcess, http, mint
+from testing.access import gateway_env, raw, ucgw
+from testing.gateway import TEST_AUDIT_HMAC_KEY, GatewayProcess, http, mint
 
 EVENTS = """query($s: String, $a: ID, $first: Int!) {
   auditEvents(subject: $s, aNumber: $a, first: $first) {

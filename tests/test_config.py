@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.auth import Authenticator
 from gateway.config import ConfigError, describe_settings, load_settings
-from gateway.sources import Source
-from tests.support.gateway import ROOT
+from gateway.http.auth import Authenticator
+from sources.systems import Source
+from testing.gateway import ROOT
 
 
 def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> None:

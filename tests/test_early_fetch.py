@@ -1,4 +1,4 @@
-"""Early fetches (resolvers/early.py), over real HTTP against the mocks.
+"""Early fetches (gateway/http/prefetch.py), over real HTTP against the mocks.
 
 What is proved: once a status query text has run, a later request with the same text starts its backend
 calls before GraphQL runs, and its answer is the one a normal execution gives (same records, MISS, one
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import gateway_env, raw
-from tests.support.gateway import GatewayProcess, http, without
+from testing.access import gateway_env, raw
+from testing.gateway import GatewayProcess, http, without
 
 STATUS = """query($a: ID!) { child(aNumber: $a) { aNumber
   location { status provenance { source fetchedAt cacheStatus } }

@@ -1,4 +1,4 @@
-"""The inline executor (resolvers/execution.py) gives the answers graphql-core's own executor gives.
+"""The inline executor (resolvers/upstream/execution_context.py) gives the answers graphql-core's own executor gives.
 
 Two gateways over the same mocks, one with `UCGW_INLINE_PLAIN_FIELDS=false`, both with stored answers off
 so that every request is executed. The same queries (every section, aliases, fragments, `__typename`,
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import gateway_env
-from tests.support.gateway import GatewayProcess, http, mint, without
+from testing.access import gateway_env
+from testing.gateway import GatewayProcess, http, mint, without
 
 PROV = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
 ADDR = "fragment A on Address { street unit city state zip quality }"
@@ -130,9 +130,9 @@ def test_leaf_shortcuts_agree_with_the_types_own_coercion() -> None:
     """Scalars and enums completed inline give what the type's output coercion gives, and refuse what it refuses."""
     from graphql import GraphQLBoolean, GraphQLError, GraphQLFloat, GraphQLID, GraphQLInt, GraphQLString
 
-    from resolvers.execution import _leaf, _Slow
     from resolvers.schema import build_schema
     from resolvers.types import LocationStatus
+    from resolvers.upstream.execution_context import _leaf, _Slow
 
     enum_type = build_schema()._schema.type_map["LocationStatus"]
     cases: list[tuple[Any, list[Any]]] = [

@@ -8,8 +8,8 @@ from typing import Any
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tests.support.access import gateway_env
-from tests.support.gateway import GatewayProcess
+from testing.access import gateway_env
+from testing.gateway import GatewayProcess
 
 EXAMPLES = 150
 

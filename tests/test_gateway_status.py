@@ -19,8 +19,8 @@ from graphql import (
     print_schema,
 )
 
-from tests.support.gateway import ROOT, GatewayProcess, http
-from tests.support.oversight_truth import location as expected_location
+from testing.gateway import ROOT, GatewayProcess, http
+from testing.oversight_truth import location as expected_location
 
 PROV = "fragment P on Provenance { source fetchedAt sourceUpdatedAt ageSeconds cacheStatus stale recordFound }"
 ADDR = "fragment A on Address { street unit city state zip quality }"
@@ -315,7 +315,7 @@ def test_graphiql_loads_from_the_gateway_itself(gateway: Any) -> None:
 def test_a_hearing_whose_time_passed_without_an_outcome_is_past_not_next() -> None:
     """EOIR keeps a hearing without an outcome until someone records one; once its start has passed it is
     not the child's next court date (it used to be: the first hearing without an outcome, whatever its time)."""
-    from tests.support.mockproc import MockProcess
+    from testing.mockproc import MockProcess
 
     q = """query($a: ID!) { child(aNumber: $a, maxAgeSeconds: 0) { hearing { nextHearing { id startsAt outcome }
       pastHearings { id outcome } missedHearingCount } } }"""
@@ -340,7 +340,7 @@ def test_a_hearing_whose_time_passed_without_an_outcome_is_past_not_next() -> No
 
 
 def test_after_the_clock_moves_and_the_ttl_passes_new_values_appear() -> None:
-    from tests.support.mockproc import MockProcess
+    from testing.mockproc import MockProcess
 
     q = """query($as: [ID!]!) { children(aNumbers: $as) { aNumber
       nta { status servedOn filedOn provenance { sourceUpdatedAt cacheStatus } }

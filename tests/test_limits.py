@@ -21,12 +21,12 @@ import pytest
 import websockets
 from graphql import get_introspection_query, parse
 
-from gateway.config import Settings
 from mocks.runner import signed_headers
 from resolvers.complexity import INTROSPECTION_MAX_DEPTH, measure
 from resolvers.schema import build_schema
-from tests.support.access import backend_calls, gateway_env
-from tests.support.gateway import ROOT, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
+from sources.settings import Settings
+from testing.access import backend_calls, gateway_env
+from testing.gateway import ROOT, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
 
 CHILD_NTA = 'a{i}: child(aNumber: "{a}") {{ nta {{ status }} }}'
 PER_CHILD = "aNumber nta { status provenance { source } } hearing { caseStatus provenance { source } } " \
@@ -620,8 +620,8 @@ class _BrokenServices:
 
 @pytest.mark.parametrize("env", ["production", "development"])
 def test_unexpected_errors_are_masked(env: str) -> None:
-    from gateway.roles import Principal
     from resolvers.context import RequestContext
+    from rules.roles import Principal
 
     settings = Settings(env=env)
     schema = build_schema(settings)

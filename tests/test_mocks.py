@@ -32,7 +32,7 @@ from mocks.schemas import RECORD_SCHEMAS, validate
 from mocks.service import MAX_BATCH_SIZES, Stats
 from mocks.util import DEFAULT_START, LAST_TS, http_date, iso, parse_iso
 from mocks.world import CATEGORY_ORDER, EARLIEST_START, LATEST_START, World, classify
-from tests.support.mockproc import REPO, MockProcess, Resp, request
+from testing.mockproc import REPO, MockProcess, Resp, request
 
 COLL = {"orr": "children", "ice": "subjects", "eoir": "cases"}
 SOURCES = ("orr", "ice", "eoir")

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from mocks.openapi import build
 from mocks.util import dumps
-from tests.support.mockproc import request
+from testing.mockproc import request
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance, negative_data_rejection]

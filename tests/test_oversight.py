@@ -1,6 +1,6 @@
 """Oversight lists over real HTTP against the mocks (issue 6, part A).
 
-Every expected list is computed here from the mocks' own listing endpoints (tests/support/oversight_truth.py),
+Every expected list is computed here from the mocks' own listing endpoints (testing/oversight_truth.py),
 never from the gateway's resolvers; routing is checked against the mocks' own office table.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from testing.gateway import GatewayProcess, http, mint, without
 from tests.support import oversight_truth as truth
-from tests.support.gateway import GatewayProcess, http, mint, without
 
 PROV = "provenance { source cacheStatus fetchedAt }"
 QUIET = {"UCGW_CHANGE_FEED_POLL_SECONDS": "0"}  # no background calls: backend call counts stay exact
@@ -495,7 +495,7 @@ def test_a_list_asked_only_for_its_count_lists_no_child(gateway: Any, mock_servi
 
 def test_lists_follow_the_simulation_clock(tmp_path: Any) -> None:
     """Events the clock produces (hearings held or missed, NTAs served, releases) change every list."""
-    from tests.support.mockproc import MockProcess
+    from testing.mockproc import MockProcess
 
     with MockProcess(seed=11, children=150) as mocks:
         gw = GatewayProcess(gateway_env(mocks, UCGW_CACHE_TTL_SECONDS="600", UCGW_MIN_SCAN_MAX_AGE_SECONDS="0",

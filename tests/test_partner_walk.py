@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from graphql import get_introspection_query
 
-from tests.support.gateway import GatewayProcess, mint
-from tests.support.mockproc import MockProcess
+from testing.gateway import GatewayProcess, mint
+from testing.mockproc import MockProcess
 from tests.test_safety_and_push import PUSH, Subscriber, record, settle
 
 LIMITS = {"UCGW_MAX_QUERY_DEPTH": "30", "UCGW_MAX_QUERY_COST": "100000000", "UCGW_MAX_TOKENS": "100000",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, http
-from tests.support.mockproc import MockProcess
+from testing.gateway import GatewayProcess, http
+from testing.mockproc import MockProcess
 
 SECTIONS = {"ORR": ["sponsor", "followUpCall"], "ICE": ["nta"], "EOIR": ["hearing"]}
 FULL = """query($a: ID!, $m: Int) { child(aNumber: $a, maxAgeSeconds: $m) { aNumber

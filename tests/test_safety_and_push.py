@@ -19,8 +19,8 @@ import pytest
 import websockets
 
 from mocks.runner import signed_headers
-from tests.support.gateway import GatewayProcess, free_port, mint
-from tests.support.mockproc import MockProcess
+from testing.gateway import GatewayProcess, free_port, mint
+from testing.mockproc import MockProcess
 
 SEED, CHILDREN = 23, 1000
 PUSH = {"UCGW_CHANGE_FEED_POLL_SECONDS": "0.2", "UCGW_CACHE_TTL_SECONDS": "300"}
@@ -640,7 +640,7 @@ def test_webhook_pushes_changes_without_polling(tmp_path: Any) -> None:
 
             asyncio.run(run())
             assert "GET /v1/changes" not in mocks.stats("orr")["by_route"]
-            from tests.support.gateway import http
+            from testing.gateway import http
 
             empty = {"source": "orr", "changes": []}
             status, _, _ = http("POST", f"{gateway.url}/hooks/changes?token={secret}", empty)

@@ -18,9 +18,9 @@ import jwt
 import pytest
 import websockets
 
-from gateway.auth import hash_api_key
-from tests.support.access import gateway_env
-from tests.support.gateway import ROOT, TEST_AUDIT_HMAC_KEY, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
+from gateway.http.auth import hash_api_key
+from testing.access import gateway_env
+from testing.gateway import ROOT, TEST_AUDIT_HMAC_KEY, TEST_JWT_SECRET, GatewayProcess, free_port, http, mint
 
 DEMO_SECRET = "demo-only-secret-not-for-production"  # the secret the README used to print, as an attacker has it
 STATUS = "query($a: ID!) { child(aNumber: $a) { aNumber nta { status } } }"

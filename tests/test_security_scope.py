@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.access import gateway_env, raw
-from tests.support.gateway import GatewayProcess, mint
-from tests.support.mockproc import MockProcess
+from testing.access import gateway_env, raw
+from testing.gateway import GatewayProcess, mint
+from testing.mockproc import MockProcess
 from tests.test_safety_and_push import PUSH, Subscriber, record, settle
 
 A_NUMBER = re.compile(rb"A[0-9]{9}")

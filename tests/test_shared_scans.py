@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from gateway.shared_runs import NoSlot, SharedRuns
 from resolvers.scan import in_turns
-from tests.support.gateway import GatewayProcess, http, mint
-from tests.support.mockproc import MockProcess
+from sync.shared_runs import NoSlot, SharedRuns
+from testing.gateway import GatewayProcess, http, mint
+from testing.mockproc import MockProcess
 
 CHILDREN = 1200
 PAGES = 3  # ICE lists 500 children a page

@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 import pytest
 import websockets
 
-from tests.support.gateway import GatewayProcess, http, mint
-from tests.support.mockproc import SOURCES, MockProcess
+from testing.gateway import GatewayProcess, http, mint
+from testing.mockproc import SOURCES, MockProcess
 from tests.test_safety_and_push import PUSH, WS, Subscriber, known_child, ok, record, settle
 
 SEED, CHILDREN = 29, 300

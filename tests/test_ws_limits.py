@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import websockets
 
-from gateway.auth import hash_api_key, new_api_key
-from tests.support.access import gateway_env
-from tests.support.gateway import GatewayProcess, mint
+from gateway.http.auth import hash_api_key, new_api_key
+from testing.access import gateway_env
+from testing.gateway import GatewayProcess, mint
 
 WS = "graphql-transport-ws"
 WATCH = 'subscription { childStatusChanged(aNumber: "A000000001") { sequence } }'

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.gateway import ROOT, free_port, http
+from testing.gateway import ROOT, free_port, http
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,242 @@
+"""The GraphQL endpoint: strawberry's ASGI view with the gateway's request context, JSON refusals, stored
+answers recorded after the response, websocket authentication and the offline GraphiQL page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import jwt
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.types import ExecutionResult
+
+from gateway.http.answer_memo import AnswerCache
+from gateway.http.asgi import ANSWER_HEADERS, clean_purpose, header_purpose, send_error
+from gateway.http.auth import Authenticator, AuthError
+from gateway.http.graphiql import graphiql_response, wants_graphiql_page
+from gateway.http.request_state import REQUEST_STATE, RequestState, request_state
+from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRefusedOverHTTP
+from gateway.http.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
+from resolvers.answer_recording import AnswerRecording
+from resolvers.context import RequestContext
+from resolvers.masking import mask_unexpected
+from resolvers.pagination import CursorCodec
+from resolvers.schema import build_schema
+from stores.audit_trail import AuditStore
+from stores.rate_limits import RateLimiter
+from sync.services import Services
+
+log = logging.getLogger("ucgw.app")
+# codes of the requests strawberry refuses before any GraphQL work, by HTTP status
+REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
+
+
+class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
+    """strawberry's ASGI view with our request context and the offline GraphiQL page.
+
+    Websockets speak graphql-transport-ws through `gateway/http/ws_protocol.py` (malformed messages refused;
+    `limiter`, when given, charges each operation a socket starts; each operation has its own context
+    from `operation_context`; every message a text frame)."""
+
+    graphql_transport_ws_handler_class = GatewayTransportWS
+    websocket_adapter_class = TextFrameWebSocket
+
+    def __init__(self, services: Services, answers: AnswerCache, cursors: CursorCodec,
+                 audit_store: AuditStore | None = None,
+                 authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
+                 health_details: Callable[[], dict[str, Any]] | None = None, **kwargs: Any) -> None:
+        schema = build_schema(services.settings)
+        super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
+        self.services = services
+        self.answers = answers
+        self.cursors = cursors
+        self.audit_store = audit_store
+        self.authenticator = authenticator or Authenticator(services.settings)
+        self.limiter = limiter
+        self.health_details = health_details  # the operators' counters, for `gatewayHealth`
+        settings = services.settings
+        self.sockets = SocketCount(settings.websockets_per_client)
+        self.background: set[asyncio.Task[None]] = set()  # tasks started by timers (token expiry closes)
+        # websocket limits (gateway/http/ws_protocol.py); strawberry's own per-socket cap (no code) is replaced
+        self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_seconds)
+        self.max_subscriptions_per_connection = None
+        self.operations_per_socket = settings.ws_operations_per_socket
+        self.caller_operations = SocketCount(settings.subscriptions_per_client)
+        self.unauthenticated = SocketCount(settings.ws_unauthenticated_per_address)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """strawberry's view, except that a request it refuses before any GraphQL work (a body that is not
+        JSON, `query` not a string, a batch, a wrong method) gets the gateway's JSON error body with a code
+        (`REFUSAL_CODES`) and strawberry's status and message, not a plain-text body."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            try:
+                response = await self.run(Request(scope=scope, receive=receive))
+            except HTTPException as exc:
+                await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"),
+                                 exc.reason)
+                return
+            await response(scope, receive, send)
+        finally:
+            state = request_state(scope)
+            if state is not None and state.context is not None:
+                state.context.release()
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> RequestContext:
+        state = request_state(request.scope)
+        if state is None:  # the GraphiQL page, or a websocket handshake without credentials
+            state = request.scope[REQUEST_STATE] = RequestState(None)
+        lead = state.answer_lead  # set with the answer key: identical requests wait for this one
+        recording = AnswerRecording(release=lead) if lead is not None else None
+        early = state.prefetch
+        context = RequestContext(services=self.services, request=request, response=response,
+                                 principal=state.principal, purpose=header_purpose(request.headers),
+                                 audit_store=self.audit_store, cursors=self.cursors, answer=recording, early=early,
+                                 health_details=self.health_details,
+                                 deadline=early.deadline if early is not None else 0.0)
+        state.context = context
+        return context
+
+    def operation_context(self, socket: RequestContext) -> RequestContext:
+        """The context of one operation on a websocket: the socket's caller, purpose and stores, with its
+        own audit reads, deadline and DataLoaders (so each subscription audits its own events)."""
+        return RequestContext(services=socket.services, request=socket.request, response=socket.response,
+                              principal=socket.principal, purpose=socket.purpose, audit_store=socket.audit_store,
+                              cursors=socket.cursors, health_details=socket.health_details,
+                              connection_params=socket.connection_params)
+
+    async def on_ws_connect(self, context: RequestContext) -> dict[str, object] | None:
+        """Authenticate a websocket from its `connection_init` payload (`{"Authorization": "Bearer ..."}`).
+
+        Credentials sent with the handshake (checked by the guard) also count; none at all, or bad ones,
+        close the connection with 4403.
+        """
+        params = {str(k).lower(): v for k, v in (context.connection_params or {}).items()}
+        headers = {k: v for k, v in params.items() if isinstance(v, str)}
+        if context.principal is None or "authorization" in headers or "x-api-key" in headers:
+            try:
+                context.principal = self.authenticator.authenticate(headers)
+            except AuthError as exc:
+                log.info("websocket refused: %s", exc)
+                raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
+        if headers.get("x-purpose"):
+            context.purpose = clean_purpose(headers["x-purpose"])
+        if isinstance(context.request, WebSocket):
+            used = headers.get("authorization") or context.request.headers.get("authorization", "")
+            expires = _token_expiry(used)
+            if expires is not None:
+                self._close_at(context.request, expires)
+            elif context.principal is not None and context.principal.method == "api_key":
+                given = headers if "authorization" in headers or "x-api-key" in headers else context.request.headers
+                self._recheck_key(context.request, given, self.services.settings.api_keys_recheck_seconds)
+        return None
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        """Last line of defence: an unexpected error that escaped the schema's masking is masked here."""
+        if result.errors:
+            result.errors = [mask_unexpected(e, show_type=not self.services.settings.production)
+                             for e in result.errors]
+        response = await super().process_result(request, result)
+        state = request_state(request.scope)
+        key, context = (state.answer_key, state.context) if state is not None else (None, None)
+        if key is not None and context is not None and context.answer is not None:
+            # after this turn of the loop, when the response has been written: the template costs it nothing
+            asyncio.get_running_loop().call_soon(
+                self.answers.store, key, response, context.answer,
+                lambda: context.reads.events(context.principal, context.purpose), self.encode_json)
+        return response
+
+    def encode_json(self, data: object) -> str | bytes:
+        """The view's JSON encoding (orjson: compact, UTF-8)."""
+        return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Request bodies and query parameters (orjson raises `json.JSONDecodeError`'s subclass on bad input)."""
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> dict[str, object] | list[object]:
+        """A request body: a JSON object (a batch, a list, is refused later); anything else a 400, where
+        strawberry took `null`, `5` or `"x"` through to an AttributeError (HTTP 500)."""
+        value = super().parse_json(data)
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}')
+        return value
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`)."""
+        response = super().create_response(response_data, sub_response)
+        response.headers.raw.extend(ANSWER_HEADERS)
+        return response
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """A browser asking for HTML gets GraphiQL, even with `?query=` (the demo's sample link)."""
+        if self.graphql_ide is None:
+            return False
+        return super().should_render_graphql_ide(request) or wants_graphiql_page(
+            request.method, request.headers.get("accept", "")
+        )
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return graphiql_response("/graphql")
+
+    def _close_at(self, websocket: WebSocket, expires: float) -> None:
+        """Close a subscription connection when its token expires (the client must reconnect with a new one)."""
+        loop = asyncio.get_running_loop()
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=4401, reason="token expired")
+
+        handle = loop.call_later(max(0.0, expires - time.time()), lambda: self._background(loop.create_task(close())))
+        websocket.state.expiry_timer = handle
+
+    def _recheck_key(self, websocket: WebSocket, headers: Any, every: float) -> None:
+        """Check an API-key websocket's key again every `every` seconds (the authenticator re-reads a changed key
+        file, once for all sockets and requests); a key no longer there closes the socket with 4401."""
+        loop = asyncio.get_running_loop()
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=4401, reason="API key revoked")
+
+        def check() -> None:
+            try:
+                self.authenticator.authenticate(headers)
+            except AuthError:
+                log.info("websocket closed: its API key is no longer valid")
+                self._background(loop.create_task(close()))
+                return
+            websocket.state.expiry_timer = loop.call_later(every, check)
+
+        websocket.state.expiry_timer = loop.call_later(every, check)
+
+    def _background(self, task: asyncio.Task[None]) -> None:
+        """Keep a timer's task alive until it is done (the loop holds only weak references to tasks)."""
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+
+def _token_expiry(authorization: str) -> float | None:
+    """`exp` of an already verified Bearer JWT (None for API keys and tokens without one)."""
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or token.count(".") != 2:
+        return None
+    try:
+        exp = jwt.decode(token.strip(), options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return float(exp) if isinstance(exp, int | float) else None

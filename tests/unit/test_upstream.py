@@ -1,0 +1,46 @@
+"""The strawberry and graphql-core internals the gateway overrides or reads still have the shape they were
+written against: a new upstream release that moves one fails here, by name, before anything subtler."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+from strawberry.http.async_base_view import AsyncBaseHTTPView
+from strawberry.schema import schema as strawberry_schema
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types import Info
+
+from gateway.http.upstream import execute_single
+from resolvers.upstream import execution_context, hide_suggestions, raw_info, validate_document
+
+
+def _parameters(function: object) -> tuple[str, ...]:
+    return tuple(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+
+def test_execute_single_matches_strawberrys() -> None:
+    assert _parameters(AsyncBaseHTTPView.execute_single) == execute_single.UPSTREAM_PARAMETERS
+    ours = execute_single.SubscriptionsRefusedOverHTTP.execute_single
+    assert _parameters(ours) == execute_single.UPSTREAM_PARAMETERS
+
+
+def test_execution_context_methods_match_graphql_cores() -> None:
+    for name, parameters in execution_context.UPSTREAM_PARAMETERS.items():
+        assert _parameters(getattr(StrawberryGraphQLCoreExecutionContext, name)) == parameters, name
+    ours = execution_context.PlainFieldExecutor.execute_fields
+    assert _parameters(ours) == execution_context.UPSTREAM_PARAMETERS["execute_fields"]
+
+
+def test_info_still_holds_graphql_cores_resolve_info() -> None:
+    assert tuple(f.name for f in dataclasses.fields(Info)) == raw_info.UPSTREAM_FIELDS
+
+
+def test_execution_context_build_still_takes_hide_suggestions() -> None:
+    assert hide_suggestions.UPSTREAM_BUILD_PARAMETER in _parameters(StrawberryGraphQLCoreExecutionContext.build)
+
+
+def test_validate_document_matches_strawberrys() -> None:
+    assert _parameters(strawberry_schema.validate_document) == validate_document.UPSTREAM_PARAMETERS
+    source = inspect.getsource(strawberry_schema.validate_document)
+    assert [rule.__name__ for rule in validate_document.UPSTREAM_RULES if rule.__name__ not in source] == []
