@@ -1,13 +1,13 @@
-"""Field-office routing: which ERO office should own a case, from the sponsor's current address."""
+"""Field-office routing as the schema shows it: rules.office_routing routes the sponsor's current address."""
 
 from __future__ import annotations
 
 import strawberry
 
 from gateway.fetcher import Fetched
-from resolvers.discrepancies import sponsor_address
-from resolvers.field_offices import RoutingBasis, route_address
 from resolvers.types import Provenance
+from rules.office_routing import RoutingBasis, route_address
+from rules.places import sponsor_address
 
 RoutingBasisEnum = strawberry.enum(RoutingBasis, name="RoutingBasis",
                                    description="What a routing decision rests on.")
@@ -28,7 +28,7 @@ class FieldOfficeRouting:
 
 def routing(a_number: str, orr: Fetched, ice: Fetched) -> FieldOfficeRouting:
     """Route the child from ORR's sponsor address and compare with ICE's field office."""
-    route = route_address(sponsor_address(orr))
+    route = route_address(sponsor_address(orr.record))
     current = (ice.record or {}).get("field_office")
     return FieldOfficeRouting(
         a_number=strawberry.ID(a_number), routed_office=route.office, basis=route.basis, current_office=current,
