@@ -193,7 +193,8 @@ def nta(ice: Fetched) -> NoticeToAppear | None:
     )
 
 
-def _hearing(raw: Record) -> Hearing:
+def hearing(raw: Record) -> Hearing:
+    """A Hearing from one EOIR hearing record."""
     return Hearing(
         id=raw["id"], type=_opt(HearingType, raw.get("type")), starts_at=parse_datetime(raw["starts_at"]),
         judge=raw.get("judge"), court_name=raw.get("court_name"), court_address=address(raw.get("court_address")),
@@ -223,7 +224,7 @@ def hearing_status(eoir: Fetched) -> HearingStatus:
             in_absentia_order=None, decision=None, address_of_record=None, change_of_address_filed_on=None,
             provenance=[Provenance.of(eoir)],
         )
-    hearings = sorted((_hearing(h) for h in case.get("hearings") or []), key=lambda h: h.starts_at)
+    hearings = sorted((hearing(h) for h in case.get("hearings") or []), key=lambda h: h.starts_at)
     now = datetime.now(UTC)
     upcoming = [h for h in hearings if h.outcome is None and h.starts_at >= now]
     past = [h for h in hearings if h.outcome is not None or h.starts_at < now]
