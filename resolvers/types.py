@@ -17,6 +17,8 @@ from gateway.roles import Capability
 from gateway.sources import Source
 from resolvers.execution import computed_inline
 from resolvers.permissions import restricted_field
+from rules.dates import parse_date as parse_date  # re-exported: build.py reads source dates through here
+from rules.dates import parse_datetime
 
 IDENTITY, CONTACT = Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT
 
@@ -104,17 +106,6 @@ class Provenance:
 
 RECENT_PROVENANCES = 4096
 _RECENT: dict[tuple[Any, ...], Provenance] = {}
-
-
-def parse_datetime(raw: str) -> datetime:
-    """ISO-8601 timestamp from a source (`Z` or offset)."""
-    value = datetime.fromisoformat(raw)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def parse_date(raw: str | None) -> date | None:
-    """ISO date from a source, or None."""
-    return date.fromisoformat(raw) if raw else None
 
 
 @strawberry.enum
