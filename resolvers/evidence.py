@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import enum
+from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
@@ -12,18 +12,15 @@ from strawberry.types import Info
 
 from resolvers.permissions import FORBIDDEN, allowed
 from resolvers.types import Provenance, SourceEnum
+from rules.discrepancies import SEVERITY_RANK, Severity
+from rules.evidence import Evidence, Personal
 from rules.roles import Capability
 from sources.fetcher import Fetched
 
+__all__ = ["SEVERITY_RANK", "ClaimValueAllowed", "Severity", "SourceClaim", "claim", "claims_of", "day_text"]
 
-@strawberry.enum(description="How urgently a finding needs a person's attention.")
-class Severity(enum.Enum):
-    HIGH = "HIGH"
-    MEDIUM = "MEDIUM"
-    LOW = "LOW"
-
-
-SEVERITY_RANK = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2}
+strawberry.enum(Severity, description="How urgently a finding needs a person's attention.")  # the rules' own enum
+PERSONAL_CAPABILITY = {Personal.IDENTITY: Capability.CHILD_IDENTITY, Personal.CONTACT: Capability.CHILD_CONTACT}
 
 
 class ClaimValueAllowed(BasePermission):
@@ -63,16 +60,10 @@ def claim(fetched: Fetched, field: str, value: str | None, *, requires: Capabili
                        requires=requires)
 
 
-def address_text(raw: dict[str, Any] | None) -> str | None:
-    """One-line form of a source address record with its quality, e.g. `12 Oak St, Apt 2, Dallas, TX 75201`."""
-    if raw is None:
-        return None
-    parts = [raw.get("street"), raw.get("unit"), raw.get("city")]
-    line = ", ".join(p for p in parts if p)
-    tail = " ".join(p for p in (raw.get("state"), raw.get("zip")) if p)
-    text = ", ".join(p for p in (line, tail) if p)
-    quality = raw.get("quality") or "valid"
-    return f"{text} [{quality}]" if text else f"[{quality}]"
+def claims_of(evidence: Iterable[Evidence], orr: Fetched, ice: Fetched, eoir: Fetched) -> list[SourceClaim]:
+    """A rule's evidence as claims of the sources it names, each with its provenance."""
+    return [claim(orr if e.source == "ORR" else ice if e.source == "ICE" else eoir, e.field, e.value,
+                  requires=PERSONAL_CAPABILITY.get(e.personal)) for e in evidence]  # type: ignore[arg-type]
 
 
 def day_text(value: date | None) -> str | None:

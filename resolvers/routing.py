@@ -1,13 +1,13 @@
-"""Field-office routing: which ERO office should own a case, from the sponsor's current address."""
+"""Field-office routing as the schema shows it: rules.office_routing routes the sponsor's current address."""
 
 from __future__ import annotations
 
 import strawberry
 
-from resolvers.discrepancies import sponsor_address
-from resolvers.field_offices import RoutingBasis, route_address
 from resolvers.permissions import restricted_field
 from resolvers.types import Provenance
+from rules.office_routing import RoutingBasis, route_address
+from rules.places import sponsor_address
 from rules.roles import Capability
 from sources.fetcher import Fetched
 
@@ -35,7 +35,7 @@ class FieldOfficeRouting:
 
 def routing(a_number: str, orr: Fetched, ice: Fetched) -> FieldOfficeRouting:
     """Route the child from ORR's sponsor address and compare with ICE's field office."""
-    route = route_address(sponsor_address(orr))
+    route = route_address(sponsor_address(orr.record))
     current = (ice.record or {}).get("field_office")
     return FieldOfficeRouting(
         a_number=strawberry.ID(a_number), routed_office=route.office, basis=route.basis, current_office=current,

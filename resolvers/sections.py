@@ -87,22 +87,6 @@ def _facility(episode: Record) -> Facility:
 
 
 def location(orr: Fetched, ice: Fetched) -> Location:
-    """Where the child is now: ICE custody facts first, then ORR's custody status.
-
-    The latest one built is kept with its records: a count that derives several facts from one child's
-    records (backlog, alerts) builds the location once. Sections are never changed once built."""
-    last = _LAST_LOCATION[0]
-    if last is not None and last[0] is orr and last[1] is ice:
-        return last[2]
-    built = _location(orr, ice)
-    _LAST_LOCATION[0] = (orr, ice, built)
-    return built
-
-
-_LAST_LOCATION: list[tuple[Fetched, Fetched, Location] | None] = [None]
-
-
-def _location(orr: Fetched, ice: Fetched) -> Location:
     o, i = orr.record, ice.record
     ice_status = _opt(IceCustodyStatus, i.get("custody_status")) if i else None
     status, since, facility, addr, discharge = LocationStatus.UNKNOWN, None, None, None, None
@@ -193,7 +177,8 @@ def nta(ice: Fetched) -> NoticeToAppear | None:
     )
 
 
-def _hearing(raw: Record) -> Hearing:
+def hearing(raw: Record) -> Hearing:
+    """A Hearing from one EOIR hearing record."""
     return Hearing(
         id=raw["id"], type=_opt(HearingType, raw.get("type")), starts_at=parse_datetime(raw["starts_at"]),
         judge=raw.get("judge"), court_name=raw.get("court_name"), court_address=address(raw.get("court_address")),
@@ -223,7 +208,7 @@ def hearing_status(eoir: Fetched) -> HearingStatus:
             in_absentia_order=None, decision=None, address_of_record=None, change_of_address_filed_on=None,
             provenance=[Provenance.of(eoir)],
         )
-    hearings = sorted((_hearing(h) for h in case.get("hearings") or []), key=lambda h: h.starts_at)
+    hearings = sorted((hearing(h) for h in case.get("hearings") or []), key=lambda h: h.starts_at)
     now = datetime.now(UTC)
     upcoming = [h for h in hearings if h.outcome is None and h.starts_at >= now]
     past = [h for h in hearings if h.outcome is not None or h.starts_at < now]

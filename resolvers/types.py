@@ -14,6 +14,8 @@ from strawberry.types import Info
 from resolvers.answer_recording import AGE, CACHE_STATUS
 from resolvers.permissions import restricted_field
 from resolvers.upstream.execution_context import computed_inline
+from rules.dates import parse_date as parse_date  # re-exported: build.py reads source dates through here
+from rules.dates import parse_datetime
 from rules.roles import Capability
 from sources.fetcher import STALE, Fetched
 from sources.systems import Source
@@ -104,17 +106,6 @@ class Provenance:
 
 RECENT_PROVENANCES = 4096
 _RECENT: dict[tuple[Any, ...], Provenance] = {}
-
-
-def parse_datetime(raw: str) -> datetime:
-    """ISO-8601 timestamp from a source (`Z` or offset)."""
-    value = datetime.fromisoformat(raw)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def parse_date(raw: str | None) -> date | None:
-    """ISO date from a source, or None."""
-    return date.fromisoformat(raw) if raw else None
 
 
 @strawberry.enum

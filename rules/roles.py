@@ -8,10 +8,11 @@ service provider) sees case status, not who the child or sponsor is or where the
 from __future__ import annotations
 
 import enum
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from rules.places import place_key
 
 
 class Capability(enum.StrEnum):
@@ -95,10 +96,3 @@ def office_scope(raw: object) -> frozenset[str] | None:
         raise ValueError("field_offices must be a list of office names or a comma-separated string")
     return frozenset(place_key(i) for i in items if i.strip())
 
-
-def place_key(text: str) -> str:
-    """The form place names (field offices, cities) are compared in: letter case, accents, dots and spacing
-    ignored, so "St Paul", "st. paul" and "ST.  PAUL" are one office."""
-    if not text.isascii():  # ASCII holds no accents: only other text is decomposed and stripped of marks
-        text = "".join(ch for ch in unicodedata.normalize("NFD", text) if unicodedata.category(ch) != "Mn")
-    return " ".join(text.casefold().replace(".", " ").split())

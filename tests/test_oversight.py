@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from testing.gateway import GatewayProcess, http, mint, without
-from tests.support import oversight_truth as truth
+from testing import oversight_truth as truth
 
 PROV = "provenance { source cacheStatus fetchedAt }"
 QUIET = {"UCGW_CHANGE_FEED_POLL_SECONDS": "0"}  # no background calls: backend call counts stay exact
