@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from testing.gateway import GatewayProcess, http, mint, without
 from testing import oversight_truth as truth
+from testing.gateway import GatewayProcess, http, mint, without
 
 PROV = "provenance { source cacheStatus fetchedAt }"
 QUIET = {"UCGW_CHANGE_FEED_POLL_SECONDS": "0"}  # no background calls: backend call counts stay exact

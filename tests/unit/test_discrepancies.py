@@ -92,7 +92,7 @@ def test_field_office_mismatch_routes_the_sponsor_address() -> None:
     f = found(*records(ice={"field_office": "Houston"}, eoir={}))[DiscrepancyKind.FIELD_OFFICE_MISMATCH]
     assert f.severity is Severity.MEDIUM
     assert f.evidence == [Evidence("ICE", "field_office", "Houston"),
-                          Evidence("ORR", "release.sponsor.address → field office", "Dallas")]
+                          Evidence("ORR", "release.sponsor.address → field office", "Dallas", Personal.CONTACT)]
     unroutable = {**HOME, "state": None}
     assert DiscrepancyKind.FIELD_OFFICE_MISMATCH not in found(*records(
         orr={"release": {"sponsor": {"address": unroutable}}}, ice={"field_office": "Houston"}, eoir={}))
