@@ -3,17 +3,36 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# Exact versions and hashes of every runtime and dev dependency (Python 3.11, Linux x86_64), written by
+# `make lock` from pyproject.toml; the e2e lock adds Playwright's client to the same pins.
+LOCK     := requirements.lock
+E2E_LOCK := requirements-e2e.lock
+LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv test lint demo mocks bench soak e2e e2e-deps clean
+.PHONY: venv lock test lint demo mocks bench soak e2e e2e-deps clean
 
-$(STAMP): pyproject.toml
+# The venv installs the locked dependencies (hash-checked), then the project itself without resolving any:
+# a fresh clone gets exactly what CI tested.
+$(STAMP): pyproject.toml $(LOCK)
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# Re-resolve both locks from pyproject.toml. Pins already in a lock are kept unless a bound excludes them;
+# `make lock LOCK_ARGS=--upgrade` moves every pin to the newest allowed. pip-tools goes into the venv here only
+# (and the venv is not built from the lock first, so a broken lock can always be regenerated).
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q 'pip-tools>=7.4,<8'
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) --extra dev \
+		-o $(LOCK) pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile $(LOCK_FLAGS) $(LOCK_ARGS) --extra dev --extra e2e \
+		-c $(LOCK) -o $(E2E_LOCK) pyproject.toml
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -29,10 +48,13 @@ mocks: venv
 	$(VENV)/bin/ucgw mocks
 
 # Browser end-to-end test: Debian's chromium (installed when absent) driven by Playwright's Python
-# client; no browser is downloaded.
-e2e-deps: venv
+# client (from the e2e lock); no browser is downloaded.
+$(VENV)/.e2e-stamp: $(E2E_LOCK) $(STAMP)
+	$(PY) -m pip install -q --require-hashes -r $(E2E_LOCK)
+	@touch $@
+
+e2e-deps: $(VENV)/.e2e-stamp
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-	@$(PY) -c 'import playwright' 2>/dev/null || $(PY) -m pip install -q 'playwright>=1.45'
 
 e2e: e2e-deps
 	$(PY) -m pytest -q -m e2e tests/e2e

@@ -59,11 +59,9 @@ def tight(mock_services: Any) -> Iterator[GatewayProcess]:
 def rejected_without_backend_calls(gateway: GatewayProcess, mock_services: Any, query: str,
                                    variables: dict[str, Any] | None = None) -> dict[str, Any]:
     mock_services.reset()
-    started = time.monotonic()
     status, body = gateway.query(query, variables)
     assert status == 200
-    assert time.monotonic() - started < 2.0, "a rejection must be fast"
-    assert backend_calls(mock_services) == 0
+    assert backend_calls(mock_services) == 0  # refused before execution: not one source was asked
     return body
 
 
@@ -546,16 +544,19 @@ def test_a_body_that_does_not_arrive_is_a_408_within_the_deadline(mock_services:
         for partial in ('{"query"', ""):
             with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as conn:
                 conn.sendall((head + partial).encode())
-                started = time.monotonic()
+                # the gateway waits for the rest of the body: another client is answered meanwhile, this one not yet
+                assert gateway.query("{ __typename }")[1] == {"data": {"__typename": "Query"}}
+                conn.setblocking(False)
+                with pytest.raises(BlockingIOError):
+                    conn.recv(1)
+                conn.settimeout(10)  # then the 408 comes (at the 1 s deadline), well within this
                 answer = b""
                 while chunk := conn.recv(65536):  # the gateway closes the connection after its answer
                     answer += chunk
-                waited = time.monotonic() - started
             status_line, _, rest = answer.partition(b"\r\n")
             assert status_line == b"HTTP/1.1 408 Request Timeout", answer
             assert json.loads(rest.split(b"\r\n\r\n", 1)[1]) == {"errors": [{
                 "message": "the request body did not arrive within 1.0 s", "extensions": {"code": "REQUEST_TIMEOUT"}}]}
-            assert 0.9 <= waited < 5, waited
         assert gateway.query("{ __typename }")[1] == {"data": {"__typename": "Query"}}
         assert backend_calls(mock_services) == 0
     finally:

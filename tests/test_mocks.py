@@ -208,15 +208,20 @@ def test_running_mocks_in_process_with_auto_clock() -> None:
                 for s in SOURCES:
                     async with session.get(f"{urls[s]}/healthz") as resp:
                         statuses.append(resp.status)
-                await asyncio.sleep(0.8)
-                async with session.get(f"{urls['eoir']}/_admin/clock") as resp:
-                    now = (await resp.json())["now"]
+                # wait (at most 10 s) for the running clock to pass half a simulated day, as read from EOIR
+                loop = asyncio.get_running_loop()
+                give_up = loop.time() + 10
+                while True:
+                    async with session.get(f"{urls['eoir']}/_admin/clock") as resp:
+                        now = (await resp.json())["now"]
+                    if parse_iso(now) - START >= 43_200 or loop.time() > give_up:
+                        break
+                    await asyncio.sleep(0.05)
         return urls, statuses, now
 
     urls, statuses, now = asyncio.run(scenario())
     assert sorted(urls) == ["eoir", "ice", "orr"] and statuses == [200, 200, 200]
-    # 86,400 simulated seconds per real second: after 0.8 s at least half a day has passed
-    assert parse_iso(now) - START >= 43_200
+    assert parse_iso(now) - START >= 43_200  # the clock ran on its own (no /_admin/clock move was made)
 
 
 # ----------------------------------------------------------------------------------------- determinism
@@ -401,21 +406,39 @@ def test_listing_pages_are_stable_complete_and_filterable(world: dict[str, dict[
 
 
 def test_latency_and_jitter_delay_data_requests_only(mocks: MockProcess) -> None:
+    """Latency holds a data request while health, stats and another service answer (an order of events read from
+    the mock's own in-flight counter, not a timing); jitter gives each request its own delay, so requests that
+    arrive later overtake earlier ones (the fault dice are seeded by the reset, so the draws are the same each run)."""
     a = mocks.sample(1, "released")[0]
-    status, faults = mocks.admin("orr", "PUT", "/_admin/faults", {"latency_ms": 200})
+    status, faults = mocks.admin("orr", "PUT", "/_admin/faults", {"latency_ms": 3000})
     knobs = ("latency_ms", "jitter_ms", "error_rate", "timeout_rate", "down")
-    assert status == 200 and {k: faults[k] for k in knobs} == {"latency_ms": 200.0, "jitter_ms": 0.0,
+    assert status == 200 and {k: faults[k] for k in knobs} == {"latency_ms": 3000.0, "jitter_ms": 0.0,
                                                                "error_rate": 0.0, "timeout_rate": 0.0,
                                                                "down": False}
-    times = [get(mocks, "orr", a).elapsed for _ in range(4)]
-    assert all(t >= 0.2 for t in times), times
-    assert mocks.request("orr", "GET", "/healthz").elapsed < 0.15
-    assert mocks.request("orr", "GET", "/_admin/stats").elapsed < 0.15
-    assert get(mocks, "ice", a).elapsed < 0.15  # faults are per service
-    mocks.admin_ok("orr", "PUT", "/_admin/faults", {"latency_ms": 50, "jitter_ms": 150})
-    times = [get(mocks, "orr", a).elapsed for _ in range(12)]
-    assert all(0.05 <= t < 0.2 + 0.15 for t in times), times
-    assert max(times) - min(times) > 0.02  # jitter really varies
+    with ThreadPoolExecutor(6) as pool:
+        held = pool.submit(get, mocks, "orr", a)
+        assert wait_for(lambda: mocks.stats("orr")["in_flight"] == 1), "the data request never arrived"
+        # each of these is answered while ORR still holds its one data request
+        assert mocks.request("orr", "GET", "/healthz").status == 200 and not held.done()
+        assert mocks.stats("orr")["in_flight"] == 1 and not held.done()
+        assert get(mocks, "ice", a).status == 200 and not held.done()  # faults are per service
+        assert mocks.stats("orr")["in_flight"] == 1 and mocks.stats("ice")["in_flight"] == 0
+        assert held.result().status == 200
+        stats = mocks.stats("orr")
+        assert (stats["total"], stats["in_flight"]) == (1, 0)  # health and stats are no data requests
+
+        mocks.admin_ok("orr", "PUT", "/_admin/faults", {"latency_ms": 50, "jitter_ms": 3000})
+        finished: list[int] = []
+        asked = []
+        for i in range(6):  # one at a time: each arrives after the one before it
+            asked.append(pool.submit(get, mocks, "orr", a))
+            asked[-1].add_done_callback(lambda _f, i=i: finished.append(i))
+            assert wait_for(lambda i=i: mocks.stats("orr")["total"] == 2 + i)
+        assert [f.result().status for f in asked] == [200] * 6
+    # jitter really varies: some request finished before one that arrived two or more places ahead of it (equal
+    # delays would keep the arrival order, give or take neighbours answered in the same instant)
+    assert sorted(finished) == list(range(6)), finished
+    assert any(finished.index(i) > finished.index(j) for i in range(6) for j in range(i + 2, 6)), finished
 
 
 def test_error_rate_answers_that_share_with_json_5xx(mocks: MockProcess) -> None:
@@ -436,10 +459,13 @@ def test_error_rate_answers_that_share_with_json_5xx(mocks: MockProcess) -> None
 def test_timeout_rate_hangs_until_the_client_gives_up(mocks: MockProcess) -> None:
     a = mocks.sample(1, "released")[0]
     mocks.admin_ok("ice", "PUT", "/_admin/faults", {"timeout_rate": 1.0})
-    started = time.perf_counter()
-    with pytest.raises((TimeoutError, urllib.error.URLError)):
-        mocks.request("ice", "GET", f"/v1/subjects/{a}", timeout=0.6)
-    assert 0.55 <= time.perf_counter() - started < 3
+    with ThreadPoolExecutor(1) as pool:
+        asked = pool.submit(mocks.request, "ice", "GET", f"/v1/subjects/{a}", timeout=2)
+        assert wait_for(lambda: mocks.stats("ice")["in_flight"] == 1)  # it arrived, and ICE holds it unanswered
+        with pytest.raises((TimeoutError, urllib.error.URLError)):
+            asked.result()  # the client gave up
+    # the hang ended when the client went away, not at the service's own cap (mocks.service.HANG_SECONDS, 300 s)
+    assert wait_for(lambda: mocks.stats("ice")["in_flight"] == 0)
     assert mocks.request("ice", "GET", "/healthz").status == 200  # the service itself is fine
     mocks.admin_ok("ice", "PUT", "/_admin/faults", {"timeout_rate": 0})
     assert get(mocks, "ice", a).status == 200

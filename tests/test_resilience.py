@@ -33,7 +33,7 @@ FAST = {
     "UCGW_CACHE_TTL_SECONDS": "1",
     "UCGW_MAX_STALE_SECONDS": "60",
 }
-MARGIN = 0.5  # seconds a response may take past the request deadline
+COLLECTIONS = {"ORR": "children", "ICE": "subjects", "EOIR": "cases"}
 
 
 @pytest.fixture
@@ -50,19 +50,35 @@ def fault(mock_services: Any, source: str, **knobs: Any) -> None:
     assert status == 200, body
 
 
-def timed(gw: GatewayProcess, query: str, variables: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
-    started = time.monotonic()
-    status, body = gw.query(query, variables)
-    return status, body, time.monotonic() - started
-
-
 def errors_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"/".join(map(str, e["path"])): e for e in body.get("errors", [])}
 
 
+def batches(mock_services: Any, source: str) -> int:
+    """Batch reads one source has been asked for since the last reset (the change-feed polls are not counted)."""
+    return mock_services.stats(source.lower())["by_route"].get(f"POST /v1/{COLLECTIONS[source]}/batch", 0)
+
+
 def ice_batches(mock_services: Any) -> int:
-    """Batch reads ICE has answered since the last reset (the change-feed polls are not counted)."""
-    return mock_services.stats("ice")["by_route"].get("POST /v1/subjects/batch", 0)
+    """Batch reads ICE has been asked for since the last reset."""
+    return batches(mock_services, "ICE")
+
+
+def all_batches(mock_services: Any) -> dict[str, int]:
+    return {source: batches(mock_services, source) for source in COLLECTIONS}
+
+
+def finished(mock_services: Any, source: str) -> int:
+    """Data requests one source has finished answering since the last reset: those it counted, less those in flight.
+
+    Read until two reads agree, so that a request that arrived before a fault was set has finished."""
+    def read() -> int:
+        stats = mock_services.stats(source.lower())
+        return int(stats["total"] - stats["in_flight"])
+    last, now = -1, read()
+    while now != last:
+        last, now = now, read()
+    return now
 
 
 def without_provenance(section: Any) -> Any:
@@ -82,8 +98,12 @@ def test_one_source_down_leaves_only_its_sections_null(gw: GatewayProcess, mock_
     _, healthy = gw.query(FULL, {"a": a})
     assert "errors" not in healthy
     fault(mock_services, down, down=True)
-    status, body, took = timed(gw, FULL, {"a": a, "m": 0})
-    assert status == 200 and took < 1.2 + MARGIN
+    before = all_batches(mock_services)
+    status, body = gw.query(FULL, {"a": a, "m": 0})
+    assert status == 200
+    # the answer came after the down source's 1 try + 2 retries, and one read of each other source, no more
+    calls = {s: n - before[s] for s, n in all_batches(mock_services).items()}
+    assert calls == {s: 3 if s == down else 1 for s in SECTIONS}, calls
     child = body["data"]["child"]
     errors = errors_by_path(body)
     for source, sections in SECTIONS.items():
@@ -103,8 +123,9 @@ def test_all_sources_down_still_answers_with_errors_and_readyz_fails(gw: Gateway
     a = mock_services.sample(30)[4]
     for source in SECTIONS:
         fault(mock_services, source, down=True)
-    status, body, took = timed(gw, FULL, {"a": a})
-    assert status == 200 and took < 1.2 + MARGIN
+    status, body = gw.query(FULL, {"a": a})
+    assert status == 200
+    assert all_batches(mock_services) == {"ORR": 3, "ICE": 3, "EOIR": 3}  # 1 try + 2 retries each, then the answer
     assert body["data"]["child"]["aNumber"] == a
     codes = {(e["path"][1], e["extensions"]["code"], e["extensions"]["source"]) for e in body["errors"]}
     assert {("sponsor", "SOURCE_UNAVAILABLE", "ORR"), ("nta", "SOURCE_UNAVAILABLE", "ICE"),
@@ -122,9 +143,12 @@ def test_all_sources_down_still_answers_with_errors_and_readyz_fails(gw: Gateway
 
 def test_latency_above_timeout_is_source_timeout_within_deadline(gw: GatewayProcess, mock_services: Any) -> None:
     a = mock_services.sample(30)[5]
-    fault(mock_services, "EOIR", latency_ms=900)
-    status, body, took = timed(gw, FULL, {"a": a})
-    assert status == 200 and took < 1.2 + MARGIN
+    fault(mock_services, "EOIR", latency_ms=5000)
+    done = finished(mock_services, "EOIR")
+    status, body = gw.query(FULL, {"a": a})
+    assert status == 200
+    # EOIR was asked, and the answer came while every EOIR request was still held by its latency: none finished
+    assert batches(mock_services, "EOIR") >= 1 and finished(mock_services, "EOIR") == done
     errors = errors_by_path(body)
     assert errors["child/hearing"]["extensions"] == {"code": "SOURCE_TIMEOUT", "source": "EOIR"}
     assert body["data"]["child"]["nta"] is not None and body["data"]["child"]["location"] is not None
@@ -133,8 +157,10 @@ def test_latency_above_timeout_is_source_timeout_within_deadline(gw: GatewayProc
 def test_hanging_source_is_cut_at_the_deadline(gw: GatewayProcess, mock_services: Any) -> None:
     a = mock_services.sample(30)[6]
     fault(mock_services, "ICE", timeout_rate=1.0)
-    status, body, took = timed(gw, FULL, {"a": a})
-    assert status == 200 and took < 1.2 + MARGIN
+    status, body = gw.query(FULL, {"a": a})
+    assert status == 200
+    # ICE never answers a hung call: the gateway gave up on each of its tries (at most 1 + 2 retries) to answer
+    assert 1 <= batches(mock_services, "ICE") <= 3
     assert errors_by_path(body)["child/nta"]["extensions"] == {"code": "SOURCE_TIMEOUT", "source": "ICE"}
     assert body["data"]["child"]["hearing"] is not None
 
@@ -307,7 +333,6 @@ def test_stale_while_revalidate_does_not_outlast_max_stale_while_the_source_fail
         _, served = gw.query(NTA, {"a": a})  # the source answered its last call: served at once, refreshed
         time.sleep(0.3)
         _, warned = gw.query(NTA, {"a": a})  # the refresh failed: waits for ICE, then stale-if-error
-        warned_age = time.time() - fetched
         time.sleep(max(0.0, fetched + 3.6 - time.time()))
         _, refused = gw.query(NTA, {"a": a})
     finally:
@@ -315,8 +340,8 @@ def test_stale_while_revalidate_does_not_outlast_max_stale_while_the_source_fail
         mock_services.reset()
     assert first["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "MISS"
     assert served["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "STALE"
-    assert warned_age < 3.0, warned_age
     assert warned["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "STALE"
+    assert warned["data"]["child"]["nta"]["provenance"][0]["ageSeconds"] < 3  # within the 1 s TTL + 2 s max stale
     assert [w["source"] for w in warned["extensions"]["warnings"]] == ["ICE"], warned
     assert refused["data"]["child"]["nta"] is None
     assert refused["errors"][0]["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "ICE"}
