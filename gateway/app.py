@@ -43,6 +43,7 @@ from gateway.guard import (
     header_purpose,
     send_error,
 )
+from gateway.http.bodies import is_json_type, too_deep
 from gateway.ratelimit import RateLimiter
 from gateway.roles import ROLES
 from gateway.services import Services
@@ -220,7 +221,16 @@ class GatewayGraphQL(GraphQL):
         value = super().parse_json(data)
         if not isinstance(value, dict | list):
             raise HTTPException(400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}')
+        deep = too_deep(value)
+        if deep:
+            raise HTTPException(400, deep)
         return value
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """strawberry's, except that a POST whose Content-Type is not JSON is a 415 (strawberry: 400)."""
+        if request.method != "GET" and not is_json_type(request.content_type):
+            raise HTTPException(415, "the request body must be JSON (Content-Type: application/json)")
+        return await super().parse_http_body(request)
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`)."""
@@ -357,7 +367,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         return JSONResponse({"ready": ready, "sources": facts, "answerCache": answers.facts(),
                              "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
                              "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
-                             "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}},
+                             "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
+                             "connections": edge.facts() if (edge := getattr(app.state, "edge", None)) else None},
                             status_code=200 if ready else 503)
 
     @contextlib.asynccontextmanager

@@ -19,14 +19,15 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway alone, configured by environment and/or a TOML file."""
-    import uvicorn
-
     from gateway.app import create_app
+    from gateway.http.server import edge_server
 
     settings = _settings(args)
+    app = create_app(settings)
+    server, app.state.edge = edge_server(app, settings, settings.host, settings.port, log_level="info",
+                                         timeout_graceful_shutdown=10, access_log=False)
     print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10, access_log=False)
+    server.run()
     return 0
 
 

@@ -9,10 +9,9 @@ import sys
 import urllib.parse
 import urllib.request
 
-import uvicorn
-
 from gateway.app import create_app
 from gateway.config import load_settings
+from gateway.http.server import edge_server
 from mocks.runner import check_arguments, running_mocks
 
 SAMPLE_QUERY = """query Status($a: ID!) {
@@ -52,8 +51,8 @@ async def _run(args: argparse.Namespace) -> None:
             orr_url=urls["orr"], ice_url=urls["ice"], eoir_url=urls["eoir"],
         )
         app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                               access_log=False, timeout_graceful_shutdown=10))
+        server, app.state.edge = edge_server(app, settings, settings.host, settings.port, log_level="warning",
+                                             access_log=False, timeout_graceful_shutdown=10)
         a_numbers = await asyncio.to_thread(_sample_a_numbers, urls["orr"])
         base = f"http://{settings.host}:{settings.port}"
         query = sample_query(a_numbers[0])
