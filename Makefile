@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv test lint demo mocks bench soak e2e e2e-deps clean
+.PHONY: venv test test-deps lint demo mocks bench soak e2e e2e-deps clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -18,7 +18,12 @@ venv: $(STAMP)
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The edge tests (tests/test_edge.py) and `make bench`'s under-attack scenario drive Debian's slowhttptest,
+# installed when absent.
+test-deps:
+	@command -v slowhttptest >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest >/dev/null; }
+
+test: lint test-deps
 	$(PY) -m pytest -q -m "not e2e"
 
 demo: venv
@@ -39,7 +44,7 @@ e2e: e2e-deps
 soak: venv
 	$(PY) bench/soak.py
 
-bench: venv
+bench: venv test-deps
 	$(PY) bench/run.py
 
 clean:
