@@ -9,7 +9,7 @@ LOCK     := requirements.lock
 E2E_LOCK := requirements-e2e.lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv lock test lint demo mocks bench soak e2e e2e-deps clean
+.PHONY: venv lock test test-deps lint demo mocks bench soak e2e e2e-deps clean
 
 # The venv installs the locked dependencies (hash-checked), then the project itself without resolving any:
 # a fresh clone gets exactly what CI tested.
@@ -37,7 +37,12 @@ lock:
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The edge tests (tests/test_edge.py) and `make bench`'s under-attack scenario drive Debian's slowhttptest,
+# installed when absent.
+test-deps:
+	@command -v slowhttptest >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest >/dev/null; }
+
+test: lint test-deps
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q -m "not e2e"
 
@@ -62,7 +67,7 @@ e2e: e2e-deps
 soak: venv
 	$(PY) bench/soak.py
 
-bench: venv
+bench: venv test-deps
 	$(PY) bench/run.py
 
 clean:

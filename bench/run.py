@@ -16,7 +16,11 @@ Starts the mocks (fixed added latency, default 40 ms, no jitter) and the gateway
 4. stampede: 200 concurrent identical cold queries: backend calls per source and p99;
 5. outage: EOIR down with its breaker open: p99 of the full-status query vs scenario 2;
 6. memory: RSS after caching 100,000 children (cache sized to exactly that), bytes per cached child, and
-   RSS after 100,000 further child reads that each evict (a fresh gateway process).
+   RSS after 100,000 further child reads that each evict (a fresh gateway process);
+7. under attack (issue 33): warm req/s and p99 at concurrency 16 while Debian's slowhttptest holds 1,000
+   slow-header connections, against the same without them, in one run (a fresh gateway whose header deadline
+   outlasts the run and with no per-address cap, so that all 1,000 stay open while measured). Not in the
+   default set: `--only 7`.
 
 Prints a Markdown table and writes bench/results/<date>.json (<date>-quick.json with --quick).
 Timings are reported, never asserted; the exit status is 1 only when a call-count requirement fails
@@ -33,6 +37,8 @@ import datetime
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -137,6 +143,52 @@ class Bench:
     async def gql(self, query: str, variables: dict[str, Any]) -> tuple[float, int, bytes]:
         assert self.gw is not None
         return await post(self.client, self.gw.graphql, graphql_body(query, variables), self.gw.headers)
+
+    # ------------------------------------------------------------------------------------------ scenario 7
+
+    async def under_attack(self) -> dict[str, Any]:
+        """Warm traffic with and without 1,000 slowloris connections held open, calm and attacked in turns."""
+        say("7. under attack: warm traffic while slowhttptest holds 1,000 slow connections")
+        tool = shutil.which("slowhttptest")
+        if tool is None:
+            raise RuntimeError("slowhttptest is missing (make bench installs it)")
+        gw = Gateway(self.mocks, UCGW_HEADER_TIMEOUT_SECONDS="600", UCGW_MAX_CONNECTIONS_PER_CLIENT="0")
+        body = graphql_body(FULL_STATUS, {"a": self.warm_child})
+        seconds = self.plan.warm_seconds / WARM_SLICES
+        calm, attacked = Sample(), Sample()
+        held: list[int] = []
+        try:
+            for _ in range(2):
+                await post(self.client, gw.graphql, body, gw.headers)
+            for turn in range(WARM_SLICES):
+                warmup = self.plan.warm_warmup if turn == 0 else SLICE_WARMUP
+                calm.add(await closed_loop(self.client, gw.graphql, body, gw.headers, 16, seconds, warmup))
+                attack = subprocess.Popen(
+                    [tool, "-H", "-c", "1000", "-r", "1000", "-i", "5", "-l", "600",
+                     "-u", gw.graphql],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                try:
+                    deadline = time.monotonic() + 60
+                    while gw.readyz()["connections"]["open"] < 1000 and time.monotonic() < deadline:
+                        await asyncio.sleep(0.2)
+                    attacked.add(await closed_loop(self.client, gw.graphql, body, gw.headers, 16, seconds,
+                                                   SLICE_WARMUP))
+                    held.append(gw.readyz()["connections"]["open"])
+                finally:
+                    attack.kill()
+                    attack.wait()
+                deadline = time.monotonic() + 60
+                while gw.readyz()["connections"]["open"] > 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+        finally:
+            gw.stop()
+        c, a = calm.summary(), attacked.summary()
+        bad = sum(n for status, n in (calm.statuses + attacked.statuses).items() if status != 200)
+        return {"concurrency": 16, "turns": WARM_SLICES, "calm": c, "attacked": a,
+                "slow_connections_held_min": min(held) if held else 0,
+                "rps_ratio": round(a["rps"] / c["rps"], 3) if c.get("rps") else None,
+                "p99_ratio": round(a["p99_ms"] / c["p99_ms"], 3) if c.get("p99_ms") else None,
+                "bad_responses": bad}
 
     # ------------------------------------------------------------------------------------------ scenario 1
 
@@ -487,6 +539,13 @@ def table(r: dict[str, Any]) -> str:
                     f"(**{m['growth_after_full_pct']:+}%**); oldest child evicted: "
                     f"{m['first_child_evicted_after_further_reads']} | flat | "
                     f"{verdict(abs(m['growth_after_full_pct']) <= 5)} |")
+    if "7" in s:
+        u = s["7"]
+        met = u["rps_ratio"] is not None and u["rps_ratio"] >= 0.8 and u["p99_ratio"] <= 2
+        rows.append(f"| 7 | Under attack: {u['slow_connections_held_min']:,}+ slowloris connections held, warm c=16 | "
+                    f"{u['attacked']['rps']} vs {u['calm']['rps']} req/s (**{u['rps_ratio']}**), p99 "
+                    f"{u['attacked']['p99_ms']} vs {u['calm']['p99_ms']} ms (**{u['p99_ratio']}×**) | ≥ 0.8, ≤ 2× | "
+                    f"{verdict(met)} |")
     return "\n".join(rows)
 
 
@@ -539,6 +598,8 @@ async def run(plan: Plan, only: set[str], quick: bool, save: bool) -> int:
                     s["5"] = await bench.outage(warm_p99)
                 if "6" in only:
                     s["6"] = await bench.memory()
+                if "7" in only:
+                    s["7"] = await bench.under_attack()
                 if bench.gw is not None:
                     bench.log_counts["scenario 6" if "6" in only else "scenarios 1-5"] = dict(bench.gw.drain.counts)
                 result["gateway_log_counts"] = bench.log_counts
@@ -596,8 +657,8 @@ def main() -> int:
                                                      "2 x its children + 200)")
     args = parser.parse_args()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    if not only <= {"1", "2", "3", "4", "5", "6"}:
-        parser.error("--only takes scenario numbers 1-6")
+    if not only <= {"1", "2", "3", "4", "5", "6", "7"}:
+        parser.error("--only takes scenario numbers 1-7")
     plan = QUICK if args.quick else Plan()
     if args.children:
         plan = dataclasses.replace(plan, children=args.children)

@@ -21,6 +21,7 @@ from gateway.http.admin import AdminListener
 from gateway.http.admission import GraphQLGuard, InFlight
 from gateway.http.answer_memo import AnswerCache, AnswerShortcut
 from gateway.http.auth import Authenticator
+from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
 from gateway.http.graphql_view import GatewayGraphQL
 from gateway.http.prefetch import Prefetcher
@@ -94,6 +95,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     services = services or Services(settings)
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
+    connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
 
     def details() -> dict[str, Any]:
         """Everything an operator needs to see how the gateway is doing (admin listener, `gatewayHealth`)."""
@@ -102,7 +104,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
                 "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
                 "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
-                "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()}}
+                "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
+                "connections": connections.facts()}
 
     graphql_app = GatewayGraphQL(
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
@@ -147,6 +150,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     app = GatewayApp(routes=routes, lifespan=lifespan)
     app.graphql = guarded
     app.state.services = services
+    app.state.connections = connections
     app.state.audit_store = audit_store
     app.state.answers = answers
     return app

@@ -20,9 +20,8 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway alone, configured by environment and/or a TOML file."""
-    import uvicorn
-
     from gateway.app import create_app
+    from gateway.http.server import edge_server
     from stores.audit_trail import hmac_key_problem
 
     settings = _settings(args)
@@ -31,10 +30,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
         raise ConfigError(problem)
     app = create_app(settings)  # refuses to build without credentials, so nothing listens without them
+    server = edge_server(app, settings, settings.host, settings.port, app.state.connections, log_level="info",
+                         timeout_graceful_shutdown=10, access_log=False,
+                         ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
     print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=10, access_log=False,
-                ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
+    server.run()
     return 0
 
 

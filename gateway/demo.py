@@ -10,11 +10,10 @@ import sys
 import urllib.parse
 import urllib.request
 
-import uvicorn
-
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.http.auth import mint_token
+from gateway.http.server import edge_server
 from mocks.runner import check_arguments, running_mocks
 from rules.roles import ROLES
 
@@ -70,8 +69,8 @@ async def _run(args: argparse.Namespace) -> None:
             jwt_secret=secrets.token_urlsafe(32),
         )
         app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                                               access_log=False, timeout_graceful_shutdown=10))
+        server = edge_server(app, settings, settings.host, settings.port, app.state.connections,
+                             log_level="warning", access_log=False, timeout_graceful_shutdown=10)
         a_numbers = await asyncio.to_thread(_sample_a_numbers, urls["orr"])
         base = f"http://{settings.host}:{settings.port}"
         query = sample_query(a_numbers[0])

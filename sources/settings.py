@@ -67,6 +67,13 @@ class Settings:
     max_tokens: int = 2_000
     max_query_cost: int = 5_000
     max_body_bytes: int = 100_000
+    # the edge (gateway/http/edge.py): deadlines for receiving a request, header sizes, connection caps
+    header_timeout_seconds: float = 10.0  # request line and headers, from the first byte; 0: none
+    body_timeout_seconds: float = 30.0  # the body, from the end of the headers; 0: none
+    max_url_bytes: int = 16_384  # request target (414 beyond); 0: no cap
+    max_header_bytes: int = 32_768  # all header fields together (431 beyond); 0: no cap
+    max_connections: int = 10_000  # open client connections per listener (503 and close beyond); 0: no cap
+    max_connections_per_client: int = 100  # open connections from one source address; 0: no cap
     max_children: int = 100
     audit_db: str = ""  # SQLite file of the audit trail; empty: <data_dir>/audit.sqlite3
     audit_sync: str = "full"  # full: each commit flushed to the disk before the answer; normal: not flushed

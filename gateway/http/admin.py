@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gateway.config import ConfigError
+from gateway.http.edge import Connections, EdgeLimits, edge_protocol
 from sources.settings import Settings
 
 log = logging.getLogger("ucgw.admin")
@@ -60,8 +61,10 @@ class AdminListener:
             self.socket.close()
             raise ConfigError(f"the admin listener (UCGW_ADMIN_HOST, UCGW_ADMIN_PORT) cannot listen on "
                               f"{self.where}: {exc.strerror or exc}") from None
+        # the same edge as the public listener: deadlines for receiving a request, size and connection caps
         config = uvicorn.Config(admin_app(details), lifespan="off", access_log=False, log_config=None,
-                                log_level=None)  # the main server's logging stays as it is
+                                log_level=None,  # the main server's logging stays as it is
+                                http=edge_protocol(Connections(EdgeLimits.from_settings(settings))))
         self.server = Server(config)
         self.task: asyncio.Task[None] | None = None
 

@@ -287,7 +287,9 @@ class GraphQLGuard:
 
     async def _too_large(self, send: Send) -> None:
         limit = self.settings.max_body_bytes
-        await send_error(send, 413, PAYLOAD_TOO_LARGE, f"request larger than {limit} bytes", max=limit)
+        # the body is left unread: the edge closes the connection gently after this answer (gateway/http/edge.py)
+        await send_error(send, 413, PAYLOAD_TOO_LARGE, f"request larger than {limit} bytes", {"connection": "close"},
+                         max=limit)
 
     async def _rate_limited(self, send: Send, wait: float) -> None:
         retry, message = retry_after(wait)

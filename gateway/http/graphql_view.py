@@ -25,6 +25,7 @@ from strawberry.types import ExecutionResult
 from gateway.http.answer_memo import AnswerCache
 from gateway.http.asgi import ANSWER_HEADERS, clean_purpose, header_purpose, send_error
 from gateway.http.auth import Authenticator, AuthError
+from gateway.http.bodies import is_json_type, too_deep
 from gateway.http.graphiql import graphiql_response, wants_graphiql_page
 from gateway.http.request_state import REQUEST_STATE, RequestState, request_state
 from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRefusedOverHTTP
@@ -174,7 +175,16 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         value = super().parse_json(data)
         if not isinstance(value, dict | list):
             raise HTTPException(400, 'the request body must be a JSON object: {"query": "...", "variables": {...}}')
+        deep = too_deep(value)
+        if deep:
+            raise HTTPException(400, deep)
         return value
+
+    async def parse_http_body(self, request: Any) -> Any:
+        """strawberry's, except that a POST whose Content-Type is not JSON is a 415 (strawberry: 400)."""
+        if request.method != "GET" and not is_json_type(request.content_type):
+            raise HTTPException(415, "the request body must be JSON (Content-Type: application/json)")
+        return await super().parse_http_body(request)
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
         """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`)."""

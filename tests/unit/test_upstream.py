@@ -10,7 +10,9 @@ from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.schema import schema as strawberry_schema
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from gateway.http import edge
 from gateway.http.upstream import execute_single
 from resolvers.upstream import execution_context, hide_suggestions, raw_info, validate_document
 
@@ -44,3 +46,9 @@ def test_validate_document_matches_strawberrys() -> None:
     assert _parameters(strawberry_schema.validate_document) == validate_document.UPSTREAM_PARAMETERS
     source = inspect.getsource(strawberry_schema.validate_document)
     assert [rule.__name__ for rule in validate_document.UPSTREAM_RULES if rule.__name__ not in source] == []
+
+
+def test_uvicorn_httptools_protocol_still_has_what_the_edge_uses() -> None:
+    for name, parameters in edge.UPSTREAM_METHODS.items():
+        assert _parameters(getattr(HttpToolsProtocol, name)) == parameters, name
+    assert STATUS_LINE[413].startswith(b"HTTP/1.1 413")

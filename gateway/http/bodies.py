@@ -1,0 +1,43 @@
+"""What a GraphQL request body must be before any GraphQL work: JSON (by its Content-Type) and shallow.
+
+A body refused here gets the gateway's JSON error with a code, never a 5xx: 415 UNSUPPORTED_MEDIA_TYPE for
+a POST that does not say it is JSON, 400 BAD_REQUEST for JSON nested deeper than `MAX_JSON_DEPTH` (a
+`variables` or `extensions` value that deep is no GraphQL input, and walking it costs every later step).
+"""
+
+from __future__ import annotations
+
+MAX_JSON_DEPTH = 64  # levels of objects and lists inside `variables` or `extensions`
+JSON_TYPES = ("application/json", "application/graphql-response+json")
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """True when a Content-Type header names JSON (parameters such as charset aside)."""
+    media = (content_type or "").partition(";")[0].strip().lower()
+    return media in JSON_TYPES
+
+
+def deeper_than(value: object, limit: int) -> bool:
+    """True when `value` nests objects and lists more than `limit` levels below itself."""
+    level: list[object] = [value]
+    for _ in range(limit + 1):
+        below: list[object] = []
+        for node in level:
+            if isinstance(node, dict):
+                below.extend(v for v in node.values() if isinstance(v, dict | list))
+            elif isinstance(node, list):
+                below.extend(v for v in node if isinstance(v, dict | list))
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def too_deep(request: object) -> str | None:
+    """Why a parsed request body is refused for its depth, or None."""
+    if not isinstance(request, dict):
+        return None
+    for member in ("variables", "extensions"):
+        if deeper_than(request.get(member), MAX_JSON_DEPTH):
+            return f"`{member}` is nested deeper than {MAX_JSON_DEPTH} levels"
+    return None
