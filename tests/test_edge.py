@@ -7,6 +7,8 @@ Every test talks to a real `ucgw serve` over loopback sockets; connection counts
 from __future__ import annotations
 
 import csv
+import io
+import json
 import random
 import shutil
 import socket
@@ -21,7 +23,7 @@ import psutil
 import pytest
 
 from testing.access import gateway_env
-from testing.gateway import GatewayProcess, http
+from testing.gateway import GatewayProcess, free_port, http
 from testing.malformed import CORPUS
 from testing.rawhttp import answer, code_of, exchange, read_all
 
@@ -37,17 +39,17 @@ def wait_for(check: Callable[[], bool], what: str, seconds: float = 60.0) -> Non
 
 
 def connections(gw: GatewayProcess) -> dict[str, int]:
-    """The gateway's connection counts (/readyz, asked from an address of its own; itself one of them)."""
-    raw = exchange(gw.port, b"GET /readyz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n", source="127.0.0.9")
-    return answer(raw)[2]["connections"]  # type: ignore[no-any-return]
+    """The public listener's connection counts, from the operators' /readyz on the admin listener."""
+    status, _, body = http("GET", f"{gw.admin_url}/readyz", timeout=10)
+    return json.loads(body)["connections"]  # type: ignore[no-any-return]
 
 
-def probe(gw: GatewayProcess, source: str = "127.0.0.2") -> int:
-    """A legitimate query from another address; its HTTP status."""
+def probe(gw: GatewayProcess, source: str = "127.0.0.2", port: int | None = None) -> int:
+    """A legitimate query from another address (to the gateway, or to `port`: a proxy in front); its status."""
     request = (b"POST /graphql HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer " + gw.token.encode()
                + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(PROBE)
                + PROBE)
-    status, _, body = answer(exchange(gw.port, request, source=source))
+    status, _, body = answer(exchange(port or gw.port, request, source=source))
     assert status != 200 or body == {"data": {"__typename": "Query"}}, body
     return status
 
@@ -143,7 +145,7 @@ def test_connections_past_the_per_client_cap_are_refused_and_others_served(mock_
         wait_for(lambda: connections(gateway)["open"] <= 1, "the start's connections closed")
         held = [socket.create_connection(("127.0.0.1", gateway.port), source_address=("127.0.0.1", 0))
                 for _ in range(5)]
-        wait_for(lambda: connections(gateway)["open"] >= 6, "five held")
+        wait_for(lambda: connections(gateway)["open"] >= 5, "five held")
         status, headers, body = answer(exchange(gateway.port, b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n"))
         assert (status, code_of(body), headers["retry-after"]) == (503, "TOO_MANY_CONNECTIONS", "1")
         assert probe(gateway, source="127.0.0.2") == 200
@@ -215,4 +217,92 @@ def test_a_thousand_slow_connections_are_closed_at_their_deadline(mock_services:
         wait_for(lambda: connections(gateway)["timedOut"] - expired_before >= 1000, "1,000 deadlines expired")
         wait_for(lambda: process.num_fds() <= baseline + 2, "file descriptors back to their baseline")
     finally:
+        gateway.stop()
+
+
+HAPROXY_CONFIG = Path(__file__).resolve().parents[1] / "deploy" / "haproxy" / "edge.cfg"
+
+
+def haproxy_config(listen: int, gateway: int, header_seconds: int, stats: Path) -> str:
+    """deploy/haproxy/edge.cfg as committed, pointed at these ports, with a shorter request deadline and a
+    stats socket the test reads the proxy's counters from."""
+    text = HAPROXY_CONFIG.read_text()
+    for old, new in (("global\n", f"global\n    stats socket {stats} mode 600 level admin\n"),
+                     ("bind 127.0.0.1:8080", f"bind 127.0.0.1:{listen}"),
+                     ("server gw1 127.0.0.1:8000", f"server gw1 127.0.0.1:{gateway}"),
+                     ("timeout http-request 10s", f"timeout http-request {header_seconds}s")):
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+def haproxy_frontend(stats: Path) -> dict[str, int]:
+    """The proxy's counters of the `ucgw` frontend (`show stat` on its stats socket)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(str(stats))
+        sock.sendall(b"show stat\n")
+        text = read_all(sock).decode()
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    row = next(r for r in rows if r["pxname"] == "ucgw" and r["svname"] == "FRONTEND")
+    return {name: int(row[name] or 0) for name in ("scur", "stot", "dcon", "ereq")}
+
+
+def test_haproxy_in_front_closes_a_thousand_slow_connections(mock_services: Any, tmp_path: Path) -> None:
+    """The same slowloris attack through HAProxy run with the committed deploy/haproxy/edge.cfg: the proxy
+    refuses one address's connections past its per-source cap (100), closes the ones it holds at its
+    `timeout http-request`, answers a probe from another address throughout, and none of the
+    slow connections reaches the gateway (its descriptors stay at baseline)."""
+    haproxy = shutil.which("haproxy")
+    assert haproxy, "haproxy is missing: `make test` installs it (Debian package haproxy)"
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_MAX_CONNECTIONS_PER_CLIENT="0"))
+    port = free_port()
+    config = tmp_path / "haproxy.cfg"
+    stats = tmp_path / "haproxy.sock"
+    config.write_text(haproxy_config(port, gateway.port, header_seconds=3, stats=stats))
+    assert subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True).returncode == 0
+    # `-n`: the process-wide maxconn within this machine's descriptor limit (10,000 needs 20,017 descriptors)
+    proxy = subprocess.Popen([haproxy, "-db", "-n", "4000", "-f", str(config)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    front = f"http://127.0.0.1:{port}"  # the attack's target
+
+    def through_proxy() -> int:
+        """The probe query sent through the proxy from another address than the attack's (the proxy, like the
+        gateway, caps connections per source address)."""
+        try:
+            return probe(gateway, source="127.0.0.2", port=port)
+        except OSError:
+            return 0
+
+    try:
+        wait_for(lambda: through_proxy() == 200, "the proxy serves")
+        process = psutil.Process(gateway.proc.pid)
+        baseline = process.num_fds()
+        out = tmp_path / "slow"
+        attack = subprocess.Popen(
+            [slowhttptest(), "-H", "-c", "1000", "-r", "1000", "-i", "1", "-x", "8", "-s", "65536", "-l", "15",
+             "-p", "10", "-g", "-o", str(out), "-u", f"{front}/graphql"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probes, gateway_fds = [], []
+        try:
+            while attack.poll() is None:
+                probes.append(through_proxy())
+                gateway_fds.append(process.num_fds())
+                time.sleep(0.25)
+        finally:
+            if attack.poll() is None:
+                attack.kill()
+            attack.wait()
+        assert probes and set(probes) == {200}
+        rows = list(csv.DictReader((tmp_path / "slow.csv").open()))
+        assert max(int(row["Connected"]) for row in rows) >= 90, rows  # the attack did hold connections
+        # the proxy refused the attack's connections past its per-source cap (100) at once, closed the ones it
+        # held at their `timeout http-request` (request errors), and holds none of them now
+        wait_for(lambda: haproxy_frontend(stats)["scur"] == 0, "the proxy holds no connection")
+        counters = haproxy_frontend(stats)
+        assert counters["dcon"] >= 850 and counters["ereq"] >= 90, counters
+        assert counters["dcon"] + counters["ereq"] >= 1000, counters
+        assert max(gateway_fds) <= baseline + 20  # the slow connections never reached the gateway
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=15)
         gateway.stop()
