@@ -34,6 +34,8 @@ from harness import (  # noqa: E402
     FULL_STATUS,
     FULL_STATUS_MANY,
     Gateway,
+    ab_arguments,
+    ab_gateways,
     all_a_numbers,
     graphql_body,
     post,
@@ -115,30 +117,19 @@ async def compare(a: Gateway, b: Gateway, pool: list[str], scenarios: list[str],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, required=True, help="the checkout gateway A runs from")
+    ab_arguments(parser)
     parser.add_argument("--only", default="warm,cold,batch", help="comma-separated scenarios")
     parser.add_argument("--windows", type=int, default=6, help="windows per gateway and scenario")
     parser.add_argument("--children", type=int, default=20_000, help="mock world size")
     parser.add_argument("--latency-ms", type=float, default=5.0, help="latency the mocks add to data requests")
-    parser.add_argument("--env-a", action="append", default=[], metavar="UCGW_NAME=value")
-    parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value")
     args = parser.parse_args()
-    base = args.base.resolve()
-    if not (base / "gateway" / "cli.py").is_file():
-        raise SystemExit(f"--base {base} is not a checkout of this project")
     scenarios = [s for s in args.only.split(",") if s]
     if not scenarios or any(s not in SCENARIOS for s in scenarios) or args.windows < 1:
         raise SystemExit(f"--only takes {', '.join(SCENARIOS)}; --windows must be positive")
-    for pair in args.env_a + args.env_b:
-        if not pair.startswith("UCGW_") or "=" not in pair:
-            raise SystemExit(f"--env-a/--env-b take UCGW_NAME=value, not {pair!r}")
-    env_a = dict(p.split("=", 1) for p in args.env_a)
-    env_b = dict(p.split("=", 1) for p in args.env_b)
     mocks, _ = start_mocks(args.children, latency_ms=args.latency_ms)
     gateways: list[Gateway] = []
     try:
-        gateways.append(Gateway(mocks, root=base, UCGW_CACHE_TTL_SECONDS="3600", **env_a))
-        gateways.append(Gateway(mocks, UCGW_CACHE_TTL_SECONDS="3600", **env_b))
+        gateways = list(ab_gateways(args, mocks, UCGW_CACHE_TTL_SECONDS="3600"))
 
         async def run() -> None:
             async with session() as client:

@@ -24,21 +24,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import FULL_STATUS, Gateway, closed_loop, graphql_body, session, start_mocks  # noqa: E402
+from harness import (  # noqa: E402
+    FULL_STATUS,
+    Gateway,
+    ab_arguments,
+    ab_gateways,
+    closed_loop,
+    graphql_body,
+    session,
+    start_mocks,
+)
 
 WARMUP_REQUESTS = 50
 WINDOW_WARMUP = 0.2  # seconds unmeasured at the start of each window
-
-
-def settings(pairs: list[str]) -> dict[str, str]:
-    """`NAME=value` arguments as an environment for one gateway."""
-    out = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.startswith("UCGW_"):
-            raise SystemExit(f"--env-a/--env-b take UCGW_NAME=value, not {pair!r}")
-        out[name] = value
-    return out
 
 
 async def compare(a: Gateway, b: Gateway, child: str, concurrencies: list[int], windows: int,
@@ -69,29 +67,22 @@ async def compare(a: Gateway, b: Gateway, child: str, concurrencies: list[int], 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", type=Path, required=True, help="the checkout gateway A runs from")
+    ab_arguments(parser)
     parser.add_argument("--concurrency", default="1,16,64", help="comma-separated, e.g. 16 or 1,16,64")
     parser.add_argument("--windows", type=int, default=6, help="windows per gateway and concurrency")
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per window")
     parser.add_argument("--children", type=int, default=2000, help="mock world size")
-    parser.add_argument("--env-a", action="append", default=[], metavar="UCGW_NAME=value")
-    parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value")
     args = parser.parse_args()
-    base = args.base.resolve()
-    if not (base / "gateway" / "cli.py").is_file():
-        raise SystemExit(f"--base {base} is not a checkout of this project")
     try:
         concurrencies = [int(c) for c in args.concurrency.split(",")]
     except ValueError:
         raise SystemExit(f"--concurrency takes numbers, e.g. 1,16,64, not {args.concurrency!r}") from None
     if not concurrencies or min(concurrencies) < 1 or args.windows < 1 or args.seconds <= 0:
         raise SystemExit("--concurrency, --windows and --seconds must be positive")
-    env_a, env_b = settings(args.env_a), settings(args.env_b)
     mocks, _ = start_mocks(args.children)
     gateways: list[Gateway] = []
     try:
-        gateways.append(Gateway(mocks, root=base, UCGW_CACHE_TTL_SECONDS="3600", **env_a))
-        gateways.append(Gateway(mocks, UCGW_CACHE_TTL_SECONDS="3600", **env_b))
+        gateways = list(ab_gateways(args, mocks, UCGW_CACHE_TTL_SECONDS="3600"))
         child = mocks.sample(1, "missed_hearing")[0]
         asyncio.run(compare(gateways[0], gateways[1], child, concurrencies, args.windows, args.seconds))
     finally:

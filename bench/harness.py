@@ -15,6 +15,7 @@ Only 127.0.0.1 is ever contacted. Every loop is bounded by a count and/or a dura
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import collections
 import contextlib
@@ -289,6 +290,41 @@ class Floor(_Proc):
         code = super().stop()
         Path(self.body_path).unlink(missing_ok=True)
         return code
+
+
+# ------------------------------------------------------------------------------------------------ two builds
+
+def ab_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every side-by-side comparison of two builds takes (bench/ab_warm.py, bench/ab_cpu.py)."""
+    parser.add_argument("--base", type=Path, required=True, help="the checkout gateway A runs from")
+    parser.add_argument("--env-a", action="append", default=[], metavar="UCGW_NAME=value")
+    parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value")
+
+
+def ab_gateways(args: argparse.Namespace, mocks: MockProcess, **env: str) -> tuple[Gateway, Gateway]:
+    """Gateway A from the `--base` checkout and B from this tree, each with its `--env-a`/`--env-b` settings
+    over `env`; stop both when done (A is stopped here if B fails to start)."""
+    base = args.base.resolve()
+    if not (base / "gateway" / "cli.py").is_file():
+        raise SystemExit(f"--base {base} is not a checkout of this project")
+    env_a, env_b = _settings(args.env_a), _settings(args.env_b)
+    a = Gateway(mocks, root=base, **{**env, **env_a})
+    try:
+        return a, Gateway(mocks, **{**env, **env_b})
+    except BaseException:
+        a.stop()
+        raise
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    """`NAME=value` arguments as an environment for one gateway."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.startswith("UCGW_"):
+            raise SystemExit(f"--env-a/--env-b take UCGW_NAME=value, not {pair!r}")
+        out[name] = value
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ load driver

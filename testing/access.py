@@ -85,3 +85,15 @@ def audit_cli(data_dir: str, *filters: str) -> list[dict[str, Any]]:
     done = ucgw("audit", "--data-dir", data_dir, *filters)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def by_office(mock_services: Any, n: int = 80) -> dict[str, list[str]]:
+    """`n` sampled A-numbers grouped by the field office ICE holds responsible (children ICE assigns to no
+    office left out); at least two offices."""
+    groups: dict[str, list[str]] = {}
+    for a in mock_services.sample(n):
+        ice = raw(mock_services, "ice", a)
+        if ice and ice.get("field_office"):
+            groups.setdefault(ice["field_office"], []).append(a)
+    assert len(groups) >= 2
+    return groups

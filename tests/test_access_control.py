@@ -17,7 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.http.auth import ONE_CREDENTIAL
-from testing.access import FULL, backend_calls, error_paths, gateway_env, raw, records, strings, ucgw
+from testing.access import FULL, backend_calls, error_paths, gateway_env, records, strings, ucgw
+from testing.access import by_office as sample_by_office
 from testing.gateway import TEST_JWT_SECRET, GatewayProcess, http, mint
 
 STATUS_ONLY = "query($a: ID!) { child(aNumber: $a) { aNumber hearing { caseStatus } } }"
@@ -280,14 +281,8 @@ def test_auditor_reads_health_and_audit_but_no_child_data(gateway: GatewayProces
 
 @pytest.fixture(scope="module")
 def by_office(mock_services: Any) -> dict[str, list[str]]:
-    """Sample A-numbers grouped by the field office ICE holds responsible."""
-    groups: dict[str, list[str]] = {}
-    for a in mock_services.sample(80):
-        ice = raw(mock_services, "ice", a)
-        if ice:
-            groups.setdefault(ice["field_office"], []).append(a)
-    assert len(groups) >= 2
-    return groups
+    """Sample A-numbers by the office ICE holds responsible."""
+    return sample_by_office(mock_services)
 
 
 def test_field_office_scope_hides_other_offices_children(gateway: GatewayProcess, by_office: dict[str, list[str]],

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from testing.access import gateway_env, raw
+from testing.access import by_office as sample_by_office
+from testing.access import gateway_env
 from testing.gateway import GatewayProcess, mint
 from testing.mockproc import MockProcess
 from tests.test_safety_and_push import PUSH, Subscriber, record, settle
@@ -73,13 +74,7 @@ def gateway(mock_services: Any) -> Iterator[GatewayProcess]:
 @pytest.fixture(scope="module")
 def offices(mock_services: Any) -> dict[str, list[str]]:
     """Sample A-numbers by the office ICE holds responsible."""
-    groups: dict[str, list[str]] = {}
-    for a in mock_services.sample(80):
-        ice = raw(mock_services, "ice", a)
-        if ice:
-            groups.setdefault(ice["field_office"], []).append(a)
-    assert len(groups) >= 2
-    return groups
+    return sample_by_office(mock_services)
 
 
 # ------------------------------------------------------------------------------------------- #2 cursors
