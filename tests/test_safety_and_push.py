@@ -612,6 +612,52 @@ def test_field_office_and_caseload_subscriptions(gw: GatewayProcess, world: Mock
     asyncio.run(run())
 
 
+def data_reads(world: MockProcess, source: str) -> int:
+    """Record reads one mock has served (single and batch; change-feed polls not counted)."""
+    routes = world.stats(source)["by_route"]
+    return sum(n for route, n in routes.items() if "/changes" not in route and "/_admin" not in route
+               and not route.endswith("/healthz"))
+
+
+def test_one_fetch_per_change_serves_every_caseload_subscriber(gw: GatewayProcess, world: MockProcess) -> None:
+    """Security #5: six caseloadChanges subscriptions on three sockets, all matching one child; one change to
+    its ORR record makes as many ORR reads as one subscription would (the change's one refetch), not one per
+    subscription, and every subscription receives the event."""
+    a = known_child(world, released=True)
+    office = record(world, "ice", a)["field_office"]  # type: ignore[index]
+    wanted = {"f": {"fieldOffice": office, "locationStatus": "RELEASED_TO_SPONSOR"}}
+
+    async def changed(subscribers: list[Subscriber]) -> int:
+        """ORR reads made while one change reaches every subscription of `subscribers`."""
+        await settle()
+        before = await asyncio.to_thread(data_reads, world, "orr")
+        current = await asyncio.to_thread(record, world, "orr", a)
+        flipped = "pending" if current["background_check"] == "cleared" else "cleared"  # type: ignore[index]
+        await asyncio.to_thread(world.admin_ok, "orr", "PATCH", f"/_admin/records/{a}", {"background_check": flipped})
+        for sub in subscribers:
+            for op in ("c1", "c2"):
+                got = await sub.until(op, lambda p: p["data"]["caseloadChanges"]["aNumber"] == a, 10)
+                assert got["data"]["caseloadChanges"]["changedFields"] == ["background_check"]
+        await settle()
+        return await asyncio.to_thread(data_reads, world, "orr") - before
+
+    async def run() -> tuple[int, int]:
+        async with Subscriber(gw, mint("caseworker")) as one:
+            await one.subscribe("c1", CASELOAD, wanted)
+            await one.subscribe("c2", CASELOAD, wanted)
+            alone = await changed([one])
+        async with (Subscriber(gw, mint("caseworker")) as s1, Subscriber(gw, mint("caseworker")) as s2,
+                    Subscriber(gw, mint("partner")) as s3):
+            for sub in (s1, s2, s3):
+                await sub.subscribe("c1", CASELOAD, wanted)
+                await sub.subscribe("c2", CASELOAD, wanted)
+            many = await changed([s1, s2, s3])
+        return alone, many
+
+    alone, many = asyncio.run(run())
+    assert alone >= 1 and many == alone, (alone, many)
+
+
 def test_webhook_pushes_changes_without_polling(tmp_path: Any) -> None:
     """The mocks POST their changes to /hooks/changes, signed with the shared secret; polling is off. A
     secret in the URL or a header (as before) is no longer accepted."""
