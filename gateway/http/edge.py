@@ -34,6 +34,7 @@ log = logging.getLogger("ucgw.edge")
 LINGER_SECONDS = 2.0  # how long a closing connection drains the rest of a request it was refused
 LINGER_BYTES = 64 * 1024 * 1024  # and how much of it at most
 RETRY_AFTER_SECONDS = 1  # what a refused connection is told
+SWEEP_SECONDS = 0.25  # how often deadlines are checked: a slow request is closed at most this long after its own
 BAD_REQUEST, REQUEST_TIMEOUT = "BAD_REQUEST", "REQUEST_TIMEOUT"
 URI_TOO_LONG, HEADERS_TOO_LARGE, TOO_MANY_CONNECTIONS = "URI_TOO_LONG", "HEADERS_TOO_LARGE", "TOO_MANY_CONNECTIONS"
 
@@ -66,6 +67,27 @@ class Connections:
         self.by_client: dict[str, int] = {}
         self.refused = 0
         self.timed_out = 0
+        # the admitted connections, whose deadlines one timer sweeps (`SWEEP_SECONDS`): a request then costs
+        # two clock reads, where a timer handle armed and cancelled per head and per body cost more
+        self.watched: set[EdgeProtocol] = set()
+        self._sweep: asyncio.TimerHandle | None = None
+
+    def watch(self, protocol: EdgeProtocol) -> None:
+        """Sweep `protocol`'s deadlines from now on (the sweep runs while any connection is watched)."""
+        self.watched.add(protocol)
+        if self._sweep is None:
+            self._sweep = protocol.loop.call_later(SWEEP_SECONDS, self.sweep, protocol.loop)
+
+    def unwatch(self, protocol: EdgeProtocol) -> None:
+        self.watched.discard(protocol)
+
+    def sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire every watched connection whose deadline has passed; again in `SWEEP_SECONDS` while any is
+        watched."""
+        now = loop.time()
+        for protocol in [p for p in self.watched if p.expires_at and p.expires_at <= now]:
+            protocol.expire()
+        self._sweep = loop.call_later(SWEEP_SECONDS, self.sweep, loop) if self.watched else None
 
     def admit(self, client: str) -> bool:
         """Take a place for a new connection from `client`; False (nothing taken) when a cap is reached."""
@@ -137,8 +159,6 @@ UPSTREAM_METHODS: dict[str, tuple[str, ...]] = {
     "data_received": ("self", "data"),
     "handle_websocket_upgrade": ("self",),
     "on_message_begin": ("self",),
-    "on_url": ("self", "url"),
-    "on_header": ("self", "name", "value"),
     "on_headers_complete": ("self",),
     "on_message_complete": ("self",),
     "on_response_complete": ("self",),
@@ -158,12 +178,13 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._deadline: asyncio.TimerHandle | None = None
+        self.expires_at = 0.0  # loop time the current deadline passes (0: none), swept by `connections_of`
+        self._on_expiry: Callable[[], None] = self._head_expired
+        self._linger: asyncio.TimerHandle | None = None
         self._admitted: str | None = None  # the client address holding a place in `connections_of`
         self._in_head = True  # between a request's first byte (or the connection's start) and its headers' end
         self._head_bytes = 0
         self._message_done = False  # the current request has been received whole
-        self._header_bytes_seen = 0  # of the current request's header fields
         self._lingering = False
         self._drained = 0
 
@@ -178,16 +199,20 @@ class EdgeProtocol(HttpToolsProtocol):
                                    {"retry-after": str(RETRY_AFTER_SECONDS)})
             return
         self._admitted = client
+        self.connections_of.watch(self)
         self._arm(self.connections_of.limits.header_seconds, self._head_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         self._release()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def _release(self) -> None:
         if self._admitted is not None:
             self.connections_of.release(self._admitted)
+            self.connections_of.unwatch(self)
             self._admitted = None
 
     def eof_received(self) -> bool | None:
@@ -203,6 +228,7 @@ class EdgeProtocol(HttpToolsProtocol):
         client, self._admitted = self._admitted, None
         if client is None:
             return
+        self.connections_of.unwatch(self)
         socket_protocol = self.transport.get_protocol()
         lost = socket_protocol.connection_lost
         counts = self.connections_of
@@ -254,31 +280,29 @@ class EdgeProtocol(HttpToolsProtocol):
             self._in_head, self._head_bytes = True, 0
             self._arm(self.connections_of.limits.header_seconds, self._head_expired)
 
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        limit = self.connections_of.limits.max_url_bytes
-        if limit and len(self.url) > limit:
-            raise _Refusal(414, URI_TOO_LONG, f"request target longer than {limit} bytes")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        limit = self.connections_of.limits.max_header_bytes
-        self._header_bytes_seen += len(name) + len(value) + 4
-        if limit and self._header_bytes_seen > limit:
-            raise _Refusal(431, HEADERS_TOO_LARGE, f"request header fields larger than {limit} bytes")
-
     def on_headers_complete(self) -> None:
+        # the target's and the fields' sizes are counted once here, from what uvicorn has parsed (no callback
+        # per part): while they arrive, `_head_cap` in data_received bounds what the parser may buffer
+        limits = self.connections_of.limits
+        if limits.max_url_bytes and len(self.url) > limits.max_url_bytes:
+            raise _Refusal(414, URI_TOO_LONG, f"request target longer than {limits.max_url_bytes} bytes")
+        limit = limits.max_header_bytes  # the fields cannot outgrow the bytes the head came in: most go unsummed
+        if limit and self._head_bytes > limit and sum(len(n) + len(v) + 4 for n, v in self.headers) > limit:
+            raise _Refusal(431, HEADERS_TOO_LARGE, f"request header fields larger than {limit} bytes")
         self._in_head = False
-        self._header_bytes_seen = 0
         self._arm(self.connections_of.limits.body_seconds, self._body_expired)
         super().on_headers_complete()
         if self.cycle is not None and self.cycle.scope is self.scope:
+            # until the body is read whole, the cycle's close() is a graceful one (an answer before the body)
             self.cycle.transport = _ClosingGently(self.transport, self.close_gently)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._message_done = True
         self._disarm()
         super().on_message_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport.__class__ is _ClosingGently:
+            cycle.transport = self.transport  # the body is read: an ordinary close will do, and writes go direct
 
     def on_response_complete(self) -> None:
         if self._lingering:
@@ -291,17 +315,18 @@ class EdgeProtocol(HttpToolsProtocol):
     # deadlines
 
     def _arm(self, seconds: float, expired: Callable[[], None]) -> None:
-        self._disarm()
-        if seconds:
-            self._deadline = self.loop.call_later(seconds, expired)
+        self.expires_at = self.loop.time() + seconds if seconds else 0.0
+        self._on_expiry = expired
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self.expires_at = 0.0
+
+    def expire(self) -> None:
+        """The current deadline has passed (the sweep of `connections_of` calls this)."""
+        self.expires_at = 0.0
+        self._on_expiry()
 
     def _head_expired(self) -> None:
-        self._deadline = None
         if self.transport.is_closing() or self._lingering:
             return
         self.connections_of.timed_out += 1
@@ -309,7 +334,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self._answer_and_close(408, REQUEST_TIMEOUT, f"the request line and headers did not arrive within {seconds} s")
 
     def _body_expired(self) -> None:
-        self._deadline = None
         if self.transport.is_closing() or self._lingering:
             return
         self.connections_of.timed_out += 1
@@ -347,7 +371,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.transport.can_write_eof():
             self.transport.write_eof()
-        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self._linger = self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 def edge_protocol(connections: Connections) -> type[EdgeProtocol]:
