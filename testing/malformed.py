@@ -51,12 +51,12 @@ CORPUS: list[tuple[str, bytes, int, str]] = [
     ("variables nested 65 deep", _deep(65), 400, "BAD_REQUEST"),
     ("extensions nested 65 deep", post(b'{"query": "{ __typename }", "extensions": {"x": ' + b"[" * 65 + b"]" * 65
                                        + b"}}"), 400, "BAD_REQUEST"),
-    # out of range for its GraphQL type: refused with the variable's code before any resolver runs; a
-    # GraphQL request error, so 200 as for every other variable error (tests/test_limits.py)
+    # out of range for its GraphQL type: refused with the variable's code before any resolver runs (400, as
+    # for every variable that does not coerce)
     ("Int beyond 32 bits", post(b'{"query": "' + CHILD_BY_AGE + b'", "variables": {"n": 4294967296}}'),
-     200, "BAD_USER_INPUT"),
+     400, "BAD_USER_INPUT"),
     ("integer beyond 64 bits", post(b'{"query": "' + CHILD_BY_AGE + b'", "variables": {"n": ' + b"9" * 30 + b"}}"),
-     200, "BAD_USER_INPUT"),
+     400, "BAD_USER_INPUT"),
     ("body not an object", post(b'"{ __typename }"'), 400, "BAD_REQUEST"),
     ("body a number", post(b"5"), 400, "BAD_REQUEST"),
     ("wrong content type", post(b'{"query": "{ __typename }"}', b"Content-Type: text/plain\r\n"),

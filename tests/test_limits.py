@@ -57,10 +57,10 @@ def tight(mock_services: Any) -> Iterator[GatewayProcess]:
 
 
 def rejected_without_backend_calls(gateway: GatewayProcess, mock_services: Any, query: str,
-                                   variables: dict[str, Any] | None = None) -> dict[str, Any]:
+                                   variables: dict[str, Any] | None = None, status: int = 200) -> dict[str, Any]:
     mock_services.reset()
-    status, body = gateway.query(query, variables)
-    assert status == 200
+    got, body = gateway.query(query, variables)
+    assert got == status, body
     assert backend_calls(mock_services) == 0  # refused before execution: not one source was asked
     return body
 
@@ -93,18 +93,19 @@ def test_token_bomb(gw: GatewayProcess, mock_services: Any) -> None:
     too_complex(rejected_without_backend_calls(gw, mock_services, query), "tokens")
 
 
-@pytest.mark.parametrize("query, variables, code", [
-    ("{ child(aNumber: ", None, "GRAPHQL_PARSE_FAILED"),
-    ('{ child(aNumber: "A012345678") { nosuch } }', None, "GRAPHQL_VALIDATION_FAILED"),
-    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {}, "BAD_USER_INPUT"),
-    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": None}, "BAD_USER_INPUT"),
-    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": ["A012345678"]}, "BAD_USER_INPUT"),
+@pytest.mark.parametrize("query, variables, code, status", [
+    ("{ child(aNumber: ", None, "GRAPHQL_PARSE_FAILED", 200),
+    ('{ child(aNumber: "A012345678") { nosuch } }', None, "GRAPHQL_VALIDATION_FAILED", 200),
+    # variables that do not coerce are a malformed request (issue 33): 400, with the code
+    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {}, "BAD_USER_INPUT", 400),
+    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": None}, "BAD_USER_INPUT", 400),
+    ("query($a: ID!) { child(aNumber: $a) { aNumber } }", {"a": ["A012345678"]}, "BAD_USER_INPUT", 400),
     ("query($m: Int) { child(aNumber: \"A012345678\", maxAgeSeconds: $m) { aNumber } }", {"m": "x"},
-     "BAD_USER_INPUT"),
+     "BAD_USER_INPUT", 400),
 ])
 def test_request_errors_carry_a_code(gw: GatewayProcess, mock_services: Any, query: str,
-                                     variables: dict[str, Any] | None, code: str) -> None:
-    body = rejected_without_backend_calls(gw, mock_services, query, variables)
+                                     variables: dict[str, Any] | None, code: str, status: int) -> None:
+    body = rejected_without_backend_calls(gw, mock_services, query, variables, status)
     assert body.get("data") is None
     assert [e["extensions"]["code"] for e in body["errors"]] == [code], body
 

@@ -32,6 +32,7 @@ from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRef
 from gateway.http.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.answer_recording import AnswerRecording
 from resolvers.context import RequestContext
+from resolvers.errors import BAD_USER_INPUT
 from resolvers.masking import mask_unexpected
 from resolvers.pagination import CursorCodec
 from resolvers.schema import build_schema
@@ -187,7 +188,11 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         return await super().parse_http_body(request)
 
     def create_response(self, response_data: Any, sub_response: Response) -> Response:
-        """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`)."""
+        """strawberry's response, with the headers every /graphql answer carries (`ANSWER_HEADERS`); variables
+        that do not coerce to their declared types (nothing executed) are a malformed request: HTTP 400, as
+        the GraphQL-over-HTTP spec has it, with their BAD_USER_INPUT errors."""
+        if _variables_refused(response_data):
+            sub_response.status_code = 400
         response = super().create_response(response_data, sub_response)
         response.headers.raw.extend(ANSWER_HEADERS)
         return response
@@ -238,6 +243,14 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         """Keep a timer's task alive until it is done (the loop holds only weak references to tasks)."""
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+
+def _variables_refused(response_data: Any) -> bool:
+    """True for an answer whose request was refused for its variables: no data at all, and only errors of the
+    request (no path) tagged BAD_USER_INPUT (resolvers/complexity.py `RequestErrorCodes`)."""
+    errors = response_data.get("errors") if isinstance(response_data, dict) else None
+    return bool(errors) and response_data.get("data") is None and all(
+        "path" not in e and (e.get("extensions") or {}).get("code") == BAD_USER_INPUT for e in errors)
 
 
 def _token_expiry(authorization: str) -> float | None:
