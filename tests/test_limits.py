@@ -515,8 +515,9 @@ def test_webhook_posts_are_signed_fresh_once_and_every_change_is_checked(mock_se
                                        headers={"X-UCGW-Webhook-Secret": secret})
         retry = int(headers["retry-after"])
         assert status == 429 and 1 <= retry <= 50 and json.loads(answer)["error"]["code"] == "RATE_LIMITED"
-        for i in range(5):  # a rightly signed post is never slowed (each signed at another second: no replay)
-            assert post(empty, now=time.time() - 10 - i) == (202, {"accepted": 0, "skipped": 0})
+        signed_at = time.time() - 10  # each post signed at another whole second (no replay), whatever the pace
+        for i in range(5):  # a rightly signed post is never slowed
+            assert post(empty, now=signed_at - i) == (202, {"accepted": 0, "skipped": 0})
     finally:
         log = gateway.stop()
     assert "Traceback" not in log and "A012345678" not in log
