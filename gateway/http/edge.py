@@ -28,6 +28,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from sources.settings import Settings
+from stores.audit_trail import new_request_id
 
 log = logging.getLogger("ucgw.edge")
 
@@ -115,11 +116,16 @@ class Connections:
                 "timedOut": self.timed_out}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> bytes:
-    """A whole HTTP/1.1 answer with the gateway's JSON error body; it always closes the connection."""
-    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   request_id: str | None = None) -> bytes:
+    """A whole HTTP/1.1 answer with the gateway's JSON error body; it always closes the connection. The
+    request never reached the app: its id (`X-Request-Id`, `extensions.requestId`) is a new one."""
+    request_id = request_id or new_request_id()
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
+                      ).encode()
     head = [STATUS_LINE[status], b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body), b"cache-control: no-store\r\n", b"connection: close\r\n"]
+            b"content-length: %d\r\n" % len(body), b"cache-control: no-store\r\n", b"connection: close\r\n",
+            b"x-request-id: %s\r\n" % request_id.encode("ascii")]
     head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in (headers or {}).items()]
     return b"".join(head) + b"\r\n" + body
 
