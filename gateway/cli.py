@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import os
 import sys
@@ -36,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = edge_server(app, settings, settings.host, settings.port, app.state.connections, log_level="info",
                          log_config=None, timeout_graceful_shutdown=10, access_log=False,
                          ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
-    print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
+    logging.getLogger("ucgw.app").info("ucgw gateway on http://%s:%s/graphql", settings.host, settings.port)
     server.run()
     return 0
 
