@@ -161,6 +161,10 @@ def test_json_logs_carry_the_request_id(mock_services: Any, tmp_path: Any) -> No
     try:
         assert post(gateway, "{ sources { source } }", {}, "log-probe", token=mint("caseworker", secret="x" * 40)
                     )[0] == 401
+        status, headers, _ = answer(exchange(gateway.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1"
+                                                           b"\r\nContent-Length: 2\r\n\r\n"))
+        assert status == 400
+        edge_id = headers["x-request-id"]
     finally:
         output = gateway.stop()
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]
@@ -169,6 +173,8 @@ def test_json_logs_carry_the_request_id(mock_services: Any, tmp_path: Any) -> No
     refused = [line for line in lines if line["message"].startswith("request refused")]
     assert [line["request_id"] for line in refused] == ["log-probe"]
     assert refused[0]["logger"] == "ucgw.guard" and refused[0]["level"] == "INFO"
+    at_edge = [line for line in lines if line["logger"] == "ucgw.edge" and "refused" in line["message"]]
+    assert [line["request_id"] for line in at_edge] == [edge_id]
     assert any(line["message"].startswith("ucgw gateway on http://") for line in lines)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]) for line in lines)
 

@@ -349,15 +349,18 @@ class EdgeProtocol(HttpToolsProtocol):
     # answering and closing
 
     def _refuse(self, refusal: _Refusal) -> None:
-        log.info("request from %s refused: %s", self.client[0] if self.client else "?", refusal.message)
-        self._answer_and_close(refusal.status, refusal.code, refusal.message)
+        request_id = new_request_id()  # the answer's and the log line's
+        log.info("request from %s refused: %s", self.client[0] if self.client else "?", refusal.message,
+                 extra={"request_id": request_id})
+        self._answer_and_close(refusal.status, refusal.code, refusal.message, request_id=request_id)
 
-    def _answer_and_close(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def _answer_and_close(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                          request_id: str | None = None) -> None:
         """Answer with the JSON error when no answer is under way on this connection, then close gently;
         a request the app is still serving is told its client is gone."""
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            self.transport.write(error_response(status, code, message, headers))
+            self.transport.write(error_response(status, code, message, headers, request_id))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()
