@@ -20,12 +20,15 @@ from gateway.config import ConfigError
 from gateway.http.admin import AdminListener
 from gateway.http.admission import GraphQLGuard, InFlight
 from gateway.http.answer_memo import AnswerCache, AnswerShortcut
+from gateway.http.asgi import send_error
 from gateway.http.auth import Authenticator
 from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
 from gateway.http.graphql_view import GatewayGraphQL
 from gateway.http.prefetch import Prefetcher
+from gateway.http.request_ids import begin, with_id_header
 from gateway.http.webhooks import webhook_endpoint
+from resolvers.masking import INTERNAL_SERVER_ERROR
 from resolvers.pagination import CursorCodec
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, SQLiteAuditStore
@@ -34,6 +37,8 @@ from sync.services import Services
 
 log = logging.getLogger("ucgw.app")
 GC_THRESHOLDS = (20_000, 20, 10)  # Python's defaults are (700, 10, 10)
+# the messages that start an answer: an HTTP response, a websocket's acceptance or its refusal
+ID_STARTS = ("http.response.start", "websocket.accept", "websocket.http.response.start")
 
 
 def settle_heap() -> None:
@@ -80,8 +85,15 @@ class GatewayApp(Starlette):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/graphql" and scope["method"] in ("POST", "GET"):
             scope["app"] = self
-            await self.graphql(scope, receive, send)
+            try:
+                await self.graphql(scope, receive, send)  # the guard takes the request's id and answers with it
+            except Exception:
+                with contextlib.suppress(Exception):  # nothing sent yet: a 500 with the id (else uvicorn closes)
+                    await send_error(send, 500, INTERNAL_SERVER_ERROR, "internal error")
+                raise  # for uvicorn to log
             return
+        if scope["type"] in ("http", "websocket"):  # every other answer carries an id too (off the hot path)
+            send = with_id_header(send, begin(scope), ID_STARTS)
         await super().__call__(scope, receive, send)
 
 

@@ -22,18 +22,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway alone, configured by environment and/or a TOML file."""
     from gateway.app import create_app
     from gateway.http.server import edge_server
+    from gateway.logs import configure_logging
     from stores.audit_trail import hmac_key_problem
 
     settings = _settings(args)
+    # every line of the process in UCGW_LOG_FORMAT, uvicorn's too (its own config is off below). Tracing
+    # connects here: configure_logging(settings.log_format, trace_id=<the current trace id's function>)
+    configure_logging(settings.log_format)
     require_credentials(settings)  # who may call comes first: it is what an operator must set before anything
     problem = hmac_key_problem(settings.audit_hmac_key)
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
         raise ConfigError(problem)
     app = create_app(settings)  # refuses to build without credentials, so nothing listens without them
     server = edge_server(app, settings, settings.host, settings.port, app.state.connections, log_level="info",
-                         timeout_graceful_shutdown=10, access_log=False,
+                         log_config=None, timeout_graceful_shutdown=10, access_log=False,
                          ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
-    print(f"ucgw gateway on http://{settings.host}:{settings.port}/graphql", flush=True)
+    logging.getLogger("ucgw.app").info("ucgw gateway on http://%s:%s/graphql", settings.host, settings.port)
     server.run()
     return 0
 
@@ -290,7 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ucgw` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from gateway.logs import configure_logging
+
+    configure_logging("text")  # `ucgw serve` and `ucgw demo` switch to UCGW_LOG_FORMAT once settings are read
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "mocks":

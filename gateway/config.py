@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.logs import LOG_FORMATS
 from sources.settings import Settings
 from stores.audit_trail import SYNC_MODES, hmac_key_problem
 
@@ -75,6 +76,9 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigError(f"setting {name!r} must not be negative (got {value})")
     if settings.env not in {"development", "production", "test"}:
         raise ConfigError("setting 'env' must be development, production or test")
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"setting 'log_format' must be one of: {', '.join(LOG_FORMATS)} "
+                          f"(got {settings.log_format!r})")
     if settings.request_deadline_seconds <= 0 or settings.source_timeout_seconds <= 0:
         raise ConfigError("timeouts and deadlines must be positive")
     if settings.port > 65535:

@@ -14,6 +14,7 @@ from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.http.auth import mint_token
 from gateway.http.server import edge_server
+from gateway.logs import configure_logging
 from mocks.runner import check_arguments, running_mocks
 from rules.roles import ROLES
 
@@ -68,9 +69,10 @@ async def _run(args: argparse.Namespace) -> None:
             # a secret of this run's own, never a known one: its tokens die with it
             jwt_secret=secrets.token_urlsafe(32),
         )
+        configure_logging(settings.log_format)
         app = create_app(settings)
         server = edge_server(app, settings, settings.host, settings.port, app.state.connections,
-                             log_level="warning", access_log=False, timeout_graceful_shutdown=10)
+                             log_level="warning", log_config=None, access_log=False, timeout_graceful_shutdown=10)
         a_numbers = await asyncio.to_thread(_sample_a_numbers, urls["orr"])
         base = f"http://{settings.host}:{settings.port}"
         query = sample_query(a_numbers[0])

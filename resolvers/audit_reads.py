@@ -67,8 +67,8 @@ class ChildRead:
 class ReadRecorder:
     """Per-request collector of child reads."""
 
-    def __init__(self) -> None:
-        self.request_id = new_request_id()
+    def __init__(self, request_id: str | None = None) -> None:
+        self.request_id = request_id or new_request_id()  # the HTTP request's id, or one of its own (an operation)
         self._reads: dict[str, ChildRead] = {}
         self._sections: dict[Path, tuple[str, str]] = {}  # section's response path → (A-number, section)
         self._ice: dict[str, Mapping[str, Any] | None] = {}  # A-number → the ICE record the request read

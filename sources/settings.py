@@ -23,6 +23,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     env: str = "development"
+    log_format: str = "text"  # "text" (one line, for people) or "json" (JSON lines, for log shippers)
     data_dir: str = "./var"
     # cache
     cache_ttl_seconds: float = 60.0

@@ -307,9 +307,9 @@ def presented_subject(authorization: str) -> str | None:
     return text or None
 
 
-def unauthenticated_event(subject: str | None, purpose: str | None) -> AuditEvent:
+def unauthenticated_event(subject: str | None, purpose: str | None, request_id: str | None = None) -> AuditEvent:
     """The event of a request refused for its credentials: the subject it presented, marked unverified."""
-    return AuditEvent(time=utc_timestamp(), request_id=new_request_id(),
+    return AuditEvent(time=utc_timestamp(), request_id=request_id or new_request_id(),
                       subject=f"unverified:{subject}" if subject else "anonymous", role="none",
                       client="unverified", a_number="", outcome=UNAUTHENTICATED,
                       sections_denied=("authentication",), purpose=purpose)

@@ -17,6 +17,7 @@ from typing import Any
 
 import jwt
 
+from testing.logs import keep_output
 from testing.mockproc import request
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,4 +138,6 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        output = self.proc.stdout.read() if self.proc.stdout else ""
+        keep_output("gateway", output)  # for the run's checks over every log line (testing/logs.py)
+        return output

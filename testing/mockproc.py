@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from testing.logs import keep_output
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = ("orr", "ice", "eoir")
 
@@ -140,7 +142,9 @@ class MockProcess:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc.stdout is not None:
+            rest = "" if self.proc.stdout.closed else self.proc.stdout.read()
             self.proc.stdout.close()
+            keep_output("mocks", self.stderr() + rest)  # for the run's checks over every log line
         return self.proc.returncode
 
     def __enter__(self) -> MockProcess:

@@ -10,11 +10,16 @@ start their own `MockProcess`.
 
 from __future__ import annotations
 
+import os
+import sys
+import tempfile
 from collections.abc import Iterator
 
 import pytest
 
+from testing.logs import LOG_DIR_ENV
 from testing.mockproc import MockProcess
+from testing.personal_data import pii_in_logs
 
 MOCK_SEED = 7
 MOCK_CHILDREN = 300
@@ -25,3 +30,19 @@ def mock_services() -> Iterator[MockProcess]:
     """The three mock services on free loopback ports (seed 7, 300 children), stopped at session end."""
     with MockProcess(seed=MOCK_SEED, children=MOCK_CHILDREN) as mocks:
         yield mocks
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every gateway's and mock's output of this run (testing/logs.py) for the personal-data check."""
+    if not os.environ.get(LOG_DIR_ENV):
+        os.environ[LOG_DIR_ENV] = tempfile.mkdtemp(prefix="ucgw-test-logs-")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run's last check: once every process has stopped (the session's mocks included), no log line of
+    the run holds a value of the mocks' personal data that tests/test_zz_logs_hold_no_pii.py listed (the
+    check runs when that test ran)."""
+    found = pii_in_logs()
+    if found:
+        print(f"\npersonal data in the logs of this run: {found[:10]}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

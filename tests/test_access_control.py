@@ -417,6 +417,10 @@ def test_logs_hold_no_personal_data_or_a_numbers(mock_services: Any, released: l
         gw.query(FULL, {"a": released[0]}, token=mint(secret="x" * 40))
     finally:
         output = gw.stop()
+    # the request ids the lines end with are the gateway's own hex digits: a zip code or A-number's digits may
+    # occur inside one by chance, so they are taken out before the search
+    assert " request_id=" in output
+    output = re.sub(r" request_id=[0-9a-f]{32}\b", "", output)
     for a in released:
         assert a not in output and a[1:] not in output
         for value in _sensitive(records(mock_services, a)):

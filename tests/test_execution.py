@@ -61,8 +61,9 @@ def pair(mock_services: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def comparable(node: Any) -> Any:
-    """The answer without what differs between two gateways by nature: when each fetched and how long ago."""
-    return without(node, "fetchedAt", "ageSeconds")
+    """The answer without what differs between two gateways by nature: when each fetched and how long ago, and
+    each request's id."""
+    return without(node, "fetchedAt", "ageSeconds", "requestId")
 
 
 def ask(gw: GatewayProcess, query: str, variables: dict[str, Any], token: str) -> tuple[int, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from testing.gateway import GatewayProcess, http
+from testing.gateway import GatewayProcess, http, without
 from testing.mockproc import MockProcess
 
 SECTIONS = {"ORR": ["sponsor", "followUpCall"], "ICE": ["nta"], "EOIR": ["hearing"]}
@@ -51,7 +51,8 @@ def fault(mock_services: Any, source: str, **knobs: Any) -> None:
 
 
 def errors_by_path(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {"/".join(map(str, e["path"])): e for e in body.get("errors", [])}
+    """Each error by its path, without its request id (every request's own)."""
+    return {"/".join(map(str, e["path"])): without(e, "requestId") for e in body.get("errors", [])}
 
 
 def batches(mock_services: Any, source: str) -> int:
@@ -182,7 +183,8 @@ def test_a_caseload_page_keeps_the_request_deadline(mock_services: Any) -> None:
         gw.stop()
         mock_services.reset()
     assert status == 200 and body["data"] == {"caseload": None}
-    assert [e["extensions"] for e in body["errors"]] == [{"code": "SOURCE_TIMEOUT", "source": "ICE"}]
+    assert [without(e["extensions"], "requestId") for e in body["errors"]] == [{"code": "SOURCE_TIMEOUT",
+                                                                                  "source": "ICE"}]
     assert 1 <= listings <= 3, listings
 
 
@@ -277,7 +279,7 @@ def test_stale_if_error_serves_marked_data_and_max_age_refuses_it(gw: GatewayPro
     # a caller's maxAgeSeconds is a hard bound: too-old data is refused, the error is returned instead
     _, body = gw.query(NTA, {"a": a, "m": 1})
     assert body["data"]["child"]["nta"] is None
-    assert body["errors"][0]["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "ICE"}
+    assert without(body["errors"][0]["extensions"], "requestId") == {"code": "SOURCE_UNAVAILABLE", "source": "ICE"}
     _, body = gw.query(NTA, {"a": a, "m": 120})
     assert body["data"]["child"]["nta"]["provenance"][0]["cacheStatus"] == "STALE"
 
@@ -344,7 +346,8 @@ def test_stale_while_revalidate_does_not_outlast_max_stale_while_the_source_fail
     assert warned["data"]["child"]["nta"]["provenance"][0]["ageSeconds"] < 3  # within the 1 s TTL + 2 s max stale
     assert [w["source"] for w in warned["extensions"]["warnings"]] == ["ICE"], warned
     assert refused["data"]["child"]["nta"] is None
-    assert refused["errors"][0]["extensions"] == {"code": "SOURCE_UNAVAILABLE", "source": "ICE"}
+    assert without(refused["errors"][0]["extensions"], "requestId") == {"code": "SOURCE_UNAVAILABLE",
+                                                                        "source": "ICE"}
 
 
 def test_malformed_backend_answers_are_source_errors(gw: GatewayProcess, mock_services: Any) -> None:
@@ -427,7 +430,8 @@ def test_a_4xx_answer_is_not_retried_and_never_opens_the_breaker(mock_services: 
         server.shutdown()
     for status, body in answers:
         assert status == 200
-        assert body["errors"][0]["extensions"] == {"code": "SOURCE_BAD_RESPONSE", "source": "ICE"}
+        assert without(body["errors"][0]["extensions"], "requestId") == {"code": "SOURCE_BAD_RESPONSE",
+                                                                         "source": "ICE"}
         assert body["errors"][0]["message"] == "ICE refused the request: HTTP 400 BAD_REQUEST"
     assert hits == ["/v1/subjects/batch"] * 5  # every one asked: the breaker stayed closed
     assert (facts["breakerState"], facts["usable"], facts["retries"], facts["calls"]) == ("CLOSED", True, 0, 5)

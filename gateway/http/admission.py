@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.http.asgi import address_key, header_purpose, replay_body, send_error
 from gateway.http.auth import Authenticator, AuthError
 from gateway.http.graphiql import wants_graphiql_page
+from gateway.http.request_ids import REQUEST_ID, begin
 from gateway.http.request_state import REQUEST_STATE, RequestState
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, presented_subject, unauthenticated_event
@@ -178,6 +179,7 @@ class GraphQLGuard:
             self.in_flight.leave()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = begin(scope)  # every answer below carries it (send_error, the shortcut, the view)
         headers = Headers(scope=scope)
         if not self.settings.production and wants_graphiql_page(scope["method"], headers.get("accept", "")):
             await self.app(scope, receive, send)  # the page holds no data; its queries come back through here
@@ -195,7 +197,7 @@ class GraphQLGuard:
                 await self._rate_limited(send, wait)
                 return
             log.info("request refused: %s", exc)
-            await self._audit_refusal(headers)
+            await self._audit_refusal(headers, request_id)
             await send_error(send, 401, UNAUTHENTICATED, str(exc), {"www-authenticate": 'Bearer realm="ucgw"'})
             return
         wait = await self.limiter.check(principal.rate_key)
@@ -216,7 +218,8 @@ class GraphQLGuard:
         finally:
             self.bodies.done(watch)
         state = scope[REQUEST_STATE] = RequestState(principal,
-                                                     time.monotonic() + self.settings.request_deadline_seconds)
+                                                     time.monotonic() + self.settings.request_deadline_seconds,
+                                                     request_id)
         if self.shortcut is not None and await self.shortcut(scope, state, headers, body, send):
             return
         try:
@@ -247,18 +250,19 @@ class GraphQLGuard:
                     await self._audit_refusal(headers)
                     await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
                 return
-            scope[REQUEST_STATE] = RequestState(principal)
+            scope[REQUEST_STATE] = RequestState(principal, request_id=REQUEST_ID.get() or begin(scope))
         key = principal.rate_key if principal is not None else address_key(scope)
         if await self._websocket_admitted(scope, send, key):
             await self.app(scope, receive, send)
 
-    async def _audit_refusal(self, headers: Headers) -> None:
+    async def _audit_refusal(self, headers: Headers, request_id: str | None = None) -> None:
         """Record a request refused for its credentials, with the subject it presented (unverified), after
         the rate limit let it through (so a flood of bad tokens is bounded by the limit). The event joins the
         loop turn's group commit; a failed write is logged and the refusal goes out all the same."""
         if self.audit is None:
             return
-        event = unauthenticated_event(presented_subject(headers.get("authorization", "")), header_purpose(headers))
+        event = unauthenticated_event(presented_subject(headers.get("authorization", "")), header_purpose(headers),
+                                      request_id)
         try:
             await self.audit.append([event])
         except Exception as exc:  # noqa: BLE001 - the caller is refused either way

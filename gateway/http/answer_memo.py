@@ -45,6 +45,7 @@ from starlette.datastructures import Headers
 from starlette.types import Scope, Send
 
 from gateway.http.asgi import ANSWER_HEADERS, header_purpose
+from gateway.http.request_ids import HEADER
 from gateway.http.request_state import RequestState
 from resolvers.answer_recording import AGE, AnswerRecording, Basis
 from rules.roles import Principal
@@ -52,10 +53,14 @@ from sources.breaker import OPEN
 from sources.errors import FORBIDDEN, SOURCE_UNAVAILABLE
 from sources.fetcher import HIT, SourceFetcher
 from sources.systems import Source
-from stores.audit_trail import AuditEvent, AuditStore, new_request_id, utc_timestamp
+from stores.audit_trail import AuditEvent, AuditStore, utc_timestamp
 
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')
 _REQUEST_KEYS = frozenset({"query", "variables", "operationName"})
+REQUEST_ID_SLOT = "request_id"  # the open value of each error's `extensions.requestId`: every request's own
+# an answer handed to identical requests in flight holds this in place of its errors' request id (`follow`)
+_ID_MARK = "\x00rid\x00"
+_ID_MARK_JSON = b'"\\u0000rid\\u0000"'
 
 
 
@@ -64,7 +69,8 @@ class StoredAnswer:
     """JSON text split around its open values, what it was built from, and its audit events."""
 
     parts: tuple[str, ...]  # len(parts) == len(ages) + 1
-    ages: tuple[float, ...]  # fetched_at of each ageSeconds between two parts (cacheStatus is written in)
+    # fetched_at of each ageSeconds between two parts (cacheStatus is written in); None: an error's requestId
+    ages: tuple[float | None, ...]
     basis: Basis
     events: tuple[AuditEvent, ...]
     size: int
@@ -142,17 +148,24 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
            encode: Callable[[Any], str | bytes]) -> Rendered | None:
     """The response rendered with its open values marked; None when a slot's path is not in it.
 
-    Each open value is replaced by a numbered marker, the response is encoded as the view encodes it, and
-    the values are put back in the dict.
+    Each open value (the recording's, and each error's `extensions.requestId`) is replaced by a numbered
+    marker, the response is encoded as the view encodes it, and the values are put back in the dict.
     """
     data = response.get("data")
-    slots = list(recording.slots.items())
+    slots: list[tuple[str, float]] = []
     saved: list[tuple[Any, str | int, Any]] = []
     try:
-        for i, (path, _) in enumerate(slots):
+        for path, slot in recording.slots.items():
             holder, last = _at(data, path.as_list())
             saved.append((holder, last, holder[last]))
-            holder[last] = f"\x00{i}\x00"
+            holder[last] = f"\x00{len(slots)}\x00"
+            slots.append(slot)
+        for error in response.get("errors") or ():
+            extensions = error.get("extensions")
+            if isinstance(extensions, dict) and "requestId" in extensions:
+                saved.append((extensions, "requestId", extensions["requestId"]))
+                extensions["requestId"] = f"\x00{len(slots)}\x00"
+                slots.append((REQUEST_ID_SLOT, 0.0))
         encoded = encode(response)
     except (KeyError, IndexError, TypeError):
         return None
@@ -164,16 +177,18 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
     order = [int(i) for i in pieces[1::2]]
     if sorted(order) != list(range(len(slots))):
         return None
-    return Rendered(tuple(pieces[0::2]), tuple(slots[i][1] for i in order), len(text))
+    return Rendered(tuple(pieces[0::2]), tuple(slots[i] for i in order), len(text))
 
 
-def _as_served(rendered: Rendered) -> tuple[tuple[str, ...], tuple[float, ...]]:
+def _as_served(rendered: Rendered) -> tuple[tuple[str, ...], tuple[float | None, ...]]:
     """The template a stored answer is served from: each cacheStatus written in (an answer served from the
-    store is a HIT), so that only the ages are left to fill in; (parts, fetched_at of each age)."""
-    parts, ages = [rendered.parts[0]], []
+    store is a HIT), so that only the ages and the errors' request ids are left to fill in; (parts, fetched_at
+    of each age, None for a request id)."""
+    parts: list[str] = [rendered.parts[0]]
+    ages: list[float | None] = []
     for (kind, fetched_at), part in zip(rendered.slots, rendered.parts[1:], strict=True):
-        if kind == AGE:
-            ages.append(fetched_at)
+        if kind == AGE or kind == REQUEST_ID_SLOT:
+            ages.append(fetched_at if kind == AGE else None)
             parts.append(part)
         else:
             parts[-1] += f'"{HIT}"{part}'
@@ -208,7 +223,7 @@ class AnswerCache:
         # an answer without data (refused, invalid, or withheld when its audit write failed) is not handed on:
         # each follower then runs GraphQL and records its own read, or its own refusal
         if lead is not None and lead.followers and not lead.answer.done() and isinstance(response.get("data"), dict):
-            encoded = encode(response)
+            encoded = _encode_without_ids(response, encode)
             lead.answer.set_result((encoded if isinstance(encoded, bytes) else encoded.encode(), tuple(events()),
                                     recording.basis()))
         if not self._storable(response, recording):
@@ -239,9 +254,9 @@ class AnswerCache:
         repeatable = {FORBIDDEN, SOURCE_UNAVAILABLE} if recording.open_breakers else {FORBIDDEN}
         return all((e.get("extensions") or {}).get("code") in repeatable for e in response.get("errors") or ())
 
-    def answer(self, key: AnswerKey) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
-        """The stored answer for `key` as of now, with its audit events; None when there is none or it is
-        outdated (a record changed, was dropped or expired)."""
+    def answer(self, key: AnswerKey, request_id: str = "") -> tuple[bytes, tuple[AuditEvent, ...]] | None:
+        """The stored answer for `key` as of now (its errors carrying `request_id`), with its audit events;
+        None when there is none or it is outdated (a record changed, was dropped or expired)."""
         stored = self._store.get(key)
         if stored is None:
             self.stats.misses += 1
@@ -252,6 +267,10 @@ class AnswerCache:
         out = [stored.parts[0]]
         ages: dict[float, str] = {}  # one record's provenance recurs in several sections: each age written once
         for fetched_at, part in zip(stored.ages, stored.parts[1:], strict=True):
+            if fetched_at is None:  # an error's requestId (well-formed ids need no JSON escaping)
+                out.append(f'"{request_id}"')
+                out.append(part)
+                continue
             age = ages.get(fetched_at)
             if age is None:
                 age = ages[fetched_at] = repr(round(max(0.0, now - fetched_at), 3))
@@ -289,8 +308,10 @@ class AnswerCache:
                 lead.answer.set_result(None)  # it ended without an answer to share: followers run GraphQL
         return finish
 
-    async def follow(self, key: AnswerKey, deadline: float) -> tuple[bytes, tuple[AuditEvent, ...]] | None:
-        """The answer of the identical request answering `key` now (its JSON and audit events), waited for
+    async def follow(self, key: AnswerKey, deadline: float,
+                     request_id: str = "") -> tuple[bytes, tuple[AuditEvent, ...]] | None:
+        """The answer of the identical request answering `key` now (its JSON, its errors carrying
+        `request_id`, and audit events), waited for
         until `time.monotonic()` reaches `deadline` at most; None at once when there is no such request,
         and None when it ended without one or its answer no longer holds (`_holds`: a record it read has
         since changed, or is older than the request's max age), so that this request runs on its own."""
@@ -309,6 +330,8 @@ class AnswerCache:
             self.stats.stale_shares += 1
             return None
         self.stats.shared += 1
+        if _ID_MARK_JSON in payload:
+            payload = payload.replace(_ID_MARK_JSON, f'"{request_id}"'.encode())
         return payload, events
 
     def _outdated(self, key: AnswerKey) -> None:
@@ -321,9 +344,25 @@ class AnswerCache:
                 **self.stats.__dict__}
 
 
-def events_for(templates: Sequence[AuditEvent], principal: Principal, purpose: str | None) -> list[AuditEvent]:
-    """This request's audit events: the stored answer's, with a new request id, time, caller and purpose."""
-    request_id, now = new_request_id(), utc_timestamp()
+def _encode_without_ids(response: MutableMapping[str, Any], encode: Callable[[Any], str | bytes]) -> str | bytes:
+    """`response` encoded with `_ID_MARK` in place of each error's requestId (each follower writes its own)."""
+    marked = []
+    for error in response.get("errors") or ():
+        extensions = error.get("extensions")
+        if isinstance(extensions, dict) and "requestId" in extensions:
+            marked.append((extensions, extensions["requestId"]))
+            extensions["requestId"] = _ID_MARK
+    try:
+        return encode(response)
+    finally:
+        for extensions, request_id in marked:
+            extensions["requestId"] = request_id
+
+
+def events_for(templates: Sequence[AuditEvent], principal: Principal, purpose: str | None,
+               request_id: str) -> list[AuditEvent]:
+    """This request's audit events: the stored answer's, with this request's id, time, caller and purpose."""
+    now = utc_timestamp()
     return [AuditEvent(time=now, request_id=request_id, subject=principal.subject, role=principal.role,
                        client=principal.client, a_number=e.a_number, outcome=e.outcome,
                        sections_returned=e.sections_returned, sections_denied=e.sections_denied,
@@ -346,11 +385,12 @@ class AnswerShortcut:
         principal = state.principal
         assert principal is not None  # the guard admits a request only with one
         key = AnswerKey(body, principal.role, principal.field_offices)
-        found = self.cache.answer(key) or await self.cache.follow(key, state.deadline)
+        request_id = state.request_id
+        found = self.cache.answer(key, request_id) or await self.cache.follow(key, state.deadline, request_id)
         if found is not None:
             payload, templates = found
             try:
-                await self.audit_store.append(events_for(templates, principal, header_purpose(headers)))
+                await self.audit_store.append(events_for(templates, principal, header_purpose(headers), request_id))
             except Exception:  # noqa: BLE001 - GraphQL runs instead: it retries the write, withholds data on failure
                 found = None
         if found is None:
@@ -360,6 +400,7 @@ class AnswerShortcut:
             return False
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode()), *ANSWER_HEADERS]})
+                                (b"content-length", str(len(payload)).encode()), *ANSWER_HEADERS,
+                                (HEADER, request_id.encode())]})
         await send({"type": "http.response.body", "body": payload})
         return True

@@ -10,6 +10,8 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway.http.request_ids import REQUEST_ID, id_header
+
 MAX_PURPOSE_CHARS = 200
 
 
@@ -46,9 +48,15 @@ async def send_error(send: Send, status: int, code: str, message: str,
     """A JSON error response `{"errors": [{"message", "extensions": {"code", ...}}]}`.
 
     `kind` "websocket.http.response" refuses a websocket handshake with this response instead (the ASGI
-    denial-response extension)."""
+    denial-response extension). The request's id (`REQUEST_ID`), when it has one, is in the error's
+    `extensions.requestId` and the `X-Request-Id` header."""
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        facts["requestId"] = request_id
     body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **facts}}]}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *ANSWER_HEADERS]
+    if request_id is not None:
+        raw.append(id_header(request_id))
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": f"{kind}.start", "status": status, "headers": raw})
     await send({"type": f"{kind}.body", "body": body})

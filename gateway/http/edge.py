@@ -28,6 +28,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from sources.settings import Settings
+from stores.audit_trail import new_request_id
 
 log = logging.getLogger("ucgw.edge")
 
@@ -115,11 +116,16 @@ class Connections:
                 "timedOut": self.timed_out}
 
 
-def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> bytes:
-    """A whole HTTP/1.1 answer with the gateway's JSON error body; it always closes the connection."""
-    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                   request_id: str | None = None) -> bytes:
+    """A whole HTTP/1.1 answer with the gateway's JSON error body; it always closes the connection. The
+    request never reached the app: its id (`X-Request-Id`, `extensions.requestId`) is a new one."""
+    request_id = request_id or new_request_id()
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, "requestId": request_id}}]}
+                      ).encode()
     head = [STATUS_LINE[status], b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body), b"cache-control: no-store\r\n", b"connection: close\r\n"]
+            b"content-length: %d\r\n" % len(body), b"cache-control: no-store\r\n", b"connection: close\r\n",
+            b"x-request-id: %s\r\n" % request_id.encode("ascii")]
     head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in (headers or {}).items()]
     return b"".join(head) + b"\r\n" + body
 
@@ -343,15 +349,18 @@ class EdgeProtocol(HttpToolsProtocol):
     # answering and closing
 
     def _refuse(self, refusal: _Refusal) -> None:
-        log.info("request from %s refused: %s", self.client[0] if self.client else "?", refusal.message)
-        self._answer_and_close(refusal.status, refusal.code, refusal.message)
+        request_id = new_request_id()  # the answer's and the log line's
+        log.info("request from %s refused: %s", self.client[0] if self.client else "?", refusal.message,
+                 extra={"request_id": request_id})
+        self._answer_and_close(refusal.status, refusal.code, refusal.message, request_id=request_id)
 
-    def _answer_and_close(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def _answer_and_close(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                          request_id: str | None = None) -> None:
         """Answer with the JSON error when no answer is under way on this connection, then close gently;
         a request the app is still serving is told its client is gone."""
         cycle = self.cycle
         if cycle is None or cycle.response_complete or not cycle.response_started:
-            self.transport.write(error_response(status, code, message, headers))
+            self.transport.write(error_response(status, code, message, headers, request_id))
         if cycle is not None and not cycle.response_complete:
             cycle.disconnected = True
             cycle.message_event.set()

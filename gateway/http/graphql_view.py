@@ -13,6 +13,7 @@ from typing import Any
 
 import jwt
 import orjson
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -27,10 +28,12 @@ from gateway.http.asgi import ANSWER_HEADERS, clean_purpose, header_purpose, sen
 from gateway.http.auth import Authenticator, AuthError
 from gateway.http.bodies import is_json_type, too_deep
 from gateway.http.graphiql import graphiql_response, wants_graphiql_page
+from gateway.http.request_ids import REQUEST_ID, id_header
 from gateway.http.request_state import REQUEST_STATE, RequestState, request_state
 from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRefusedOverHTTP
 from gateway.http.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.answer_recording import AnswerRecording
+from resolvers.audit_reads import ReadRecorder
 from resolvers.context import RequestContext
 from resolvers.errors import BAD_USER_INPUT
 from resolvers.masking import mask_unexpected
@@ -109,7 +112,8 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                                  principal=state.principal, purpose=header_purpose(request.headers),
                                  audit_store=self.audit_store, cursors=self.cursors, answer=recording, early=early,
                                  health_details=self.health_details,
-                                 deadline=early.deadline if early is not None else 0.0)
+                                 deadline=early.deadline if early is not None else 0.0,
+                                 reads=ReadRecorder(state.request_id or None))
         state.context = context
         return context
 
@@ -148,10 +152,12 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         return None
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
-        """Last line of defence: an unexpected error that escaped the schema's masking is masked here."""
+        """Last line of defence: an unexpected error that escaped the schema's masking is masked here. Every
+        error carries the request's id in `extensions.requestId`."""
         if result.errors:
-            result.errors = [mask_unexpected(e, show_type=not self.services.settings.production)
-                             for e in result.errors]
+            request_id = REQUEST_ID.get()
+            result.errors = [_with_id(mask_unexpected(e, show_type=not self.services.settings.production),
+                                      request_id) for e in result.errors]
         response = await super().process_result(request, result)
         state = request_state(request.scope)
         key, context = (state.answer_key, state.context) if state is not None else (None, None)
@@ -195,6 +201,9 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
             sub_response.status_code = 400
         response = super().create_response(response_data, sub_response)
         response.headers.raw.extend(ANSWER_HEADERS)
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            response.headers.raw.append(id_header(request_id))
         return response
 
     def should_render_graphql_ide(self, request: Any) -> bool:
@@ -206,7 +215,11 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         )
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        return graphiql_response("/graphql")
+        page = graphiql_response("/graphql")
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            page.headers.raw.append(id_header(request_id))
+        return page
 
     def _close_at(self, websocket: WebSocket, expires: float) -> None:
         """Close a subscription connection when its token expires (the client must reconnect with a new one)."""
@@ -243,6 +256,13 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         """Keep a timer's task alive until it is done (the loop holds only weak references to tasks)."""
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+
+def _with_id(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """`error` with `extensions.requestId` (a new dict: an error's extensions may be shared)."""
+    if request_id is not None:
+        error.extensions = {**(error.extensions or {}), "requestId": request_id}
+    return error
 
 
 def _variables_refused(response_data: Any) -> bool:

@@ -26,6 +26,7 @@ class RequestState:
 
     principal: Principal | None
     deadline: float = 0.0  # the `time.monotonic()` by which an admitted request must be answered
+    request_id: str = ""  # the request's id (gateway/http/request_ids.py): its answer's, audit events', logs'
     answer_key: AnswerKey | None = None  # the request's answer may be stored under this key
     # ends the request's lead (`AnswerCache.lead`); the guard schedules it once the GraphQL app has finished
     answer_lead: Callable[[], None] | None = None
