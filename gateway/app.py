@@ -25,7 +25,9 @@ from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
 from gateway.http.graphql_view import GatewayGraphQL
 from gateway.http.prefetch import Prefetcher
+from gateway.http.traced import TracedRequests
 from gateway.http.webhooks import webhook_endpoint
+from gateway.tracing import Tracing, build_tracing
 from resolvers.pagination import CursorCodec
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, SQLiteAuditStore
@@ -86,13 +88,15 @@ class GatewayApp(Starlette):
 
 
 def create_app(settings: Settings, services: Services | None = None, audit_store: AuditStore | None = None,
-               limiter: RateLimiter | None = None) -> GatewayApp:
-    """Build the ASGI app; `services` are started and closed by the app's lifespan."""
+               limiter: RateLimiter | None = None, tracing: Tracing | None = None) -> GatewayApp:
+    """Build the ASGI app; `services` are started and closed by the app's lifespan. `tracing` defaults to what
+    `UCGW_TRACING` and the `OTEL_*` variables ask for (gateway/tracing.py)."""
+    tracing = tracing or build_tracing(settings)
     authenticator = Authenticator(settings)
     in_flight = InFlight()
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-    services = services or Services(settings)
+    services = services or Services(settings, tracer=tracing.tracer)
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
@@ -113,6 +117,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     )
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
                            in_flight, early, audit=audit_store)
+    endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -137,9 +142,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 await admin.stop()
             await services.close()
             audit_store.close()
+            tracing.shutdown()  # the spans still buffered go out
 
     routes = [
-        Route("/graphql", guarded, methods=["GET", "POST"]),
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", guarded),
         Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter), methods=["POST"]),
         Route("/healthz", healthz),
@@ -148,7 +154,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     if not settings.production:
         routes.append(static_mount())
     app = GatewayApp(routes=routes, lifespan=lifespan)
-    app.graphql = guarded
+    app.graphql = endpoint
+    app.state.tracing = tracing
     app.state.services = services
     app.state.connections = connections
     app.state.audit_store = audit_store
