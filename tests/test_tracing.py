@@ -212,3 +212,27 @@ def test_bad_tracing_settings_stop_the_start_with_a_clear_error(mock_services: A
     output = done.stdout + done.stderr
     assert done.returncode != 0 and message in output, output
     assert "Traceback" not in output
+
+
+def test_a_failing_backend_shows_its_retries_status_and_error_in_the_trace(mock_services: Any,
+                                                                          receiver: Receiver) -> None:
+    mock_services.reset()
+    mock_services.admin_ok("eoir", "PUT", "/_admin/faults", {"down": True})
+    gw = traced_gateway(mock_services, receiver, UCGW_RETRY_ATTEMPTS="2", UCGW_BREAKER_FAILURE_THRESHOLD="10")
+    try:
+        status, body = gw.query(QUERY, {"a": mock_services.sample(9)[7]})
+        assert status == 200 and [e["path"] for e in body["errors"]] == [["child", "hearing"]], body
+        eoir_calls = mock_services.stats("eoir")["by_route"]["POST /v1/cases/batch"]
+    finally:
+        mock_services.reset()
+        gw.stop()
+    spans = {s.name: s for s in receiver.spans if s.name != "ucgw.section"}
+    eoir = attrs(spans["ucgw.backend EOIR"])
+    assert eoir_calls == 3 and eoir["ucgw.retries"] == 2  # the first attempt and two retries, in one span
+    assert (eoir["http.response.status_code"], eoir["ucgw.error.code"]) == (503, "SOURCE_UNAVAILABLE")
+    assert spans["ucgw.backend EOIR"].status.code == 2  # STATUS_CODE_ERROR
+    assert attrs(spans["ucgw.backend ORR"])["ucgw.retries"] == 0
+    hearing = [attrs(s) for s in receiver.spans if s.name == "ucgw.section" and attrs(s)["ucgw.section"] == "hearing"]
+    assert hearing == [{"ucgw.section": "hearing", "ucgw.section.sources": ["EOIR"], "ucgw.cache.results": ["ERROR"],
+                        "ucgw.outcome": "error", "ucgw.error.code": "SOURCE_UNAVAILABLE"}]
+    assert attrs(spans["graphql.request"])["ucgw.outcome"] == "partial"
