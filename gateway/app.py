@@ -115,8 +115,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
         graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
     )
-    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
-                           in_flight, early, audit=audit_store)
+    shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
+    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store)
     endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper
 
     async def healthz(request: Request) -> JSONResponse:

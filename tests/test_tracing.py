@@ -236,3 +236,23 @@ def test_a_failing_backend_shows_its_retries_status_and_error_in_the_trace(mock_
     assert hearing == [{"ucgw.section": "hearing", "ucgw.section.sources": ["EOIR"], "ucgw.cache.results": ["ERROR"],
                         "ucgw.outcome": "error", "ucgw.error.code": "SOURCE_UNAVAILABLE"}]
     assert attrs(spans["graphql.request"])["ucgw.outcome"] == "partial"
+
+
+def test_a_stored_answer_is_the_request_span_and_its_audit_commit(mock_services: Any, receiver: Receiver) -> None:
+    mock_services.reset()
+    a = mock_services.sample(11)[9]
+    gw = traced_gateway(mock_services, receiver)
+    try:
+        first = gw.query(QUERY, {"a": a})
+        second_trace = "0af7651916cd43dd8448eb211c80319c"
+        again = gw.query(QUERY, {"a": a}, headers={"traceparent": f"00-{second_trace}-b7ad6b7169203331-01"})
+        assert first == again and first[0] == 200
+        assert mock_services.stats("orr")["by_route"]["POST /v1/children/batch"] == 1  # the second asked nobody
+    finally:
+        gw.stop()
+    spans = sorted((s for s in receiver.spans if s.trace_id.hex() == second_trace), key=lambda s: s.name)
+    assert [s.name for s in spans] == ["graphql.request", "ucgw.audit.commit"]
+    request, audit = spans
+    assert audit.parent_span_id == request.span_id
+    assert attrs(audit) == {"ucgw.audit.events": 1, "ucgw.answer": "stored", "ucgw.outcome": "ok"}
+    assert attrs(request)["ucgw.outcome"] == "ok" and attrs(request)["graphql.operation.name"] == "ChildStatus"
