@@ -14,6 +14,8 @@ import re
 from typing import Any
 
 import orjson
+from opentelemetry.context import attach, detach
+from opentelemetry.trace import set_span_in_context
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.http.request_state import request_state
@@ -70,6 +72,8 @@ class TracedRequests:
     def __init__(self, app: ASGIApp, tracer: Tracer) -> None:
         self.app = app
         self.tracer = tracer
+        self._attributes = {method: {"http.request.method": method, "http.route": "/graphql"}
+                            for method in ("GET", "POST")}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,6 +84,20 @@ class TracedRequests:
             if key in (b"traceparent", b"tracestate"):
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
         parent = extract_context(carrier) if carrier else None
+        span = self.tracer.start_span(REQUEST_SPAN, context=parent, kind=SpanKind.SERVER,
+                                      attributes=self._attributes.get(scope["method"]) or self._attributes["POST"])
+        token = attach(set_span_in_context(span))
+        try:
+            if span.is_recording():
+                await self._recorded(span, scope, receive, send)
+            else:  # not sampled: the span only carries the trace id on to the backends (traceparent)
+                await self.app(scope, receive, send)
+        finally:
+            detach(token)
+            span.end()
+
+    async def _recorded(self, span: Any, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, noting its body (for the operation's name) and its answer's status and errors."""
         chunks: list[bytes] = []
         answer = {"status": 500, "errors": False}
 
@@ -96,22 +114,17 @@ class TracedRequests:
                 answer["errors"] = b'"errors":' in message.get("body", b"")
             await send(message)
 
-        attributes = {"http.request.method": scope["method"], "http.route": "/graphql"}
-        with self.tracer.start_as_current_span(REQUEST_SPAN, context=parent, kind=SpanKind.SERVER,
-                                               attributes=attributes, record_exception=False,
-                                               set_status_on_exception=False) as span:
-            try:
-                await self.app(scope, recording_receive, recording_send)
-            finally:
-                if span.is_recording():
-                    status = int(answer["status"])
-                    state = request_state(scope)
-                    principal = state.principal if state is not None else None
-                    span.set_attributes({
-                        "graphql.operation.name": operation_name(b"".join(chunks), scope.get("query_string", b"")),
-                        "ucgw.role": principal.role if principal is not None else "none",
-                        "http.response.status_code": status,
-                        "ucgw.outcome": _outcome(status, bool(answer["errors"])),
-                    })
-                    if status >= 500:
-                        span.set_status(ERROR)
+        try:
+            await self.app(scope, recording_receive, recording_send)
+        finally:
+            status = int(answer["status"])
+            state = request_state(scope)
+            principal = state.principal if state is not None else None
+            span.set_attributes({
+                "graphql.operation.name": operation_name(b"".join(chunks), scope.get("query_string", b"")),
+                "ucgw.role": principal.role if principal is not None else "none",
+                "http.response.status_code": status,
+                "ucgw.outcome": _outcome(status, bool(answer["errors"])),
+            })
+            if status >= 500:
+                span.set_status(ERROR)
