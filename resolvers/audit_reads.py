@@ -27,7 +27,7 @@ from strawberry.types.graphql import OperationType
 from resolvers.anumber import canonical_a_number
 from rules.roles import Principal, place_key, scope_office
 from sources.systems import Source
-from sources.tracing import AUDIT_SPAN
+from sources.tracing import AUDIT_SPAN, recorded
 from sources.tracing import ERROR as SPAN_ERROR
 from stores.audit_trail import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, new_request_id, utc_timestamp
 
@@ -200,7 +200,7 @@ class AuditTrail(SchemaExtension):
         events = recorder.events(getattr(ctx, "principal", None), getattr(ctx, "purpose", None))
         store = getattr(ctx, "audit_store", None)
         services = getattr(ctx, "services", None)
-        tracer = getattr(services, "tracer", None)
+        tracer = recorded(getattr(services, "tracer", None))
         if tracer is None:
             await self._commit(store, events)
             return

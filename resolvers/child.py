@@ -38,7 +38,7 @@ from rules.roles import Capability
 from sources.errors import SourceError
 from sources.fetcher import Fetched
 from sources.systems import Source
-from sources.tracing import CHILD_SPAN, ERROR, SECTION_SPAN
+from sources.tracing import CHILD_SPAN, ERROR, SECTION_SPAN, recorded
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 
@@ -105,7 +105,7 @@ def _at_hand(name: str) -> Compute:
 
 
 async def _section_when_fetched(ctx: RequestContext, child: Child, name: str) -> Any:
-    tracer = ctx.services.tracer
+    tracer = recorded(ctx.services.tracer)
     if tracer is None:
         outcomes = await ctx.answers(child.a_number, child.max_age, SECTION_SOURCES[name])
         return _make_section(ctx, child, name, outcomes)
@@ -121,8 +121,8 @@ SECTION_ATTRIBUTES = {name: {"ucgw.section": name, "ucgw.section.sources": [s.va
 
 
 def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[Fetched | SourceError]) -> Any:
-    """`_make_section`, inside a section span when tracing is on."""
-    tracer = ctx.services.tracer
+    """`_make_section`, inside a section span when the request is traced."""
+    tracer = recorded(ctx.services.tracer)
     if tracer is None:
         return _make_section(ctx, child, name, outcomes)
     with tracer.start_as_current_span(SECTION_SPAN, attributes=SECTION_ATTRIBUTES[name], record_exception=False,
@@ -287,7 +287,7 @@ async def resolve_child(info: Info[RequestContext, None], a_number: str, max_age
     The sources the selection needs are asked first; the others only when those have no record.
     """
     ctx = info.context
-    tracer = ctx.services.tracer
+    tracer = recorded(ctx.services.tracer)
     if tracer is not None:
         with tracer.start_as_current_span(CHILD_SPAN, attributes={"ucgw.sources": [s.value for s in sources]}):
             return await _resolve_child(ctx, a_number, max_age, sources)
@@ -321,7 +321,7 @@ async def prefetch_children(info: Info[RequestContext, None], a_numbers: Sequenc
     a handful of waits instead of three per child.
     """
     ctx = info.context
-    tracer = ctx.services.tracer
+    tracer = recorded(ctx.services.tracer)
     if tracer is not None:
         with tracer.start_as_current_span(CHILD_SPAN, attributes={"ucgw.sources": [s.value for s in sources],
                                                                   "ucgw.children": len(a_numbers)}):

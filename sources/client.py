@@ -21,7 +21,7 @@ from sources.breaker import HALF_OPEN, CircuitBreaker
 from sources.errors import BREAKER_OPEN, SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
 from sources.settings import Settings
 from sources.systems import Source
-from sources.tracing import BACKEND_SPAN, ERROR, SpanKind, Tracer, inject_traceparent
+from sources.tracing import BACKEND_SPAN, ERROR, SpanKind, Tracer, inject_traceparent, recorded
 
 log = logging.getLogger("ucgw.client")
 
@@ -146,10 +146,11 @@ class SourceClient:
         def once() -> Awaitable[tuple[list[dict[str, Any]], list[str]]]:
             return self._attempt("POST", self._batch_url, deadline, _validate_batch, payload={"a_numbers": a_numbers})
 
-        if self.tracer is None:
+        tracer = recorded(self.tracer)
+        if tracer is None:
             records, missing = await self._retrying(deadline, once)
         else:
-            records, missing = await self._traced("POST", self._batch_route, cache_result, len(a_numbers),
+            records, missing = await self._traced(tracer, "POST", self._batch_route, cache_result, len(a_numbers),
                                                   deadline, once)
         out: dict[str, dict[str, Any] | None] = {a: None for a in missing}
         for rec in records:
@@ -169,19 +170,19 @@ class SourceClient:
         def once() -> Awaitable[tuple[list[dict[str, Any]], str | None]]:
             return self._attempt("GET", self._list_url, deadline, _validate_page, params=params)
 
-        if self.tracer is None:
+        tracer = recorded(self.tracer)
+        if tracer is None:
             return await self._retrying(deadline, once)
-        return await self._traced("GET", self._list_route, "LISTING", limit, deadline, once)
+        return await self._traced(tracer, "GET", self._list_route, "LISTING", limit, deadline, once)
 
-    async def _traced(self, method: str, route: str, cache_result: str, asked: int, deadline: float,
+    async def _traced(self, tracer: Tracer, method: str, route: str, cache_result: str, asked: int, deadline: float,
                       attempt_once: Callable[[], Awaitable[T]]) -> T:
         """`_retrying` inside one CLIENT span: source, route template, how many records were asked for, why
         (the cache's result), retries, the last HTTP status (set by `_attempt`) and the error code, if any."""
-        assert self.tracer is not None
         attributes = {"ucgw.source": self.source.value, "http.request.method": method, "http.route": route,
                       "ucgw.cache.result": cache_result, "ucgw.records.asked": asked}
-        with self.tracer.start_as_current_span(self._span_name, kind=SpanKind.CLIENT, attributes=attributes,
-                                               record_exception=False, set_status_on_exception=False) as span:
+        with tracer.start_as_current_span(self._span_name, kind=SpanKind.CLIENT, attributes=attributes,
+                                          record_exception=False, set_status_on_exception=False) as span:
             retries: list[int] = [0]
             try:
                 return await self._retrying(deadline, attempt_once, retries)
@@ -229,7 +230,7 @@ class SourceClient:
         started = time.monotonic()
         self.health.calls += 1
         headers: dict[str, str] | None = None
-        if self.tracer is not None:  # the backend call's span is current here: its id goes out as the parent
+        if self.tracer is not None:  # the current span (the backend call's, when recorded) goes out as the parent
             headers = {}
             inject_traceparent(headers)
         try:

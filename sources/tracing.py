@@ -41,6 +41,15 @@ def extract_context(carrier: dict[str, str]) -> Any:
     return _PROPAGATOR.extract(carrier)
 
 
+def recorded(tracer: Tracer | None) -> Tracer | None:
+    """`tracer` when the current span is recorded, else None: the parts of a request its sampler left out (and
+    work outside any request) make no spans of their own, which would be recorded nowhere or as orphans; the
+    request's trace id still reaches the backends through the unsampled span's `traceparent`."""
+    if tracer is None or not trace.get_current_span().is_recording():
+        return None
+    return tracer
+
+
 def current_trace_id() -> str | None:
     """The trace id (32 lower-case hex digits) of the span current in this task, None outside any recorded or
     propagated trace (and always None when tracing is off). For log lines: it is a random id, no PII."""

@@ -52,7 +52,7 @@ from sources.breaker import OPEN
 from sources.errors import FORBIDDEN, SOURCE_UNAVAILABLE
 from sources.fetcher import HIT, SourceFetcher
 from sources.systems import Source
-from sources.tracing import AUDIT_SPAN, ERROR, Tracer
+from sources.tracing import AUDIT_SPAN, ERROR, Tracer, recorded
 from stores.audit_trail import AuditEvent, AuditStore, new_request_id, utc_timestamp
 
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')
@@ -342,12 +342,13 @@ class AnswerShortcut:
 
     async def _commit(self, events: list[AuditEvent]) -> None:
         """The stored answer's audit events written, in an audit span when tracing is on."""
-        if self.tracer is None:
+        tracer = recorded(self.tracer)
+        if tracer is None:
             await self.audit_store.append(events)
             return
         attributes = {"ucgw.audit.events": len(events), "ucgw.answer": "stored"}
-        with self.tracer.start_as_current_span(AUDIT_SPAN, attributes=attributes, record_exception=False,
-                                               set_status_on_exception=False) as span:
+        with tracer.start_as_current_span(AUDIT_SPAN, attributes=attributes, record_exception=False,
+                                          set_status_on_exception=False) as span:
             try:
                 await self.audit_store.append(events)
             except Exception:
