@@ -297,8 +297,8 @@ class Floor(_Proc):
 def ab_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every side-by-side comparison of two builds takes (bench/ab_warm.py, bench/ab_cpu.py)."""
     parser.add_argument("--base", type=Path, required=True, help="the checkout gateway A runs from")
-    parser.add_argument("--env-a", action="append", default=[], metavar="UCGW_NAME=value")
-    parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value")
+    parser.add_argument("--env-a", action="append", default=[], metavar="UCGW_NAME=value (or OTEL_NAME=value)")
+    parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value (or OTEL_NAME=value)")
 
 
 def ab_gateways(args: argparse.Namespace, mocks: MockProcess, **env: str) -> tuple[Gateway, Gateway]:
@@ -321,8 +321,8 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not name.startswith("UCGW_"):
-            raise SystemExit(f"--env-a/--env-b take UCGW_NAME=value, not {pair!r}")
+        if not sep or not name.startswith(("UCGW_", "OTEL_")):  # OTEL_*: the tracing SDK's own settings
+            raise SystemExit(f"--env-a/--env-b take UCGW_NAME=value or OTEL_NAME=value, not {pair!r}")
         out[name] = value
     return out
 

@@ -27,7 +27,9 @@ from gateway.http.graphiql import static_mount
 from gateway.http.graphql_view import GatewayGraphQL
 from gateway.http.prefetch import Prefetcher
 from gateway.http.request_ids import begin, with_id_header
+from gateway.http.traced import TracedRequests
 from gateway.http.webhooks import webhook_endpoint
+from gateway.tracing import Tracing, build_tracing
 from resolvers.masking import INTERNAL_SERVER_ERROR
 from resolvers.pagination import CursorCodec
 from sources.settings import Settings
@@ -98,13 +100,15 @@ class GatewayApp(Starlette):
 
 
 def create_app(settings: Settings, services: Services | None = None, audit_store: AuditStore | None = None,
-               limiter: RateLimiter | None = None) -> GatewayApp:
-    """Build the ASGI app; `services` are started and closed by the app's lifespan."""
+               limiter: RateLimiter | None = None, tracing: Tracing | None = None) -> GatewayApp:
+    """Build the ASGI app; `services` are started and closed by the app's lifespan. `tracing` defaults to what
+    `UCGW_TRACING` and the `OTEL_*` variables ask for (gateway/tracing.py)."""
+    tracing = tracing or build_tracing(settings)
     authenticator = Authenticator(settings)
     in_flight = InFlight()
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-    services = services or Services(settings)
+    services = services or Services(settings, tracer=tracing.tracer)
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
@@ -123,8 +127,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
         graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
     )
-    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, AnswerShortcut(answers, audit_store),
-                           in_flight, early, audit=audit_store)
+    shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
+    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store)
+    endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -149,9 +154,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 await admin.stop()
             await services.close()
             audit_store.close()
+            tracing.shutdown()  # the spans still buffered go out
 
     routes = [
-        Route("/graphql", guarded, methods=["GET", "POST"]),
+        Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", guarded),
         Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter), methods=["POST"]),
         Route("/healthz", healthz),
@@ -160,7 +166,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     if not settings.production:
         routes.append(static_mount())
     app = GatewayApp(routes=routes, lifespan=lifespan)
-    app.graphql = guarded
+    app.graphql = endpoint
+    app.state.tracing = tracing
     app.state.services = services
     app.state.connections = connections
     app.state.audit_store = audit_store

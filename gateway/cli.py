@@ -23,12 +23,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
     from gateway.http.server import edge_server
     from gateway.logs import configure_logging
+    from sources.tracing import current_trace_id
     from stores.audit_trail import hmac_key_problem
 
     settings = _settings(args)
     # every line of the process in UCGW_LOG_FORMAT, uvicorn's too (its own config is off below). Tracing
-    # connects here: configure_logging(settings.log_format, trace_id=<the current trace id's function>)
-    configure_logging(settings.log_format)
+    configure_logging(settings.log_format, trace_id=current_trace_id)  # lines name the request's trace
     require_credentials(settings)  # who may call comes first: it is what an operator must set before anything
     problem = hmac_key_problem(settings.audit_hmac_key)
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start

@@ -17,6 +17,7 @@ from gateway.http.server import edge_server
 from gateway.logs import configure_logging
 from mocks.runner import check_arguments, running_mocks
 from rules.roles import ROLES
+from sources.tracing import current_trace_id
 
 SAMPLE_QUERY = """query Status($a: ID!) {
   child(aNumber: $a) {
@@ -69,7 +70,7 @@ async def _run(args: argparse.Namespace) -> None:
             # a secret of this run's own, never a known one: its tokens die with it
             jwt_secret=secrets.token_urlsafe(32),
         )
-        configure_logging(settings.log_format)
+        configure_logging(settings.log_format, trace_id=current_trace_id)
         app = create_app(settings)
         server = edge_server(app, settings, settings.host, settings.port, app.state.connections,
                              log_level="warning", log_config=None, access_log=False, timeout_graceful_shutdown=10)

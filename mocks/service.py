@@ -108,12 +108,15 @@ class Stats:
     peers: set[tuple[str, int]] = field(default_factory=set)  # (client address, port) of each connection
     in_flight: int = 0  # data requests being answered now (latency included)
     peak_in_flight: int = 0  # the most at once since the last reset
+    traceparent: dict[str, str] = field(default_factory=dict)  # the latest W3C traceparent received, by route
+
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"total": self.total, "by_route": dict(sorted(self.by_route.items())),
                 "batch_sizes": list(self.batch_sizes), "connections": len(self.peers),
-                "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight}
+                "in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight,
+                "traceparent": dict(sorted(self.traceparent.items()))}
 
 
 class ServiceState:
@@ -231,6 +234,9 @@ class FaultInjector:
         label = st.route_label(scope["method"], scope["path"])
         stats.total += 1
         stats.by_route[label] = stats.by_route.get(label, 0) + 1
+        for key, value in scope["headers"]:
+            if key == b"traceparent":
+                stats.traceparent[label] = value.decode("latin-1")
         if scope.get("client"):
             stats.peers.add(tuple(scope["client"]))
         f = st.faults

@@ -27,6 +27,8 @@ from strawberry.types.graphql import OperationType
 from resolvers.anumber import canonical_a_number
 from rules.roles import Principal, place_key, scope_office
 from sources.systems import Source
+from sources.tracing import AUDIT_SPAN, recorded
+from sources.tracing import ERROR as SPAN_ERROR
 from stores.audit_trail import ERROR, FORBIDDEN, NOT_FOUND, OK, PARTIAL, AuditEvent, new_request_id, utc_timestamp
 
 log = logging.getLogger("ucgw.audit")
@@ -197,6 +199,19 @@ class AuditTrail(SchemaExtension):
         settle_offices(ctx)
         events = recorder.events(getattr(ctx, "principal", None), getattr(ctx, "purpose", None))
         store = getattr(ctx, "audit_store", None)
+        services = getattr(ctx, "services", None)
+        tracer = recorded(getattr(services, "tracer", None))
+        if tracer is None:
+            await self._commit(store, events)
+            return
+        with tracer.start_as_current_span(AUDIT_SPAN, attributes={"ucgw.audit.events": len(events)}) as span:
+            ok = await self._commit(store, events)
+            span.set_attribute("ucgw.outcome", "ok" if ok else "error")
+            if not ok:
+                span.set_status(SPAN_ERROR)
+
+    async def _commit(self, store: Any, events: list[Any]) -> bool:
+        """Write the events; on failure the result's data is withheld (False)."""
         try:
             if store is None:
                 raise RuntimeError("no audit store configured")
@@ -205,6 +220,8 @@ class AuditTrail(SchemaExtension):
             log.error("audit trail write failed (%s); withholding %d child record(s)", type(exc).__name__,
                       len(events))
             _withhold(self.execution_context.result)
+            return False
+        return True
 
 
 def settle_offices(ctx: Any) -> None:

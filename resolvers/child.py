@@ -38,6 +38,7 @@ from rules.roles import Capability
 from sources.errors import SourceError
 from sources.fetcher import Fetched
 from sources.systems import Source
+from sources.tracing import CHILD_SPAN, ERROR, SECTION_SPAN, recorded
 
 ORR, ICE, EOIR = Source.ORR, Source.ICE, Source.EOIR
 
@@ -104,11 +105,50 @@ def _at_hand(name: str) -> Compute:
 
 
 async def _section_when_fetched(ctx: RequestContext, child: Child, name: str) -> Any:
-    outcomes = await ctx.answers(child.a_number, child.max_age, SECTION_SOURCES[name])
-    return _build_section(ctx, child, name, outcomes)
+    tracer = recorded(ctx.services.tracer)
+    if tracer is None:
+        outcomes = await ctx.answers(child.a_number, child.max_age, SECTION_SOURCES[name])
+        return _make_section(ctx, child, name, outcomes)
+    with tracer.start_as_current_span(SECTION_SPAN, attributes=SECTION_ATTRIBUTES[name], record_exception=False,
+                                      set_status_on_exception=False) as span:
+        outcomes = await ctx.answers(child.a_number, child.max_age, SECTION_SOURCES[name])
+        return _traced_section(span, ctx, child, name, outcomes)
+
+
+# each section span's attributes, made once: the section's name and sources (never the child's A-number)
+SECTION_ATTRIBUTES = {name: {"ucgw.section": name, "ucgw.section.sources": [s.value for s in sources]}
+                      for name, sources in SECTION_SOURCES.items()}
 
 
 def _build_section(ctx: RequestContext, child: Child, name: str, outcomes: list[Fetched | SourceError]) -> Any:
+    """`_make_section`, inside a section span when the request is traced."""
+    tracer = recorded(ctx.services.tracer)
+    if tracer is None:
+        return _make_section(ctx, child, name, outcomes)
+    with tracer.start_as_current_span(SECTION_SPAN, attributes=SECTION_ATTRIBUTES[name], record_exception=False,
+                                      set_status_on_exception=False) as span:
+        return _traced_section(span, ctx, child, name, outcomes)
+
+
+def _traced_section(span: Any, ctx: RequestContext, child: Child, name: str,
+                    outcomes: list[Fetched | SourceError]) -> Any:
+    """`_make_section`, with the section's outcome and its records' cache results on `span`."""
+    span.set_attribute("ucgw.cache.results", [o.cache_status if isinstance(o, Fetched) else "ERROR"
+                                              for o in outcomes])
+    try:
+        section = _make_section(ctx, child, name, outcomes)
+    except GraphQLError as exc:
+        span.set_attribute("ucgw.outcome", "error")
+        code = (exc.extensions or {}).get("code")
+        if isinstance(code, str):
+            span.set_attribute("ucgw.error.code", code)
+        span.set_status(ERROR)
+        raise
+    span.set_attribute("ucgw.outcome", "ok")
+    return section
+
+
+def _make_section(ctx: RequestContext, child: Child, name: str, outcomes: list[Fetched | SourceError]) -> Any:
     """Build section `name` from its sources' outcomes; a failed source or a record of the wrong shape is a
     source error, and such a record is dropped from the cache (the next request asks the source again
     instead of being refused from the cache until the TTL ends). The outcome (returned or failed) goes to
@@ -247,7 +287,15 @@ async def resolve_child(info: Info[RequestContext, None], a_number: str, max_age
     The sources the selection needs are asked first; the others only when those have no record.
     """
     ctx = info.context
+    tracer = recorded(ctx.services.tracer)
+    if tracer is not None:
+        with tracer.start_as_current_span(CHILD_SPAN, attributes={"ucgw.sources": [s.value for s in sources]}):
+            return await _resolve_child(ctx, a_number, max_age, sources)
+    return await _resolve_child(ctx, a_number, max_age, sources)
 
+
+async def _resolve_child(ctx: RequestContext, a_number: str, max_age: float | None,
+                         sources: list[Source]) -> Child | None:
     async def known(group: list[Source]) -> bool:
         return _any_known(await ctx.answers(a_number, max_age, group))
 
@@ -273,6 +321,17 @@ async def prefetch_children(info: Info[RequestContext, None], a_numbers: Sequenc
     a handful of waits instead of three per child.
     """
     ctx = info.context
+    tracer = recorded(ctx.services.tracer)
+    if tracer is not None:
+        with tracer.start_as_current_span(CHILD_SPAN, attributes={"ucgw.sources": [s.value for s in sources],
+                                                                  "ucgw.children": len(a_numbers)}):
+            await _prefetch_children(ctx, a_numbers, max_age, sources)
+            return
+    await _prefetch_children(ctx, a_numbers, max_age, sources)
+
+
+async def _prefetch_children(ctx: RequestContext, a_numbers: Sequence[str], max_age: float | None,
+                             sources: list[Source]) -> None:
     await ctx.prefetch(a_numbers, max_age, sources)
     rest = [s for s in Source if s not in sources]
     if rest:

@@ -14,12 +14,14 @@ from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 import orjson
+from opentelemetry import trace
 from yarl import URL
 
 from sources.breaker import HALF_OPEN, CircuitBreaker
 from sources.errors import BREAKER_OPEN, SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
 from sources.settings import Settings
 from sources.systems import Source
+from sources.tracing import BACKEND_SPAN, ERROR, SpanKind, Tracer, inject_traceparent, recorded
 
 log = logging.getLogger("ucgw.client")
 
@@ -93,8 +95,9 @@ def source_connector(settings: Settings) -> aiohttp.TCPConnector:
 class SourceClient:
     """One backend's client; owns one aiohttp ClientSession for the app's lifetime."""
 
-    def __init__(self, source: Source, settings: Settings) -> None:
+    def __init__(self, source: Source, settings: Settings, tracer: Tracer | None = None) -> None:
         self.source = source
+        self.tracer = tracer  # None: tracing off, no tracer call on any path
         self.base_url = settings.source_url(source).rstrip("/")
         self.settings = settings
         self.breaker = CircuitBreaker(
@@ -105,6 +108,10 @@ class SourceClient:
         # parsed once: aiohttp parses a URL given as text on every request
         self._batch_url = URL(f"{self.base_url}/v1/{source.collection}/batch")
         self._list_url = URL(f"{self.base_url}/v1/{source.collection}")
+        # route templates and span attributes, made once (no A-number or cursor ever goes into a span)
+        self._batch_route = f"/v1/{source.collection}/batch"
+        self._list_route = f"/v1/{source.collection}"
+        self._span_name = f"{BACKEND_SPAN} {source.value}"
 
     async def start(self) -> None:
         """Open the connection pool."""
@@ -121,22 +128,30 @@ class SourceClient:
             await self._session.close()
             self._session = None
 
-    async def fetch_batch(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
-        """Records by A-number (None where the backend has no record), chunked by the backend's limit."""
+    async def fetch_batch(self, a_numbers: list[str], deadline: float,
+                          cache_result: str = "MISS") -> dict[str, dict[str, Any] | None]:
+        """Records by A-number (None where the backend has no record), chunked by the backend's limit.
+        `cache_result`: why the records are fetched (MISS, or STALE for a refresh), for the call's span."""
         if len(a_numbers) <= BATCH_LIMIT:  # one call: no task to gather
-            return await self._fetch_chunk(a_numbers, deadline)
+            return await self._fetch_chunk(a_numbers, deadline, cache_result)
         out: dict[str, dict[str, Any] | None] = {}
         chunks = [a_numbers[i : i + BATCH_LIMIT] for i in range(0, len(a_numbers), BATCH_LIMIT)]
-        results = await asyncio.gather(*(self._fetch_chunk(c, deadline) for c in chunks))
+        results = await asyncio.gather(*(self._fetch_chunk(c, deadline, cache_result) for c in chunks))
         for part in results:
             out.update(part)
         return out
 
-    async def _fetch_chunk(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
-        records, missing = await self._retrying(
-            deadline,
-            lambda: self._attempt("POST", self._batch_url, deadline, _validate_batch, payload={"a_numbers": a_numbers}),
-        )
+    async def _fetch_chunk(self, a_numbers: list[str], deadline: float,
+                           cache_result: str = "MISS") -> dict[str, dict[str, Any] | None]:
+        def once() -> Awaitable[tuple[list[dict[str, Any]], list[str]]]:
+            return self._attempt("POST", self._batch_url, deadline, _validate_batch, payload={"a_numbers": a_numbers})
+
+        tracer = recorded(self.tracer)
+        if tracer is None:
+            records, missing = await self._retrying(deadline, once)
+        else:
+            records, missing = await self._traced(tracer, "POST", self._batch_route, cache_result, len(a_numbers),
+                                                  deadline, once)
         out: dict[str, dict[str, Any] | None] = {a: None for a in missing}
         for rec in records:
             out[rec["a_number"]] = rec
@@ -151,12 +166,37 @@ class SourceClient:
         params = {"limit": str(min(limit, BATCH_LIMIT)), **{k: v for k, v in filters.items() if v is not None}}
         if cursor:
             params["cursor"] = cursor
-        return await self._retrying(
-            deadline, lambda: self._attempt("GET", self._list_url, deadline, _validate_page, params=params)
-        )
 
-    async def _retrying(self, deadline: float, attempt_once: Callable[[], Awaitable[T]]) -> T:
-        """Run one request with bounded, jittered retries of retryable failures within the deadline."""
+        def once() -> Awaitable[tuple[list[dict[str, Any]], str | None]]:
+            return self._attempt("GET", self._list_url, deadline, _validate_page, params=params)
+
+        tracer = recorded(self.tracer)
+        if tracer is None:
+            return await self._retrying(deadline, once)
+        return await self._traced(tracer, "GET", self._list_route, "LISTING", limit, deadline, once)
+
+    async def _traced(self, tracer: Tracer, method: str, route: str, cache_result: str, asked: int, deadline: float,
+                      attempt_once: Callable[[], Awaitable[T]]) -> T:
+        """`_retrying` inside one CLIENT span: source, route template, how many records were asked for, why
+        (the cache's result), retries, the last HTTP status (set by `_attempt`) and the error code, if any."""
+        attributes = {"ucgw.source": self.source.value, "http.request.method": method, "http.route": route,
+                      "ucgw.cache.result": cache_result, "ucgw.records.asked": asked}
+        with tracer.start_as_current_span(self._span_name, kind=SpanKind.CLIENT, attributes=attributes,
+                                          record_exception=False, set_status_on_exception=False) as span:
+            retries: list[int] = [0]
+            try:
+                return await self._retrying(deadline, attempt_once, retries)
+            except SourceError as exc:
+                span.set_attribute("ucgw.error.code", exc.code)
+                span.set_status(ERROR)
+                raise
+            finally:
+                span.set_attribute("ucgw.retries", retries[0])
+
+    async def _retrying(self, deadline: float, attempt_once: Callable[[], Awaitable[T]],
+                        retries: list[int] | None = None) -> T:
+        """Run one request with bounded, jittered retries of retryable failures within the deadline
+        (`retries`, when given, counts them in its one element)."""
         attempt = 0
         while True:
             try:
@@ -168,6 +208,8 @@ class SourceClient:
                     raise
                 attempt += 1
                 self.health.retries += 1
+                if retries is not None:
+                    retries[0] = attempt
                 log.info("retrying %s after %s (attempt %d)", self.source.value, exc.code, attempt + 1)
                 await asyncio.sleep(backoff)
 
@@ -187,9 +229,15 @@ class SourceClient:
         timeout = min(self.settings.source_timeout_seconds, remaining)
         started = time.monotonic()
         self.health.calls += 1
+        headers: dict[str, str] | None = None
+        if self.tracer is not None:  # the current span (the backend call's, when recorded) goes out as the parent
+            headers = {}
+            inject_traceparent(headers)
         try:
             async with asyncio.timeout(timeout):
-                async with self._session.request(method, url, json=payload, params=params) as resp:
+                async with self._session.request(method, url, json=payload, params=params, headers=headers) as resp:
+                    if self.tracer is not None:
+                        trace.get_current_span().set_attribute("http.response.status_code", resp.status)
                     if resp.status >= 500:
                         raise SourceError(self.source, SOURCE_UNAVAILABLE, f"HTTP {resp.status}")
                     refused = resp.status in REFUSED

@@ -158,7 +158,7 @@ class SourceFetcher:
                     continue
             to_fetch.append(a)
         if to_revalidate:
-            self._start_batch(to_revalidate, time.monotonic() + self.revalidate_timeout)
+            self._start_batch(to_revalidate, time.monotonic() + self.revalidate_timeout, STALE)
         if to_fetch:
             fetched = await self._fetch(to_fetch, deadline)
             for a in to_fetch:
@@ -237,8 +237,9 @@ class SourceFetcher:
             calls.update(self._start_batch(new, deadline))
         return calls
 
-    def _start_batch(self, a_numbers: list[str], deadline: float) -> dict[str, PendingCall]:
-        """Start one batch call for `a_numbers` (skipping ones in flight), each registered as in flight."""
+    def _start_batch(self, a_numbers: list[str], deadline: float, why: str = MISS) -> dict[str, PendingCall]:
+        """Start one batch call for `a_numbers` (skipping ones in flight), each registered as in flight; `why`
+        (MISS, or STALE for a stale-while-revalidate refresh) goes to the call's span."""
         batch: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
         calls: dict[str, PendingCall] = {}
         for a in a_numbers:
@@ -250,14 +251,15 @@ class SourceFetcher:
             self.stats.misses += len(calls)
             self.stats.batches += 1
             self.stats.records_fetched += len(calls)
-            task = asyncio.create_task(self._run_batch(batch, list(calls), deadline))
+            task = asyncio.create_task(self._run_batch(batch, list(calls), deadline, why))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return calls
 
-    async def _run_batch(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float) -> None:
+    async def _run_batch(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float,
+                         why: str = MISS) -> None:
         try:
-            records = await self.client.fetch_batch(a_numbers, deadline)
+            records = await self.client.fetch_batch(a_numbers, deadline, why)
             fetched_at = time.time()
             answers: dict[str, Fetched] = {}
             for a in a_numbers:

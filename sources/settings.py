@@ -92,7 +92,9 @@ class Settings:
     ws_unauthenticated_per_address: int = 10  # sockets one address may hold open before connection_init; 0: no cap
     ws_operations_per_socket: int = 100  # operations running at once on one websocket
     subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
-    api_keys_recheck_seconds: float = 60.0  # how often the API-key file is checked for changes (at most 60)
+    api_keys_recheck_seconds: float = 60.0
+    # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
+    tracing: bool = False  # how often the API-key file is checked for changes (at most 60)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property

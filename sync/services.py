@@ -11,6 +11,7 @@ from sources.fetcher import SourceFetcher
 from sources.record_cache import Cache, MemoryCache
 from sources.settings import Settings
 from sources.systems import Source
+from sources.tracing import Tracer
 from stores.pubsub import MemoryPubSub, PubSub
 from stores.safety_concerns import ConcernStore, SqliteConcernStore
 from sync.feed_applier import ChangeProcessor
@@ -20,14 +21,15 @@ from sync.shared_runs import SharedRuns
 class Services:
     """Holds one client and one fetcher per source, sharing one cache."""
 
-    def __init__(self, settings: Settings, cache: Cache | None = None) -> None:
+    def __init__(self, settings: Settings, cache: Cache | None = None, tracer: Tracer | None = None) -> None:
         self.settings = settings
+        self.tracer = tracer  # the process's (gateway/tracing.py); None: tracing off
         retain = {s.value: settings.ttl(s) + max(settings.max_stale_seconds,
                                                   settings.stale_while_revalidate_seconds) for s in Source}
         self.cache: Cache = cache or MemoryCache(
             settings.cache_max_entries, lambda key: retain[key.split(":", 1)[0]]
         )
-        self.clients = {s: SourceClient(s, settings) for s in Source}
+        self.clients = {s: SourceClient(s, settings, tracer) for s in Source}
         self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings) for s in Source}
         self.pubsub: PubSub = MemoryPubSub(settings.subscription_queue_size)
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)

@@ -560,7 +560,9 @@ def test_stats_count_exactly_with_batch_sizes(mocks: MockProcess) -> None:
         get(mocks, "ice", x)
     five = [a, b, c, a, "A999999998"]
     assert mocks.request("ice", "POST", "/v1/subjects/batch", {"a_numbers": five}).status == 200
-    assert mocks.request("ice", "POST", "/v1/subjects/batch", {"a_numbers": [c, b]}).status == 200
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert mocks.request("ice", "POST", "/v1/subjects/batch", {"a_numbers": [c, b]},
+                         headers={"traceparent": traceparent}).status == 200
     assert mocks.request("ice", "POST", "/v1/subjects/batch", {"a_numbers": [a] * 501}).status == 413
     mocks.request("ice", "GET", "/v1/subjects?limit=3")
     mocks.request("ice", "GET", "/v1/changes")
@@ -574,11 +576,12 @@ def test_stats_count_exactly_with_batch_sizes(mocks: MockProcess) -> None:
                      "POST /v1/subjects/batch": 3},
         "batch_sizes": [5, 2],
         "in_flight": 0, "peak_in_flight": 1,  # one request at a time
+        "traceparent": {"POST /v1/subjects/batch": traceparent},  # the latest one a route got
     }
     assert mocks.stats("orr")["total"] == 0 and mocks.stats("eoir")["total"] == 0
     mocks.admin_ok("ice", "POST", "/_admin/reset")
     assert mocks.stats("ice") == {"total": 0, "by_route": {}, "batch_sizes": [], "connections": 0,
-                                  "in_flight": 0, "peak_in_flight": 0}
+                                  "in_flight": 0, "peak_in_flight": 0, "traceparent": {}}
 
 
 def test_stats_tell_how_many_data_requests_overlapped(mocks: MockProcess) -> None:
@@ -624,7 +627,8 @@ def test_stats_count_the_client_connections_of_data_requests(mocks: MockProcess)
         for conn in (first, second, admin):
             conn.close()
     assert mocks.stats("ice") == {"total": 4, "by_route": {"GET /v1/subjects": 1, "GET /v1/subjects/{a_number}": 3},
-                                  "batch_sizes": [], "connections": 2, "in_flight": 0, "peak_in_flight": 1}
+                                  "batch_sizes": [], "connections": 2, "in_flight": 0, "peak_in_flight": 1,
+                                  "traceparent": {}}
 
 
 # ----------------------------------------------------------------------------------------- bad input

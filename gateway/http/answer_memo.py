@@ -53,6 +53,7 @@ from sources.breaker import OPEN
 from sources.errors import FORBIDDEN, SOURCE_UNAVAILABLE
 from sources.fetcher import HIT, SourceFetcher
 from sources.systems import Source
+from sources.tracing import AUDIT_SPAN, ERROR, Tracer, recorded
 from stores.audit_trail import AuditEvent, AuditStore, utc_timestamp
 
 _SENTINEL = re.compile(r'"\\u0000(\d+)\\u0000"')
@@ -373,9 +374,27 @@ class AnswerShortcut:
     """The guard's shortcut (`gateway.http.admission.Shortcut`): a POSTed JSON query with a stored, current answer is
     answered here; any other request goes on to GraphQL, marked with its key when it may be stored."""
 
-    def __init__(self, cache: AnswerCache, audit_store: AuditStore) -> None:
+    def __init__(self, cache: AnswerCache, audit_store: AuditStore, tracer: Tracer | None = None) -> None:
         self.cache = cache
         self.audit_store = audit_store
+        self.tracer = tracer  # None: tracing off
+
+    async def _commit(self, events: list[AuditEvent]) -> None:
+        """The stored answer's audit events written, in an audit span when tracing is on."""
+        tracer = recorded(self.tracer)
+        if tracer is None:
+            await self.audit_store.append(events)
+            return
+        attributes = {"ucgw.audit.events": len(events), "ucgw.answer": "stored"}
+        with tracer.start_as_current_span(AUDIT_SPAN, attributes=attributes, record_exception=False,
+                                          set_status_on_exception=False) as span:
+            try:
+                await self.audit_store.append(events)
+            except Exception:
+                span.set_attribute("ucgw.outcome", "error")
+                span.set_status(ERROR)
+                raise
+            span.set_attribute("ucgw.outcome", "ok")
 
     async def __call__(self, scope: Scope, state: RequestState, headers: Headers, body: bytes, send: Send) -> bool:
         if not self.cache.enabled or scope.get("method") != "POST":
@@ -390,7 +409,7 @@ class AnswerShortcut:
         if found is not None:
             payload, templates = found
             try:
-                await self.audit_store.append(events_for(templates, principal, header_purpose(headers), request_id))
+                await self._commit(events_for(templates, principal, header_purpose(headers), request_id))
             except Exception:  # noqa: BLE001 - GraphQL runs instead: it retries the write, withholds data on failure
                 found = None
         if found is None:

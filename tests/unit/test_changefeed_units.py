@@ -41,7 +41,8 @@ class FakeClient:
         self.calls: list[list[str]] = []
         self.down = False
 
-    async def fetch_batch(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+    async def fetch_batch(self, a_numbers: list[str], deadline: float,
+                          cache_result: str = "MISS") -> dict[str, dict[str, Any] | None]:
         self.calls.append(list(a_numbers))
         if self.down:
             raise SourceError(self.source, SOURCE_UNAVAILABLE, "down")
@@ -262,7 +263,8 @@ def test_invalidation_during_a_fetch_in_flight() -> None:
         gate = asyncio.Event()
 
         class SlowClient(FakeClient):
-            async def fetch_batch(self, a_numbers: list[str], deadline: float) -> dict[str, dict[str, Any] | None]:
+            async def fetch_batch(self, a_numbers: list[str], deadline: float,
+                                  cache_result: str = "MISS") -> dict[str, dict[str, Any] | None]:
                 snapshot = {a: copy.deepcopy(self.records.get(a)) for a in a_numbers}
                 self.calls.append(list(a_numbers))
                 if len(self.calls) == 1:
