@@ -169,7 +169,7 @@ def test_json_logs_carry_the_request_id(mock_services: Any, tmp_path: Any) -> No
         output = gateway.stop()
     lines = [json.loads(line) for line in output.splitlines() if line.strip()]
     assert lines and all(set(line) == LOG_KEYS for line in lines), output[:2000]
-    assert all(line["trace_id"] is None for line in lines)  # no tracing wired on this branch
+    assert all(line["trace_id"] is None for line in lines)  # tracing is off here
     refused = [line for line in lines if line["message"].startswith("request refused")]
     assert [line["request_id"] for line in refused] == ["log-probe"]
     assert refused[0]["logger"] == "ucgw.guard" and refused[0]["level"] == "INFO"
@@ -177,6 +177,26 @@ def test_json_logs_carry_the_request_id(mock_services: Any, tmp_path: Any) -> No
     assert [line["request_id"] for line in at_edge] == [edge_id]
     assert any(line["message"].startswith("ucgw gateway on http://") for line in lines)
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]) for line in lines)
+
+
+def test_json_logs_name_the_trace_of_the_request_when_tracing_is_on(mock_services: Any, tmp_path: Any) -> None:
+    """With tracing on, a log line written while a request is served carries that request's trace id: the
+    caller's, when its `traceparent` is continued."""
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    gateway = GatewayProcess(gateway_env(mock_services, UCGW_DATA_DIR=str(tmp_path), UCGW_LOG_FORMAT="json",
+                                         UCGW_TRACING="true", OTEL_TRACES_EXPORTER="none"))
+    try:
+        status, _, _ = http("POST", f"{gateway.url}/graphql", {"query": "{ __typename }"},
+                            headers={"Authorization": "Bearer " + mint("caseworker", secret="x" * 40),
+                                     "X-Request-Id": "traced-probe",
+                                     "traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        assert status == 401
+    finally:
+        output = gateway.stop()
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]
+    refused = [line for line in lines if line["request_id"] == "traced-probe"]
+    assert [line["trace_id"] for line in refused] == [trace], refused
+    assert all(line["trace_id"] is None for line in lines if line["request_id"] is None)  # none outside requests
 
 
 def test_an_unknown_log_format_is_refused_with_a_message(tmp_path: Any) -> None:
