@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.http.asgi import address_key, header_purpose, replay_body, send_error
 from gateway.http.auth import Authenticator, AuthError
 from gateway.http.graphiql import wants_graphiql_page
+from gateway.http.metrics import UNKNOWN, GatewayMetrics, RequestMeter
 from gateway.http.request_state import REQUEST_STATE, RequestState
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, presented_subject, unauthenticated_event
@@ -32,6 +33,7 @@ log = logging.getLogger("ucgw.guard")
 
 UNAUTHENTICATED, RATE_LIMITED, PAYLOAD_TOO_LARGE = "UNAUTHENTICATED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"
 REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+UNAUTHENTICATED_CLASS = "unauthenticated"  # the rate-limit class of callers without valid credentials
 
 
 class _TooLarge(Exception):
@@ -153,8 +155,10 @@ class GraphQLGuard:
 
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
                  limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None,
-                 early: EarlyHook | None = None, audit: AuditStore | None = None) -> None:
+                 early: EarlyHook | None = None, audit: AuditStore | None = None,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
         self.audit = audit  # where refused credentials are recorded
         self.settings = settings
         self.authenticator = authenticator
@@ -172,10 +176,23 @@ class GraphQLGuard:
             await self.app(scope, receive, send)
             return
         self.in_flight.enter(scope.get("client"))
+        metrics = self.metrics
+        if metrics is None:
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self.in_flight.leave()
+            return
+        meter = RequestMeter(send)
         try:
-            await self._http(scope, receive, send)
+            await self._http(scope, receive, meter.send)
         finally:
             self.in_flight.leave()
+            state = scope.get(REQUEST_STATE)
+            if state is None:
+                metrics.finished(meter, UNKNOWN, None)
+            else:
+                metrics.finished(meter, state.operation, state.principal.role if state.principal else None)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
@@ -192,7 +209,7 @@ class GraphQLGuard:
         except AuthError as exc:
             wait = await self.limiter.check(address_key(scope))  # slows credential guessing
             if wait:
-                await self._rate_limited(send, wait)
+                await self._rate_limited(send, wait, UNAUTHENTICATED_CLASS)
                 return
             log.info("request refused: %s", exc)
             await self._audit_refusal(headers)
@@ -200,7 +217,7 @@ class GraphQLGuard:
             return
         wait = await self.limiter.check(principal.rate_key)
         if wait:
-            await self._rate_limited(send, wait)
+            await self._rate_limited(send, wait, principal.role)
             return
         watch = self.bodies.start()
         try:
@@ -217,6 +234,8 @@ class GraphQLGuard:
             self.bodies.done(watch)
         state = scope[REQUEST_STATE] = RequestState(principal,
                                                      time.monotonic() + self.settings.request_deadline_seconds)
+        if self.metrics is not None:
+            state.operation = self.metrics.operation(body, scope.get("query_string", b""))
         if self.shortcut is not None and await self.shortcut(scope, state, headers, body, send):
             return
         try:
@@ -243,13 +262,13 @@ class GraphQLGuard:
             try:
                 principal = self.authenticator.authenticate(headers)
             except AuthError:
-                if await self._websocket_admitted(scope, send, address_key(scope)):
+                if await self._websocket_admitted(scope, send, address_key(scope), UNAUTHENTICATED_CLASS):
                     await self._audit_refusal(headers)
                     await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
                 return
             scope[REQUEST_STATE] = RequestState(principal)
         key = principal.rate_key if principal is not None else address_key(scope)
-        if await self._websocket_admitted(scope, send, key):
+        if await self._websocket_admitted(scope, send, key, principal.role if principal else UNAUTHENTICATED_CLASS):
             await self.app(scope, receive, send)
 
     async def _audit_refusal(self, headers: Headers) -> None:
@@ -264,13 +283,15 @@ class GraphQLGuard:
         except Exception as exc:  # noqa: BLE001 - the caller is refused either way
             log.error("audit trail write failed for a refused request (%s)", type(exc).__name__)
 
-    async def _websocket_admitted(self, scope: Scope, send: Send, key: str) -> bool:
+    async def _websocket_admitted(self, scope: Scope, send: Send, key: str, client_class: str) -> bool:
         """Take a token for a handshake; when there is none, refuse it (HTTP 429 where the server can
         send a denial response, else close code 4429) and return False."""
         wait = await self.limiter.check(key)
         if not wait:
             return True
         retry, message = retry_after(wait)
+        if self.metrics is not None:
+            self.metrics.refused(client_class)
         log.info("websocket refused: rate limit")
         if "websocket.http.response" in (scope.get("extensions") or {}):
             await send_error(send, 429, RATE_LIMITED, message, {"retry-after": str(retry)},
@@ -291,7 +312,9 @@ class GraphQLGuard:
         await send_error(send, 413, PAYLOAD_TOO_LARGE, f"request larger than {limit} bytes", {"connection": "close"},
                          max=limit)
 
-    async def _rate_limited(self, send: Send, wait: float) -> None:
+    async def _rate_limited(self, send: Send, wait: float, client_class: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused(client_class)
         retry, message = retry_after(wait)
         log.info("request refused: rate limit")
         await send_error(send, 429, RATE_LIMITED, message, {"retry-after": str(retry)}, retryAfterSeconds=retry)

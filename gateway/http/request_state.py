@@ -31,6 +31,7 @@ class RequestState:
     answer_lead: Callable[[], None] | None = None
     prefetch: PrefetchStart | None = None  # the backend calls started before GraphQL ran
     context: RequestContext | None = None  # the request's GraphQL context, for `process_result` and release
+    operation: str = "unknown"  # the metrics' operation-name label (gateway/http/metrics.py), when metrics are on
 
 
 def request_state(scope: Scope) -> RequestState | None:
