@@ -27,6 +27,7 @@ BATCH_LIMIT = 500  # the backends' own limit per batch request and per listing p
 # Statuses by which a source that is up refuses one request; 408 and 429 (it is overloaded) are failures.
 REFUSED = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 414, 415, 422})
 T = TypeVar("T")
+FAILED_FAST = "BREAKER_OPEN"  # the error kind counted for a call the open breaker stopped (no call made)
 REFUSED_BY_SOURCE = "SOURCE_REFUSED"  # the error kind counted for a call the source answered with a REFUSED status
 
 
@@ -192,7 +193,7 @@ class SourceClient:
             raise SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
         probe = self.breaker.state == HALF_OPEN  # when let through, this call is the one probe
         if not self.breaker.allow():
-            self.health.errors[BREAKER_OPEN] = self.health.errors.get(BREAKER_OPEN, 0) + 1
+            self.health.errors[FAILED_FAST] = self.health.errors.get(FAILED_FAST, 0) + 1
             raise SourceError(self.source, SOURCE_UNAVAILABLE, BREAKER_OPEN, retryable=False)
         timeout = min(self.settings.source_timeout_seconds, remaining)
         started = time.monotonic()

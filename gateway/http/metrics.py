@@ -228,7 +228,7 @@ class StateCollector(Collector):
                        (([r, s], c.health.retries) for s, c in clients))
         yield _counter("ucgw_source_errors", "Failed, refused or breaker-stopped backend calls by error kind",
                        ["replica", "source", "kind"],
-                       (([r, s, "BREAKER_OPEN" if k.startswith("circuit") else k], n)
+                       (([r, s, k], n)
                         for s, c in clients for k, n in sorted(c.health.errors.items())))
         yield _gauge("ucgw_source_in_flight", "Backend calls sent and not yet answered", ["replica", "source"],
                      (([r, s], c.health.in_flight) for s, c in clients))
