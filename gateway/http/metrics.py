@@ -20,12 +20,14 @@ import os
 import re
 import socket
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from rules.roles import ROLES
 from sources.breaker import CLOSED, HALF_OPEN, OPEN
@@ -42,8 +44,10 @@ LAG_INTERVAL_SECONDS = 0.5
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # `"operationName":"Name"` in a JSON body, else the name after the first `query`/`mutation`/`subscription`
+# (looked for in the first `DEFINITION_WINDOW` bytes only: a request pays for a short search, not its whole body)
 _OPERATION_NAME = re.compile(rb'"operationName"\s*:\s*"([_A-Za-z][_0-9A-Za-z]{0,63})"')
 _DEFINITION = re.compile(rb'\b(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]{0,63})')
+DEFINITION_WINDOW = 512
 _DIGITS = re.compile(r"\d{6}")  # a name holding a run of digits may hold an A-number: never a label
 
 
@@ -89,6 +93,32 @@ class LoopLag:
                 await self._task
 
 
+class Buckets:
+    """A histogram as plain numbers: counts per bucket (not cumulative; the last is +Inf) and the sum. Its
+    `observe` costs a bisect and two additions, and no lock: each is observed from one thread at a time (the
+    event loop, or the audit store under its connection lock)."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def exposition(self) -> list[tuple[str, float]]:
+        """Cumulative (le, count) pairs, +Inf last."""
+        out, total = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += count
+            out.append((floatToGoString(bound), total))
+        return out
+
+
 class RequestMeter:
     """One HTTP request to `/graphql` as the metrics see it: its status, whether its answer held errors."""
 
@@ -118,34 +148,32 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.lag = LoopLag()
         self.rate_limited: dict[str, int] = {}  # refusals by client class (role, or "unauthenticated")
-        self._requests = Counter("ucgw_requests", "GraphQL HTTP requests by operation name, role and outcome",
-                                 ["replica", "operation", "role", "outcome"], registry=self.registry)
-        self._duration = Histogram("ucgw_request_duration_seconds",
-                                   "GraphQL HTTP request duration by operation name and role",
-                                   ["replica", "operation", "role"], buckets=REQUEST_BUCKETS, registry=self.registry)
-        self.source_latency = Histogram("ucgw_source_call_duration_seconds",
-                                        "Duration of answered backend calls, by source",
-                                        ["replica", "source"], buckets=SOURCE_BUCKETS, registry=self.registry)
-        self.audit_commit = Histogram("ucgw_audit_commit_duration_seconds",
-                                      "Duration of audit-trail commits (one transaction each)",
-                                      ["replica"], buckets=COMMIT_BUCKETS, registry=self.registry)
+        # observed as they happen, as plain numbers; read by `ObservedCollector` at scrape time
+        self.requests: dict[tuple[str, str, str], list[int]] = {}  # (operation, role, outcome) -> [count]
+        self.durations: dict[tuple[str, str], Buckets] = {}  # (operation, role) -> request seconds
+        self.source_latency = {s: Buckets(SOURCE_BUCKETS) for s in Source}
+        self.audit_commit = Buckets(COMMIT_BUCKETS)
+        self.registry.register(ObservedCollector(self))
         self._operations: dict[bytes, str] = {}  # raw name -> label (bounded by MAX_OPERATIONS, then OTHER)
-        self._children: dict[tuple[str, str, int, bool], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int, bool], tuple[list[int], Buckets]] = {}
         self._roles = frozenset(ROLES)
 
     def source_observer(self, source: Source) -> Callable[[float], None]:
         """The pre-bound `observe` of one source's latency histogram (handed to its client)."""
-        return self.source_latency.labels(self.replica, source.value).observe
+        return self.source_latency[source].observe
 
     def commit_observer(self) -> Callable[[float], None]:
         """The pre-bound `observe` of the audit commit histogram (handed to the audit store)."""
-        return self.audit_commit.labels(self.replica).observe
+        return self.audit_commit.observe
 
     def operation(self, body: bytes, query_string: bytes) -> str:
         """The operation-name label of a request: from `operationName`, else the query's first named
         definition; "anonymous" without one; "other" past `MAX_OPERATIONS` names or for a name with digits."""
         text = body or query_string
-        found = _OPERATION_NAME.search(text) or _DEFINITION.search(text)
+        at = text.find(b'"operationName"')
+        found = _OPERATION_NAME.match(text, at) if at >= 0 else None
+        if found is None:
+            found = _DEFINITION.search(text, 0, DEFINITION_WINDOW)
         if found is None:
             return ANONYMOUS_OPERATION
         raw = found.group(1)
@@ -163,10 +191,10 @@ class GatewayMetrics:
         children = self._children.get(key)
         if children is None:
             children = self._bind(key)
-        children[0].inc()
+        children[0][0] += 1
         children[1].observe(time.perf_counter() - meter.started)
 
-    def _bind(self, key: tuple[str, str, int, bool]) -> tuple[Any, Any]:
+    def _bind(self, key: tuple[str, str, int, bool]) -> tuple[list[int], Buckets]:
         operation, role, status, errors = key
         role = role if role in self._roles or role == "none" else OTHER
         if status >= 500 or status == 0:
@@ -177,8 +205,11 @@ class GatewayMetrics:
             outcome = "rejected"
         else:
             outcome = "errors" if errors else "ok"
-        children = (self._requests.labels(self.replica, operation, role, outcome),
-                    self._duration.labels(self.replica, operation, role))
+        count = self.requests.setdefault((operation, role, outcome), [0])
+        duration = self.durations.get((operation, role))
+        if duration is None:
+            duration = self.durations[(operation, role)] = Buckets(REQUEST_BUCKETS)
+        children = (count, duration)
         if len(self._children) < 10_000:
             self._children[key] = children
         return children
@@ -208,6 +239,35 @@ def _gauge(name: str, doc: str, labels: list[str], rows: Iterable[tuple[list[str
     for values, value in rows:
         family.add_metric(values, value)
     return family
+
+
+class ObservedCollector(Collector):
+    """The families observed as they happen: requests and their durations, backend call and audit commit
+    latency."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        m, r = self.metrics, self.metrics.replica
+        yield _counter("ucgw_requests", "GraphQL HTTP requests by operation name, role and outcome",
+                       ["replica", "operation", "role", "outcome"],
+                       (([r, *key], cell[0]) for key, cell in sorted(m.requests.items())))
+        family = HistogramMetricFamily("ucgw_request_duration_seconds",
+                                       "GraphQL HTTP request duration by operation name and role",
+                                       labels=["replica", "operation", "role"])
+        for (operation, role), buckets in sorted(m.durations.items()):
+            family.add_metric([r, operation, role], buckets.exposition(), buckets.sum)
+        yield family
+        family = HistogramMetricFamily("ucgw_source_call_duration_seconds",
+                                       "Duration of answered backend calls, by source", labels=["replica", "source"])
+        for source, buckets in m.source_latency.items():
+            family.add_metric([r, source.value], buckets.exposition(), buckets.sum)
+        yield family
+        family = HistogramMetricFamily("ucgw_audit_commit_duration_seconds",
+                                       "Duration of audit-trail commits (one transaction each)", labels=["replica"])
+        family.add_metric([r], m.audit_commit.exposition(), m.audit_commit.sum)
+        yield family
 
 
 class StateCollector(Collector):
