@@ -4,19 +4,26 @@ operator assets (alert rules through Debian's promtool, the Grafana dashboard's 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from testing.gateway import ROOT, GatewayProcess, free_port, http
+from testing.mockproc import MockProcess
 
 STATUS = "query Status($a: ID!) { child(aNumber: $a) { aNumber location { status } hearing { caseStatus } } }"
 ASSETS = ROOT / "deploy" / "observability"
@@ -218,3 +225,83 @@ def test_a_real_prometheus_scrapes_the_gateway(gateway: GatewayProcess, mock_ser
             proc.terminate()
             proc.wait(timeout=30)
 
+
+
+CHANGED = "subscription($a: ID!) { childStatusChanged(aNumber: $a) { aNumber source changedFields } }"
+
+
+def test_websockets_subscriptions_and_events_delivered() -> None:
+    """A subscriber over graphql-transport-ws: the open gauges count it while it is open and 0 after; one change
+    of its child's ICE record is one event delivered."""
+    with MockProcess(seed=7, children=40) as mocks:
+        gw = GatewayProcess(mocks.gateway_env(UCGW_CHANGE_FEED_POLL_SECONDS="0.2"))
+        try:
+            a = mocks.sample(1)[0]
+            _, before = scrape(gw)
+            assert value(before, "ucgw_subscription_events_total") == 0
+
+            async def run() -> None:
+                url = gw.url.replace("http://", "ws://") + "/graphql"
+                async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+                    await ws.send(json.dumps({"type": "connection_init",
+                                              "payload": {"Authorization": f"Bearer {gw.token}"}}))
+                    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+                    await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                              "payload": {"query": CHANGED, "variables": {"a": a}}}))
+                    for _ in range(100):  # the subscription registers on the gateway's loop
+                        _, open_now = await asyncio.to_thread(scrape, gw)
+                        if value(open_now, "ucgw_subscriptions_open") == 1:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert value(open_now, "ucgw_websockets_open") == 1
+                    assert value(open_now, "ucgw_subscriptions_open") == 1
+                    await asyncio.sleep(0.5)  # the follower has read where each feed ends
+                    office = mocks.request("ice", "GET", f"/v1/subjects/{a}").json()["field_office"]
+                    mocks.admin_ok("ice", "PATCH", f"/_admin/records/{a}",
+                                   {"field_office": "Chicago" if office != "Chicago" else "Seattle"})
+                    message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    assert message["type"] == "next", message
+                    assert message["payload"]["data"]["childStatusChanged"]["aNumber"] == a
+
+            asyncio.run(run())
+            for _ in range(100):  # the server notices the close on its loop
+                _, after = scrape(gw)
+                if value(after, "ucgw_websockets_open") == 0:
+                    break
+                time.sleep(0.05)
+            assert value(after, "ucgw_websockets_open") == 0 and value(after, "ucgw_subscriptions_open") == 0
+            assert value(after, "ucgw_subscription_events_total") == 1
+            assert value(after, "ucgw_subscription_queue_drops_total") == 0
+        finally:
+            gw.stop()
+
+
+def test_demo_prints_where_the_metrics_are(tmp_path: Path) -> None:
+    port = free_port()
+    log_path = tmp_path / "demo.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UCGW_")}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "demo", "--port", str(port), "--orr-port", "0",
+                                 "--ice-port", "0", "--eoir-port", "0", "--children", "40"],
+                                cwd=ROOT, env={**env, "UCGW_DATA_DIR": str(tmp_path / "data")}, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        found = None
+        for _ in range(600):
+            found = re.search(r"^  metrics   (http://127\.0\.0\.1:\d+/metrics)", log_path.read_text(), re.M)
+            if found or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert found, log_path.read_text()
+        for _ in range(100):
+            try:
+                status, _, body = http("GET", found.group(1), timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200 and "# TYPE ucgw_requests_total counter" in body.decode()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
