@@ -185,7 +185,7 @@ class GraphQLGuard:
             return
         meter = RequestMeter(send)
         try:
-            await self._http(scope, receive, meter.send)
+            await self._http(scope, receive, meter)
         finally:
             self.in_flight.leave()
             state = scope.get(REQUEST_STATE)

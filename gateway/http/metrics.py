@@ -120,18 +120,19 @@ class Buckets:
 
 
 class RequestMeter:
-    """One HTTP request to `/graphql` as the metrics see it: its status, whether its answer held errors."""
+    """One HTTP request to `/graphql` as the metrics see it: its status, whether its answer held errors. The
+    meter is the `send` the app is given (no bound method kept on it: a reference cycle would keep each request's
+    objects alive until the garbage collector's next pass)."""
 
-    __slots__ = ("send", "status", "errors", "started", "_send")
+    __slots__ = ("status", "errors", "started", "_send")
 
     def __init__(self, send: Callable[[dict[str, Any]], Any]) -> None:
         self._send = send
         self.status = 0
         self.errors = False
         self.started = time.perf_counter()
-        self.send = self._watch
 
-    async def _watch(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: dict[str, Any]) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
