@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.http.asgi import address_key, header_purpose, replay_body, send_error
 from gateway.http.auth import Authenticator, AuthError
 from gateway.http.graphiql import wants_graphiql_page
-from gateway.http.metrics import UNKNOWN, GatewayMetrics, RequestMeter
+from gateway.http.metrics import UNKNOWN, GatewayMetrics
 from gateway.http.request_state import REQUEST_STATE, RequestState
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, presented_subject, unauthenticated_event
@@ -183,53 +183,56 @@ class GraphQLGuard:
             finally:
                 self.in_flight.leave()
             return
-        meter = RequestMeter(send)
+        started, refused = time.perf_counter(), 0  # 0: an exception escaped (the server answers 500)
         try:
-            await self._http(scope, receive, meter)
+            refused = await self._http(scope, receive, send)
         finally:
             self.in_flight.leave()
-            state = scope.get(REQUEST_STATE)
-            if state is None:
-                metrics.finished(meter, UNKNOWN, None)
+            state: RequestState | None = scope.get(REQUEST_STATE)
+            if refused or state is None:
+                metrics.finished(started, UNKNOWN, None, refused or 0, False)
             else:
-                metrics.finished(meter, state.operation, state.principal.role if state.principal else None)
+                metrics.finished(started, state.operation, state.principal.role if state.principal else None,
+                                 state.status, state.errors)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Answer one request; the status of a refusal made here, None when the request was admitted (the
+        GraphQL view or the stored answer records its status in the request's state)."""
         headers = Headers(scope=scope)
         if not self.settings.production and wants_graphiql_page(scope["method"], headers.get("accept", "")):
             await self.app(scope, receive, send)  # the page holds no data; its queries come back through here
-            return
+            return 200
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length", "")
         if limit and (len(scope.get("query_string", b"")) > limit or (declared.isdigit() and int(declared) > limit)):
             await self._too_large(send)
-            return
+            return 413
         try:
             principal = self.authenticator.authenticate(headers)
         except AuthError as exc:
             wait = await self.limiter.check(address_key(scope))  # slows credential guessing
             if wait:
                 await self._rate_limited(send, wait, UNAUTHENTICATED_CLASS)
-                return
+                return 429
             log.info("request refused: %s", exc)
             await self._audit_refusal(headers)
             await send_error(send, 401, UNAUTHENTICATED, str(exc), {"www-authenticate": 'Bearer realm="ucgw"'})
-            return
+            return 401
         wait = await self.limiter.check(principal.rate_key)
         if wait:
             await self._rate_limited(send, wait, principal.role)
-            return
+            return 429
         watch = self.bodies.start()
         try:
             body = await read_body(receive, limit)
         except _TooLarge:
             await self._too_large(send)
-            return
+            return 413
         except asyncio.CancelledError:
             if not self.bodies.timed_out(watch):
                 raise
             await self._body_timed_out(send)
-            return
+            return 408
         finally:
             self.bodies.done(watch)
         state = scope[REQUEST_STATE] = RequestState(principal,
@@ -237,7 +240,7 @@ class GraphQLGuard:
         if self.metrics is not None:
             state.operation = self.metrics.operation(body, scope.get("query_string", b""))
         if self.shortcut is not None and await self.shortcut(scope, state, headers, body, send):
-            return
+            return None
         try:
             if self.early is not None:
                 await self.early(scope, state, headers, body)
@@ -245,6 +248,7 @@ class GraphQLGuard:
         finally:
             if state.answer_lead is not None:
                 asyncio.get_running_loop().call_soon(state.answer_lead)
+        return None
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A handshake with credentials must pass; one without goes on with no principal.

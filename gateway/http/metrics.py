@@ -119,28 +119,6 @@ class Buckets:
         return out
 
 
-class RequestMeter:
-    """One HTTP request to `/graphql` as the metrics see it: its status, whether its answer held errors. The
-    meter is the `send` the app is given (no bound method kept on it: a reference cycle would keep each request's
-    objects alive until the garbage collector's next pass)."""
-
-    __slots__ = ("status", "errors", "started", "_send")
-
-    def __init__(self, send: Callable[[dict[str, Any]], Any]) -> None:
-        self._send = send
-        self.status = 0
-        self.errors = False
-        self.started = time.perf_counter()
-
-    async def __call__(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            self.status = message["status"]
-        elif kind == "http.response.body" and not self.errors:
-            self.errors = b'"errors":[' in message.get("body", b"")
-        await self._send(message)
-
-
 class GatewayMetrics:
     """The registry, the families observed as they happen, and the collector of everything else."""
 
@@ -186,14 +164,15 @@ class GatewayMetrics:
                 self._operations[raw] = label
         return label
 
-    def finished(self, meter: RequestMeter, operation: str, role: str | None) -> None:
-        """Count one answered request and observe its duration."""
-        key = (operation, role or "none", meter.status, meter.errors)
+    def finished(self, started: float, operation: str, role: str | None, status: int, errors: bool) -> None:
+        """Count one answered request (`status` 0: it failed with no answer of ours; `errors`: its answer held
+        GraphQL errors) and observe its duration since `started` (`time.perf_counter()`)."""
+        key = (operation, role or "none", status, errors)
         children = self._children.get(key)
         if children is None:
             children = self._bind(key)
         children[0][0] += 1
-        children[1].observe(time.perf_counter() - meter.started)
+        children[1].observe(time.perf_counter() - started)
 
     def _bind(self, key: tuple[str, str, int, bool]) -> tuple[list[int], Buckets]:
         operation, role, status, errors = key
