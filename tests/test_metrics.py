@@ -102,6 +102,8 @@ def test_request_and_source_families_count_what_was_done(gateway: GatewayProcess
     assert value(after, "ucgw_audit_commit_duration_seconds_count") == value(after, "ucgw_audit_commits_total")
     assert value(after, "ucgw_process_resident_memory_bytes") > 10_000_000
     assert value(after, "ucgw_websockets_open") == 0
+    assert value(after, "ucgw_scans_running") == 0
+    assert [labels["event"] for labels, _ in after["ucgw_scans_total"]] == ["started", "joined", "waited", "refused"]
     # every family is the gateway's own, every sample carries the replica, and no A-number is in any label
     assert {s for s in after} and all(s.startswith("ucgw_") for s in after)
     assert all(labels.get("replica") == REPLICA for rows in after.values() for labels, _ in rows)

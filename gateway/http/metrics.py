@@ -314,6 +314,11 @@ class StateCollector(Collector):
                        [([r], getattr(pubsub, "offered", 0))])
         yield _counter("ucgw_subscription_queue_drops", "Events dropped from a slow subscriber's full queue",
                        ["replica"], [([r], pubsub.dropped() if hasattr(pubsub, "dropped") else 0)])
+        scans = services.scans.stats
+        yield _counter("ucgw_scans", "Walks of every child (oversight lists and counts) by what a caller did: "
+                       "started one, joined one running, waited for a slot, was refused", ["replica", "event"],
+                       (([r, e], getattr(scans, e)) for e in ("started", "joined", "waited", "refused")))
+        yield _gauge("ucgw_scans_running", "Walks of every child running now", ["replica"], [([r], scans.running)])
         conn = self.connections.facts()
         yield _gauge("ucgw_connections_open", "Open client connections on the public listener", ["replica"],
                      [([r], conn.get("open", 0))])
