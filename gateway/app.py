@@ -25,6 +25,7 @@ from gateway.http.auth import Authenticator
 from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
 from gateway.http.graphql_view import GatewayGraphQL
+from gateway.http.metrics import GatewayMetrics, StateCollector, default_replica
 from gateway.http.prefetch import Prefetcher
 from gateway.http.request_ids import begin, with_id_header
 from gateway.http.traced import TracedRequests
@@ -112,6 +113,13 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
+    # Prometheus metrics, served by the admin listener only: none without one (nothing would read them)
+    metrics = GatewayMetrics(settings.replica_id or default_replica()) if settings.admin_port is not None else None
+    if metrics is not None:
+        for source, client in services.clients.items():
+            client.observe_latency = metrics.source_observer(source)
+        if hasattr(audit_store, "observe_commit"):
+            audit_store.observe_commit = metrics.commit_observer()
 
     def details() -> dict[str, Any]:
         """Everything an operator needs to see how the gateway is doing (admin listener, `gatewayHealth`)."""
@@ -128,7 +136,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
     )
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
-    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store)
+    guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store,
+                           metrics=metrics)
+    if metrics is not None:
+        metrics.watch(StateCollector(metrics, services, answers, audit_store, graphql_app.sockets, connections))
     endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper
 
     async def healthz(request: Request) -> JSONResponse:
@@ -139,17 +150,21 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         ready, status = services.readiness()
         return JSONResponse({"ready": ready, "status": status}, status_code=200 if ready else 503)
 
-    admin = AdminListener(settings, details) if settings.admin_port is not None else None
+    admin = AdminListener(settings, details, metrics) if settings.admin_port is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await services.start()
         if admin is not None:
             await admin.start()
+        if metrics is not None:
+            metrics.lag.start()
         settle_heap()
         try:
             yield
         finally:
+            if metrics is not None:
+                await metrics.lag.stop()
             if admin is not None:
                 await admin.stop()
             await services.close()

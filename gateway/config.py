@@ -100,6 +100,8 @@ def _validate(settings: Settings) -> Settings:
                           "POST /hooks/changes); leave it empty to turn the webhook off")
     if settings.admin_port is not None and not 0 < settings.admin_port <= 65535:
         raise ConfigError(f"setting 'admin_port' must be in [1, 65535] (got {settings.admin_port})")
+    if len(settings.replica_id) > 128 or not all(c.isprintable() and not c.isspace() for c in settings.replica_id):
+        raise ConfigError("setting 'replica_id' must be at most 128 printable characters without spaces")
     if settings.jwt_max_ttl_seconds < 1:
         raise ConfigError("setting 'jwt_max_ttl_seconds' must be at least 1")
     _validate_secret(settings.jwt_secret)

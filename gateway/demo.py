@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import secrets
+import socket
 import sys
 import urllib.parse
 import urllib.request
@@ -55,6 +57,13 @@ def demo_banner(settings: Settings) -> list[str]:
     return lines
 
 
+def _free_port(host: str) -> int:
+    """A port free on `host` now (the admin listener binds it moments later)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 def sample_query(a_number: str) -> str:
     """The sample query with an A-number written in (GraphiQL links carry no variables)."""
     return SAMPLE_QUERY.replace("query Status($a: ID!)", "query Status").replace("$a", json.dumps(a_number))
@@ -70,6 +79,8 @@ async def _run(args: argparse.Namespace) -> None:
             # a secret of this run's own, never a known one: its tokens die with it
             jwt_secret=secrets.token_urlsafe(32),
         )
+        if settings.admin_port is None:  # the operators' listener (/metrics, /readyz) on a free loopback port
+            settings = dataclasses.replace(settings, admin_port=_free_port(settings.admin_host))
         configure_logging(settings.log_format, trace_id=current_trace_id)
         app = create_app(settings)
         server = edge_server(app, settings, settings.host, settings.port, app.state.connections,
@@ -82,6 +93,8 @@ async def _run(args: argparse.Namespace) -> None:
             print(f"  mock {name.upper():<4} {url}")
         print(f"  GraphiQL  {base}/graphql")
         print(f"  sample    {base}/graphql?query={urllib.parse.quote(query)}")
+        admin = settings.admin_host if ":" not in settings.admin_host else f"[{settings.admin_host}]"
+        print(f"  metrics   http://{admin}:{settings.admin_port}/metrics   (Prometheus; operators' /readyz beside it)")
         print(f"\nSample A-numbers: {', '.join(a_numbers)}\nSample query:\n{query}\n", flush=True)
         for line in demo_banner(settings):
             print(line, flush=True)

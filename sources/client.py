@@ -29,6 +29,12 @@ BATCH_LIMIT = 500  # the backends' own limit per batch request and per listing p
 # Statuses by which a source that is up refuses one request; 408 and 429 (it is overloaded) are failures.
 REFUSED = frozenset({400, 401, 403, 404, 405, 409, 410, 413, 414, 415, 422})
 T = TypeVar("T")
+FAILED_FAST = "BREAKER_OPEN"  # the error kind counted for a call the open breaker stopped (no call made)
+REFUSED_BY_SOURCE = "SOURCE_REFUSED"  # the error kind counted for a call the source answered with a REFUSED status
+
+
+def _ignore(seconds: float) -> None:
+    pass
 
 
 @dataclass
@@ -40,6 +46,8 @@ class SourceHealth:
     last_error: str | None = None
     calls: int = 0
     retries: int = 0
+    in_flight: int = 0  # calls sent and not yet answered
+    errors: dict[str, int] = field(default_factory=dict)  # failed or refused calls by code (SOURCE_TIMEOUT, ...)
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
 
     def latency_ms(self, quantile: float) -> float | None:
@@ -104,6 +112,8 @@ class SourceClient:
             source.value, settings.breaker_failure_threshold, settings.breaker_reset_seconds
         )
         self.health = SourceHealth()
+        # each answered call's seconds; `create_app` sets the metrics' (pre-bound) histogram observer
+        self.observe_latency: Callable[[float], None] = _ignore
         self._session: aiohttp.ClientSession | None = None
         # parsed once: aiohttp parses a URL given as text on every request
         self._batch_url = URL(f"{self.base_url}/v1/{source.collection}/batch")
@@ -225,10 +235,13 @@ class SourceClient:
             raise SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
         probe = self.breaker.state == HALF_OPEN  # when let through, this call is the one probe
         if not self.breaker.allow():
+            self.health.errors[FAILED_FAST] = self.health.errors.get(FAILED_FAST, 0) + 1
             raise SourceError(self.source, SOURCE_UNAVAILABLE, BREAKER_OPEN, retryable=False)
         timeout = min(self.settings.source_timeout_seconds, remaining)
         started = time.monotonic()
-        self.health.calls += 1
+        health = self.health
+        health.calls += 1
+        health.in_flight += 1
         headers: dict[str, str] | None = None
         if self.tracer is not None:  # the current span (the backend call's, when recorded) goes out as the parent
             headers = {}
@@ -268,6 +281,8 @@ class SourceClient:
             if probe:
                 self.breaker.abandon()
             raise
+        finally:
+            health.in_flight -= 1
         if refused:
             self._refused(resp.status, body)
         try:
@@ -276,8 +291,10 @@ class SourceClient:
             self._failed(exc.code, exc.detail)
             raise
         self.breaker.record_success()
-        self.health.last_success_at = time.time()
-        self.health.latencies_ms.append((time.monotonic() - started) * 1000)
+        health.last_success_at = time.time()
+        elapsed = time.monotonic() - started
+        health.latencies_ms.append(elapsed * 1000)
+        self.observe_latency(elapsed)
         return result
 
     def _refused(self, status: int, body: Any) -> NoReturn:
@@ -286,6 +303,8 @@ class SourceClient:
         error code (`BAD_REQUEST` etc.) when its body has one."""
         self.breaker.record_success()
         self.health.last_success_at = time.time()
+        errors = self.health.errors
+        errors[REFUSED_BY_SOURCE] = errors.get(REFUSED_BY_SOURCE, 0) + 1
         error = body.get("error") if isinstance(body, dict) else None
         code = error.get("code") if isinstance(error, dict) else None
         reason = f"HTTP {status} {code}" if isinstance(code, str) and code.isidentifier() else f"HTTP {status}"
@@ -295,6 +314,8 @@ class SourceClient:
 
     def _failed(self, code: str, detail: str) -> None:
         self.breaker.record_failure()
+        errors = self.health.errors
+        errors[code] = errors.get(code, 0) + 1
         self.health.last_error_at = time.time()
         self.health.last_error = f"{code}: {detail}"
         log.warning("source %s failed: %s: %s", self.source.value, code, detail)

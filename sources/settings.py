@@ -61,6 +61,7 @@ class Settings:
     jwt_max_ttl_seconds: int = 12 * 3600  # longest `exp - iat` a token may have (`ucgw token --ttl` too)
     admin_host: str = "127.0.0.1"  # the operators' listener (detailed /readyz); never the public address
     admin_port: int | None = None  # None: no admin listener
+    replica_id: str = ""  # the `replica` label of every metric; empty: hostname:pid
     rate_limit_rps: float = 20.0
     rate_limit_burst: int = 40
     max_query_depth: int = 10

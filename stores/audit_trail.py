@@ -157,6 +157,10 @@ class AuditFilter:
     offices: frozenset[str] | None = None  # only events about children of these offices (`place_key`s)
 
 
+def _ignore(seconds: float) -> None:
+    pass
+
+
 class AuditStore(Protocol):
     """Append-only storage of audit events."""
 
@@ -364,6 +368,8 @@ class SQLiteAuditStore:
         self.turn_commits = 0
         self.slow_commits = 0  # commits on the loop that took `slow_commit_seconds` or longer
         self.slow_commit_seconds = slow_commit_seconds
+        # each committed transaction's seconds; `create_app` sets the metrics' histogram observer
+        self.observe_commit: Callable[[float], None] = _ignore
         self._writer_until = 0.0  # monotonic time until which turns go to the writer (a slow loop commit was seen)
         # this instance's hash chain; without a key, one made up for it (its HMACs then cannot be verified)
         self.writer_id = new_writer_id()
@@ -395,6 +401,7 @@ class SQLiteAuditStore:
         count = sum(len(rows) for rows in groups)
         if not count:
             return
+        started = time.monotonic()
         # SQLite builds before 3.32 take at most 999 parameters a statement (later ones 32,766 or more)
         most = min(ROWS_PER_STATEMENT, self._db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_ALL))
         chained, seq, head = self._chain(groups)
@@ -412,6 +419,7 @@ class SQLiteAuditStore:
         self._seq, self._head = seq, head  # the chain moves on only with rows that were committed
         self.commits += 1
         self.rows_written += count
+        self.observe_commit(time.monotonic() - started)
 
     def _chain(self, groups: Sequence[list[_Row]]) -> tuple[list[_Row], int, str]:
         """`groups`' rows, in order, each with its chain fields; and the chain's seq and head after them."""

@@ -94,6 +94,8 @@ class MemoryPubSub:
         self._topics: dict[str, set[MemorySubscription]] = {}
         self._subs: set[MemorySubscription] = set()
         self.published = 0
+        self.offered = 0  # events handed to subscribers' queues (one per subscriber per event)
+        self.ended_dropped = 0  # events dropped from the queues of subscriptions that have ended
 
     async def publish(self, topic: str, event: Any) -> int:
         """Deliver to every current subscriber of `topic`."""
@@ -101,6 +103,7 @@ class MemoryPubSub:
         for sub in subs:
             sub.offer(event)
         self.published += 1
+        self.offered += len(subs)
         return len(subs)
 
     @contextlib.asynccontextmanager
@@ -120,12 +123,17 @@ class MemoryPubSub:
                     members.discard(sub)
                     if not members:
                         del self._topics[t]
+            self.ended_dropped += sub.dropped
             if sub.dropped:
                 log.info("subscriber fell behind and lost %d events", sub.dropped)
 
     def has_subscribers(self, prefix: str = "") -> bool:
         """True when a topic starting with `prefix` has a subscriber."""
         return any(t.startswith(prefix) for t in self._topics)
+
+    def dropped(self) -> int:
+        """Events dropped from subscribers' full queues, since the start."""
+        return self.ended_dropped + sum(sub.dropped for sub in self._subs)
 
     def subscriber_count(self) -> int:
         """How many subscriptions are open."""

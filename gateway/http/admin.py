@@ -1,4 +1,4 @@
-"""The operators' admin listener: the detailed readiness (and, later, metrics) on a port of its own.
+"""The operators' admin listener: the detailed readiness and the Prometheus metrics on a port of its own.
 
 Served on `UCGW_ADMIN_HOST` (loopback unless chosen otherwise) by a second uvicorn server on the gateway's own
 event loop, so it reads the very objects the gateway uses; never on the public port, so a scraper needs no
@@ -16,25 +16,33 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.config import ConfigError
 from gateway.http.edge import Connections, EdgeLimits, edge_protocol
+from gateway.http.metrics import CONTENT_TYPE, GatewayMetrics
 from sources.settings import Settings
 
 log = logging.getLogger("ucgw.admin")
 
 
-def admin_app(details: Callable[[], dict[str, Any]]) -> Starlette:
-    """The operators' application: the detailed readiness at `/readyz` (and, later, metrics). No GraphQL, no
-    child data: only counters, served on `UCGW_ADMIN_HOST` (loopback unless chosen otherwise)."""
+def admin_app(details: Callable[[], dict[str, Any]], metrics: GatewayMetrics | None = None) -> Starlette:
+    """The operators' application: the detailed readiness at `/readyz` and the Prometheus text exposition at
+    `/metrics`. No GraphQL, no child data: only counters, served on `UCGW_ADMIN_HOST` (loopback unless chosen
+    otherwise)."""
 
     async def readyz(request: Request) -> JSONResponse:
         facts = details()
         return JSONResponse(facts, status_code=200 if facts["ready"] else 503)
 
-    return Starlette(routes=[Route("/readyz", readyz)])
+    routes = [Route("/readyz", readyz)]
+    if metrics is not None:
+        async def scrape(request: Request) -> Response:
+            return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+        routes.append(Route("/metrics", scrape))
+    return Starlette(routes=routes)
 
 
 class AdminListener:
@@ -44,7 +52,8 @@ class AdminListener:
     Its socket is bound when the app is built, so a taken port is a configuration error before anything
     starts (uvicorn would exit the process from inside the event loop)."""
 
-    def __init__(self, settings: Settings, details: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, settings: Settings, details: Callable[[], dict[str, Any]],
+                 metrics: GatewayMetrics | None = None) -> None:
         import uvicorn
 
         class Server(uvicorn.Server):
@@ -62,7 +71,7 @@ class AdminListener:
             raise ConfigError(f"the admin listener (UCGW_ADMIN_HOST, UCGW_ADMIN_PORT) cannot listen on "
                               f"{self.where}: {exc.strerror or exc}") from None
         # the same edge as the public listener: deadlines for receiving a request, size and connection caps
-        config = uvicorn.Config(admin_app(details), lifespan="off", access_log=False, log_config=None,
+        config = uvicorn.Config(admin_app(details, metrics), lifespan="off", access_log=False, log_config=None,
                                 log_level=None,  # the main server's logging stays as it is
                                 http=edge_protocol(Connections(EdgeLimits.from_settings(settings))))
         self.server = Server(config)
@@ -71,7 +80,7 @@ class AdminListener:
     async def start(self) -> None:
         """Serve on the bound socket."""
         self.task = asyncio.get_running_loop().create_task(self.server.serve(sockets=[self.socket]))
-        log.info("admin listener (detailed /readyz) on %s", self.where)
+        log.info("admin listener (detailed /readyz, /metrics) on %s", self.where)
 
     async def stop(self) -> None:
         """End the admin server once the main server is shutting down."""

@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway.http.asgi import address_key, header_purpose, replay_body, send_error
 from gateway.http.auth import Authenticator, AuthError
 from gateway.http.graphiql import wants_graphiql_page
+from gateway.http.metrics import UNKNOWN, GatewayMetrics
 from gateway.http.request_ids import REQUEST_ID, begin
 from gateway.http.request_state import REQUEST_STATE, RequestState
 from sources.settings import Settings
@@ -33,6 +34,7 @@ log = logging.getLogger("ucgw.guard")
 
 UNAUTHENTICATED, RATE_LIMITED, PAYLOAD_TOO_LARGE = "UNAUTHENTICATED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"
 REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+UNAUTHENTICATED_CLASS = "unauthenticated"  # the rate-limit class of callers without valid credentials
 
 
 class _TooLarge(Exception):
@@ -154,8 +156,10 @@ class GraphQLGuard:
 
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
                  limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None,
-                 early: EarlyHook | None = None, audit: AuditStore | None = None) -> None:
+                 early: EarlyHook | None = None, audit: AuditStore | None = None,
+                 metrics: GatewayMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
         self.audit = audit  # where refused credentials are recorded
         self.settings = settings
         self.authenticator = authenticator
@@ -173,55 +177,73 @@ class GraphQLGuard:
             await self.app(scope, receive, send)
             return
         self.in_flight.enter(scope.get("client"))
+        metrics = self.metrics
+        if metrics is None:
+            try:
+                await self._http(scope, receive, send)
+            finally:
+                self.in_flight.leave()
+            return
+        started, refused = time.perf_counter(), 0  # 0: an exception escaped (the server answers 500)
         try:
-            await self._http(scope, receive, send)
+            refused = await self._http(scope, receive, send)
         finally:
             self.in_flight.leave()
+            state: RequestState | None = scope.get(REQUEST_STATE)
+            if refused or state is None:
+                metrics.finished(started, UNKNOWN, None, refused or 0, False)
+            else:
+                metrics.finished(started, state.operation, state.principal.role if state.principal else None,
+                                 state.status, state.errors)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> int | None:
+        """Answer one request; the status of a refusal made here, None when the request was admitted (the
+        GraphQL view or the stored answer records its status in the request's state)."""
         request_id = begin(scope)  # every answer below carries it (send_error, the shortcut, the view)
         headers = Headers(scope=scope)
         if not self.settings.production and wants_graphiql_page(scope["method"], headers.get("accept", "")):
             await self.app(scope, receive, send)  # the page holds no data; its queries come back through here
-            return
+            return 200
         limit = self.settings.max_body_bytes
         declared = headers.get("content-length", "")
         if limit and (len(scope.get("query_string", b"")) > limit or (declared.isdigit() and int(declared) > limit)):
             await self._too_large(send)
-            return
+            return 413
         try:
             principal = self.authenticator.authenticate(headers)
         except AuthError as exc:
             wait = await self.limiter.check(address_key(scope))  # slows credential guessing
             if wait:
-                await self._rate_limited(send, wait)
-                return
+                await self._rate_limited(send, wait, UNAUTHENTICATED_CLASS)
+                return 429
             log.info("request refused: %s", exc)
             await self._audit_refusal(headers, request_id)
             await send_error(send, 401, UNAUTHENTICATED, str(exc), {"www-authenticate": 'Bearer realm="ucgw"'})
-            return
+            return 401
         wait = await self.limiter.check(principal.rate_key)
         if wait:
-            await self._rate_limited(send, wait)
-            return
+            await self._rate_limited(send, wait, principal.role)
+            return 429
         watch = self.bodies.start()
         try:
             body = await read_body(receive, limit)
         except _TooLarge:
             await self._too_large(send)
-            return
+            return 413
         except asyncio.CancelledError:
             if not self.bodies.timed_out(watch):
                 raise
             await self._body_timed_out(send)
-            return
+            return 408
         finally:
             self.bodies.done(watch)
         state = scope[REQUEST_STATE] = RequestState(principal,
                                                      time.monotonic() + self.settings.request_deadline_seconds,
                                                      request_id)
+        if self.metrics is not None:
+            state.operation = self.metrics.operation(body, scope.get("query_string", b""))
         if self.shortcut is not None and await self.shortcut(scope, state, headers, body, send):
-            return
+            return None
         try:
             if self.early is not None:
                 await self.early(scope, state, headers, body)
@@ -229,6 +251,7 @@ class GraphQLGuard:
         finally:
             if state.answer_lead is not None:
                 asyncio.get_running_loop().call_soon(state.answer_lead)
+        return None
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A handshake with credentials must pass; one without goes on with no principal.
@@ -246,13 +269,13 @@ class GraphQLGuard:
             try:
                 principal = self.authenticator.authenticate(headers)
             except AuthError:
-                if await self._websocket_admitted(scope, send, address_key(scope)):
+                if await self._websocket_admitted(scope, send, address_key(scope), UNAUTHENTICATED_CLASS):
                     await self._audit_refusal(headers)
                     await send({"type": "websocket.close", "code": 4401, "reason": "unauthenticated"})
                 return
             scope[REQUEST_STATE] = RequestState(principal, request_id=REQUEST_ID.get() or begin(scope))
         key = principal.rate_key if principal is not None else address_key(scope)
-        if await self._websocket_admitted(scope, send, key):
+        if await self._websocket_admitted(scope, send, key, principal.role if principal else UNAUTHENTICATED_CLASS):
             await self.app(scope, receive, send)
 
     async def _audit_refusal(self, headers: Headers, request_id: str | None = None) -> None:
@@ -268,13 +291,15 @@ class GraphQLGuard:
         except Exception as exc:  # noqa: BLE001 - the caller is refused either way
             log.error("audit trail write failed for a refused request (%s)", type(exc).__name__)
 
-    async def _websocket_admitted(self, scope: Scope, send: Send, key: str) -> bool:
+    async def _websocket_admitted(self, scope: Scope, send: Send, key: str, client_class: str) -> bool:
         """Take a token for a handshake; when there is none, refuse it (HTTP 429 where the server can
         send a denial response, else close code 4429) and return False."""
         wait = await self.limiter.check(key)
         if not wait:
             return True
         retry, message = retry_after(wait)
+        if self.metrics is not None:
+            self.metrics.refused(client_class)
         log.info("websocket refused: rate limit")
         if "websocket.http.response" in (scope.get("extensions") or {}):
             await send_error(send, 429, RATE_LIMITED, message, {"retry-after": str(retry)},
@@ -295,7 +320,9 @@ class GraphQLGuard:
         await send_error(send, 413, PAYLOAD_TOO_LARGE, f"request larger than {limit} bytes", {"connection": "close"},
                          max=limit)
 
-    async def _rate_limited(self, send: Send, wait: float) -> None:
+    async def _rate_limited(self, send: Send, wait: float, client_class: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refused(client_class)
         retry, message = retry_after(wait)
         log.info("request refused: rate limit")
         await send_error(send, 429, RATE_LIMITED, message, {"retry-after": str(retry)}, retryAfterSeconds=retry)

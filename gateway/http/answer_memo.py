@@ -417,6 +417,7 @@ class AnswerShortcut:
                 state.answer_key = key
                 state.answer_lead = self.cache.lead(key)  # identical requests now wait for this one
             return False
+        state.status = 200  # a stored answer holds no errors
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode()), *ANSWER_HEADERS,

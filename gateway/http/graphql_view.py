@@ -92,9 +92,15 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
             try:
                 response = await self.run(Request(scope=scope, receive=receive))
             except HTTPException as exc:
+                state = request_state(scope)
+                if state is not None:
+                    state.status = exc.status_code
                 await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"),
                                  exc.reason)
                 return
+            state = request_state(scope)
+            if state is not None:
+                state.status = response.status_code
             await response(scope, receive, send)
         finally:
             state = request_state(scope)
@@ -160,6 +166,8 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                                       request_id) for e in result.errors]
         response = await super().process_result(request, result)
         state = request_state(request.scope)
+        if state is not None and result.errors:
+            state.errors = True  # the metrics' outcome (gateway/http/metrics.py)
         key, context = (state.answer_key, state.context) if state is not None else (None, None)
         if key is not None and context is not None and context.answer is not None:
             # after this turn of the loop, when the response has been written: the template costs it nothing

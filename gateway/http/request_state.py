@@ -32,6 +32,9 @@ class RequestState:
     answer_lead: Callable[[], None] | None = None
     prefetch: PrefetchStart | None = None  # the backend calls started before GraphQL ran
     context: RequestContext | None = None  # the request's GraphQL context, for `process_result` and release
+    operation: str = "unknown"  # the metrics' operation-name label (gateway/http/metrics.py), when metrics are on
+    status: int = 0  # the answer's HTTP status, set by whoever answers (the stored answer, the GraphQL view)
+    errors: bool = False  # the answer held GraphQL errors
 
 
 def request_state(scope: Scope) -> RequestState | None:
