@@ -35,7 +35,7 @@ from harness import (  # noqa: E402
     FULL_STATUS_MANY,
     Gateway,
     ab_arguments,
-    ab_gateways,
+    ab_pair,
     all_a_numbers,
     graphql_body,
     post,
@@ -129,20 +129,14 @@ def main() -> int:
     if not scenarios or any(s not in SCENARIOS for s in scenarios) or args.windows < 1:
         raise SystemExit(f"--only takes {', '.join(SCENARIOS)}; --windows must be positive")
     mocks, _ = start_mocks(args.children, latency_ms=args.latency_ms)
-    gateways: list[Gateway] = []
-    try:
-        gateways = list(ab_gateways(args, mocks, UCGW_CACHE_TTL_SECONDS="3600"))
+    with ab_pair(args, mocks, UCGW_CACHE_TTL_SECONDS="3600") as (a, b):
 
         async def run() -> None:
             async with session() as client:
                 pool = await all_a_numbers(client, mocks, args.children)
-            await compare(gateways[0], gateways[1], pool, scenarios, args.windows)
+            await compare(a, b, pool, scenarios, args.windows)
 
         asyncio.run(run())
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        mocks.stop()
     return 0
 
 

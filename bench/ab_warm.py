@@ -28,7 +28,7 @@ from harness import (  # noqa: E402
     FULL_STATUS,
     Gateway,
     ab_arguments,
-    ab_gateways,
+    ab_pair,
     closed_loop,
     graphql_body,
     session,
@@ -80,15 +80,9 @@ def main() -> int:
     if not concurrencies or min(concurrencies) < 1 or args.windows < 1 or args.seconds <= 0:
         raise SystemExit("--concurrency, --windows and --seconds must be positive")
     mocks, _ = start_mocks(args.children)
-    gateways: list[Gateway] = []
-    try:
-        gateways = list(ab_gateways(args, mocks, UCGW_CACHE_TTL_SECONDS="3600"))
+    with ab_pair(args, mocks, UCGW_CACHE_TTL_SECONDS="3600") as (a, b):
         child = mocks.sample(1, "missed_hearing")[0]
-        asyncio.run(compare(gateways[0], gateways[1], child, concurrencies, args.windows, args.seconds))
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        mocks.stop()
+        asyncio.run(compare(a, b, child, concurrencies, args.windows, args.seconds))
     return 0
 
 

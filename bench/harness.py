@@ -301,19 +301,24 @@ def ab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value (or OTEL_NAME=value)")
 
 
-def ab_gateways(args: argparse.Namespace, mocks: MockProcess, **env: str) -> tuple[Gateway, Gateway]:
+@contextlib.contextmanager
+def ab_pair(args: argparse.Namespace, mocks: MockProcess, **env: str) -> Iterator[tuple[Gateway, Gateway]]:
     """Gateway A from the `--base` checkout and B from this tree, each with its `--env-a`/`--env-b` settings
-    over `env`; stop both when done (A is stopped here if B fails to start)."""
+    over `env`, on `mocks`; the gateways and the mocks are stopped when the block ends, however it ends."""
     base = args.base.resolve()
     if not (base / "gateway" / "cli.py").is_file():
+        mocks.stop()
         raise SystemExit(f"--base {base} is not a checkout of this project")
     env_a, env_b = _settings(args.env_a), _settings(args.env_b)
-    a = Gateway(mocks, root=base, **{**env, **env_a})
+    gateways: list[Gateway] = []
     try:
-        return a, Gateway(mocks, **{**env, **env_b})
-    except BaseException:
-        a.stop()
-        raise
+        gateways.append(Gateway(mocks, root=base, **{**env, **env_a}))
+        gateways.append(Gateway(mocks, **{**env, **env_b}))
+        yield gateways[0], gateways[1]
+    finally:
+        for gateway in gateways:
+            gateway.stop()
+        mocks.stop()
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:
