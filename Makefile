@@ -40,8 +40,10 @@ lint: venv
 # The edge tests (tests/test_edge.py) and `make bench`'s under-attack scenario drive Debian's slowhttptest, and
 # run the same attack through Debian's haproxy with deploy/haproxy/edge.cfg; tests/test_metrics.py runs Debian's
 # prometheus against a gateway and its promtool on deploy/observability/alerts.yml: all installed when absent.
+# The store tests start throwaway PostgreSQL and Redis servers (testing/servers.py) from Debian's binaries.
 test-deps:
 	@command -v slowhttptest >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest haproxy prometheus >/dev/null; }
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } && command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; }
 
 test: lint test-deps
 	$(VENV)/bin/lint-imports

@@ -20,6 +20,7 @@ import pytest
 from testing.logs import LOG_DIR_ENV
 from testing.mockproc import MockProcess
 from testing.personal_data import pii_in_logs
+from testing.servers import database_server, fresh_database, redis_server
 
 MOCK_SEED = 7
 MOCK_CHILDREN = 300
@@ -46,3 +47,24 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if found:
         print(f"\npersonal data in the logs of this run: {found[:10]}", file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def database_server_url() -> Iterator[str]:
+    """A PostgreSQL superuser URL shared by the session (testing/servers.py); `fresh_database` gives a test its
+    own database on it."""
+    with database_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis URL shared by the session (testing/servers.py); give each test its own `redis_prefix()`."""
+    with redis_server() as url:
+        yield url
+
+
+@pytest.fixture()
+def database_url(database_server_url: str) -> str:
+    """An empty PostgreSQL database of this test's own."""
+    return fresh_database(database_server_url)
