@@ -4,6 +4,7 @@ imports every layer; what each part does lives in its own room (ARCHITECTURE.md)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
+import psycopg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -34,8 +36,11 @@ from gateway.tracing import Tracing, build_tracing
 from resolvers.masking import INTERNAL_SERVER_ERROR
 from resolvers.pagination import CursorCodec
 from sources.settings import Settings
+from stores.audit_pg import PgAuditStore
 from stores.audit_trail import AuditStore, SQLiteAuditStore
+from stores.pg import Database
 from stores.rate_limits import RateLimiter
+from stores.schema_migrations import MigrationError, migrate
 from sync.services import Services
 
 log = logging.getLogger("ucgw.app")
@@ -57,7 +62,33 @@ def settle_heap() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = None) -> AuditStore:
+def open_database(settings: Settings) -> Database | None:
+    """The PostgreSQL pool of `UCGW_DATABASE_URL` (opened by the lifespan); None: the SQLite files."""
+    if not settings.database_url:
+        return None
+    return Database(settings.database_url, size=settings.database_pool_size, timeout=settings.database_timeout_seconds)
+
+
+async def migrate_at_start(settings: Settings) -> None:
+    """Apply pending migrations when `database_migrate_on_start` allows (through the owning role's URL when
+    given). A server that cannot be reached is logged and the replica starts degraded; a failing migration
+    stops the start."""
+    if not settings.database_url or not settings.migrate_on_start:
+        return
+    try:
+        applied = await asyncio.to_thread(migrate, settings.database_migrate_url or settings.database_url,
+                                          settings.database_url)
+    except MigrationError as exc:
+        raise ConfigError(f"database migration failed: {exc}") from exc
+    except psycopg.OperationalError as exc:
+        log.error("cannot migrate the database at start (%s); starting degraded", type(exc).__name__)
+        return
+    if applied:
+        log.info("database migrations applied: %s", ", ".join(applied))
+
+
+def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = None,
+                     database: Database | None = None) -> AuditStore:
     """The audit trail under the data directory; a store that cannot open stops the start.
 
     `may_block` tells the store when a request may commit on the event loop (see `SQLiteAuditStore`). Without
@@ -66,6 +97,8 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
     if not settings.audit_hmac_key:
         log.warning("UCGW_AUDIT_HMAC_KEY is not set: audit events are signed with a random key of this process "
                     "(`ucgw audit verify` cannot check their HMACs)")
+    if database is not None:
+        return PgAuditStore(database, hmac_key=settings.audit_hmac_key.encode() or None)
     try:
         return SQLiteAuditStore(settings.audit_path, may_block=may_block, synchronous=settings.audit_sync,
                                 hmac_key=settings.audit_hmac_key.encode() or None)
@@ -107,9 +140,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     tracing = tracing or build_tracing(settings)
     authenticator = Authenticator(settings)
     in_flight = InFlight()
-    audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
+    database = services.database if services is not None else open_database(settings)
+    audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block, database=database)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-    services = services or Services(settings, tracer=tracing.tracer)
+    services = services or Services(settings, tracer=tracing.tracer, database=database)
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
@@ -129,7 +163,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
                 "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
                 "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
-                "connections": connections.facts()}
+                "connections": connections.facts(),
+                "database": database.facts() if database is not None else None,
+                "feedLeadership": services.leadership.roles() if services.leadership is not None else {}}
 
     graphql_app = GatewayGraphQL(
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
@@ -154,6 +190,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if database is not None:
+            await migrate_at_start(settings)
+            await database.open()
         await services.start()
         if admin is not None:
             await admin.start()
@@ -169,6 +208,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 await admin.stop()
             await services.close()
             audit_store.close()
+            if database is not None:
+                await database.close()
             tracing.shutdown()  # the spans still buffered go out
 
     routes = [

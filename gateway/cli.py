@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Iterable
 
 from gateway.config import ConfigError, load_settings, require_credentials
 from sources.settings import Settings
@@ -139,15 +140,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - a bad filter is the user's to fix
         print(f"ucgw audit: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 2
-    try:
-        store = SQLiteAuditStore(settings.audit_path, create=False)
-    except FileNotFoundError as exc:
-        print(f"ucgw audit: {exc}", file=sys.stderr)
-        return 1
+    if settings.database_url:
+        from stores.audit_pg import query_sync
+
+        def read(where: AuditFilter) -> list:
+            return query_sync(settings.database_url, where)
+        store = None
+    else:
+        try:
+            store = SQLiteAuditStore(settings.audit_path, create=False)
+        except FileNotFoundError as exc:
+            print(f"ucgw audit: {exc}", file=sys.stderr)
+            return 1
+        read = store.query_sync
     printed = 0
     try:
         while True:  # page through by id: the trail may hold more events than one query returns
-            page = store.query_sync(where)
+            page = read(where)
             for event in page[:args.limit - printed] if args.limit else page:
                 print(json.dumps(event.as_dict(), ensure_ascii=False))
                 printed += 1
@@ -159,34 +168,54 @@ def cmd_audit(args: argparse.Namespace) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        store.close()
+        if store is not None:
+            store.close()
+
+
+def _audit_rows(settings: Settings, command: str) -> Iterable[tuple] | None:
+    """Every stored event row of the configured trail (PostgreSQL's when UCGW_DATABASE_URL is set); None
+    (after saying why) when there is no trail."""
+    if settings.database_url:
+        from stores.audit_pg import read_rows
+
+        return read_rows(settings.database_url)
+    if not settings.audit_path.exists():
+        print(f"ucgw audit {command}: no audit trail at {settings.audit_path}", file=sys.stderr)
+        return None
+    from stores.audit_trail import read_trail
+
+    return read_trail(settings.audit_path)
+
+
+def _trail_name(settings: Settings) -> str:
+    return "postgresql (UCGW_DATABASE_URL)" if settings.database_url else str(settings.audit_path)
 
 
 def audit_checkpoint(args: argparse.Namespace) -> int:
     """Print each chain's head as JSON, to keep outside the gateway's machine; `verify --checkpoint` reads it."""
-    from stores.audit_trail import heads, utc_timestamp
+    from stores.audit_trail import heads_of, utc_timestamp
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
-    if not settings.audit_path.exists():
-        print(f"ucgw audit checkpoint: no audit trail at {settings.audit_path}", file=sys.stderr)
+    rows = _audit_rows(settings, "checkpoint")
+    if rows is None:
         return 2
-    chains = {w: {"seq": h.seq, "id": h.id, "hash": h.hash} for w, h in heads(settings.audit_path).items()}
-    print(json.dumps({"checkpoint": utc_timestamp(), "trail": str(settings.audit_path), "chains": chains}, indent=2))
+    chains = {w: {"seq": h.seq, "id": h.id, "hash": h.hash} for w, h in heads_of(rows).items()}
+    print(json.dumps({"checkpoint": utc_timestamp(), "trail": _trail_name(settings), "chains": chains}, indent=2))
     return 0
 
 
 def audit_verify(args: argparse.Namespace) -> int:
     """Check every chain and HMAC of the trail (and, given one, against a checkpoint). Exit 0 when intact,
     1 when a link is broken (the first broken link of each chain printed), 2 on a usage error."""
-    from stores.audit_trail import Head, hmac_key_problem, verify
+    from stores.audit_trail import Head, hmac_key_problem, verify_rows
 
     settings = load_settings(toml_path=args.config, data_dir=args.data_dir)
     problem = hmac_key_problem(settings.audit_hmac_key)
     if problem:
         print(f"ucgw audit verify: {problem}", file=sys.stderr)
         return 2
-    if not settings.audit_path.exists():
-        print(f"ucgw audit verify: no audit trail at {settings.audit_path}", file=sys.stderr)
+    rows = _audit_rows(settings, "verify")
+    if rows is None:
         return 2
     checkpoint = None
     if args.checkpoint:
@@ -197,7 +226,7 @@ def audit_verify(args: argparse.Namespace) -> int:
             print(f"ucgw audit verify: cannot read checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             return 2
-    verdict = verify(settings.audit_path, settings.audit_hmac_key.encode(), checkpoint)
+    verdict = verify_rows(rows, settings.audit_hmac_key.encode(), checkpoint)
     for broken in verdict.breaks:
         print(f"BROKEN {broken}")
     state = "broken" if verdict.breaks else "ok"
@@ -205,6 +234,32 @@ def audit_verify(args: argparse.Namespace) -> int:
           + (f", {len(verdict.breaks)} broken" if verdict.breaks else "")
           + (f", against a checkpoint of {len(checkpoint)} chains" if checkpoint is not None else ""))
     return 1 if verdict.breaks else 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the pending PostgreSQL migrations through UCGW_DATABASE_MIGRATE_URL (the owning role; else
+    UCGW_DATABASE_URL), granting the runtime role of UCGW_DATABASE_URL its privileges. Exit 0 when the
+    schema is current, 1 when a migration failed or the server cannot be reached, 2 on a usage error."""
+    import psycopg
+
+    from stores.schema_migrations import MigrationError, migrate, pending
+
+    settings = load_settings(toml_path=args.config)
+    owner = settings.database_migrate_url or settings.database_url
+    if not owner:
+        print("ucgw migrate: set UCGW_DATABASE_MIGRATE_URL (the owning role) or UCGW_DATABASE_URL", file=sys.stderr)
+        return 2
+    try:
+        if args.status:
+            names = pending(owner)
+            print("\n".join(f"pending: {n}" for n in names) if names else "the schema is current")
+            return 0
+        applied = migrate(owner, settings.database_url)
+    except (MigrationError, psycopg.Error) as exc:
+        print(f"ucgw migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(f"applied: {n}" for n in applied) if applied else "the schema is current")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -272,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     key_p.add_argument("--field-offices", help="comma-separated ERO field offices the key is limited to")
     key_p.add_argument("--key", help="hash this key instead of making a new one")
     key_p.set_defaults(func=cmd_apikey)
+
+    migrate_p = sub.add_parser("migrate", help="apply pending PostgreSQL migrations (UCGW_DATABASE_MIGRATE_URL)")
+    migrate_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
+    migrate_p.add_argument("--status", action="store_true", help="only list the migrations not applied yet")
+    migrate_p.set_defaults(func=cmd_migrate)
 
     audit_p = sub.add_parser("audit", help="print audit events (JSON lines) matching every given filter; "
                                            "`audit checkpoint` prints each chain's head, `audit verify` checks "

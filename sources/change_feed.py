@@ -1,9 +1,13 @@
 """The sources' change feeds, read: `GET /v1/changes` polled per source, each page validated into `Change`s
 and handed to a `ChangeHandler` (the applier in `sync/feed_applier.py`, which invalidates and publishes).
 
-`ChangeFollower` polls each source from the feed's current end, so a restart does not replay history; it
-retries with backoff through outages, reads a feed that no longer knows its cursor (the source restarted)
-from the feed's first change, and ends with the app. Logs carry counts and sources, never A-numbers.
+`ChangeFollower` polls each source whose feed this process leads (`FeedPositions`, sync/feed_leadership.py:
+one replica per source when replicas share Redis, else this process), from the cursor stored after the last
+applied batch, so changes made while no follower ran are applied when one starts; with no stored cursor
+(the first start) from the feed's current end. After each applied batch the new cursor is stored, under
+the leader's fencing epoch. It retries with backoff through outages, reads a feed that no longer knows its
+cursor (the source restarted) from the feed's first change, and ends with the app. Logs carry counts and
+sources, never A-numbers.
 """
 
 from __future__ import annotations
@@ -85,6 +89,43 @@ class ChangeHandler(Protocol):
         """The source numbers its changes anew: forget the ones seen."""
 
 
+@dataclass(frozen=True, slots=True)
+class Lead:
+    """This process leads a source's feed; `cursor`: where the last leader left it (None: nowhere yet)."""
+
+    cursor: str | None
+
+
+class FeedPositions(Protocol):
+    """Who follows each source's feed, and where it was left (`sync.feed_leadership.FeedLeadership`)."""
+
+    retry_seconds: float  # how often a replica that does not lead asks again
+
+    async def take(self, source: Source) -> Lead | None:
+        """Lead the source's feed if nobody else does (None: another replica does, or it cannot be told)."""
+
+    def leading(self, source: Source) -> bool:
+        """True while this process surely still leads the source (its lease is current)."""
+
+    async def keep(self, source: Source, cursor: str) -> bool:
+        """Store the cursor after an applied batch; False when a newer leader has taken over (fenced out)."""
+
+
+class AlwaysLead:
+    """One process alone: it leads every feed and remembers nothing across restarts (tests, tools)."""
+
+    retry_seconds = 1.0
+
+    async def take(self, source: Source) -> Lead | None:
+        return Lead(None)
+
+    def leading(self, source: Source) -> bool:
+        return True
+
+    async def keep(self, source: Source, cursor: str) -> bool:
+        return True
+
+
 class CursorExpired(Exception):
     """The feed no longer holds changes after our cursor (HTTP 410)."""
 
@@ -96,9 +137,10 @@ class CursorRejected(Exception):
 class ChangeFollower:
     """Polls each source's change feed and hands the changes to the processor."""
 
-    def __init__(self, settings: Settings, processor: ChangeHandler) -> None:
+    def __init__(self, settings: Settings, processor: ChangeHandler, positions: FeedPositions | None = None) -> None:
         self.settings = settings
         self.processor = processor
+        self.positions: FeedPositions = positions or AlwaysLead()
         self.interval = settings.change_feed_poll_seconds
         self.limit = settings.change_feed_batch_limit
         self.cursors: dict[Source, str] = {}
@@ -152,15 +194,48 @@ class ChangeFollower:
         cursor = body["next_cursor"]
         return changes, (str(cursor) if cursor is not None else since)
 
+    async def _lead(self, source: Source) -> bool:
+        """Whether this process leads the source's feed now; on taking the lead, resume where it was left."""
+        positions = self.positions
+        if positions.leading(source) and source in self.cursors:
+            return True
+        self.cursors.pop(source, None)
+        lead = await positions.take(source)
+        if lead is None:
+            return False
+        if lead.cursor is not None:
+            self.cursors[source] = lead.cursor
+            log.info("%s change feed: resuming from the stored cursor", source.value)
+            return True
+        _, cursor = await self._get(source, "latest", 1)
+        if not await positions.keep(source, cursor):
+            return False
+        self.cursors[source] = cursor
+        log.info("%s change feed: no stored cursor; following from its current end", source.value)
+        return True
+
+    async def _keep(self, source: Source, cursor: str) -> bool:
+        """Store the cursor after an applied batch (False: fenced out). While the store is unreachable the
+        cursor moves on in memory only (a successor may then apply those changes again: rather twice than
+        never); the next batch stores it."""
+        try:
+            return await self.positions.keep(source, cursor)
+        except Exception as exc:  # noqa: BLE001 - the cursor store's outage must not stop the feed
+            log.warning("%s change feed: could not store the cursor (%s); keeping it in memory", source.value,
+                        type(exc).__name__)
+            return True
+
     async def _follow(self, source: Source) -> None:
         while True:
             try:
-                if source not in self.cursors:
-                    _, self.cursors[source] = await self._get(source, "latest", 1)
-                    log.info("%s change feed: following from its current end", source.value)
+                if not await self._lead(source):
+                    await asyncio.sleep(self.positions.retry_seconds)
+                    continue
                 since = self.cursors[source]
                 changes, cursor = await self._get(source, since, self.limit)
                 self.polls += 1
+                if not self.positions.leading(source):  # the lease ran out while we read: the next leader applies
+                    continue
                 if changes and since.isdigit() and changes[0].seq > int(since) + 1:
                     log.warning("%s change feed: %d change(s) were trimmed before we read them; "
                                 "affected cache entries expire by TTL", source.value,
@@ -169,6 +244,9 @@ class ChangeFollower:
                     await self.processor.handle(source, changes, "poll")
                 elif source is Source.EOIR:
                     await self.processor.check_alerts()
+                if cursor != since and not await self._keep(source, cursor):
+                    self.cursors.pop(source, None)
+                    continue
                 self.cursors[source] = cursor
                 if self.failures.get(source):
                     log.info("%s change feed: reachable again", source.value)
@@ -182,10 +260,11 @@ class ChangeFollower:
                             "reading the feed from its first change", source.value)
                 self.cursors[source] = ""
                 self.processor.source_restarted(source)
+                await self._keep(source, "")
             except CursorExpired:
                 log.warning("%s change feed: our cursor expired (changes were dropped before we read them); "
                             "following from the current end, missed changes expire by TTL", source.value)
-                self.cursors.pop(source, None)
+                self.cursors[source] = "latest"  # the next poll reads no change and returns the end's cursor
             except Exception as exc:  # an outage or a bad answer: log, back off, keep going
                 n = self.failures[source] = self.failures.get(source, 0) + 1
                 delay = min(30.0, self.interval * 2 ** min(n, 6)) * (0.5 + random.random())

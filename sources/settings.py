@@ -96,6 +96,15 @@ class Settings:
     api_keys_recheck_seconds: float = 60.0
     # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
     tracing: bool = False  # how often the API-key file is checked for changes (at most 60)
+    # scale-out (docs/postgresql.md): PostgreSQL holds the audit trail, safety concerns and feed cursors
+    database_url: str = field(default="", repr=False)  # postgresql://… of the runtime role; empty: SQLite files
+    database_migrate_url: str = field(default="", repr=False)  # the owning role's, for `ucgw migrate`
+    database_migrate_on_start: bool | None = None  # None: migrate at start outside production only
+    database_pool_size: int = 10  # connections per replica
+    database_timeout_seconds: float = 2.0  # longest wait for a connection before a store answers unavailable
+    redis_url: str = field(default="", repr=False)  # redis://…; empty: no Redis (one process leads every feed)
+    redis_prefix: str = "ucgw:"
+    feed_leader_lease_seconds: float = 10.0  # a dead feed leader's lease runs out this long after its renewal
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -112,6 +121,11 @@ class Settings:
     def concerns_path(self) -> Path:
         """Where the safety-concern database lives."""
         return Path(self.concerns_db) if self.concerns_db else Path(self.data_dir) / "concerns.sqlite3"
+
+    @property
+    def migrate_on_start(self) -> bool:
+        """Whether the gateway applies pending migrations when it starts (default: outside production)."""
+        return not self.production if self.database_migrate_on_start is None else self.database_migrate_on_start
 
     def source_url(self, source: Source) -> str:
         """Base URL of one backend."""

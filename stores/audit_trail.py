@@ -213,6 +213,7 @@ _COLUMNS = ("time", "request_id", "subject", "role", "client", "a_number", "outc
             "sections_returned", "sections_denied", "sections_failed", "purpose", "office")
 _CHAIN = ("writer", "seq", "prev_hash", "mac")  # added to each row by `_commit`
 _ALL = _COLUMNS + _CHAIN
+ALL_COLUMNS = _ALL  # a stored event's columns after its id, in the order every store reads and writes them
 
 
 class AuditStoreClosed(RuntimeError):
@@ -278,6 +279,20 @@ def link_mac(base: Any, digest: bytes) -> str:
     mac = base.copy()
     mac.update(digest)
     return mac.hexdigest()
+
+
+def chain_rows(writer: str, base: Any, seq: int, head: str,
+               groups: Sequence[list[_Row]]) -> tuple[list[_Row], int, str]:
+    """`groups`' rows, in order, each linked into `writer`'s chain after (`seq`, `head`) and signed with
+    `base` (`mac_base`); and the chain's seq and head after them. Every store's writer links its rows so."""
+    out = []
+    for rows in groups:
+        for row in rows:
+            seq += 1
+            digest = link_hash(writer, seq, head, row)
+            out.append((*row, writer, seq, head, link_mac(base, digest)))
+            head = digest.hex()
+    return out, seq, head
 
 
 def hmac_key_problem(key: str) -> str | None:
@@ -423,15 +438,7 @@ class SQLiteAuditStore:
 
     def _chain(self, groups: Sequence[list[_Row]]) -> tuple[list[_Row], int, str]:
         """`groups`' rows, in order, each with its chain fields; and the chain's seq and head after them."""
-        writer, base, seq, head = self.writer_id, self._mac, self._seq, self._head
-        out = []
-        for rows in groups:
-            for row in rows:
-                seq += 1
-                digest = link_hash(writer, seq, head, row)
-                out.append((*row, writer, seq, head, link_mac(base, digest)))
-                head = digest.hex()
-        return out, seq, head
+        return chain_rows(self.writer_id, self._mac, self._seq, self._head, groups)
 
     def query_sync(self, where: AuditFilter) -> list[AuditEvent]:
         """Matching events, oldest first, at most `where.limit` (capped)."""
@@ -632,6 +639,10 @@ def _event(row: tuple[Any, ...]) -> AuditEvent:
     )
 
 
+event_rows = _rows  # events as stored rows (`_COLUMNS`), for every store
+stored_event = _event  # a stored row ((id, *ALL_COLUMNS)) as an event, for every store
+
+
 def _upgrade(db: sqlite3.Connection) -> None:
     """Add the columns a trail made before field-office scoping and chaining lacks (its old rows stay
     unchained: `verify` reports them)."""
@@ -689,10 +700,20 @@ def _read_rows(path: Path) -> Iterable[tuple[Any, ...]]:
         db.close()
 
 
+def read_trail(path: str | Path) -> Iterable[tuple[Any, ...]]:
+    """Every row of the SQLite trail at `path`, by id ((id, *ALL_COLUMNS)), for `verify_rows` / `heads_of`."""
+    return _read_rows(Path(path))
+
+
 def heads(path: str | Path) -> dict[str, Head]:
     """Each chain's last link, by writer (rows without a chain are left out)."""
+    return heads_of(_read_rows(Path(path)))
+
+
+def heads_of(rows: Iterable[tuple[Any, ...]]) -> dict[str, Head]:
+    """Each chain's last link among `rows` ((id, *_ALL) by id, from any store)."""
     last: dict[str, tuple[Any, ...]] = {}
-    for row in _read_rows(Path(path)):
+    for row in rows:
         if row[1 + len(_COLUMNS)] is not None:
             last[row[1 + len(_COLUMNS)]] = row
     out = {}
@@ -706,11 +727,16 @@ def verify(path: str | Path, key: bytes, checkpoint: dict[str, Head] | None = No
     """Check every chain of the trail at `path`: each event follows the one before it in its writer's chain
     (seq one more, `prev_hash` that event's hash), and its HMAC under `key` matches. With a `checkpoint`
     (`heads` taken earlier), every chain it names must still reach its head, with the same hash."""
+    return verify_rows(_read_rows(Path(path)), key, checkpoint)
+
+
+def verify_rows(rows: Iterable[tuple[Any, ...]], key: bytes, checkpoint: dict[str, Head] | None = None) -> Verdict:
+    """`verify` of `rows` ((id, *_ALL) by id, from any store)."""
     verdict, base = Verdict(), mac_base(key)
     state: dict[str, tuple[int, str, int]] = {}  # writer -> (seq, hash, id) of its latest good event
     broken: dict[str, Break] = {}
     reached: dict[str, str] = {}  # writer -> hash of its event at the checkpoint's seq
-    for row in _read_rows(Path(path)):
+    for row in rows:
         verdict.events += 1
         id_, content, (writer, seq, prev, mac) = row[0], row[1:1 + len(_COLUMNS)], row[1 + len(_COLUMNS):]
         name = writer if writer is not None else _UNCHAINED

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from rules.digits import ascii_int
 
@@ -26,6 +26,7 @@ STATUSES = (OPEN, ACKNOWLEDGED, RESOLVED)
 SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
 # status a concern must be in for each action
 ALLOWED_FROM = {ACKNOWLEDGED: (OPEN,), RESOLVED: (OPEN, ACKNOWLEDGED)}
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"  # the code of a shared store that cannot be reached (HTTP 503)
 
 
 class ConcernError(Exception):
@@ -311,16 +312,7 @@ class SqliteConcernStore:
             f"SELECT field_office, status, severity, COUNT(*), MIN(reported_at) FROM concerns WHERE {where}"
             " GROUP BY field_office, status, severity", params,
         ).fetchall()
-        acc: dict[str | None, dict[str, object]] = {}
-        for office, status, severity, count, oldest in rows:
-            a = acc.setdefault(office, {"open": 0, "ack": 0, "sev": dict.fromkeys(SEVERITIES, 0), "oldest": oldest})
-            a["open" if status == OPEN else "ack"] += count  # type: ignore[operator]
-            a["sev"][severity] = a["sev"].get(severity, 0) + count  # type: ignore[index,union-attr]
-            a["oldest"] = min(a["oldest"], oldest)  # type: ignore[type-var]
-        out = [OfficeCounts(office, a["open"], a["ack"], a["sev"], a["oldest"])  # type: ignore[arg-type]
-               for office, a in acc.items()]
-        out.sort(key=lambda c: (c.oldest_reported_at, c.field_office or ""))
-        return out
+        return count_offices(rows)
 
     async def office_counts(self, field_offices: Sequence[str | None] | None = None) -> list[OfficeCounts]:
         """Unresolved (OPEN + ACKNOWLEDGED) concerns per office, the office with the oldest first."""
@@ -330,3 +322,18 @@ class SqliteConcernStore:
         """Close the database (everything is already committed)."""
         with self._lock:
             self._db.close()
+
+
+def count_offices(rows: Sequence[Sequence[Any]]) -> list[OfficeCounts]:
+    """Per-office counts from (office, status, severity, count, oldest reported_at) rows, oldest office first
+    (every store's `office_counts`)."""
+    acc: dict[str | None, dict[str, object]] = {}
+    for office, status, severity, count, oldest in rows:
+        a = acc.setdefault(office, {"open": 0, "ack": 0, "sev": dict.fromkeys(SEVERITIES, 0), "oldest": oldest})
+        a["open" if status == OPEN else "ack"] += count  # type: ignore[operator]
+        a["sev"][severity] = a["sev"].get(severity, 0) + count  # type: ignore[index,union-attr]
+        a["oldest"] = min(a["oldest"], oldest)  # type: ignore[type-var]
+    out = [OfficeCounts(office, a["open"], a["ack"], a["sev"], a["oldest"])  # type: ignore[arg-type]
+           for office, a in acc.items()]
+    out.sort(key=lambda c: (c.oldest_reported_at, c.field_office or ""))
+    return out

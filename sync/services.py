@@ -1,8 +1,14 @@
 """The gateway's long-lived parts, built once per process: clients, cache and fetchers per source,
-the safety-concern store, the pub/sub, the change-feed follower and the shared walks of every child."""
+the safety-concern store, the pub/sub, the change-feed follower with its leadership and cursors, and the
+shared walks of every child. With a `Database` (UCGW_DATABASE_URL) the concern store and the feed cursors
+are PostgreSQL's, else SQLite files under the data directory."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
+from pathlib import Path
 from typing import Any
 
 from sources.change_feed import ChangeFollower
@@ -12,17 +18,24 @@ from sources.record_cache import Cache, MemoryCache
 from sources.settings import Settings
 from sources.systems import Source
 from sources.tracing import Tracer
+from stores.concerns_pg import PgConcernStore
+from stores.feed_cursors import PgFeedCursorStore, SqliteFeedCursorStore
+from stores.feed_leases import RedisLeases
+from stores.pg import Database
 from stores.pubsub import MemoryPubSub, PubSub
 from stores.safety_concerns import ConcernStore, SqliteConcernStore
 from sync.feed_applier import ChangeProcessor
+from sync.feed_leadership import FeedLeadership
 from sync.shared_runs import SharedRuns
 
 
 class Services:
     """Holds one client and one fetcher per source, sharing one cache."""
 
-    def __init__(self, settings: Settings, cache: Cache | None = None, tracer: Tracer | None = None) -> None:
+    def __init__(self, settings: Settings, cache: Cache | None = None, tracer: Tracer | None = None,
+                 database: Database | None = None) -> None:
         self.settings = settings
+        self.database = database  # PostgreSQL (opened by the app's lifespan); None: SQLite files
         self.tracer = tracer  # the process's (gateway/tracing.py); None: tracing off
         retain = {s.value: settings.ttl(s) + max(settings.max_stale_seconds,
                                                   settings.stale_while_revalidate_seconds) for s in Source}
@@ -36,13 +49,25 @@ class Services:
         self.follower = ChangeFollower(settings, self.changes)
         self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
         self._concerns: ConcernStore | None = None
+        self.leadership: FeedLeadership | None = None  # built by `start` when the feeds are followed
 
     @property
     def concerns(self) -> ConcernStore:
         """The safety-concern store (opened on first use, or by `start`)."""
         if self._concerns is None:
-            self._concerns = SqliteConcernStore(self.settings.concerns_path)
+            self._concerns = (PgConcernStore(self.database) if self.database is not None
+                              else SqliteConcernStore(self.settings.concerns_path))
         return self._concerns
+
+    def _leadership(self) -> FeedLeadership:
+        """Feed leadership: a Redis lease per source when replicas share Redis; cursors in PostgreSQL or SQLite."""
+        settings = self.settings
+        cursors = (PgFeedCursorStore(self.database) if self.database is not None
+                   else SqliteFeedCursorStore(Path(settings.data_dir) / "feed_cursors.sqlite3"))
+        replica = settings.replica_id or f"{socket.gethostname()}:{os.getpid()}"
+        leases = (RedisLeases(settings.redis_url, settings.redis_prefix, f"{replica}/{secrets.token_hex(6)}",
+                              settings.feed_leader_lease_seconds) if settings.redis_url else None)
+        return FeedLeadership(cursors, leases, settings.feed_leader_lease_seconds, replica)
 
     def health(self) -> list[dict[str, object]]:
         """Plain facts per source (breaker, last success and error, latency), for /readyz and GraphQL."""
@@ -61,18 +86,24 @@ class Services:
     def readiness(self, facts: list[dict[str, object]] | None = None) -> tuple[bool, str]:
         """(ready, status): ready while some source is usable; "degraded" while any source is not."""
         usable = [bool(f["usable"]) for f in (self.health() if facts is None else facts)]
-        return any(usable), "ok" if all(usable) else "degraded"
+        shared_ok = self.database is None or self.database.reachable  # a shared store's outage: degraded, not 503
+        return any(usable), "ok" if all(usable) and shared_ok else "degraded"
 
     async def start(self) -> None:
         """Open every backend's connection pool and the concern store; start following the change feeds."""
         for client in self.clients.values():
             await client.start()
         _ = self.concerns
+        if self.follower.enabled and self.leadership is None:
+            self.leadership = self.follower.positions = self._leadership()
         await self.follower.start()
 
     async def close(self) -> None:
         """Stop following changes, end subscriptions, let background refreshes end, close pools and stores."""
         await self.follower.stop()
+        if self.leadership is not None:
+            await self.leadership.close()
+            self.leadership = None
         await self.pubsub.close()
         for fetcher in self.fetchers.values():
             await fetcher.aclose()

@@ -33,7 +33,7 @@ from gateway.http.request_state import REQUEST_STATE, RequestState, request_stat
 from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRefusedOverHTTP
 from gateway.http.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.answer_recording import AnswerRecording
-from resolvers.audit_reads import ReadRecorder
+from resolvers.audit_reads import AUDIT_UNAVAILABLE, ReadRecorder
 from resolvers.context import RequestContext
 from resolvers.errors import BAD_USER_INPUT
 from resolvers.masking import mask_unexpected
@@ -41,8 +41,11 @@ from resolvers.pagination import CursorCodec
 from resolvers.schema import build_schema
 from stores.audit_trail import AuditStore
 from stores.rate_limits import RateLimiter
+from stores.safety_concerns import STORE_UNAVAILABLE
 from sync.services import Services
 
+UNAVAILABLE_CODES = frozenset({AUDIT_UNAVAILABLE, STORE_UNAVAILABLE})
+RETRY_UNAVAILABLE = b"2"  # seconds: the stores' probe asks PostgreSQL every second
 log = logging.getLogger("ucgw.app")
 # codes of the requests strawberry refuses before any GraphQL work, by HTTP status
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
@@ -207,8 +210,13 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         the GraphQL-over-HTTP spec has it, with their BAD_USER_INPUT errors."""
         if _variables_refused(response_data):
             sub_response.status_code = 400
+        unavailable = _store_unavailable(response_data)
+        if unavailable:
+            sub_response.status_code = 503
         response = super().create_response(response_data, sub_response)
         response.headers.raw.extend(ANSWER_HEADERS)
+        if unavailable:
+            response.headers.raw.append((b"retry-after", RETRY_UNAVAILABLE))
         request_id = REQUEST_ID.get()
         if request_id is not None:
             response.headers.raw.append(id_header(request_id))
@@ -271,6 +279,17 @@ def _with_id(error: GraphQLError, request_id: str | None) -> GraphQLError:
     if request_id is not None:
         error.extensions = {**(error.extensions or {}), "requestId": request_id}
     return error
+
+
+def _store_unavailable(response_data: Any) -> bool:
+    """True when the answer holds no data because a shared store is down (the audit trail: fail closed; the
+    concern store): HTTP 503 with Retry-After, so clients and load balancers retry, not treat it as final."""
+    if not isinstance(response_data, dict):
+        return False
+    errors, data = response_data.get("errors") or [], response_data.get("data")
+    if not any(isinstance(e, dict) and (e.get("extensions") or {}).get("code") in UNAVAILABLE_CODES for e in errors):
+        return False
+    return data is None or (isinstance(data, dict) and all(v is None for v in data.values()))
 
 
 def _variables_refused(response_data: Any) -> bool:

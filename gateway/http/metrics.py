@@ -319,6 +319,15 @@ class StateCollector(Collector):
                        "started one, joined one running, waited for a slot, was refused", ["replica", "event"],
                        (([r, e], getattr(scans, e)) for e in ("started", "joined", "waited", "refused")))
         yield _gauge("ucgw_scans_running", "Walks of every child running now", ["replica"], [([r], scans.running)])
+        leadership = getattr(services, "leadership", None)
+        roles = leadership.roles() if leadership is not None else {}
+        yield _gauge("ucgw_feed_leader", "1 while this replica follows the source's change feed (its leader)",
+                     ["replica", "source"], (([r, s.value], 1.0 if roles.get(s.value) == "leader" else 0.0)
+                                             for s in Source))
+        database = getattr(services, "database", None)
+        if database is not None:
+            yield _gauge("ucgw_database_reachable", "1 while PostgreSQL answers this replica", ["replica"],
+                         [([r], 1.0 if database.reachable else 0.0)])
         conn = self.connections.facts()
         yield _gauge("ucgw_connections_open", "Open client connections on the public listener", ["replica"],
                      [([r], conn.get("open", 0))])
