@@ -165,7 +165,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
                 "connections": connections.facts(),
                 "database": database.facts() if database is not None else None,
-                "feedLeadership": services.leadership.roles() if services.leadership is not None else {}}
+                "changeFeed": {"leadership": services.leadership.roles() if services.leadership is not None else {},
+                               "applied": services.changes.applied}}
 
     graphql_app = GatewayGraphQL(
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,

@@ -81,6 +81,7 @@ class ChangeProcessor:
         self.pubsub = pubsub
         self._seen_changes: dict[Source, Recent[tuple[Change, str]]] = {s: Recent(SEEN_CHANGES) for s in Source}
         self.processed = 0
+        self.applied: dict[str, int] = {s.value: 0 for s in Source}  # new changes handled, per source
         self.alerts = 0
         self._alerted: Recent[tuple[str, str]] = Recent(100_000)
         self._pending_alert_checks: dict[str, dict[str, Any] | None] = {}
@@ -126,6 +127,7 @@ class ChangeProcessor:
             for office in event.field_offices:
                 await self.pubsub.publish(office_topic(office), event)
         self.processed += len(fresh)
+        self.applied[source.value] += len(fresh)
         for a in alert_candidates:
             self._pending_alert_checks.setdefault(a, previous.get(a))
         await self.check_alerts(offices)
