@@ -202,7 +202,7 @@ def test_concurrent_acknowledges_on_two_replicas_one_wins(three: list[GatewayPro
     for a_number in mock_services.sample(5):
         concern = _report(three[0], a_number)
         with ThreadPoolExecutor(3) as pool:
-            outcomes = list(pool.map(lambda gw: gw.query(ACK, {"id": concern, "note": gw.url}), three))
+            outcomes = list(pool.map(lambda gw, c=concern: gw.query(ACK, {"id": c, "note": gw.url}), three))
         won = [body for _, body in outcomes if not body.get("errors")]
         lost = [body for _, body in outcomes if body.get("errors")]
         assert len(won) == 1 and len(lost) == 2, outcomes
