@@ -4,7 +4,7 @@ The same events, chains and HMACs as the SQLite store (`stores/audit_trail.py`, 
 uses): each store instance is one writer with its own hash chain, so no replica waits on another's lock,
 and the table's identity `id` puts every replica's events in one order. Group commit: the appends made
 while a commit is in flight (and those of the turn that starts one) go out together in the next
-transaction, its INSERTs pipelined in one round trip; each caller returns once its rows are committed.
+transaction, one multi-row INSERT (one round trip); each caller returns once its rows are committed.
 
 A failed transaction reports its error to each caller, whose answer is then withheld (AUDIT_UNAVAILABLE);
 since a commit whose connection broke may or may not have landed, the writer starts a new chain after any
@@ -15,6 +15,7 @@ The runtime role may only INSERT and SELECT this table (stores/migrations/0001_s
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,17 @@ from stores.pg import Database, StoreUnavailable
 _INSERT = (f"INSERT INTO audit_event ({', '.join(ALL_COLUMNS)}) "
            f"VALUES ({', '.join(['%s'] * len(ALL_COLUMNS))})")
 _SELECT = f"SELECT id, {', '.join(ALL_COLUMNS)} FROM audit_event"
+# A group of at most this many rows is one INSERT statement (PostgreSQL binds at most 65,535 parameters);
+# larger ones are one transaction of pipelined INSERTs.
+ROWS_PER_STATEMENT = 1000
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_rows(count: int) -> str:
+    row = f"({', '.join(['%s'] * len(ALL_COLUMNS))})"
+    return f"INSERT INTO audit_event ({', '.join(ALL_COLUMNS)}) VALUES {', '.join([row] * count)}"
+
+
 _Row = tuple[Any, ...]
 
 
@@ -121,8 +133,12 @@ class PgAuditStore:
         chained, seq, head = chain_rows(self.writer_id, self._mac, self._seq, self._head, groups)
         started = time.monotonic()
         try:
-            async with self.database.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                await cur.executemany(_INSERT, chained)
+            async with self.database.connection() as conn:
+                if len(chained) <= ROWS_PER_STATEMENT:  # one statement, its own transaction: one round trip
+                    await conn.execute(_insert_rows(len(chained)), [v for row in chained for v in row])
+                else:
+                    async with conn.transaction(), conn.cursor() as cur:
+                        await cur.executemany(_INSERT, chained)  # pipelined
         except BaseException:
             self.failed_commits += 1
             self.chains += 1

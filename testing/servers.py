@@ -67,8 +67,9 @@ def _unprivileged() -> pwd.struct_passwd | None:
 class PostgresServer:
     """One PostgreSQL server (trust auth on loopback, superuser `postgres`) on a free port."""
 
-    def __init__(self, data_dir: str | Path | None = None, port: int | None = None) -> None:
+    def __init__(self, data_dir: str | Path | None = None, port: int | None = None, fsync: bool = False) -> None:
         self._own_dir = data_dir is None
+        self.fsync = fsync  # off for tests; on for benchmarks that measure commits
         self.dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="ucgw-pg-"))
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -92,7 +93,7 @@ class PostgresServer:
                             "--no-sync"], check=True, capture_output=True, cwd=self.dir, **self._run_as())
         self.proc = subprocess.Popen(
             [_find("postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.dir),
-             "-c", "fsync=off", "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
+             "-c", f"fsync={'on' if self.fsync else 'off'}", "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
             stdout=subprocess.DEVNULL, stderr=open(self.dir / "postgres.log", "ab"),  # noqa: SIM115
             cwd=self.dir, start_new_session=True, **self._run_as())
         _wait_port(self.port, self.proc, "postgres")
