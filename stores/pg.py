@@ -5,9 +5,10 @@ psycopg 3 rather than asyncpg: it is native asyncio, sends a transaction's state
 wheel bundles libpq, so a fresh machine needs no compiler or client library (docs/postgresql.md).
 
 `Database` is built by `create_app` when `UCGW_DATABASE_URL` is set and opened by the app's lifespan without
-waiting for the server: a replica starts (and answers, degraded) while PostgreSQL is down. Every store reports
-what its calls saw (`saw_failure` / `saw_success`); while the server is unreachable a probe asks every second,
-so `reachable` turns true again without traffic, and the pool replaces its broken connections by itself.
+waiting for the server: a replica starts (and answers, degraded) while PostgreSQL is down. Every call through
+`connection` reports what it saw; besides, a watcher asks the server (`SELECT 1`) when no call has succeeded
+for `WATCH_SECONDS` while it is reachable, and every `PROBE_SECONDS` while it is not, so `reachable` (the
+public /readyz's "degraded") follows the server without traffic; the pool replaces broken connections.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +25,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 log = logging.getLogger("ucgw.database")
 
-PROBE_SECONDS = 1.0
+PROBE_SECONDS = 1.0  # how often an unreachable server is asked again
+WATCH_SECONDS = 5.0  # how long a reachable server may go without a successful call before it is asked
 # what an unreachable or restarting server raises: the call's outcome is unknown, the store is unavailable
 UNAVAILABLE = (psycopg.OperationalError, PoolTimeout, psycopg.errors.AdminShutdown, psycopg.InterfaceError)
 
@@ -43,19 +46,23 @@ class Database:
                                         reconnect_timeout=0, name="ucgw")
         self.reachable = True
         self.failures = 0
-        self._probe: asyncio.Task[None] | None = None
+        self._succeeded_at = 0.0  # monotonic time of the last successful call
+        self._woken = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Open the pool without waiting for the server (its connections are made in the background)."""
+        """Open the pool without waiting for the server (its connections are made in the background), and
+        start watching it."""
         await self.pool.open(wait=False)
+        self._watcher = asyncio.create_task(self._watch(), name="pg-watch")
 
     async def close(self) -> None:
-        """Stop probing and close every connection."""
-        if self._probe is not None:
-            self._probe.cancel()
+        """Stop watching and close every connection."""
+        if self._watcher is not None:
+            self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
-            self._probe = None
+                await self._watcher
+            self._watcher = None
         await self.pool.close()
 
     @contextlib.asynccontextmanager
@@ -70,29 +77,37 @@ class Database:
         self.saw_success()
 
     def saw_success(self) -> None:
+        self._succeeded_at = time.monotonic()
         if not self.reachable:
             log.info("PostgreSQL is reachable again")
         self.reachable = True
 
     def saw_failure(self, exc: BaseException) -> None:
-        """A call failed for the server: mark it unreachable, drop broken connections, probe until it answers."""
+        """A call failed for the server: mark it unreachable; the watcher asks it every second from now on."""
         self.failures += 1
         if self.reachable:
             log.warning("PostgreSQL is unreachable (%s): audited reads and safety changes are refused until it "
                         "returns", type(exc).__name__)
         self.reachable = False
-        if self._probe is None or self._probe.done():
-            with contextlib.suppress(RuntimeError):  # no running loop (closing): nothing to probe for
-                self._probe = asyncio.get_running_loop().create_task(self._wait_for_server(), name="pg-probe")
+        self._woken.set()
 
-    async def _wait_for_server(self) -> None:
-        while not self.reachable:
-            await self.pool.check()  # broken idle connections are replaced
+    async def _watch(self) -> None:
+        while True:
+            wait = WATCH_SECONDS if self.reachable else PROBE_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), wait)
+            self._woken.clear()
+            if self.reachable and time.monotonic() - self._succeeded_at < WATCH_SECONDS:
+                continue  # calls are succeeding: nothing to ask
+            if not self.reachable:
+                await self.pool.check()  # broken idle connections are replaced
             try:
                 async with self.pool.connection(timeout=self.timeout) as conn:
                     await conn.execute("SELECT 1")
-            except UNAVAILABLE:
-                await asyncio.sleep(PROBE_SECONDS)
+            except UNAVAILABLE as exc:
+                if self.reachable:
+                    self.saw_failure(exc)
+                self._woken.clear()
                 continue
             self.saw_success()
 
