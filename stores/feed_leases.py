@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
+# take the lease when free (or still ours: a renewal that failed for a moment), and the next epoch, atomically
+_ACQUIRE = ("if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then "
+            "if redis.call('get', KEYS[1]) ~= ARGV[1] then return false end "
+            "redis.call('pexpire', KEYS[1], ARGV[2]) end "
+            "return redis.call('incr', KEYS[2])")
 # renew/release only a lease we hold (the value is the holder's id)
 _RENEW = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
@@ -33,10 +38,10 @@ class RedisLeases:
         return f"{self.prefix}feed:epoch:{source}"
 
     async def acquire(self, source: str) -> int | None:
-        """Take the source's lease if nobody holds it: the new fencing epoch; None when another holds it."""
-        if not await self.client.set(self._lease(source), self.holder, nx=True, px=self.lease_ms):
-            return None
-        return int(await self.client.incr(self._epoch(source)))
+        """Take the source's lease if nobody else holds it: the new fencing epoch; None when another holds it."""
+        epoch = await self.client.eval(_ACQUIRE, 2, self._lease(source), self._epoch(source), self.holder,
+                                       self.lease_ms)
+        return None if epoch is None else int(epoch)
 
     async def renew(self, source: str) -> bool:
         """Extend our lease by the lease time; False when it is no longer ours (it ran out, another took it)."""
