@@ -35,7 +35,7 @@ from resolvers.masking import INTERNAL_SERVER_ERROR
 from resolvers.pagination import CursorCodec
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, SQLiteAuditStore
-from stores.rate_limits import RateLimiter
+from stores.rate_limits import RateLimiter, RedisBucketStore
 from sync.services import Services
 
 log = logging.getLogger("ucgw.app")
@@ -108,9 +108,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     authenticator = Authenticator(settings)
     in_flight = InFlight()
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
-    limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings, tracer=tracing.tracer)
-    answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
+    limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst,
+                                     None if services.redis is None else RedisBucketStore(services.redis))
+    answers = AnswerCache(settings.answer_cache_bytes, services.fetchers, paused=services.redis_down)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
     # Prometheus metrics, served by the admin listener only: none without one (nothing would read them)
@@ -129,7 +130,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
                 "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
                 "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
-                "connections": connections.facts()}
+                "connections": connections.facts(),
+                "redis": None if services.redis is None else services.redis.facts(),
+                "changes": {"processed": services.changes.processed}}
 
     graphql_app = GatewayGraphQL(
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
@@ -174,7 +177,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     routes = [
         Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", guarded),
-        Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter), methods=["POST"]),
+        Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter, services.redis),
+              methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

@@ -94,6 +94,9 @@ class Settings:
     ws_operations_per_socket: int = 100  # operations running at once on one websocket
     subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
     api_keys_recheck_seconds: float = 60.0
+    # scale-out: state the replicas share (docs/redis.md); empty: none, each process alone (memory)
+    redis_url: str = field(default="", repr=False)  # redis://[:password@]host:port/db; may hold a password
+    redis_prefix: str = "ucgw:"  # every key and channel of this deployment starts with it
     # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
     tracing: bool = False  # how often the API-key file is checked for changes (at most 60)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

@@ -3,17 +3,23 @@ the safety-concern store, the pub/sub, the change-feed follower and the shared w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from sources.change_feed import ChangeFollower
 from sources.client import SourceClient
 from sources.fetcher import SourceFetcher
 from sources.record_cache import Cache, MemoryCache
+from sources.redis_link import RedisLink, listen
 from sources.settings import Settings
+from sources.shared_records import SharedRecords
 from sources.systems import Source
 from sources.tracing import Tracer
 from stores.pubsub import MemoryPubSub, PubSub
+from stores.redis_pubsub import RedisPubSub
 from stores.safety_concerns import ConcernStore, SqliteConcernStore
+from sync.change_events import event_from_wire, event_wire
 from sync.feed_applier import ChangeProcessor
 from sync.shared_runs import SharedRuns
 
@@ -30,8 +36,16 @@ class Services:
             settings.cache_max_entries, lambda key: retain[key.split(":", 1)[0]]
         )
         self.clients = {s: SourceClient(s, settings, tracer) for s in Source}
-        self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings) for s in Source}
-        self.pubsub: PubSub = MemoryPubSub(settings.subscription_queue_size)
+        # with UCGW_REDIS_URL: the replicas' shared cache, leases, invalidations and events (docs/redis.md)
+        self.redis = RedisLink(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
+        self.shared = None if self.redis is None else SharedRecords(
+            self.redis, lambda key: retain[key.split(":", 1)[0]], lease_seconds=1.5 * settings.source_timeout_seconds)
+        self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings, self.shared) for s in Source}
+        local = MemoryPubSub(settings.subscription_queue_size)
+        self.pubsub: PubSub = local if self.redis is None else RedisPubSub(self.redis, local, event_wire,
+                                                                           event_from_wire)
+        self._stopping = asyncio.Event()
+        self._listeners: list[asyncio.Task[None]] = []
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
         self.follower = ChangeFollower(settings, self.changes)
         self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
@@ -59,25 +73,52 @@ class Services:
         return facts
 
     def readiness(self, facts: list[dict[str, object]] | None = None) -> tuple[bool, str]:
-        """(ready, status): ready while some source is usable; "degraded" while any source is not."""
+        """(ready, status): ready while some source is usable; "degraded" while any source is not, or while
+        the shared Redis is unreachable (still ready: the replica answers alone)."""
         usable = [bool(f["usable"]) for f in (self.health() if facts is None else facts)]
-        return any(usable), "ok" if all(usable) else "degraded"
+        return any(usable), "ok" if all(usable) and not self.redis_down() else "degraded"
+
+    def redis_down(self) -> bool:
+        """True while this replica has a shared Redis and cannot reach it (it works alone meanwhile)."""
+        return self.redis is not None and not self.redis.usable
+
+    def _drop(self, key: str) -> None:
+        """Another replica (or this one) announced a change: forget this replica's copy of the record."""
+        source, _, a_number = key.partition(":")
+        fetcher = self.fetchers.get(Source(source)) if source in Source.__members__ else None
+        if fetcher is not None:
+            fetcher.invalidate(a_number)
 
     async def start(self) -> None:
         """Open every backend's connection pool and the concern store; start following the change feeds."""
         for client in self.clients.values():
             await client.start()
+        if self.redis is not None and self.shared is not None:
+            await self.redis.start()
+            self.shared.follow(self._drop)
+            if isinstance(self.pubsub, RedisPubSub):
+                self._listeners.append(asyncio.create_task(
+                    listen(self.redis, self.pubsub.channel, self.pubsub.deliver, self._stopping)))
         _ = self.concerns
         await self.follower.start()
 
     async def close(self) -> None:
         """Stop following changes, end subscriptions, let background refreshes end, close pools and stores."""
         await self.follower.stop()
+        self._stopping.set()
+        for task in self._listeners:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.pubsub.close()
         for fetcher in self.fetchers.values():
             await fetcher.aclose()
         for client in self.clients.values():
             await client.close()
+        if self.shared is not None:
+            await self.shared.close()
+        if self.redis is not None:
+            await self.redis.close()
         if self._concerns is not None:
             await self._concerns.close()
             self._concerns = None
