@@ -18,6 +18,7 @@ from sources.systems import Source
 from sources.tracing import Tracer
 from stores.pubsub import MemoryPubSub, PubSub
 from stores.redis_pubsub import RedisPubSub
+from stores.redis_slots import ClusterSlots
 from stores.safety_concerns import ConcernStore, SqliteConcernStore
 from sync.change_events import event_from_wire, event_wire
 from sync.feed_applier import ChangeProcessor
@@ -48,7 +49,11 @@ class Services:
         self._listeners: list[asyncio.Task[None]] = []
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
         self.follower = ChangeFollower(settings, self.changes)
-        self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
+        # per-caller limits every replica counts together (with Redis; None: each replica's own count alone)
+        self.socket_slots = self._slots("ws", settings.websockets_per_client)
+        self.operation_slots = self._slots("ops", settings.subscriptions_per_client)
+        scan_slots = self._slots("scan", 1)  # one walk of every child of its own per caller
+        self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans, scan_slots)  # walks of every child
         self._concerns: ConcernStore | None = None
 
     @property
@@ -77,6 +82,9 @@ class Services:
         the shared Redis is unreachable (still ready: the replica answers alone)."""
         usable = [bool(f["usable"]) for f in (self.health() if facts is None else facts)]
         return any(usable), "ok" if all(usable) and not self.redis_down() else "degraded"
+
+    def _slots(self, name: str, cap: int) -> ClusterSlots | None:
+        return None if self.redis is None or not cap else ClusterSlots(self.redis, name, cap)
 
     def redis_down(self) -> bool:
         """True while this replica has a shared Redis and cannot reach it (it works alone meanwhile)."""
@@ -115,6 +123,9 @@ class Services:
             await fetcher.aclose()
         for client in self.clients.values():
             await client.close()
+        for slots in (self.socket_slots, self.operation_slots, self.scans.owner_slots):
+            if slots is not None:
+                await slots.close()
         if self.shared is not None:
             await self.shared.close()
         if self.redis is not None:

@@ -11,6 +11,8 @@ when it is back.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -282,3 +284,72 @@ def test_with_redis_stopped_replicas_answer_alone_and_rejoin(mock_services: Mock
     fresh = children[5]  # rejoined: a record one replica fetches is a HIT on the other again
     assert {p["cacheStatus"] for p in provenances(status_of(a_gw, fresh))} == {"MISS"}
     assert {p["cacheStatus"] for p in provenances(status_of(b_gw, fresh))} == {"HIT"}
+
+
+async def _joined(gw: GatewayProcess, token: str) -> Any:
+    ws = await websockets.connect(gw.url.replace("http://", "ws://") + "/graphql", subprotocols=[WS])
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+    return ws
+
+
+async def _closed_with(ws: Any) -> tuple[int, str]:
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            await asyncio.wait_for(ws.recv(), 15)
+    return closed.value.rcvd.code, closed.value.rcvd.reason  # type: ignore[union-attr]
+
+
+def test_websockets_and_subscriptions_per_caller_count_over_every_replica(mock_services: MockProcess,
+                                                                           redis_url: str, stack: ExitStack) -> None:
+    a_gw, b_gw = started(stack, replicas(2, mock_services, redis_url, UCGW_WEBSOCKETS_PER_CLIENT="2",
+                                         UCGW_SUBSCRIPTIONS_PER_CLIENT="2"))
+    alice, bob = mint("caseworker", subject="ws-alice"), mint("caseworker", subject="ws-bob")
+    watch = 'subscription { childStatusChanged(aNumber: "A000000001") { sequence } }'
+
+    async def run() -> None:
+        one, two = await _joined(a_gw, alice), await _joined(b_gw, alice)
+        third = await _joined(a_gw, alice)  # one socket on each replica: the third is one too many
+        assert await _closed_with(third) == (4429, "too many open websockets for this client (at most 2)")
+        other = await _joined(a_gw, bob)  # another caller has its own count
+        await one.send(json.dumps({"id": "a", "type": "subscribe", "payload": {"query": watch}}))
+        await two.send(json.dumps({"id": "b", "type": "subscribe", "payload": {"query": watch}}))
+        await asyncio.sleep(0.3)  # both running
+        await one.send(json.dumps({"id": "c", "type": "subscribe", "payload": {"query": watch}}))
+        refusal = json.loads(await asyncio.wait_for(one.recv(), 10))
+        assert refusal == {"id": "c", "type": "error", "payload": [{
+            "message": "too many operations running over all your websockets on every replica (at most 2)",
+            "extensions": {"code": "TOO_MANY_OPERATIONS"}}]}
+        await two.close()  # its socket and its operation free their places on every replica
+        for _ in range(50):
+            again = await websockets.connect(a_gw.url.replace("http://", "ws://") + "/graphql", subprotocols=[WS])
+            await again.send(json.dumps({"type": "connection_init",
+                                         "payload": {"Authorization": f"Bearer {alice}"}}))
+            assert json.loads(await asyncio.wait_for(again.recv(), 10))["type"] == "connection_ack"
+            try:
+                await asyncio.wait_for(again.recv(), 0.3)
+            except TimeoutError:
+                break  # still open: counted
+            except websockets.ConnectionClosed:
+                await asyncio.sleep(0.1)  # the freed slot not yet given back
+        else:
+            raise AssertionError("the closed socket's place was never freed")
+        for ws in (one, again, other):
+            await ws.close()
+
+    asyncio.run(run())
+
+
+def test_a_webhook_post_replayed_to_another_replica_is_refused(mock_services: MockProcess, redis_url: str,
+                                                              stack: ExitStack) -> None:
+    secret = "test-only-webhook-secret-0123456789"  # not a real secret: tests only
+    a_gw, b_gw = started(stack, replicas(2, mock_services, redis_url, UCGW_WEBHOOK_SECRET=secret))
+    body = json.dumps({"source": "orr", "changes": []}).encode()
+    stamp = str(int(time.time()))
+    signature = "sha256=" + hmac.new(secret.encode(), stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    headers = {"Content-Type": "application/json", "X-UCGW-Timestamp": stamp, "X-UCGW-Signature": signature}
+    first = http("POST", f"{a_gw.url}/hooks/changes", headers=headers, raw=body)
+    replay = http("POST", f"{b_gw.url}/hooks/changes", headers=headers, raw=body)
+    assert (first[0], json.loads(first[2])) == (202, {"accepted": 0, "skipped": 0})
+    assert (replay[0], json.loads(replay[2])["error"]) == (401, {
+        "code": "UNAUTHENTICATED", "message": "this signed post was accepted before (a replay)"})
