@@ -353,3 +353,22 @@ def test_a_webhook_post_replayed_to_another_replica_is_refused(mock_services: Mo
     assert (first[0], json.loads(first[2])) == (202, {"accepted": 0, "skipped": 0})
     assert (replay[0], json.loads(replay[2])["error"]) == (401, {
         "code": "UNAUTHENTICATED", "message": "this signed post was accepted before (a replay)"})
+
+
+SUMMARY = "query { oversightSummary(maxAgeSeconds: 0) { childrenScanned } }"
+
+
+def test_one_callers_walks_of_every_child_run_one_at_a_time_over_every_replica(
+        mock_services: MockProcess, redis_url: str, stack: ExitStack) -> None:
+    """Alice asks both replicas for a fresh walk at once: one runs, the other waits for it to end (her one
+    slot is counted in Redis), and both answer."""
+    a_gw, b_gw = started(stack, replicas(2, mock_services, redis_url, UCGW_MIN_SCAN_MAX_AGE_SECONDS="0"))
+    alice = mint("caseworker", subject="scan-alice")
+    mock_services.admin_ok("ice", "PUT", "/_admin/faults", {"latency_ms": 700})
+    stack.callback(mock_services.reset)
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda gw: gw.query(SUMMARY, token=alice, timeout=60), (a_gw, b_gw)))
+    assert [(s, b["data"]["oversightSummary"]["childrenScanned"]) for s, b in answers] == [(200, 300)] * 2
+    facts = [admin_facts(gw)["scans"] for gw in (a_gw, b_gw)]
+    assert [f["started"] for f in facts] == [1, 1]
+    assert sum(f["waited"] for f in facts) == 1 and sum(f["refused"] for f in facts) == 0
