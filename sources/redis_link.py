@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from sources.breaker import OPEN, CircuitBreaker
+from sources.breaker import CLOSED, CircuitBreaker
 
 log = logging.getLogger("ucgw.redis")
 T = TypeVar("T")
@@ -55,8 +55,9 @@ class RedisLink:
 
     @property
     def usable(self) -> bool:
-        """False while the breaker is open (Redis failed lately): the replica works alone."""
-        return self.breaker.state != OPEN
+        """True while the breaker is closed; once Redis has failed, False until a probe finds it back (the
+        replica works alone meanwhile, and /readyz stays "degraded" instead of flapping with each probe)."""
+        return self.breaker.state == CLOSED
 
     async def run(self, op: Callable[[Any], Awaitable[T]]) -> T:
         """`op(client)` as one round trip; RedisUnavailable at once while the breaker is open, or when it fails."""

@@ -103,11 +103,6 @@ class SharedRecords:
     def _inv(self, key: str) -> str:
         return self.link.key("inv", key)
 
-    async def get_many(self, keys: Sequence[str]) -> dict[str, CacheEntry]:
-        """The entries Redis holds for `keys` (one MGET)."""
-        raw = await self.link.run(lambda r: r.mget([self._rec(k) for k in keys]))
-        return {k: decode(v) for k, v in zip(keys, raw, strict=True) if v is not None}
-
     async def claim(self, keys: Sequence[str], oldest: float) -> tuple[dict[str, CacheEntry], list[str]]:
         """For each key: its entry if Redis holds one fetched at `oldest` or later, else a lease on it if no
         replica holds one (one script call). Returns (entries, keys now leased to us); a key with neither is
