@@ -254,7 +254,9 @@ class SourceFetcher:
         new: list[str] = []
         for a in a_numbers:
             batch = self._inflight.get(self.key(a))
-            if batch is None or self._limits.get(id(batch), 0.0) > limit:
+            # with a shared cache a call may answer with a record another replica fetched earlier: joined only
+            # by requests that accept records as old as it does (without one, every answer is a new fetch)
+            if batch is None or (self.shared is not None and self._limits.get(id(batch), 0.0) > limit):
                 new.append(a)
             else:
                 self.stats.coalesced += 1

@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from contextlib import ExitStack
 from typing import Any
 
 import pytest
+import redis
 import websockets
 
 from testing.access import gateway_env
@@ -372,3 +374,34 @@ def test_one_callers_walks_of_every_child_run_one_at_a_time_over_every_replica(
     facts = [admin_facts(gw)["scans"] for gw in (a_gw, b_gw)]
     assert [f["started"] for f in facts] == [1, 1]
     assert sum(f["waited"] for f in facts) == 1 and sum(f["refused"] for f in facts) == 0
+
+
+def test_a_replica_that_dies_holding_a_lease_blocks_the_others_no_longer_than_the_lease(
+        mock_services: MockProcess, redis_url: str, stack: ExitStack) -> None:
+    """Replica A is fetching a child (its leases in Redis) when it is killed; B, waiting for A's records, takes
+    the leases over once they lapse (1.5 × the source timeout) and answers from its own backend call."""
+    prefix = redis_prefix()
+    a_gw, b_gw = started(stack, replicas(2, mock_services, redis_url, prefix, UCGW_SOURCE_TIMEOUT_SECONDS="4",
+                                         UCGW_REQUEST_DEADLINE_SECONDS="30", UCGW_RETRY_ATTEMPTS="0"))
+    a = cold_child(mock_services, TAKEN)
+    for source in ROUTES:
+        mock_services.admin_ok(source, "PUT", "/_admin/faults", {"latency_ms": 3000})
+    stack.callback(mock_services.reset)
+    client = redis.Redis.from_url(redis_url)
+    stack.callback(client.close)
+    before = batch_calls(mock_services)
+    with ThreadPoolExecutor(2) as pool:
+        doomed = pool.submit(a_gw.query, STATUS, {"a": a})
+        wait_for("A's leases", lambda: all(client.exists(f"{prefix}lease:{s}:{a}") for s in ("ORR", "ICE", "EOIR")))
+        waiting = pool.submit(b_gw.query, STATUS, {"a": a})
+        wait_for("B waiting for A", lambda: sum(f["shared_waits"] for f in admin_facts(b_gw)["fetches"].values()) == 3)
+        a_gw.stop(signal.SIGKILL)
+        status, body = waiting.result()
+        with pytest.raises(OSError):
+            doomed.result()
+    assert status == 200 and "errors" not in body, body
+    assert {p["cacheStatus"] for p in provenances(body)} == {"MISS"}
+    after = batch_calls(mock_services)
+    assert {s: after[s] - before[s] for s in ROUTES} == {"orr": 2, "ice": 2, "eoir": 2}  # A's lost calls, B's
+    facts = admin_facts(b_gw)["fetches"]
+    assert sum(f["backend_records"] for f in facts.values()) == 3
