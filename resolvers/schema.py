@@ -196,8 +196,8 @@ class ResponseWarnings(SchemaExtension):
     def get_results(self) -> dict[str, Any]:
         ctx = self.execution_context.context
         warnings = list(getattr(ctx, "warnings", None) or ())
-        services = getattr(ctx, "services", None)
-        if services is not None and services.redis_down():
+        redis_down = getattr(getattr(ctx, "services", None), "redis_down", None)
+        if redis_down is not None and redis_down():
             warnings.append(SHARED_STATE_WARNING)
         return {"warnings": warnings} if warnings else {}
 
