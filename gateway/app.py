@@ -39,7 +39,7 @@ from sources.settings import Settings
 from stores.audit_pg import PgAuditStore
 from stores.audit_trail import AuditStore, SQLiteAuditStore
 from stores.pg import Database
-from stores.rate_limits import RateLimiter
+from stores.rate_limits import RateLimiter, RedisBucketStore
 from stores.schema_migrations import MigrationError, migrate
 from sync.services import Services
 
@@ -142,9 +142,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     in_flight = InFlight()
     database = services.database if services is not None else open_database(settings)
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block, database=database)
-    limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
     services = services or Services(settings, tracer=tracing.tracer, database=database)
-    answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
+    limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst,
+                                     None if services.redis is None else RedisBucketStore(services.redis))
+    answers = AnswerCache(settings.answer_cache_bytes, services.fetchers, paused=services.redis_down)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
     # Prometheus metrics, served by the admin listener only: none without one (nothing would read them)
@@ -165,8 +166,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
                 "connections": connections.facts(),
                 "database": database.facts() if database is not None else None,
+                "redis": None if services.redis is None else services.redis.facts(),
                 "changeFeed": {"leadership": services.leadership.roles() if services.leadership is not None else {},
-                               "applied": services.changes.applied}}
+                               "applied": services.changes.applied, "processed": services.changes.processed}}
 
     graphql_app = GatewayGraphQL(
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
@@ -216,7 +218,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     routes = [
         Route("/graphql", endpoint, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", guarded),
-        Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter), methods=["POST"]),
+        Route("/hooks/changes", webhook_endpoint(settings, services.changes, limiter, services.redis),
+              methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]

@@ -102,6 +102,11 @@ def _validate(settings: Settings) -> Settings:
         raise ConfigError(f"setting 'admin_port' must be in [1, 65535] (got {settings.admin_port})")
     if len(settings.replica_id) > 128 or not all(c.isprintable() and not c.isspace() for c in settings.replica_id):
         raise ConfigError("setting 'replica_id' must be at most 128 printable characters without spaces")
+    if settings.redis_url and settings.redis_url.split("://", 1)[0] not in ("redis", "rediss", "unix"):
+        raise ConfigError("UCGW_REDIS_URL must be a redis://, rediss:// or unix:// URL (empty: no shared Redis)")
+    if not 0 < len(settings.redis_prefix) <= 64 or not all(c.isprintable() and not c.isspace()
+                                                          for c in settings.redis_prefix):
+        raise ConfigError("setting 'redis_prefix' must be 1 to 64 printable characters without spaces")
     if settings.jwt_max_ttl_seconds < 1:
         raise ConfigError("setting 'jwt_max_ttl_seconds' must be at least 1")
     _validate_secret(settings.jwt_secret)

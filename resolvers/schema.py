@@ -190,12 +190,23 @@ class AnswerEligibility(SchemaExtension):
 
 
 class ResponseWarnings(SchemaExtension):
-    """Adds `extensions.warnings` when a section was served stale because its source failed."""
+    """Adds `extensions.warnings` when a section was served stale because its source failed, or while this
+    replica cannot reach the shared Redis (its answers then come from its own caches: docs/redis.md)."""
 
     def get_results(self) -> dict[str, Any]:
         ctx = self.execution_context.context
-        warnings = getattr(ctx, "warnings", None)
-        return {"warnings": list(warnings)} if warnings else {}
+        warnings = list(getattr(ctx, "warnings", None) or ())
+        redis_down = getattr(getattr(ctx, "services", None), "redis_down", None)
+        if redis_down is not None and redis_down():
+            warnings.append(SHARED_STATE_WARNING)
+        return {"warnings": warnings} if warnings else {}
+
+
+SHARED_STATE_WARNING = {
+    "source": "REDIS", "code": "SHARED_STATE_UNAVAILABLE",
+    "message": "the replicas' shared cache is unreachable: this answer comes from one replica's own cache, "
+               "and a change another replica read may not show yet",
+}
 
 
 # Each feature contributes its root fields here (one class per feature module).

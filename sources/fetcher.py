@@ -8,17 +8,21 @@ fails, an expired entry inside the max-stale window is served as STALE with a wa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from sources.breaker import CLOSED
 from sources.client import SourceClient
 from sources.errors import SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SourceError
 from sources.record_cache import Cache, CacheEntry
 from sources.settings import Settings
+from sources.shared_records import SharedRecords
 from sources.systems import Source
 
 log = logging.getLogger("ucgw.fetcher")
@@ -37,7 +41,8 @@ class Fetched:
     warning: SourceError | None = None  # why an expired value was served
 
 
-BatchOutcome = dict[str, Fetched] | SourceError  # one batch call's answers by A-number, or why it failed
+# one batch call's answers by A-number (an A-number's own failure, with Redis), or why the whole call failed
+BatchOutcome = dict[str, Fetched | SourceError] | SourceError
 
 
 class PendingCall:
@@ -71,12 +76,20 @@ class FetchStats:
     coalesced: int = 0
     batches: int = 0
     records_fetched: int = 0  # A-numbers asked for in those batches
+    shared_hits: int = 0  # A-numbers of those batches found in the shared cache (Redis), fetched by some replica
+    shared_waits: int = 0  # A-numbers another replica was fetching, waited for
+    backend_records: int = 0  # A-numbers this replica asked its backend for
 
 
 class SourceFetcher:
-    """Cache + coalescing + stale handling in front of one `SourceClient`."""
+    """Cache + coalescing + stale handling in front of one `SourceClient`.
 
-    def __init__(self, client: SourceClient, cache: Cache, settings: Settings) -> None:
+    With `shared` (Redis), a batch's misses are first looked up in the replicas' shared cache, and only the
+    A-numbers no replica is fetching are asked of the backend (under a lease); the others are waited for.
+    When Redis fails the batch goes on as without it: this replica's own single-flight, its own cache."""
+
+    def __init__(self, client: SourceClient, cache: Cache, settings: Settings,
+                 shared: SharedRecords | None = None) -> None:
         self.client = client
         self.source = client.source
         self.cache = cache
@@ -87,6 +100,8 @@ class SourceFetcher:
         self.stats = FetchStats()
         self._key_prefix = f"{self.source.value}:"
         self._inflight: dict[str, asyncio.Future[BatchOutcome]] = {}  # cache key -> the call fetching it
+        self._limits: dict[int, float] = {}  # id of a call in flight -> the oldest age it may answer with
+        self.shared = shared
         self._tasks: set[asyncio.Task[None]] = set()
 
     def key(self, a_number: str) -> str:
@@ -102,6 +117,16 @@ class SourceFetcher:
         key = self.key(a_number)
         self.cache.delete(key)
         self._inflight.pop(key, None)
+
+    async def invalidate_shared(self, a_numbers: Sequence[str]) -> None:
+        """Drop changed records from the shared cache too and tell every replica to drop its copy (nothing
+        without Redis, or while it fails: then the TTL bounds the other replicas' copies)."""
+        if self.shared is not None and a_numbers:
+            try:
+                await self.shared.invalidate([self.key(a) for a in a_numbers])
+            except RedisError:
+                log.warning("could not announce %d changed %s record(s) to the other replicas (redis unavailable)",
+                            len(a_numbers), self.source.value)
 
     async def list_page(
         self, cursor: str | None, limit: int, deadline: float, **filters: str
@@ -158,9 +183,9 @@ class SourceFetcher:
                     continue
             to_fetch.append(a)
         if to_revalidate:
-            self._start_batch(to_revalidate, time.monotonic() + self.revalidate_timeout, STALE)
+            self._start_batch(to_revalidate, time.monotonic() + self.revalidate_timeout, STALE, self.ttl)
         if to_fetch:
-            fetched = await self._fetch(to_fetch, deadline)
+            fetched = await self._fetch(to_fetch, deadline, limit)
             for a in to_fetch:
                 results[a] = self.fallback(a, fetched[a], max_age)
         return [results[a] for a in a_numbers]
@@ -201,11 +226,11 @@ class SourceFetcher:
             if entry is not None and (now - entry.fetched_at <= limit or self.swr > 0):
                 continue
             misses.append(a)
-        return self._join_or_start(misses, deadline) if misses else {}
+        return self._join_or_start(misses, deadline, limit) if misses else {}
 
-    async def _fetch(self, a_numbers: list[str], deadline: float) -> dict[str, Fetched | SourceError]:
+    async def _fetch(self, a_numbers: list[str], deadline: float, limit: float) -> dict[str, Fetched | SourceError]:
         """Join in-flight calls for keys already being fetched; one new batch call for the rest."""
-        return await self.wait(self._join_or_start(a_numbers, deadline), deadline)
+        return await self.wait(self._join_or_start(a_numbers, deadline, limit), deadline)
 
     async def wait(self, calls: Mapping[str, PendingCall], deadline: float) -> dict[str, Fetched | SourceError]:
         """The outcome of each call in `calls` (from `start`), a SOURCE_TIMEOUT error for any still
@@ -222,35 +247,41 @@ class SourceFetcher:
                 out[a] = SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached", retryable=False)
         return out
 
-    def _join_or_start(self, a_numbers: list[str], deadline: float) -> dict[str, PendingCall]:
-        """The in-flight call for keys already being fetched; one new batch call for the rest."""
+    def _join_or_start(self, a_numbers: list[str], deadline: float, limit: float) -> dict[str, PendingCall]:
+        """The in-flight call for keys already being fetched (one that may answer with records no older than
+        `limit`); one new batch call for the rest."""
         calls: dict[str, PendingCall] = {}
         new: list[str] = []
         for a in a_numbers:
             batch = self._inflight.get(self.key(a))
-            if batch is None:
+            # with a shared cache a call may answer with a record another replica fetched earlier: joined only
+            # by requests that accept records as old as it does (without one, every answer is a new fetch)
+            if batch is None or (self.shared is not None and self._limits.get(id(batch), 0.0) > limit):
                 new.append(a)
             else:
                 self.stats.coalesced += 1
                 calls[a] = PendingCall(batch, a)
         if new:
-            calls.update(self._start_batch(new, deadline))
+            calls.update(self._start_batch(new, deadline, MISS, limit, replace=True))
         return calls
 
-    def _start_batch(self, a_numbers: list[str], deadline: float, why: str = MISS) -> dict[str, PendingCall]:
-        """Start one batch call for `a_numbers` (skipping ones in flight), each registered as in flight; `why`
-        (MISS, or STALE for a stale-while-revalidate refresh) goes to the call's span."""
+    def _start_batch(self, a_numbers: list[str], deadline: float, why: str = MISS, limit: float | None = None,
+                     replace: bool = False) -> dict[str, PendingCall]:
+        """Start one batch call for `a_numbers` (skipping ones in flight unless `replace`), each registered as
+        in flight; `why` (MISS, or STALE for a stale-while-revalidate refresh) goes to the call's span; `limit`:
+        the oldest shared-cache entry (seconds) the call may answer with (default the TTL)."""
         batch: asyncio.Future[BatchOutcome] = asyncio.get_running_loop().create_future()
         calls: dict[str, PendingCall] = {}
         for a in a_numbers:
             key = self.key(a)
-            if key not in self._inflight:
+            if replace or key not in self._inflight:
                 self._inflight[key] = batch
                 calls[a] = PendingCall(batch, a)
         if calls:
             self.stats.misses += len(calls)
             self.stats.batches += 1
             self.stats.records_fetched += len(calls)
+            self._limits[id(batch)] = self.ttl if limit is None else limit
             task = asyncio.create_task(self._run_batch(batch, list(calls), deadline, why))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -259,14 +290,11 @@ class SourceFetcher:
     async def _run_batch(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float,
                          why: str = MISS) -> None:
         try:
-            records = await self.client.fetch_batch(a_numbers, deadline, why)
-            fetched_at = time.time()
-            answers: dict[str, Fetched] = {}
-            for a in a_numbers:
-                record, key = records.get(a), self.key(a)
-                if self._inflight.get(key) is batch:  # not invalidated while we waited
-                    self.cache.set(key, CacheEntry(record, fetched_at))
-                answers[a] = Fetched(self.source, record, fetched_at, MISS)
+            limit = self._limits.get(id(batch), self.ttl)
+            if self.shared is not None and self.shared.usable:
+                answers = await self._shared_batch(batch, a_numbers, deadline, why, limit)
+            else:
+                answers = await self._backend_batch(batch, a_numbers, deadline, why)
             batch.set_result(answers)
         except SourceError as exc:
             if not batch.done():
@@ -277,10 +305,99 @@ class SourceFetcher:
                 batch.set_result(SourceError(self.source, SOURCE_BAD_RESPONSE, f"unexpected {type(exc).__name__}",
                                              retryable=False))
         finally:
+            self._limits.pop(id(batch), None)
             for a in a_numbers:
                 key = self.key(a)
                 if self._inflight.get(key) is batch:
                     del self._inflight[key]
+
+    def _keep(self, batch: asyncio.Future[BatchOutcome], a: str, entry: CacheEntry) -> None:
+        """Cache an answer of `batch` unless the record was invalidated while the call ran."""
+        key = self.key(a)
+        if self._inflight.get(key) is batch:
+            self.cache.set(key, entry)
+
+    async def _backend_batch(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float,
+                             why: str) -> dict[str, Fetched | SourceError]:
+        """One backend call for `a_numbers`; the answers cached here (SourceError raised)."""
+        self.stats.backend_records += len(a_numbers)
+        records = await self.client.fetch_batch(a_numbers, deadline, why)
+        fetched_at = time.time()
+        answers: dict[str, Fetched | SourceError] = {}
+        for a in a_numbers:
+            record = records.get(a)
+            self._keep(batch, a, CacheEntry(record, fetched_at))
+            answers[a] = Fetched(self.source, record, fetched_at, MISS)
+        return answers
+
+    async def _shared_batch(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float,
+                            why: str, limit: float) -> dict[str, Fetched | SourceError]:
+        """The batch through the shared cache: entries some replica fetched (no older than `limit`, or fetched
+        since this call began) are HITs; the A-numbers no replica is fetching are leased and fetched here in one
+        backend call, and stored for the others; the rest are waited for (polled), taken over when their lease
+        expires. Redis failing part-way: the A-numbers still open are fetched from the backend directly."""
+        assert self.shared is not None
+        shared = self.shared
+        started = time.time()
+        answers: dict[str, Fetched | SourceError] = {}
+        open_ = {self.key(a): a for a in a_numbers}
+        calls: list[asyncio.Task[None]] = []
+
+        async def fetch_leased(keys: list[str]) -> None:
+            wanted = [open_[k] for k in keys]
+            try:
+                got = await self._backend_batch(batch, wanted, deadline, why)
+            except SourceError as exc:
+                for a in wanted:
+                    answers[a] = exc
+                with contextlib.suppress(RedisError):
+                    await shared.release(keys)
+                return
+            answers.update(got)
+            with contextlib.suppress(RedisError):
+                await shared.store({self.key(a): CacheEntry(f.record, f.fetched_at)  # type: ignore[union-attr]
+                                    for a, f in got.items()}, started)
+
+        pause, first = 0.005, True
+        try:
+            waiting = list(open_)
+            while waiting and time.monotonic() < deadline:
+                entries, leased = await shared.claim(waiting, min(time.time() - limit, started))
+                for key, entry in entries.items():
+                    a = open_[key]
+                    self._keep(batch, a, entry)
+                    answers[a] = Fetched(self.source, entry.record, entry.fetched_at,
+                                         MISS if entry.fetched_at >= started else HIT)
+                    self.stats.shared_hits += 1
+                if leased:
+                    calls.append(asyncio.create_task(fetch_leased(leased)))
+                waiting = [k for k in waiting if k not in entries and k not in leased]
+                if waiting:
+                    if first:
+                        self.stats.shared_waits += len(waiting)
+                        first = False
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 0.05)
+        except RedisError:
+            if waiting:
+                calls.append(asyncio.create_task(self._direct(batch, [open_[k] for k in waiting], deadline, why,
+                                                              answers)))
+                waiting = []
+        if calls:
+            await asyncio.gather(*calls)
+        for key in waiting:  # the deadline came first
+            answers[open_[key]] = SourceError(self.source, SOURCE_TIMEOUT, "request deadline reached",
+                                              retryable=False)
+        return answers
+
+    async def _direct(self, batch: asyncio.Future[BatchOutcome], a_numbers: list[str], deadline: float, why: str,
+                      answers: dict[str, Fetched | SourceError]) -> None:
+        """Redis failed: fetch from the backend as without it."""
+        try:
+            answers.update(await self._backend_batch(batch, a_numbers, deadline, why))
+        except SourceError as exc:
+            for a in a_numbers:
+                answers[a] = exc
 
     async def aclose(self) -> None:
         """Wait briefly for background refreshes, then cancel what is left."""

@@ -93,17 +93,18 @@ class Settings:
     ws_unauthenticated_per_address: int = 10  # sockets one address may hold open before connection_init; 0: no cap
     ws_operations_per_socket: int = 100  # operations running at once on one websocket
     subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
-    api_keys_recheck_seconds: float = 60.0
+    api_keys_recheck_seconds: float = 60.0  # how often the API-key file is checked for changes (at most 60)
+    # scale-out: state the replicas share (docs/redis.md); empty: none, each process alone (memory)
+    redis_url: str = field(default="", repr=False)  # redis://[:password@]host:port/db; may hold a password
+    redis_prefix: str = "ucgw:"  # every key and channel of this deployment starts with it
     # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
-    tracing: bool = False  # how often the API-key file is checked for changes (at most 60)
+    tracing: bool = False
     # scale-out (docs/postgresql.md): PostgreSQL holds the audit trail, safety concerns and feed cursors
     database_url: str = field(default="", repr=False)  # postgresql://… of the runtime role; empty: SQLite files
     database_migrate_url: str = field(default="", repr=False)  # the owning role's, for `ucgw migrate`
     database_migrate_on_start: bool | None = None  # None: migrate at start outside production only
     database_pool_size: int = 10  # connections per replica
     database_timeout_seconds: float = 2.0  # longest wait for a connection before a store answers unavailable
-    redis_url: str = field(default="", repr=False)  # redis://…; empty: no Redis (one process leads every feed)
-    redis_prefix: str = "ucgw:"
     feed_leader_lease_seconds: float = 10.0  # a dead feed leader's lease runs out this long after its renewal
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

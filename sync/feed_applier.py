@@ -112,6 +112,7 @@ class ChangeProcessor:
             previous.setdefault(c.a_number, entry.record if entry is not None else None)
             fetcher.invalidate(c.a_number)
         a_numbers = list(dict.fromkeys(c.a_number for c in fresh))
+        await fetcher.invalidate_shared(a_numbers)  # every replica's copy (and answers built on it) with Redis
         alert_candidates = [a for a in a_numbers if source is Source.EOIR
                             and any(ALERT_FIELDS.intersection(c.fields) or not c.fields
                                     for c in fresh if c.a_number == a)]

@@ -5,6 +5,8 @@ are PostgreSQL's, else SQLite files under the data directory."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -15,7 +17,9 @@ from sources.change_feed import ChangeFollower
 from sources.client import SourceClient
 from sources.fetcher import SourceFetcher
 from sources.record_cache import Cache, MemoryCache
+from sources.redis_link import RedisLink, listen
 from sources.settings import Settings
+from sources.shared_records import SharedRecords
 from sources.systems import Source
 from sources.tracing import Tracer
 from stores.concerns_pg import PgConcernStore
@@ -23,7 +27,10 @@ from stores.feed_cursors import PgFeedCursorStore, SqliteFeedCursorStore
 from stores.feed_leases import RedisLeases
 from stores.pg import Database
 from stores.pubsub import MemoryPubSub, PubSub
+from stores.redis_pubsub import RedisPubSub
+from stores.redis_slots import ClusterSlots
 from stores.safety_concerns import ConcernStore, SqliteConcernStore
+from sync.change_events import event_from_wire, event_wire
 from sync.feed_applier import ChangeProcessor
 from sync.feed_leadership import FeedLeadership
 from sync.shared_runs import SharedRuns
@@ -43,11 +50,23 @@ class Services:
             settings.cache_max_entries, lambda key: retain[key.split(":", 1)[0]]
         )
         self.clients = {s: SourceClient(s, settings, tracer) for s in Source}
-        self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings) for s in Source}
-        self.pubsub: PubSub = MemoryPubSub(settings.subscription_queue_size)
+        # with UCGW_REDIS_URL: the replicas' shared cache, leases, invalidations and events (docs/redis.md)
+        self.redis = RedisLink(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
+        self.shared = None if self.redis is None else SharedRecords(
+            self.redis, lambda key: retain[key.split(":", 1)[0]], lease_seconds=1.5 * settings.source_timeout_seconds)
+        self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings, self.shared) for s in Source}
+        local = MemoryPubSub(settings.subscription_queue_size)
+        self.pubsub: PubSub = local if self.redis is None else RedisPubSub(self.redis, local, event_wire,
+                                                                           event_from_wire)
+        self._stopping = asyncio.Event()
+        self._listeners: list[asyncio.Task[None]] = []
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
         self.follower = ChangeFollower(settings, self.changes)
-        self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
+        # per-caller limits every replica counts together (with Redis; None: each replica's own count alone)
+        self.socket_slots = self._slots("ws", settings.websockets_per_client)
+        self.operation_slots = self._slots("ops", settings.subscriptions_per_client)
+        scan_slots = self._slots("scan", 1)  # one walk of every child of its own per caller
+        self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans, scan_slots)  # walks of every child
         self._concerns: ConcernStore | None = None
         self.leadership: FeedLeadership | None = None  # built by `start` when the feeds are followed
 
@@ -84,15 +103,37 @@ class Services:
         return facts
 
     def readiness(self, facts: list[dict[str, object]] | None = None) -> tuple[bool, str]:
-        """(ready, status): ready while some source is usable; "degraded" while any source is not."""
+        """(ready, status): ready while some source is usable; "degraded" while any source is not, or while
+        the shared Redis is unreachable (still ready: the replica answers alone)."""
         usable = [bool(f["usable"]) for f in (self.health() if facts is None else facts)]
-        shared_ok = self.database is None or self.database.reachable  # a shared store's outage: degraded, not 503
+        # a shared store's outage: degraded, not 503 (the replica still answers, or refuses audited reads itself)
+        shared_ok = (self.database is None or self.database.reachable) and not self.redis_down()
         return any(usable), "ok" if all(usable) and shared_ok else "degraded"
+
+    def _slots(self, name: str, cap: int) -> ClusterSlots | None:
+        return None if self.redis is None or not cap else ClusterSlots(self.redis, name, cap)
+
+    def redis_down(self) -> bool:
+        """True while this replica has a shared Redis and cannot reach it (it works alone meanwhile)."""
+        return self.redis is not None and not self.redis.usable
+
+    def _drop(self, key: str) -> None:
+        """Another replica (or this one) announced a change: forget this replica's copy of the record."""
+        source, _, a_number = key.partition(":")
+        fetcher = self.fetchers.get(Source(source)) if source in Source.__members__ else None
+        if fetcher is not None:
+            fetcher.invalidate(a_number)
 
     async def start(self) -> None:
         """Open every backend's connection pool and the concern store; start following the change feeds."""
         for client in self.clients.values():
             await client.start()
+        if self.redis is not None and self.shared is not None:
+            await self.redis.start()
+            self.shared.follow(self._drop)
+            if isinstance(self.pubsub, RedisPubSub):
+                self._listeners.append(asyncio.create_task(
+                    listen(self.redis, self.pubsub.channel, self.pubsub.deliver, self._stopping)))
         _ = self.concerns
         if self.follower.enabled and self.leadership is None:
             self.leadership = self.follower.positions = self._leadership()
@@ -104,11 +145,23 @@ class Services:
         if self.leadership is not None:
             await self.leadership.close()
             self.leadership = None
+        self._stopping.set()
+        for task in self._listeners:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.pubsub.close()
         for fetcher in self.fetchers.values():
             await fetcher.aclose()
         for client in self.clients.values():
             await client.close()
+        for slots in (self.socket_slots, self.operation_slots, self.scans.owner_slots):
+            if slots is not None:
+                await slots.close()
+        if self.shared is not None:
+            await self.shared.close()
+        if self.redis is not None:
+            await self.redis.close()
         if self._concerns is not None:
             await self._concerns.close()
             self._concerns = None

@@ -5,8 +5,9 @@ record until it ends. Requests that want the same walk while one is running join
 their own, and at most `limit` different walks run at once; the others wait for a free slot within their
 own deadline. One `owner` (a caller) has at most one run of its own going: a caller's next new run waits
 for its last to end, so no caller can hold every slot and keep the others waiting (joining a run someone
-else started is always allowed). One process, one event loop: a deployment with several replicas shares
-nothing here.
+else started is always allowed). One process, one event loop: the runs are per replica; with Redis
+(`owner_slots`) the one run of a caller's own is counted over every replica, so a caller cannot run a walk
+on each replica at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import asdict, dataclass
 from typing import Generic, TypeVar
+
+from stores.redis_slots import ClusterSlots
 
 T = TypeVar("T")
 
@@ -46,13 +49,15 @@ class _Run(Generic[T]):
     task: asyncio.Future[T]
     started: float  # monotonic
     owner: Hashable | None = None
+    slot: str | None = None  # the owner's cluster-wide slot (ClusterSlots), freed when the run ends
 
 
 class SharedRuns(Generic[T]):
     """One running task per key, joined by later callers; at most `limit` tasks at once."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, owner_slots: ClusterSlots | None = None) -> None:
         self.limit = limit
+        self.owner_slots = owner_slots
         self.stats = RunStats()
         self._runs: dict[Hashable, _Run[T]] = {}
         self._owners: set[Hashable] = set()  # owners with a run of their own going
@@ -84,14 +89,40 @@ class SharedRuns(Generic[T]):
         if run is not None:
             self.stats.joined += 1
         else:
-            run = await self._begin(key, start, deadline, max_lag, owner)
+            slot = await self._owner_slot(owner, deadline)
+            begun: _Run[T] | None = None
+            try:
+                begun = await self._begin(key, start, deadline, max_lag, owner, slot)
+            finally:
+                if self.owner_slots is not None and slot and (begun is None or begun.slot != slot):
+                    self.owner_slots.give_back(slot)  # refused, or joined a run another caller began
+            run = begun
         remaining = deadline - time.monotonic()
         if remaining <= 0 and not run.task.done():
             raise TimeoutError
         return await asyncio.wait_for(asyncio.shield(run.task), max(remaining, 0.0))
 
+    async def _owner_slot(self, owner: Hashable | None, deadline: float) -> str | None:
+        """With cluster-wide slots: wait (polling) until `owner` has no run of its own on any replica, and take
+        its slot; NoSlot at `deadline`. "" while Redis cannot say (this replica's count alone decides)."""
+        if owner is None or self.owner_slots is None:
+            return None
+        pause, waited = 0.05, False
+        while True:
+            slot = await self.owner_slots.take(str(owner))
+            if slot is not None:
+                return slot
+            if not waited:
+                self.stats.waited += 1
+                waited = True
+            if time.monotonic() + pause > deadline:
+                self.stats.refused += 1
+                raise NoSlot(self.limit, own=True)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
     async def _begin(self, key: Hashable, start: Callable[[], Awaitable[T]], deadline: float,
-                     max_lag: float | None, owner: Hashable | None) -> _Run[T]:
+                     max_lag: float | None, owner: Hashable | None, slot: str | None = None) -> _Run[T]:
         async with self._free:
             if self._busy(owner):
                 self.stats.waited += 1
@@ -111,7 +142,7 @@ class SharedRuns(Generic[T]):
             self.stats.running += 1
             self.stats.started += 1
             task = asyncio.ensure_future(start())
-            run = self._runs[key] = _Run(task, time.monotonic(), owner)
+            run = self._runs[key] = _Run(task, time.monotonic(), owner, slot)
             if owner is not None:
                 self._owners.add(owner)
             task.add_done_callback(lambda _t: self._ended(key, run))
@@ -125,6 +156,8 @@ class SharedRuns(Generic[T]):
         if self._runs.get(key) is run:
             del self._runs[key]
         self._owners.discard(run.owner)
+        if self.owner_slots is not None and run.slot:
+            self.owner_slots.give_back(run.slot)
         if not run.task.cancelled():
             run.task.exception()  # retrieved: no "exception was never retrieved" when every caller left
         self.stats.running -= 1

@@ -35,6 +35,8 @@ def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> 
     ({"UCGW_ENV": "staging"}, "development, production or test"),
     ({"UCGW_REQUEST_DEADLINE_SECONDS": "0"}, "must be positive"),
     ({"UCGW_AUDIT_SYNC": "off"}, "'audit_sync' must be one of: full, normal"),
+    ({"UCGW_REDIS_URL": "http://127.0.0.1:6379"}, "UCGW_REDIS_URL must be a redis://, rediss:// or unix:// URL"),
+    ({"UCGW_REDIS_PREFIX": "ucgw prod:"}, "'redis_prefix' must be 1 to 64 printable characters without spaces"),
 ])
 def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -199,9 +199,11 @@ def _as_served(rendered: Rendered) -> tuple[tuple[str, ...], tuple[float | None,
 class AnswerCache:
     """Templates of stored answers, bounded by their total size in bytes (LRU)."""
 
-    def __init__(self, max_bytes: int, fetchers: Mapping[Source, SourceFetcher]) -> None:
+    def __init__(self, max_bytes: int, fetchers: Mapping[Source, SourceFetcher],
+                 paused: Callable[[], bool] = lambda: False) -> None:
         self.max_bytes = max_bytes
         self.fetchers = fetchers
+        self.paused = paused  # True while answers need a warning a template lacks (the shared Redis is down)
         self.stats = AnswerStats()
         self._store: LRUCache[AnswerKey, StoredAnswer] = LRUCache(maxsize=max(1, max_bytes),
                                                                  getsizeof=lambda a: a.size)
@@ -258,6 +260,8 @@ class AnswerCache:
     def answer(self, key: AnswerKey, request_id: str = "") -> tuple[bytes, tuple[AuditEvent, ...]] | None:
         """The stored answer for `key` as of now (its errors carrying `request_id`), with its audit events;
         None when there is none or it is outdated (a record changed, was dropped or expired)."""
+        if self.paused():
+            return None
         stored = self._store.get(key)
         if stored is None:
             self.stats.misses += 1

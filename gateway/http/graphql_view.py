@@ -83,6 +83,9 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         self.operations_per_socket = settings.ws_operations_per_socket
         self.caller_operations = SocketCount(settings.subscriptions_per_client)
         self.unauthenticated = SocketCount(settings.ws_unauthenticated_per_address)
+        # with Redis, the per-caller caps above count every replica's sockets and operations too
+        self.shared_sockets = services.socket_slots
+        self.shared_operations = services.operation_slots
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """strawberry's view, except that a request it refuses before any GraphQL work (a body that is not

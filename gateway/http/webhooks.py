@@ -14,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from gateway.http.asgi import address_key
 from rules.digits import ascii_int
 from sources.change_feed import A_NUMBER, change_time, parse_changes
+from sources.redis_link import RedisLink
 from sources.settings import Settings
 from sources.systems import RECORD_FIELDS, Source
 from stores.rate_limits import RateLimiter, retry_after
@@ -81,12 +83,24 @@ class WebhookReplays:
         return True
 
 
+async def first_in_cluster(redis: RedisLink | None, signature: str, window: float) -> bool:
+    """False when another replica accepted this signed post already (SET NX with expiry: a replay sent to a
+    different replica is refused too); True without Redis or while it fails (this replica's memory decides)."""
+    if redis is None or not redis.usable:
+        return True
+    try:
+        return bool(await redis.run(lambda r: r.set(redis.key("hook", signature[7:]), b"1", nx=True,
+                                                     px=int(2 * window * 1000))))
+    except RedisError:
+        return True
+
+
 def _refusal(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
 
 
 def webhook_endpoint(settings: Settings, processor: ChangeProcessor,
-                     limiter: RateLimiter | None = None) -> Callable[[Request], Any]:
+                     limiter: RateLimiter | None = None, redis: RedisLink | None = None) -> Callable[[Request], Any]:
     """`POST /hooks/changes`: `{"source": "orr"|"ice"|"eoir", "changes": [...]}`, signed.
 
     The sender signs each post: `X-UCGW-Timestamp: <unix seconds>` and `X-UCGW-Signature: sha256=<hex
@@ -128,7 +142,7 @@ def webhook_endpoint(settings: Settings, processor: ChangeProcessor,
         expected = "sha256=" + hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
             return await refused(request, "bad webhook signature")
-        if not replays.first(signature):
+        if not replays.first(signature) or not await first_in_cluster(redis, signature, WEBHOOK_TOLERANCE_SECONDS):
             return await refused(request, "this signed post was accepted before (a replay)")
         try:
             data = orjson.loads(body)

@@ -51,6 +51,7 @@ from gateway.http.admission import RATE_LIMITED
 from gateway.http.asgi import address_key
 from rules.roles import Principal
 from stores.rate_limits import RateLimiter, retry_after
+from stores.redis_slots import ClusterSlots
 
 log = logging.getLogger("ucgw.guard")
 TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
@@ -116,6 +117,7 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
     the view's `limiter` (when it has one)."""
 
     counted: str | None = None  # the caller key this socket is counted under
+    shared_slot: str | None = None  # its slot among the caller's sockets on every replica (with Redis)
     waiting_at: str | None = None  # the address this socket is counted under until connection_init
     socket_context: Any = None
 
@@ -167,9 +169,15 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
         if sockets is None or principal is None or not self.connection_acknowledged or self.counted is not None:
             return
         if sockets.enter(principal.rate_key):
-            self.counted = principal.rate_key
-            return
-        log.info("websocket refused: %d open for one client", sockets.cap)
+            shared: ClusterSlots | None = getattr(self.view, "shared_sockets", None)
+            slot = None if shared is None else await shared.take(principal.rate_key)
+            if shared is None or slot is not None:
+                self.counted, self.shared_slot = principal.rate_key, slot
+                return
+            sockets.leave(principal.rate_key)
+            log.info("websocket refused: %d open for one client over all replicas", sockets.cap)
+        else:
+            log.info("websocket refused: %d open for one client", sockets.cap)
         self.connection_acknowledged = False
         reason = f"too many open websockets for this client (at most {sockets.cap})"
         await self.websocket.close(code=4429, reason=reason)
@@ -185,6 +193,10 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
             if sockets is not None and self.counted is not None:
                 sockets.leave(self.counted)
                 self.counted = None
+                shared: ClusterSlots | None = getattr(self.view, "shared_sockets", None)
+                if shared is not None:
+                    shared.give_back(self.shared_slot)
+                self.shared_slot = None
             state = getattr(getattr(self.context, "request", None), "state", None)
             timer = getattr(state, "expiry_timer", None)
             if timer is not None:
@@ -227,18 +239,32 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
         if cap and len(self.operations) >= cap:
             await self._too_many(message["id"], f"too many operations running on this websocket (at most {cap})")
             return
+        shared: ClusterSlots | None = getattr(self.view, "shared_operations", None)
+        slot: str | None = None
         if running is not None and key is not None:
             if not running.enter(key):
                 await self._too_many(message["id"], "too many operations running over all your websockets (at "
                                                     f"most {running.cap})")
                 return
+            if shared is not None:
+                slot = await shared.take(key)
+                if slot is None:
+                    running.leave(key)
+                    await self._too_many(message["id"], "too many operations running over all your websockets "
+                                                        f"on every replica (at most {running.cap})")
+                    return
         await super().handle_subscribe(message)
         operation = self.operations.get(message["id"])
         if running is not None and key is not None:
-            if operation is None or operation.task is None:
+            def ended(_task: object = None) -> None:
                 running.leave(key)
+                if shared is not None:
+                    shared.give_back(slot)
+
+            if operation is None or operation.task is None:
+                ended()
             else:  # a done callback runs even when the task is cancelled before it starts
-                operation.task.add_done_callback(lambda _task: running.leave(key))
+                operation.task.add_done_callback(ended)
 
     async def _too_many(self, operation_id: str, text: str) -> None:
         """Refuse one operation with the protocol's `error` message (code TOO_MANY_OPERATIONS)."""
