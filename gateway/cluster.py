@@ -107,6 +107,25 @@ def haproxy_maxconn_flag(maxconn: int = 10_000) -> list[str]:
     return ["-n", str((hard - 200) // 2)]
 
 
+def haproxy_servers(stats_socket: Path | str) -> dict[str, dict[str, Any]]:
+    """The `gateway` backend's servers from HAProxy's `show stat` (CSV): status and sessions of each."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(stats_socket))
+        sock.sendall(b"show stat\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    lines = raw.decode().splitlines()
+    columns = lines[0].lstrip("# ").split(",")
+    servers = {}
+    for line in lines[1:]:
+        row = dict(zip(columns, line.split(","), strict=False))
+        if row.get("pxname") == "gateway" and row.get("svname") not in ("BACKEND", "FRONTEND"):
+            servers[row["svname"]] = {"status": row["status"].split(" ")[0], "sessions": int(row["stot"] or 0)}
+    return servers
+
+
 def _stop(proc: subprocess.Popen[bytes] | None, timeout: float = 15.0) -> None:
     if proc is None or proc.poll() is not None:
         return
@@ -127,6 +146,7 @@ class Replica:
     admin_port: int
     data_dir: Path
     log: Path
+    env: dict[str, str] = field(default_factory=dict)  # this replica's own settings, over the cluster's
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -270,7 +290,7 @@ class Cluster:
 
     def start_replica(self, replica: Replica, wait: bool = True) -> None:
         """Start (or start again, on the same ports) one replica, and wait until its /readyz answers 200."""
-        env = {**self._environment(), "UCGW_HOST": "127.0.0.1", "UCGW_PORT": str(replica.port),
+        env = {**self._environment(), **replica.env, "UCGW_HOST": "127.0.0.1", "UCGW_PORT": str(replica.port),
                "UCGW_ADMIN_HOST": "127.0.0.1", "UCGW_ADMIN_PORT": str(replica.admin_port),
                "UCGW_REPLICA_ID": replica.id, "UCGW_DATA_DIR": str(replica.data_dir)}
         replica.proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve"], env=env,
@@ -307,21 +327,10 @@ class Cluster:
             replica.proc.send_signal(sig)
             replica.proc.wait(timeout=30)
 
-    def haproxy_servers(self) -> dict[str, str]:
-        """Each replica's state as HAProxy sees it (`UP`, `DOWN`, ...), from its stats socket."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5)
-            sock.connect(str(self.root / "haproxy.sock"))
-            sock.sendall(b"show stat\n")
-            raw = b""
-            while chunk := sock.recv(65536):
-                raw += chunk
-        states = {}
-        for line in raw.decode().splitlines():
-            cols = line.split(",")
-            if len(cols) > 17 and cols[0] == "gateway" and cols[1] not in ("BACKEND", "FRONTEND"):
-                states[cols[1]] = cols[17].split(" ")[0]
-        return states
+    def haproxy_servers(self) -> dict[str, dict[str, Any]]:
+        """Each replica as HAProxy sees it, from its stats socket: `status` (UP, DOWN, ...) and `sessions`
+        (requests sent to it so far)."""
+        return haproxy_servers(self.root / "haproxy.sock")
 
     def state(self) -> dict[str, Any]:
         return {

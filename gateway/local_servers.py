@@ -84,8 +84,10 @@ class PostgresServer:
         if self._user:
             os.chown(self.dir, self._user.pw_uid, self._user.pw_gid)
         if not (data / "PG_VERSION").exists():
-            subprocess.run([_find("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                            "--no-sync"], check=True, capture_output=True, cwd=self.dir, **self._run_as())
+            done = subprocess.run([_find("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                                   "--no-sync"], check=False, capture_output=True, cwd=self.dir, **self._run_as())
+            if done.returncode:  # say why (as root: often a parent folder the postgres user cannot enter)
+                raise RuntimeError(f"initdb of {data} failed: {done.stderr.decode(errors='replace').strip()}")
         self.proc = subprocess.Popen(
             [_find("postgres"), "-D", str(data), "-p", str(self.port), "-h", "127.0.0.1", "-k", str(self.dir),
              "-c", "fsync=off", "-c", "max_connections=300", "-c", "shared_buffers=64MB"],
