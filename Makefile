@@ -81,8 +81,10 @@ cluster: venv cluster-deps
 soak: venv
 	$(PY) bench/soak.py
 
+# bench/run.py: one gateway against its sources; bench/cluster.py: the replicas of `make cluster` through HAProxy.
 bench: venv test-deps
 	$(PY) bench/run.py
+	$(PY) bench/cluster.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
