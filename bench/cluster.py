@@ -14,7 +14,8 @@ this process drives it (asyncio + aiohttp over 127.0.0.1):
 - for both: p50/p99, backend calls per request (the mocks' data routes, change feeds left out), Redis round
   trips per request (INFO commandstats, all commands), PostgreSQL transactions per request (pg_stat_database
   xact_commit + xact_rollback of the gateway's database), and gateway CPU milliseconds per request per
-  replica (each replica's CPU over the requests HAProxy sent it);
+  replica (each replica's CPU over the requests HAProxy sent it), HAProxy's own CPU per request, the mean answer
+  size and each replica's RSS after the warm phase;
 - kill (2 replicas): the warm loop for 3 windows: both up, replica 2 killed with SIGKILL, replica 2 started
   again: p99 and non-200 answers of each window.
 
@@ -108,6 +109,9 @@ class Counters:
             if replica.alive and replica.proc is not None:
                 times = psutil.Process(replica.proc.pid).cpu_times()
                 out[replica.id] = times.user + times.system
+        if self.cluster.haproxy is not None:
+            times = psutil.Process(self.cluster.haproxy.pid).cpu_times()
+            out["haproxy"] = times.user + times.system
         return out
 
     def sessions(self) -> dict[str, int]:
@@ -123,7 +127,7 @@ def per_request(before: dict[str, Any], after: dict[str, Any], requests: int) ->
     n = max(1, requests)
     cpu = {}
     for rid, seconds in after["cpu"].items():
-        served = after["sessions"].get(rid, 0) - before["sessions"].get(rid, 0)
+        served = requests if rid == "haproxy" else after["sessions"].get(rid, 0) - before["sessions"].get(rid, 0)
         if rid in before["cpu"] and served:
             cpu[rid] = round((seconds - before["cpu"][rid]) * 1000 / served, 2)
     return {"backend_calls_per_request": round((after["backend"] - before["backend"]) / n, 2),
@@ -184,9 +188,14 @@ async def warm(cluster: Cluster, counters: Counters, token: str, a_numbers: list
     async with session() as client:
         await closed_loop(client, f"{cluster.url}/graphql", body, headers, CONCURRENCY, seconds=2.0)  # warm all
         before = await asyncio.to_thread(counters.snapshot)
-        sample = await closed_loop(client, f"{cluster.url}/graphql", body, headers, CONCURRENCY, seconds=seconds)
+        sizes: list[int] = []
+        sample = await closed_loop(client, f"{cluster.url}/graphql", body, headers, CONCURRENCY, seconds=seconds,
+                                   on_response=lambda _status, data: sizes.append(len(data)))
     after = await asyncio.to_thread(counters.snapshot)
-    return {"latency": sample.summary(), **per_request(before, after, len(sample.latencies))}
+    rss = {r.id: round(psutil.Process(r.proc.pid).memory_info().rss / 2**20, 1)
+           for r in cluster.members if r.alive and r.proc is not None}
+    return {"latency": sample.summary(), **per_request(before, after, len(sample.latencies)),
+            "response_bytes": round(sum(sizes) / max(1, len(sizes))), "replica_rss_mib": rss}
 
 
 async def kill_and_restart(cluster: Cluster, token: str, a_numbers: list[str], seconds: float) -> dict[str, Any]:
@@ -252,7 +261,7 @@ def run_setup(replicas: int, with_redis: bool, quick: bool) -> dict[str, Any]:
 
 def table(runs: list[dict[str, Any]]) -> str:
     rows = ["| setup | phase | p50 ms | p99 ms | req/s | backend calls/req | Redis trips/req | PG xacts/req "
-            "| CPU ms/req per replica |", "|---|---|---|---|---|---|---|---|---|"]
+            "| CPU ms/req per replica (and HAProxy) | answer bytes |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         setup = f"{r['replicas']} replica{'s' if r['replicas'] > 1 else ''}, {'Redis' if r['redis'] else 'no Redis'}"
         for phase in ("cold", "warm"):
@@ -260,7 +269,8 @@ def table(runs: list[dict[str, Any]]) -> str:
             cpu = ", ".join(f"{k} {v}" for k, v in p["gateway_cpu_ms_per_request"].items())
             rows.append(f"| {setup} | {phase} | {p['latency']['p50_ms']} | {p['latency']['p99_ms']} | "
                         f"{p['latency'].get('rps', '')} | {p['backend_calls_per_request']} | "
-                        f"{p['redis_round_trips_per_request']} | {p['pg_transactions_per_request']} | {cpu} |")
+                        f"{p['redis_round_trips_per_request']} | {p['pg_transactions_per_request']} | {cpu} | "
+                        f"{p.get('response_bytes', '')} |")
     lines = ["\n".join(rows), ""]
     for r in runs:
         if "cross_replica" in r:
