@@ -202,3 +202,17 @@ def test_haproxy_drops_a_replica_whose_readyz_is_503_and_keeps_a_degraded_one(cl
         after = {n: s["sessions"] for n, s in cluster.haproxy_servers().items()}
         assert after["gw1"] == before["gw1"]  # none to the replica that cannot serve
         assert after["gw2"] - before["gw2"] == 3 and after["gw3"] - before["gw3"] == 3  # round robin over the rest
+
+
+def test_cluster_haproxy_holds_the_edge_limits_of_edge_cfg() -> None:
+    """deploy/haproxy/cluster.cfg repeats every limit of deploy/haproxy/edge.cfg (which states each against the
+    gateway setting it mirrors), so the cluster's proxy refuses what the gateway's edge would."""
+    def directives(path: Path) -> set[str]:
+        lines = (ROOT / "deploy" / "haproxy" / path).read_text().splitlines()
+        return {" ".join(line.split()) for line in lines
+                if line.startswith("    ") and not line.strip().startswith("#")}
+
+    edge = {d for d in directives(Path("edge.cfg"))
+            if not d.startswith(("bind ", "default_backend ", "server "))}  # where, not how
+    missing = edge - directives(Path("cluster.cfg"))
+    assert missing == set()
