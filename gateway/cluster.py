@@ -317,7 +317,7 @@ class Cluster:
             raise RuntimeError(f"haproxy refused {config}: {check.stderr.decode(errors='replace')}")
         self.haproxy = subprocess.Popen([*command, "-db"], stdout=open(self.logs / "haproxy.log", "ab"),  # noqa: SIM115
                                         stderr=subprocess.STDOUT, start_new_session=True)
-        wait_http(f"{self.url}/readyz", self.haproxy, "haproxy")
+        wait_http(f"{self.url}/readyz", self.haproxy, f"haproxy (log: {self.logs / 'haproxy.log'})")
         self.say(f"haproxy     {self.url}  (stats http://127.0.0.1:{self.stats_port}/)")
 
     # -- while it runs ------------------------------------------------------------------------------------
@@ -417,7 +417,10 @@ def run_cluster(args: argparse.Namespace) -> int:
                       seed=args.seed, clock_speed=args.clock_speed, redis=not args.no_redis,
                       restart_after=args.restart_after,
                       say=lambda line: print(line, flush=True))
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager, `kill`) stops the cluster as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         cluster.start()
         for line in banner(cluster):
