@@ -9,7 +9,7 @@ LOCK     := requirements.lock
 E2E_LOCK := requirements-e2e.lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv lock test test-deps lint demo mocks bench soak e2e e2e-deps clean
+.PHONY: venv lock test test-deps cluster-deps lint demo mocks cluster bench soak e2e e2e-deps clean
 
 # The venv installs the locked dependencies (hash-checked), then the project itself without resolving any:
 # a fresh clone gets exactly what CI tested.
@@ -67,11 +67,24 @@ e2e-deps: $(VENV)/.e2e-stamp
 e2e: e2e-deps
 	$(PY) -m pytest -q -m e2e tests/e2e
 
+# The replicated deployment on this machine (gateway/cluster.py): Debian's PostgreSQL, Redis and HAProxy
+# (installed when absent), the mocks and UCGW_REPLICAS gateway replicas (default 3) behind HAProxy on port 8000,
+# data and secrets under var/cluster/. Ctrl-C stops everything it started.
+UCGW_REPLICAS ?= 3
+CLUSTER_PORT ?= 8000
+cluster-deps:
+	@command -v haproxy >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 && { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server haproxy >/dev/null; }
+
+cluster: venv cluster-deps
+	$(VENV)/bin/ucgw cluster --replicas $(UCGW_REPLICAS) --port $(CLUSTER_PORT)
+
 soak: venv
 	$(PY) bench/soak.py
 
+# bench/run.py: one gateway against its sources; bench/cluster.py: the replicas of `make cluster` through HAProxy.
 bench: venv test-deps
 	$(PY) bench/run.py
+	$(PY) bench/cluster.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

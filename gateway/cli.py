@@ -1,4 +1,4 @@
-"""The `ucgw` command: mocks, serve, demo, export-schema, token, audit."""
+"""The `ucgw` command: mocks, serve, demo, cluster, export-schema, token, audit."""
 
 from __future__ import annotations
 
@@ -269,6 +269,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Run PostgreSQL, Redis, the mocks, N replicas and HAProxy in front, until interrupted (gateway/cluster.py)."""
+    from gateway.cluster import run_cluster
+
+    return run_cluster(args)
+
+
 def cmd_mocks(args: argparse.Namespace) -> int:
     """Run the three mock services (`mocks/`, imported only here and by `ucgw demo`)."""
     from mocks import runner
@@ -305,6 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo_p.add_argument("--clock-speed", type=float, default=0.0,
                         help="simulated seconds per real second (0 = clock moves only on demand)")
     demo_p.set_defaults(func=cmd_demo)
+
+    cluster_p = sub.add_parser("cluster", help="run the replicated deployment on this machine: PostgreSQL, Redis, "
+                                               "the mocks, N replicas and HAProxy in front (make cluster)")
+    from gateway.cluster import add_arguments as cluster_arguments
+
+    cluster_arguments(cluster_p)
+    cluster_p.set_defaults(func=cmd_cluster)
 
     schema_p = sub.add_parser("export-schema", help="print the GraphQL SDL the gateway serves")
     schema_p.set_defaults(func=cmd_export_schema)

@@ -129,7 +129,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("command", ["serve", "demo", "mocks", "export-schema", "token", "audit", "migrate"])
+@pytest.mark.parametrize("command", ["serve", "demo", "cluster", "mocks", "export-schema", "token", "audit", "migrate"])
 def test_every_command_has_help(command: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "gateway.cli", command, "--help"], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
