@@ -94,6 +94,8 @@ class Settings:
     ws_operations_per_socket: int = 100  # operations running at once on one websocket
     subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
     api_keys_recheck_seconds: float = 60.0
+    sse_keepalive_seconds: float = 15.0  # a comment line this often on a quiet /graphql/stream; 0: none
+    federation: bool = False  # serve as an Apollo Federation v2 subgraph (`Child` an entity, `_service`, `_entities`)
     # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
     tracing: bool = False  # how often the API-key file is checked for changes (at most 60)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)

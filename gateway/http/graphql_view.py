@@ -149,7 +149,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
             context.purpose = clean_purpose(headers["x-purpose"])
         if isinstance(context.request, WebSocket):
             used = headers.get("authorization") or context.request.headers.get("authorization", "")
-            expires = _token_expiry(used)
+            expires = token_expiry(used)
             if expires is not None:
                 self._close_at(context.request, expires)
             elif context.principal is not None and context.principal.method == "api_key":
@@ -281,7 +281,7 @@ def _variables_refused(response_data: Any) -> bool:
         "path" not in e and (e.get("extensions") or {}).get("code") == BAD_USER_INPUT for e in errors)
 
 
-def _token_expiry(authorization: str) -> float | None:
+def token_expiry(authorization: str) -> float | None:
     """`exp` of an already verified Bearer JWT (None for API keys and tokens without one)."""
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or token.count(".") != 2:
