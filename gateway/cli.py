@@ -43,10 +43,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
-    """Print the SDL the gateway serves."""
+    """Print the SDL the gateway serves (with --federation: the subgraph SDL its `_service { sdl }` serves
+    when UCGW_FEDERATION is on)."""
+    from resolvers.federation import build_subgraph
     from resolvers.schema import build_schema
 
-    sys.stdout.write(build_schema().as_str() + "\n")
+    schema = build_subgraph(Settings(federation=True)) if args.federation else build_schema()
+    sys.stdout.write(schema.as_str() + "\n")
     return 0
 
 
@@ -252,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_p.set_defaults(func=cmd_demo)
 
     schema_p = sub.add_parser("export-schema", help="print the GraphQL SDL the gateway serves")
+    schema_p.add_argument("--federation", action="store_true",
+                          help="the Apollo Federation v2 subgraph SDL (UCGW_FEDERATION=true), for "
+                               "schema.federation.graphql")
     schema_p.set_defaults(func=cmd_export_schema)
 
     from rules.roles import ROLES

@@ -47,7 +47,8 @@ def run(name: str, script: str, *args: Any, timeout: float = 120.0) -> subproces
 
 def start(name: str, script: str, *args: Any) -> subprocess.Popen[str]:
     """Start `node <script> <args as JSON>` in client `name`'s folder (line-buffered stdout, for reading as it
-    goes); the caller stops it."""
+    goes, and a stdin pipe for a server to end on when it closes); the caller stops it."""
     folder = installed(name)
-    return subprocess.Popen(["node", script, *(json.dumps(a) for a in args)], cwd=folder, stdout=subprocess.PIPE,
+    return subprocess.Popen(["node", script, *(json.dumps(a) for a in args)], cwd=folder, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, bufsize=1)

@@ -36,6 +36,7 @@ from resolvers.answer_recording import AnswerRecording
 from resolvers.audit_reads import ReadRecorder
 from resolvers.context import RequestContext
 from resolvers.errors import BAD_USER_INPUT
+from resolvers.federation import build_subgraph
 from resolvers.masking import mask_unexpected
 from resolvers.pagination import CursorCodec
 from resolvers.schema import build_schema
@@ -62,7 +63,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                  audit_store: AuditStore | None = None,
                  authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
                  health_details: Callable[[], dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        schema = build_schema(services.settings)
+        schema = build_subgraph(services.settings) if services.settings.federation else build_schema(services.settings)
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.services = services
         self.answers = answers
