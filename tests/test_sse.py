@@ -260,7 +260,7 @@ def test_role_and_office_scope_hold(gw: GatewayProcess, world: MockProcess) -> N
 def test_streams_count_with_websockets_and_a_leaving_client_frees_its_slot(world: MockProcess) -> None:
     """Two connections and three operations per caller: websockets and event streams share both caps."""
     gw = GatewayProcess({**world.gateway_env(), **PUSH, "UCGW_WEBSOCKETS_PER_CLIENT": "2",
-                         "UCGW_SUBSCRIPTIONS_PER_CLIENT": "3"})
+                         "UCGW_SUBSCRIPTIONS_PER_CLIENT": "3", "UCGW_SSE_KEEPALIVE_SECONDS": "0.2"})
     token = mint("caseworker", subject="limited")
     sub = {"query": OFFICE, "variables": {"o": "NYC"}}
 
@@ -274,6 +274,7 @@ def test_streams_count_with_websockets_and_a_leaving_client_frees_its_slot(world
         wait_for(lambda: open_connections(gw) == 1)
         first = await Stream(gw, sub, token).__aenter__()
         assert first.status == 200  # connections 2 of 2, operations 3 of 3
+        assert await first.chunk() == b":\n\n"  # a quiet stream's keep-alive comment
         await ws.send(json.dumps({"id": "3", "type": "subscribe", "payload": sub}))
         refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert (refused["id"], refused["type"]) == ("3", "error")
@@ -296,3 +297,16 @@ def test_streams_count_with_websockets_and_a_leaving_client_frees_its_slot(world
         asyncio.run(run())
     finally:
         gw.stop()
+
+
+def test_a_stream_ends_when_its_token_expires(gw: GatewayProcess) -> None:
+    async def run() -> None:
+        async with Stream(gw, {"query": OFFICE, "variables": {"o": "NYC"}}, mint("caseworker", ttl=2)) as s:
+            assert s.status == 200
+            (kind, result), end = await s.events()
+            assert (kind, end) == ("next", ("complete", None))
+            assert result == {"errors": [{"message": "token expired", "extensions": {"code": "UNAUTHENTICATED"}}]}
+            assert await s.chunk() == b""  # the response is over
+
+    asyncio.run(run())
+    wait_for(lambda: open_connections(gw) == 0)
