@@ -21,7 +21,9 @@ The stream is the websocket path's equal, not a copy of it:
 - a JWT's `exp` ends the stream (a last `next` with UNAUTHENTICATED, then `complete`), as it closes a
   websocket; an API key is checked again every `api_keys_recheck_seconds`.
 Malformed requests are refused before the stream starts: 400 BAD_REQUEST (not JSON, wrong shape, too
-deep), 415 (a POST that is not JSON), 406 NOT_ACCEPTABLE (an Accept without `text/event-stream`).
+deep), 415 (a POST that is not JSON), 406 NOT_ACCEPTABLE (an Accept without `text/event-stream`). Errors the
+operation meets once admitted (validation, FORBIDDEN from a resolver) are its stream's `next` events, as
+graphql-sse's own server sends them; a fault of the stream itself ends it with INTERNAL_SERVER_ERROR.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from gateway.http.graphql_view import GatewayGraphQL, token_expiry
 from gateway.http.request_ids import REQUEST_ID, id_header
 from gateway.http.request_state import request_state
 from gateway.http.ws_protocol import TOO_MANY_OPERATIONS, request_problem
+from resolvers.masking import INTERNAL_SERVER_ERROR
 
 log = logging.getLogger("ucgw.guard")
 STREAM_PATH = "/graphql/stream"
@@ -73,9 +76,7 @@ def accepts_event_stream(accept: str | None) -> bool:
     if not accept:
         return True
     for part in accept.split(","):
-        media = part.partition(";")[0]
-        media = media.strip().lower()
-        if media in (EVENT_STREAM, "text/*", "*/*"):
+        if part.partition(";")[0].strip().lower() in (EVENT_STREAM, "text/*", "*/*"):
             return True
     return False
 
@@ -199,8 +200,10 @@ class GraphQLStreams:
                 reason = first.result()
                 error = {"message": reason, "extensions": {"code": UNAUTHENTICATED}}
                 await write(event("next", view.encode_json({"errors": [error]})))  # type: ignore[arg-type]
-            elif why == "done" and first.exception() is not None:
+            elif why == "done" and first.exception() is not None:  # the schema masks errors; this is a fault here
                 log.error("event stream ended by %s", type(first.exception()).__name__)
+                error = {"message": "internal error", "extensions": {"code": INTERNAL_SERVER_ERROR}}
+                await write(event("next", view.encode_json({"errors": [error]})))  # type: ignore[arg-type]
         finally:
             keepalive.cancel()
             for task in tasks:
