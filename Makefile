@@ -45,8 +45,12 @@ test-deps:
 	@command -v slowhttptest >/dev/null 2>&1 && command -v haproxy >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slowhttptest haproxy prometheus >/dev/null; }
 	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } && command -v redis-server >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; }
 
+# schema-check: the served schema equals schema.graphql and schema.federation.graphql, and breaks nothing of
+# schema/released.graphql unless CHANGELOG.md lists it under a new major version (docs/schema-evolution.md).
+# The Node clients some tests drive (tests/clients/) are installed by those tests with `npm ci` under var/node/.
 test: lint test-deps
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ucgw schema-check
 	$(PY) -m pytest -q -m "not e2e"
 
 demo: venv

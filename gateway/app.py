@@ -30,6 +30,7 @@ from gateway.http.graphql_view import GatewayGraphQL
 from gateway.http.metrics import GatewayMetrics, StateCollector, default_replica
 from gateway.http.prefetch import Prefetcher
 from gateway.http.request_ids import begin, with_id_header
+from gateway.http.sse import STREAM_PATH, GraphQLStreams
 from gateway.http.traced import TracedRequests
 from gateway.http.webhooks import webhook_endpoint
 from gateway.tracing import Tracing, build_tracing
@@ -107,7 +108,8 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
 
 
 class GatewayApp(Starlette):
-    """The routes below, with `POST`/`GET /graphql` handed straight to the guard.
+    """The routes below, with `POST`/`GET /graphql` handed straight to the guard (and `/graphql/stream` to its
+    own guard, which sets the request id as that one does).
 
     Starlette's middleware stack and router cost each request tens of microseconds to reach the one
     route that carries nearly all traffic; that route is matched here first. It loses nothing: its
@@ -117,12 +119,15 @@ class GatewayApp(Starlette):
     """
 
     graphql: Any = None  # the guarded GraphQL endpoint (ASGI)
+    stream: Any = None  # the guarded server-sent-events endpoint (ASGI)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/graphql" and scope["method"] in ("POST", "GET"):
+        if scope["type"] == "http" and ((scope["path"] == "/graphql" and scope["method"] in ("POST", "GET"))
+                                        or scope["path"] == STREAM_PATH):
             scope["app"] = self
+            endpoint = self.graphql if scope["path"] == "/graphql" else self.stream
             try:
-                await self.graphql(scope, receive, send)  # the guard takes the request's id and answers with it
+                await endpoint(scope, receive, send)  # the guard takes the request's id and answers with it
             except Exception:
                 with contextlib.suppress(Exception):  # nothing sent yet: a 500 with the id (else uvicorn closes)
                     await send_error(send, 500, INTERNAL_SERVER_ERROR, "internal error")
@@ -177,6 +182,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store,
                            metrics=metrics)
+    # server-sent events: the same admission (no stored answers or early fetches: every stream is its own),
+    # a traffic count of its own (a stream open for hours is no request in flight for the audit's commits)
+    streams = GraphQLGuard(GraphQLStreams(graphql_app, settings.sse_keepalive_seconds), settings, authenticator,
+                           limiter, audit=audit_store)
     if metrics is not None:
         metrics.watch(StateCollector(metrics, services, answers, audit_store, graphql_app.sockets, connections))
     endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper
@@ -227,6 +236,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         routes.append(static_mount())
     app = GatewayApp(routes=routes, lifespan=lifespan)
     app.graphql = endpoint
+    app.stream = streams
     app.state.tracing = tracing
     app.state.services = services
     app.state.connections = connections

@@ -1,4 +1,4 @@
-"""The `ucgw` command: mocks, serve, demo, cluster, export-schema, token, audit."""
+"""The `ucgw` command: mocks, serve, demo, cluster, migrate, export-schema, schema-check, token, audit."""
 
 from __future__ import annotations
 
@@ -44,11 +44,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export_schema(args: argparse.Namespace) -> int:
-    """Print the SDL the gateway serves."""
+    """Print the SDL the gateway serves (with --federation: the subgraph SDL its `_service { sdl }` serves
+    when UCGW_FEDERATION is on)."""
+    from resolvers.federation import build_subgraph
     from resolvers.schema import build_schema
 
-    sys.stdout.write(build_schema().as_str() + "\n")
+    schema = build_subgraph(Settings(federation=True)) if args.federation else build_schema()
+    sys.stdout.write(schema.as_str() + "\n")
     return 0
+
+
+def cmd_schema_check(args: argparse.Namespace) -> int:
+    """Compare the served schema with the committed files and the released schema (gateway/schema_evolution.py);
+    exit 1 with the reasons when a check fails."""
+    from pathlib import Path
+
+    from gateway.schema_evolution import check
+    from resolvers.federation import build_subgraph
+    from resolvers.schema import build_schema
+
+    root = Path(args.root) if args.root else Path(__file__).resolve().parents[1]
+    verdict = check(root, build_schema().as_str() + "\n", build_subgraph(Settings(federation=True)).as_str() + "\n")
+    for note in verdict.notes:
+        sys.stdout.write(f"note (not breaking, but clients may notice): {note}\n")
+    for problem in verdict.problems:
+        sys.stderr.write(f"schema-check: {problem}\n")
+    if not verdict.problems:
+        sys.stdout.write("schema-check: the served schema matches schema.graphql, schema.federation.graphql, and "
+                         "breaks nothing released in schema/released.graphql without a CHANGELOG.md entry\n")
+    return 1 if verdict.problems else 0
 
 
 MAX_TOKEN_TTL = 366 * 86_400  # sanity bound of the flag; the gateway's UCGW_JWT_MAX_TTL_SECONDS is checked too
@@ -321,7 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_p.set_defaults(func=cmd_cluster)
 
     schema_p = sub.add_parser("export-schema", help="print the GraphQL SDL the gateway serves")
+    schema_p.add_argument("--federation", action="store_true",
+                          help="the Apollo Federation v2 subgraph SDL (UCGW_FEDERATION=true), for "
+                               "schema.federation.graphql")
     schema_p.set_defaults(func=cmd_export_schema)
+
+    check_p = sub.add_parser("schema-check", help="fail when the served schema differs from schema.graphql, or breaks "
+                                                  "the released one without a new major version in CHANGELOG.md")
+    check_p.add_argument("--root", default="", help="the repository (default: this checkout)")
+    check_p.set_defaults(func=cmd_schema_check)
 
     from rules.roles import ROLES
 

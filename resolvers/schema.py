@@ -232,8 +232,10 @@ class GatewaySchema(strawberry.Schema):
             log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema with its extensions; limits come from `settings` (defaults when None).
+def build_schema(settings: Settings | None = None,
+                 schema_class: type[GatewaySchema] = GatewaySchema) -> strawberry.Schema:
+    """The schema with its extensions; limits come from `settings` (defaults when None). `schema_class` is the
+    federation subgraph's for `UCGW_FEDERATION` (resolvers/federation.py `build_subgraph`).
 
     Order matters: error masking is outermost (last on the way out); the complexity limits run when
     execution would start and refuse it; the audit trail is written when execution ends. Every entry is
@@ -260,5 +262,5 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     executor = PlainFieldExecutor if settings.inline_plain_fields else None
     if settings.production:
         executor = without_suggestions(executor or StrawberryGraphQLCoreExecutionContext)
-    return GatewaySchema(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
-                         execution_context_class=executor)
+    return schema_class(query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions,
+                        execution_context_class=executor)

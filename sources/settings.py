@@ -94,6 +94,8 @@ class Settings:
     ws_operations_per_socket: int = 100  # operations running at once on one websocket
     subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
     api_keys_recheck_seconds: float = 60.0  # how often the API-key file is checked for changes (at most 60)
+    sse_keepalive_seconds: float = 15.0  # a comment line this often on a quiet /graphql/stream; 0: none
+    federation: bool = False  # serve as an Apollo Federation v2 subgraph (`Child` an entity, `_service`, `_entities`)
     # scale-out: state the replicas share (docs/redis.md); empty: none, each process alone (memory)
     redis_url: str = field(default="", repr=False)  # redis://[:password@]host:port/db; may hold a password
     redis_prefix: str = "ucgw:"  # every key and channel of this deployment starts with it

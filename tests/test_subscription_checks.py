@@ -32,7 +32,8 @@ AUDIT = """query($s: String) { auditEvents(subject: $s, first: 100) { subject ro
   sectionsReturned sectionsDenied } }"""
 CASELOAD_QUERY = "query($f: CaseloadFilter) { caseload(filter: $f, first: 5) { totalCount edges { cursor } } }"
 HTTP_SUBSCRIPTION = 'subscription{childStatusChanged(aNumber:"A040446731"){aNumber}}'
-OVER_HTTP = "subscriptions need a websocket (graphql-transport-ws) on /graphql"
+OVER_HTTP = ("subscriptions need a websocket (graphql-transport-ws) on /graphql or server-sent events (graphql-sse) "
+             "on /graphql/stream")
 BLANK_OFFICE = 'fieldOffice must name a field office (e.g. "San Antonio") or be omitted, not be blank'
 BLANK_FILTER_OFFICE = f"filter.{BLANK_OFFICE}"
 

@@ -36,6 +36,7 @@ from resolvers.answer_recording import AnswerRecording
 from resolvers.audit_reads import AUDIT_UNAVAILABLE, ReadRecorder
 from resolvers.context import RequestContext
 from resolvers.errors import BAD_USER_INPUT
+from resolvers.federation import build_subgraph
 from resolvers.masking import mask_unexpected
 from resolvers.pagination import CursorCodec
 from resolvers.schema import build_schema
@@ -65,7 +66,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                  audit_store: AuditStore | None = None,
                  authenticator: Authenticator | None = None, limiter: RateLimiter | None = None,
                  health_details: Callable[[], dict[str, Any]] | None = None, **kwargs: Any) -> None:
-        schema = build_schema(services.settings)
+        schema = build_subgraph(services.settings) if services.settings.federation else build_schema(services.settings)
         super().__init__(schema, subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,), **kwargs)
         self.services = services
         self.answers = answers
@@ -155,7 +156,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
             context.purpose = clean_purpose(headers["x-purpose"])
         if isinstance(context.request, WebSocket):
             used = headers.get("authorization") or context.request.headers.get("authorization", "")
-            expires = _token_expiry(used)
+            expires = token_expiry(used)
             if expires is not None:
                 self._close_at(context.request, expires)
             elif context.principal is not None and context.principal.method == "api_key":
@@ -303,7 +304,7 @@ def _variables_refused(response_data: Any) -> bool:
         "path" not in e and (e.get("extensions") or {}).get("code") == BAD_USER_INPUT for e in errors)
 
 
-def _token_expiry(authorization: str) -> float | None:
+def token_expiry(authorization: str) -> float | None:
     """`exp` of an already verified Bearer JWT (None for API keys and tokens without one)."""
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or token.count(".") != 2:

@@ -70,17 +70,25 @@ class TextFrameWebSocket(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from exc
 
 
-def _subscribe_problem(message: dict[str, Any]) -> str | None:
-    """What is wrong with a `subscribe` message's shape, or None."""
-    payload = message.get("payload")
-    if not isinstance(message.get("id"), str):
-        return "subscribe needs a string id"
+def request_problem(payload: Any, what: str = "subscribe payload") -> str | None:
+    """What is wrong with the shape of a GraphQL request `{"query": str, "variables"?: object,
+    "operationName"?: str, "extensions"?: object}`, or None (websocket `subscribe` payloads and the
+    server-sent-events endpoint's requests alike)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-        return "subscribe needs a payload with a string query"
+        return f"{what} needs a string query"
     for key, kind in (("variables", dict), ("operationName", str), ("extensions", dict)):
         if payload.get(key) is not None and not isinstance(payload[key], kind):
-            return f"subscribe payload's {key} must be {'an object' if kind is dict else 'a string'}"
+            return f"{what}'s {key} must be {'an object' if kind is dict else 'a string'}"
     return None
+
+
+def _subscribe_problem(message: dict[str, Any]) -> str | None:
+    """What is wrong with a `subscribe` message's shape, or None."""
+    if not isinstance(message.get("id"), str):
+        return "subscribe needs a string id"
+    if not isinstance(message.get("payload"), dict) or not isinstance(message["payload"].get("query"), str):
+        return "subscribe needs a payload with a string query"
+    return request_problem(message["payload"])
 
 
 class SocketCount:

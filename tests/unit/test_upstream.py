@@ -52,3 +52,26 @@ def test_uvicorn_httptools_protocol_still_has_what_the_edge_uses() -> None:
     for name, parameters in edge.UPSTREAM_METHODS.items():
         assert _parameters(getattr(HttpToolsProtocol, name)) == parameters, name
     assert STATUS_LINE[413].startswith(b"HTTP/1.1 413")
+
+
+def test_federation_entity_override_matches_strawberrys() -> None:
+    """The subgraph's `_entities` overrides strawberry's resolver by name and parameters; `as_entity` replaces a
+    definition's `directives` for one build, and leaves the class's own definition as it was."""
+    from strawberry.federation import Schema as FederationSchema
+    from strawberry.federation.schema_directives import Key
+    from strawberry.types.base import StrawberryObjectDefinition
+
+    from resolvers.child import Child
+    from resolvers.federation import SubgraphSchema
+    from resolvers.upstream import federation_entity
+
+    upstream = getattr(FederationSchema, federation_entity.ENTITIES_RESOLVER)
+    assert _parameters(upstream) == federation_entity.UPSTREAM_PARAMETERS
+    assert _parameters(getattr(SubgraphSchema, federation_entity.ENTITIES_RESOLVER)) == \
+        federation_entity.UPSTREAM_PARAMETERS
+    assert "directives" in {f.name for f in dataclasses.fields(StrawberryObjectDefinition)}
+    plain = Child.__strawberry_definition__
+    with federation_entity.as_entity(Child, Key(fields="aNumber")):  # type: ignore[arg-type]
+        assert [type(d) for d in Child.__strawberry_definition__.directives] == [Key]
+        assert Child.__strawberry_definition__.origin is Child
+    assert Child.__strawberry_definition__ is plain and not plain.directives

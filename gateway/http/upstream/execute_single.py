@@ -23,7 +23,8 @@ UPSTREAM_PARAMETERS = ("self", "request", "request_adapter", "sub_response", "co
 # operations an HTTP request may carry, by method (subscriptions need the websocket)
 HTTP_OPERATIONS = {"GET": frozenset({OperationType.QUERY}),
                    "POST": frozenset({OperationType.QUERY, OperationType.MUTATION})}
-SUBSCRIPTION_OVER_HTTP = "subscriptions need a websocket (graphql-transport-ws) on /graphql"
+SUBSCRIPTION_OVER_HTTP = ("subscriptions need a websocket (graphql-transport-ws) on /graphql or server-sent events "
+                          "(graphql-sse) on /graphql/stream")
 
 
 class SubscriptionsRefusedOverHTTP:
