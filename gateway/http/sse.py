@@ -107,23 +107,40 @@ class GraphQLStreams:
             return
         key = state.principal.rate_key
         connections, operations = self.view.sockets, self.view.caller_operations
-        if not connections.enter(key):
-            await self._refuse(send, TOO_MANY_CONNECTIONS, "too many open subscription connections (websockets "
-                                                           f"and event streams) for this client (at most "
-                                                           f"{connections.cap})")
-            return
+        # with Redis, the caps count every replica's websockets and streams too (services' cluster slots)
+        shared_connections, shared_operations = self.view.shared_sockets, self.view.shared_operations
+        connection_slot = operation_slot = None
         try:
-            if not operations.enter(key):
-                await self._refuse(send, TOO_MANY_OPERATIONS, "too many operations running over all your "
-                                                              f"connections (at most {operations.cap})")
+            if not connections.enter(key):
+                key_entered = False
+            else:
+                key_entered = True
+                connection_slot = None if shared_connections is None else await shared_connections.take(key)
+            if not key_entered or (shared_connections is not None and connection_slot is None):
+                await self._refuse(send, TOO_MANY_CONNECTIONS, "too many open subscription connections (websockets "
+                                                               f"and event streams) for this client (at most "
+                                                               f"{connections.cap})")
                 return
+            operation_entered = operations.enter(key)
             try:
+                operation_slot = (None if shared_operations is None or not operation_entered
+                                  else await shared_operations.take(key))
+                if not operation_entered or (shared_operations is not None and operation_slot is None):
+                    await self._refuse(send, TOO_MANY_OPERATIONS, "too many operations running over all your "
+                                                                  f"connections (at most {operations.cap})")
+                    return
                 state.status = 200
                 await self._stream(scope, receive, send, request)
             finally:
-                operations.leave(key)
+                if operation_entered:
+                    operations.leave(key)
+                if shared_operations is not None and operation_slot is not None:
+                    shared_operations.give_back(operation_slot)
         finally:
-            connections.leave(key)
+            if key_entered:
+                connections.leave(key)
+            if shared_connections is not None and connection_slot is not None:
+                shared_connections.give_back(connection_slot)
 
     async def _refuse(self, send: Send, code: str, message: str) -> None:
         log.info("event stream refused: %s", message)
