@@ -26,6 +26,7 @@ from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
 from gateway.http.graphql_view import GatewayGraphQL
 from gateway.http.metrics import GatewayMetrics, StateCollector, default_replica
+from gateway.http.persisted import PersistedDocuments
 from gateway.http.prefetch import Prefetcher
 from gateway.http.request_ids import begin, with_id_header
 from gateway.http.traced import TracedRequests
@@ -35,6 +36,7 @@ from resolvers.masking import INTERNAL_SERVER_ERROR
 from resolvers.pagination import CursorCodec
 from sources.settings import Settings
 from stores.audit_trail import AuditStore, SQLiteAuditStore
+from stores.documents import DocumentStore, MemoryDocumentStore, SQLiteDocumentStore, TrustedDocuments
 from stores.rate_limits import RateLimiter
 from sync.services import Services
 
@@ -71,6 +73,19 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
                                 hmac_key=settings.audit_hmac_key.encode() or None)
     except Exception as exc:  # sqlite3.Error and filesystem errors alike
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
+
+
+def open_documents(settings: Settings) -> tuple[DocumentStore | None, TrustedDocuments]:
+    """The stores of persisted documents: APQ registrations as `persisted_queries` says (None: off) and the
+    trusted manifests, both in `documents_path` (SQLite) unless the APQ store is memory."""
+    try:
+        trusted = TrustedDocuments(settings.documents_path)
+        registered: DocumentStore | None = {"sqlite": lambda: SQLiteDocumentStore(settings.documents_path),
+                                            "memory": MemoryDocumentStore, "off": lambda: None}[
+            settings.persisted_queries]()
+    except Exception as exc:  # sqlite3.Error and filesystem errors alike
+        raise ConfigError(f"cannot open the documents database at {settings.documents_path}: {exc}") from exc
+    return registered, trusted
 
 
 class GatewayApp(Starlette):
@@ -112,6 +127,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     services = services or Services(settings, tracer=tracing.tracer)
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
+    registered, trusted = open_documents(settings)
+    documents = PersistedDocuments(registered, trusted)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
     # Prometheus metrics, served by the admin listener only: none without one (nothing would read them)
     metrics = GatewayMetrics(settings.replica_id or default_replica()) if settings.admin_port is not None else None
@@ -126,7 +143,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         facts = services.health()
         ready, status = services.readiness(facts)
         return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
-                "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                "earlyFetch": early.facts(), "persistedDocuments": documents.facts(), "auditTrail": audit_store.facts(),
                 "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
                 "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
                 "connections": connections.facts()}
@@ -137,7 +154,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     )
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store,
-                           metrics=metrics)
+                           metrics=metrics, documents=documents)
     if metrics is not None:
         metrics.watch(StateCollector(metrics, services, answers, audit_store, graphql_app.sockets, connections))
     endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper
@@ -169,6 +186,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 await admin.stop()
             await services.close()
             audit_store.close()
+            trusted.close()
+            if isinstance(registered, SQLiteDocumentStore):
+                registered.close()
             tracing.shutdown()  # the spans still buffered go out
 
     routes = [

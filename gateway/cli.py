@@ -1,4 +1,4 @@
-"""The `ucgw` command: mocks, serve, demo, export-schema, token, audit."""
+"""The `ucgw` command: mocks, serve, demo, export-schema, token, apikey, documents, audit."""
 
 from __future__ import annotations
 
@@ -112,6 +112,32 @@ def cmd_apikey(args: argparse.Namespace) -> int:
         print(f"API key (give it to the client; it is not stored anywhere): {key}\n", file=sys.stderr)
     print("\n".join(lines))
     return 0
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    """Add operations to a client's trusted-document manifest, or list the manifest."""
+    from gateway.manifests import ManifestError, read_documents
+    from stores.documents import TrustedDocuments
+
+    settings = _settings(args, **({"data_dir": args.data_dir} if args.data_dir else {}))
+    trusted = TrustedDocuments(settings.documents_path)
+    try:
+        if args.action == "list":
+            for digest, name in trusted.manifest(args.client):
+                print(f"sha256:{digest}\t{name or ''}")
+            return 0
+        if not args.files:
+            raise ConfigError("documents add: name at least one .graphql file or JSON manifest")
+        try:
+            found = [doc for path in args.files for doc in read_documents(path)]
+        except ManifestError as exc:
+            raise ConfigError(str(exc)) from exc
+        for text, name in found:
+            print(f"sha256:{trusted.add(args.client, text, name)}\t{name or ''}")
+        print(f"{len(found)} documents in the manifest of {args.client}", file=sys.stderr)
+        return 0
+    finally:
+        trusted.close()
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -272,6 +298,17 @@ def build_parser() -> argparse.ArgumentParser:
     key_p.add_argument("--field-offices", help="comma-separated ERO field offices the key is limited to")
     key_p.add_argument("--key", help="hash this key instead of making a new one")
     key_p.set_defaults(func=cmd_apikey)
+
+    docs_p = sub.add_parser("documents", help="trusted documents: `add` operations to a client's manifest (.graphql "
+                                              "files, or JSON manifests as Relay, graphql-codegen or Apollo emit "
+                                              "them), or `list` it")
+    docs_p.add_argument("action", choices=("add", "list"))
+    docs_p.add_argument("files", nargs="*", help="add: .graphql files and JSON manifests")
+    docs_p.add_argument("--client", type=client_name, required=True,
+                        help="the client (API-key entry's client, or the token's `client` claim) the manifest is for")
+    docs_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
+    docs_p.add_argument("--data-dir", help="data directory holding documents.sqlite3 (default UCGW_DATA_DIR)")
+    docs_p.set_defaults(func=cmd_documents)
 
     audit_p = sub.add_parser("audit", help="print audit events (JSON lines) matching every given filter; "
                                            "`audit checkpoint` prints each chain's head, `audit verify` checks "

@@ -94,6 +94,9 @@ class Settings:
     ws_operations_per_socket: int = 100  # operations running at once on one websocket
     subscriptions_per_client: int = 100  # operations running at once over all of one caller's websockets
     api_keys_recheck_seconds: float = 60.0
+    # persisted documents (gateway/http/persisted.py, stores/documents.py)
+    persisted_queries: str = "sqlite"  # automatic persisted queries: "sqlite", "memory" or "off"
+    documents_db: str = ""  # SQLite file of persisted and trusted documents; empty: <data_dir>/documents.sqlite3
     # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
     tracing: bool = False  # how often the API-key file is checked for changes (at most 60)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -112,6 +115,11 @@ class Settings:
     def concerns_path(self) -> Path:
         """Where the safety-concern database lives."""
         return Path(self.concerns_db) if self.concerns_db else Path(self.data_dir) / "concerns.sqlite3"
+
+    @property
+    def documents_path(self) -> Path:
+        """Where persisted and trusted documents live."""
+        return Path(self.documents_db) if self.documents_db else Path(self.data_dir) / "documents.sqlite3"
 
     def source_url(self, source: Source) -> str:
         """Base URL of one backend."""

@@ -26,7 +26,7 @@ from strawberry.types import ExecutionResult
 from gateway.http.answer_memo import AnswerCache
 from gateway.http.asgi import ANSWER_HEADERS, clean_purpose, header_purpose, send_error
 from gateway.http.auth import Authenticator, AuthError
-from gateway.http.bodies import is_json_type, too_deep
+from gateway.http.bodies import GRAPHQL_RESPONSE_JSON, LEGACY_JSON, is_json_type, too_deep
 from gateway.http.graphiql import graphiql_response, wants_graphiql_page
 from gateway.http.request_ids import REQUEST_ID, id_header
 from gateway.http.request_state import REQUEST_STATE, RequestState, request_state
@@ -96,10 +96,14 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                 if state is not None:
                     state.status = exc.status_code
                 await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"),
-                                 exc.reason)
+                                 exc.reason, media_type=state.media_type if state is not None else LEGACY_JSON)
                 return
             state = request_state(scope)
             if state is not None:
+                if state.request_error and state.media_type == GRAPHQL_RESPONSE_JSON:
+                    response.status_code = 400  # the spec: a request that did not reach execution is a 4xx
+                if response.media_type == LEGACY_JSON and state.media_type != LEGACY_JSON:
+                    response.headers["content-type"] = state.media_type
                 state.status = response.status_code
             await response(scope, receive, send)
         finally:
@@ -166,6 +170,12 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                                       request_id) for e in result.errors]
         response = await super().process_result(request, result)
         state = request_state(request.scope)
+        if state is not None and result.data is None and result.errors and request.scope["type"] == "http" and all(
+                e.path is None for e in result.errors):
+            # a request error (not GraphQL, not valid, variables that do not fit, over the limits): execution never
+            # began, so the answer has no `data` entry at all (the GraphQL spec; `"data": null` says it failed)
+            response.pop("data", None)
+            state.request_error = True
         if state is not None and result.errors:
             state.errors = True  # the metrics' outcome (gateway/http/metrics.py)
         key, context = (state.answer_key, state.context) if state is not None else (None, None)

@@ -35,6 +35,8 @@ class RequestState:
     operation: str = "unknown"  # the metrics' operation-name label (gateway/http/metrics.py), when metrics are on
     status: int = 0  # the answer's HTTP status, set by whoever answers (the stored answer, the GraphQL view)
     errors: bool = False  # the answer held GraphQL errors
+    request_error: bool = False  # the answer's errors came before execution (parse, validation, variables)
+    media_type: str = "application/json"  # what the answer is sent as, chosen from its Accept header (bodies.py)
 
 
 def request_state(scope: Scope) -> RequestState | None:
