@@ -338,6 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "mocks":
         args.mock_args = rest
+    elif args.command == "documents" and not any(r.startswith("-") for r in rest):
+        args.files += rest  # files after an option (`add --client X a.graphql`): argparse leaves them over
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
