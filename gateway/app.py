@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -24,7 +25,7 @@ from gateway.http.asgi import send_error
 from gateway.http.auth import Authenticator
 from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
-from gateway.http.graphql_view import GatewayGraphQL
+from gateway.http.graphql_view import REFUSAL_CODES, GatewayGraphQL
 from gateway.http.metrics import GatewayMetrics, StateCollector, default_replica
 from gateway.http.persisted import PersistedDocuments
 from gateway.http.prefetch import Prefetcher
@@ -200,7 +201,16 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     ]
     if not settings.production:
         routes.append(static_mount())
-    app = GatewayApp(routes=routes, lifespan=lifespan)
+    async def coded_refusal(request: Request, exc: Exception) -> JSONResponse:
+        """Starlette's own refusals (an unknown path, a method a route does not take) as the gateway's JSON
+        error with a code, not a plain-text body."""
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+        detail = exc.detail if isinstance(exc, StarletteHTTPException) else "internal error"
+        headers = exc.headers if isinstance(exc, StarletteHTTPException) else None
+        return JSONResponse({"errors": [{"message": detail, "extensions": {"code": REFUSAL_CODES.get(status,
+                             "BAD_REQUEST")}}]}, status, headers=headers)
+
+    app = GatewayApp(routes=routes, lifespan=lifespan, exception_handlers={404: coded_refusal, 405: coded_refusal})
     app.graphql = endpoint
     app.state.tracing = tracing
     app.state.services = services

@@ -78,6 +78,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_seconds)
         self.max_subscriptions_per_connection = None
         self.operations_per_socket = settings.ws_operations_per_socket
+        self.max_tokens = settings.max_tokens  # a websocket operation's document is parsed first against it
         self.caller_operations = SocketCount(settings.subscriptions_per_client)
         self.unauthenticated = SocketCount(settings.ws_unauthenticated_per_address)
 

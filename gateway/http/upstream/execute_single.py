@@ -36,7 +36,8 @@ class SubscriptionsRefusedOverHTTP:
                              context: Any, root_value: Any, request_data: Any) -> ExecutionResult:
         """strawberry's, except that over HTTP a subscription is refused (400 BAD_REQUEST, `__call__`) once
         parsed, before validation or any resolver: strawberry lets it run as a query, which fails inside
-        its root field with an internal TypeError. A mutation over GET is a 405 (strawberry: 400). Queries (GET and POST) and mutations (POST) as before."""
+        its root field with an internal TypeError. A mutation over GET is a 405 (strawberry: 400). Queries
+        (GET and POST) and mutations (POST) as before."""
         allowed = HTTP_OPERATIONS.get(request_adapter.method, frozenset())
         if request_adapter.method == "GET" and not self.allow_queries_via_get:
             allowed = frozenset()
