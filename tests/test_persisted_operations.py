@@ -128,6 +128,23 @@ def test_a_hash_that_is_not_the_querys_is_refused_and_runs_nothing(gw: GatewayPr
     assert codes(body) == ["PERSISTED_QUERY_NOT_FOUND"]
 
 
+def test_only_a_valid_document_is_registered(gw: GatewayProcess, a_number: str) -> None:
+    for text, code in (("query Broken { child(", "GRAPHQL_PARSE_FAILED"), ("query Invalid { nope }",
+                                                                           "GRAPHQL_VALIDATION_FAILED")):
+        status, body = post(gw, {"query": text, "extensions": apq(sha(text))})
+        assert (status, codes(body)) == (200, [code])
+        status, body = post(gw, {"extensions": apq(sha(text))})
+        assert codes(body) == ["PERSISTED_QUERY_NOT_FOUND"]  # never stored: the store holds only operations that ran
+    text = STATUS.replace("PartnerStatus", "BadVariables")
+    assert codes(post(gw, {"query": text, "variables": {"a": [1]}, "extensions": apq(sha(text))})[1]) == [
+        "BAD_USER_INPUT"]
+    assert codes(post(gw, {"variables": {"a": a_number}, "extensions": apq(sha(text))})[1]) == [
+        "PERSISTED_QUERY_NOT_FOUND"]
+    assert post(gw, {"query": text, "variables": {"a": a_number}, "extensions": apq(sha(text))})[0] == 200
+    status, body = post(gw, {"variables": {"a": a_number}, "extensions": apq(sha(text))})
+    assert status == 200 and body["data"]["child"]["aNumber"] == a_number
+
+
 @pytest.mark.parametrize(("payload", "code"), [
     ({"documentId": "sha256:" + "0" * 64}, "PERSISTED_QUERY_NOT_FOUND"),
     ({"doc_id": "1" * 64}, "PERSISTED_QUERY_NOT_FOUND"),

@@ -257,6 +257,8 @@ class GraphQLGuard:
         if self.metrics is not None:
             state.operation = self.metrics.operation(body, scope.get("query_string", b""))
         if self.shortcut is not None and await self.shortcut(scope, state, headers, body, send):
+            if state.registration is not None:  # a stored answer's document is valid: register the one it sent
+                await state.registration()
             return None
         try:
             if self.early is not None:

@@ -177,6 +177,9 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
             # began, so the answer has no `data` entry at all (the GraphQL spec; `"data": null` says it failed)
             response.pop("data", None)
             state.request_error = True
+        elif state is not None and state.registration is not None:  # parsed and valid: its hash may name it now
+            registration, state.registration = state.registration, None
+            await registration()
         if state is not None and result.errors:
             state.errors = True  # the metrics' outcome (gateway/http/metrics.py)
         key, context = (state.answer_key, state.context) if state is not None else (None, None)

@@ -4,7 +4,7 @@ Three ways to name a document, each the lowercase hex SHA-256 of its text:
 - Apollo's automatic persisted queries: `extensions.persistedQuery = {"version": 1, "sha256Hash": H}`, GET or
   POST. Without `query`: the registered text, or `PERSISTED_QUERY_NOT_FOUND` (the client then sends the
   query with the hash); with it: the hash must be the query's (`PERSISTED_QUERY_HASH_MISMATCH`), and the
-  text is registered (`DocumentStore.put`).
+  text is registered (`DocumentStore.put`) once it has parsed and validated, before the answer leaves.
 - The GraphQL-over-HTTP persisted-documents form: `documentId: "sha256:H"`.
 - Relay's persisted queries: `doc_id: "H"` (or `"sha256:H"`).
 
@@ -85,7 +85,7 @@ class PersistedDocuments:
             if request is None:  # not a JSON object: strawberry refuses it as malformed, nothing runs
                 return body
             client = principal.client if trusted_only and principal is not None else None
-            resolved = await self._resolve(request, client, trusted_only)
+            resolved = await self._resolve(request, state, client, trusted_only)
         except Refusal as refusal:
             status = refusal.status if refusal.status != 200 or state.media_type == LEGACY_JSON else 400
             state.status = status
@@ -104,7 +104,19 @@ class PersistedDocuments:
             return body
         return orjson.dumps(resolved)
 
-    async def _resolve(self, request: dict[str, Any], client: str | None,
+    def _registration(self, digest: str, text: str) -> Callable[[], Awaitable[None]]:
+        """Registers a document once it has passed parsing and validation (the GraphQL view calls it before
+        it answers, so the client's next hash-only request finds it): text that is no valid operation is
+        never stored."""
+
+        async def register() -> None:
+            assert self.registered is not None
+            await self.registered.put(digest, text)
+            self.registrations += 1
+
+        return register
+
+    async def _resolve(self, request: dict[str, Any], state: RequestState, client: str | None,
                        trusted_only: bool) -> dict[str, Any] | None:
         """The request with its document's text as `query` (and the id taken out); None when it names none
         (a plain query from a caller that may send one)."""
@@ -127,8 +139,7 @@ class PersistedDocuments:
             if self.registered is None and apq:
                 raise Refusal(NOT_SUPPORTED, NOT_SUPPORTED_MESSAGE, 400)
             if self.registered is not None and await self.registered.get(digest) is None:
-                await self.registered.put(digest, query)
-                self.registrations += 1
+                state.registration = self._registration(digest, query)
             text = query
         else:
             text = self.trusted.text(digest, client)
