@@ -56,7 +56,12 @@ def response_media_type(accept: str | None) -> str | None:
     `application/json` (its q-value, ties to the spec's own type); `application/json` when only that is
     accepted; and, as its "legacy watershed" asks of servers that answered older clients, `application/json`
     for a missing Accept, `*/*` or `application/*` (those clients sent that and read JSON)."""
-    if accept is None or not accept.strip():
+    if accept is None:
+        return LEGACY_JSON
+    known = COMMON_ACCEPTS.get(accept)
+    if known is not None:
+        return known
+    if not accept.strip():
         return LEGACY_JSON
     best: tuple[float, int, str] | None = None
     for item in accept.split(","):
@@ -83,3 +88,15 @@ def response_media_type(accept: str | None) -> str | None:
         if best is None or choice[:2] > best[:2]:
             best = choice
     return best[2] if best is not None else None
+
+
+# What the clients partners use send, answered without parsing (each is what the rules above give it)
+COMMON_ACCEPTS = {
+    "application/json": LEGACY_JSON,
+    "*/*": LEGACY_JSON,
+    GRAPHQL_RESPONSE_JSON: GRAPHQL_RESPONSE_JSON,
+    "application/graphql-response+json,application/json;q=0.9": GRAPHQL_RESPONSE_JSON,  # Apollo Client 4
+    "application/graphql-response+json, application/json": GRAPHQL_RESPONSE_JSON,  # graphql-http
+    "application/graphql-response+json, application/graphql+json, application/json, text/event-stream, "
+    "multipart/mixed": GRAPHQL_RESPONSE_JSON,  # urql
+}
