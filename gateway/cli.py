@@ -94,7 +94,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = load_settings(toml_path=args.config)
     offices = [o.strip() for o in args.field_offices.split(",") if o.strip()] if args.field_offices else None
     print(mint_token(settings, args.role, ttl=args.ttl, subject=args.subject, field_offices=offices,
-                     client=args.client))
+                     client=args.client, trusted_documents_only=args.trusted_documents_only))
     return 0
 
 
@@ -108,6 +108,8 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     if args.field_offices:
         offices = [o.strip() for o in args.field_offices.split(",") if o.strip()]
         lines.append(f"field_offices = {json.dumps(offices)}")
+    if args.trusted_documents_only:
+        lines.append("trusted_documents_only = true")
     if not args.key:
         print(f"API key (give it to the client; it is not stored anywhere): {key}\n", file=sys.stderr)
     print("\n".join(lines))
@@ -290,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     token_p.add_argument("--subject", help="the `sub` claim (default <role>-demo)")
     token_p.add_argument("--client", type=client_name, default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
     token_p.add_argument("--field-offices", help="comma-separated ERO field offices the token is limited to")
+    token_p.add_argument("--trusted-documents-only", action="store_true",
+                         help="the token runs only its client's trusted documents (`ucgw documents add`)")
     token_p.set_defaults(func=cmd_token)
 
     key_p = sub.add_parser("apikey", help="make (or hash) a partner API key; prints the keys-file entry")
@@ -297,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     key_p.add_argument("--role", default="partner", choices=ROLES, help="role of the key (default partner)")
     key_p.add_argument("--field-offices", help="comma-separated ERO field offices the key is limited to")
     key_p.add_argument("--key", help="hash this key instead of making a new one")
+    key_p.add_argument("--trusted-documents-only", action="store_true",
+                       help="the key runs only its client's trusted documents (`ucgw documents add`)")
     key_p.set_defaults(func=cmd_apikey)
 
     docs_p = sub.add_parser("documents", help="trusted documents: `add` operations to a client's manifest (.graphql "
