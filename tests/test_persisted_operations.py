@@ -100,18 +100,19 @@ def test_apollo_persisted_query_link_registers_then_sends_the_hash_alone(gw: Gat
 def test_a_hash_only_status_query_is_answered_from_stored_answers(gw: GatewayProcess, a_number: str) -> None:
     text = STATUS.replace("PartnerStatus", "StoredStatus")
     assert post(gw, {"query": text, "variables": {"a": a_number}, "extensions": apq(sha(text))})[0] == 200
-    before = _answer_cache(gw)
+    before = _details(gw)
     for _ in range(3):
         status, body = post(gw, {"variables": {"a": a_number}, "extensions": apq(sha(text))})
         assert status == 200 and body["data"]["child"]["aNumber"] == a_number
-    after = _answer_cache(gw)
-    assert after["hits"] - before["hits"] == 3
+    after = _details(gw)
+    assert after["answerCache"]["hits"] - before["answerCache"]["hits"] == 3
+    assert after["persistedDocuments"]["served"] - before["persistedDocuments"]["served"] == 3
 
 
-def _answer_cache(gw: GatewayProcess) -> dict[str, int]:
+def _details(gw: GatewayProcess) -> dict[str, Any]:
     status, _, body = http("GET", f"{gw.admin_url}/readyz")
     assert status == 200
-    return json.loads(body)["answerCache"]  # type: ignore[no-any-return]
+    return json.loads(body)  # type: ignore[no-any-return]
 
 
 def test_a_hash_that_is_not_the_querys_is_refused_and_runs_nothing(gw: GatewayProcess, world: MockProcess,

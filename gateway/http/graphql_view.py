@@ -34,6 +34,7 @@ from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRef
 from gateway.http.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.answer_recording import AnswerRecording
 from resolvers.audit_reads import ReadRecorder
+from resolvers.complexity import GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, QUERY_TOO_COMPLEX
 from resolvers.context import RequestContext
 from resolvers.errors import BAD_USER_INPUT
 from resolvers.masking import mask_unexpected
@@ -45,6 +46,8 @@ from sync.services import Services
 
 log = logging.getLogger("ucgw.app")
 # codes of the requests strawberry refuses before any GraphQL work, by HTTP status
+# codes of the errors a request gets before execution begins (resolvers/complexity.py `RequestErrorCodes`)
+REQUEST_ERRORS = frozenset({GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, BAD_USER_INPUT, QUERY_TOO_COMPLEX})
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
@@ -172,7 +175,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         response = await super().process_result(request, result)
         state = request_state(request.scope)
         if state is not None and result.data is None and result.errors and request.scope["type"] == "http" and all(
-                e.path is None for e in result.errors):
+                e.path is None and (e.extensions or {}).get("code") in REQUEST_ERRORS for e in result.errors):
             # a request error (not GraphQL, not valid, variables that do not fit, over the limits): execution never
             # began, so the answer has no `data` entry at all (the GraphQL spec; `"data": null` says it failed)
             response.pop("data", None)
