@@ -245,3 +245,27 @@ def test_documents_cli_reads_relay_codegen_and_apollo_manifests(tmp_path: Path) 
     broken.write_text("query {")
     refused = ucgw("documents", "add", "--client", "c1", "--data-dir", str(tmp_path), str(broken))
     assert refused.returncode == 2 and "is not GraphQL" in refused.stderr
+
+
+@pytest.mark.parametrize("store", ["memory", "off"])
+def test_the_apq_store_setting(world: MockProcess, data_dir: str, a_number: str, store: str) -> None:
+    """`memory` registers in the process; `off` answers a hash alone with PERSISTED_QUERY_NOT_SUPPORTED (Apollo's
+    link then sends plain queries), still runs a query sent with its hash, and still serves trusted documents."""
+    with tempfile.TemporaryDirectory(prefix="ucgw-apq-") as own:
+        added = ucgw("documents", "add", "--client", CLIENT, "--data-dir", own, str(Path(data_dir) / "status.graphql"))
+        assert added.returncode == 0, added.stderr
+        gateway = GatewayProcess({**world.gateway_env(), "UCGW_DATA_DIR": own, "UCGW_PERSISTED_QUERIES": store})
+        try:
+            text = OTHER.replace("Other", "Setting")
+            status, body = post(gateway, {"query": text, "variables": {"a": a_number}, "extensions": apq(sha(text))})
+            assert status == 200 and body["data"]["child"]["aNumber"] == a_number
+            status, body = post(gateway, {"variables": {"a": a_number}, "extensions": apq(sha(text))})
+            if store == "memory":
+                assert status == 200 and body["data"]["child"]["aNumber"] == a_number
+            else:
+                assert (status, codes(body)) == (400, ["PERSISTED_QUERY_NOT_SUPPORTED"])
+                assert body["errors"][0]["message"] == "PersistedQueryNotSupported"
+            status, body = post(gateway, {"documentId": f"sha256:{sha(STATUS)}", "variables": {"a": a_number}})
+            assert status == 200 and body["data"]["child"]["aNumber"] == a_number
+        finally:
+            gateway.stop()

@@ -136,8 +136,6 @@ class PersistedDocuments:
                 raise Refusal(HASH_MISMATCH, "provided sha does not match query", 400)
             if trusted_only and self.trusted.text(digest, client) is None:
                 raise Refusal(NOT_ALLOWED, "this operation is not in this client's trusted documents", 403)
-            if self.registered is None and apq:
-                raise Refusal(NOT_SUPPORTED, NOT_SUPPORTED_MESSAGE, 400)
             if self.registered is not None and await self.registered.get(digest) is None:
                 state.registration = self._registration(digest, query)
             text = query
