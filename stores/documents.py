@@ -125,8 +125,10 @@ class TrustedDocuments:
 
     def text(self, digest: str, client: str | None = None) -> str | None:
         """The text of a document in `client`'s manifest (any client's when None), or None."""
-        if client is not None and (client, digest) in self._allowed:
-            return self._allowed[(client, digest)]
+        key = (client if client is not None else "", digest)  # "" (no client's name): any client's manifest
+        known = self._allowed.get(key)
+        if known is not None:
+            return known
         with self._file.lock:
             if client is None:
                 row = self._file.db.execute(
@@ -138,8 +140,7 @@ class TrustedDocuments:
                     (client, digest)).fetchone()
         if row is None:
             return None
-        if client is not None:
-            self._allowed[(client, digest)] = row[0]
+        self._allowed[key] = str(row[0])
         return str(row[0])
 
     def manifest(self, client: str) -> list[tuple[str, str | None]]:

@@ -140,11 +140,14 @@ class PersistedDocuments:
                 state.registration = self._registration(digest, query)
             text = query
         else:
-            text = self.trusted.text(digest, client)
-            if text is None and trusted_only:
-                raise Refusal(NOT_ALLOWED, "this operation is not in this client's trusted documents", 403)
-            if text is None and self.registered is not None:
-                text = await self.registered.get(digest)
+            if trusted_only:
+                text = self.trusted.text(digest, client)
+                if text is None:
+                    raise Refusal(NOT_ALLOWED, "this operation is not in this client's trusted documents", 403)
+            else:  # registered documents first: an APQ client's every request, from memory
+                text = await self.registered.get(digest) if self.registered is not None else None
+                if text is None:
+                    text = self.trusted.text(digest)
             if text is None:
                 if self.registered is None and apq:
                     raise Refusal(NOT_SUPPORTED, NOT_SUPPORTED_MESSAGE, 400)
