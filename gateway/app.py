@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -26,8 +27,9 @@ from gateway.http.asgi import send_error
 from gateway.http.auth import Authenticator
 from gateway.http.edge import Connections, EdgeLimits
 from gateway.http.graphiql import static_mount
-from gateway.http.graphql_view import GatewayGraphQL
+from gateway.http.graphql_view import REFUSAL_CODES, GatewayGraphQL
 from gateway.http.metrics import GatewayMetrics, StateCollector, default_replica
+from gateway.http.persisted import PersistedDocuments
 from gateway.http.prefetch import Prefetcher
 from gateway.http.request_ids import begin, with_id_header
 from gateway.http.sse import STREAM_PATH, GraphQLStreams
@@ -39,6 +41,7 @@ from resolvers.pagination import CursorCodec
 from sources.settings import Settings
 from stores.audit_pg import PgAuditStore
 from stores.audit_trail import AuditStore, SQLiteAuditStore
+from stores.documents import DocumentStore, MemoryDocumentStore, SQLiteDocumentStore, TrustedDocuments
 from stores.pg import Database
 from stores.rate_limits import RateLimiter, RedisBucketStore
 from stores.schema_migrations import MigrationError, migrate
@@ -107,6 +110,19 @@ def open_audit_store(settings: Settings, may_block: Callable[[], bool] | None = 
         raise ConfigError(f"cannot open the audit trail at {settings.audit_path}: {exc}") from exc
 
 
+def open_documents(settings: Settings) -> tuple[DocumentStore | None, TrustedDocuments]:
+    """The stores of persisted documents: APQ registrations as `persisted_queries` says (None: off) and the
+    trusted manifests, both in `documents_path` (SQLite) unless the APQ store is memory."""
+    try:
+        trusted = TrustedDocuments(settings.documents_path)
+        registered: DocumentStore | None = {"sqlite": lambda: SQLiteDocumentStore(settings.documents_path),
+                                            "memory": MemoryDocumentStore, "off": lambda: None}[
+            settings.persisted_queries]()
+    except Exception as exc:  # sqlite3.Error and filesystem errors alike
+        raise ConfigError(f"cannot open the documents database at {settings.documents_path}: {exc}") from exc
+    return registered, trusted
+
+
 class GatewayApp(Starlette):
     """The routes below, with `POST`/`GET /graphql` handed straight to the guard (and `/graphql/stream` to its
     own guard, which sets the request id as that one does).
@@ -152,6 +168,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                                      None if services.redis is None else RedisBucketStore(services.redis))
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers, paused=services.redis_down)
     early = Prefetcher(services)
+    registered, trusted = open_documents(settings)
+    documents = PersistedDocuments(registered, trusted)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
     # Prometheus metrics, served by the admin listener only: none without one (nothing would read them)
     metrics = GatewayMetrics(settings.replica_id or default_replica()) if settings.admin_port is not None else None
@@ -166,7 +184,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         facts = services.health()
         ready, status = services.readiness(facts)
         return {"ready": ready, "status": status, "sources": facts, "answerCache": answers.facts(),
-                "earlyFetch": early.facts(), "auditTrail": audit_store.facts(),
+                "earlyFetch": early.facts(), "persistedDocuments": documents.facts(), "auditTrail": audit_store.facts(),
                 "websockets": graphql_app.sockets.facts(), "scans": services.scans.facts(),
                 "fetches": {s.value: asdict(f.stats) for s, f in services.fetchers.items()},
                 "connections": connections.facts(),
@@ -181,7 +199,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     )
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store,
-                           metrics=metrics)
+                           metrics=metrics, documents=documents)
     # server-sent events: the same admission (no stored answers or early fetches: every stream is its own),
     # a traffic count of its own (a stream open for hours is no request in flight for the audit's commits)
     streams = GraphQLGuard(GraphQLStreams(graphql_app, settings.sse_keepalive_seconds), settings, authenticator,
@@ -220,6 +238,9 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 await admin.stop()
             await services.close()
             audit_store.close()
+            trusted.close()
+            if isinstance(registered, SQLiteDocumentStore):
+                registered.close()
             if database is not None:
                 await database.close()
             tracing.shutdown()  # the spans still buffered go out
@@ -234,7 +255,17 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     ]
     if not settings.production:
         routes.append(static_mount())
-    app = GatewayApp(routes=routes, lifespan=lifespan)
+
+    async def coded_refusal(request: Request, exc: Exception) -> JSONResponse:
+        """Starlette's own refusals (an unknown path, a method a route does not take) as the gateway's JSON
+        error with a code, not a plain-text body."""
+        status = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
+        detail = exc.detail if isinstance(exc, StarletteHTTPException) else "internal error"
+        headers = exc.headers if isinstance(exc, StarletteHTTPException) else None
+        return JSONResponse({"errors": [{"message": detail, "extensions": {"code": REFUSAL_CODES.get(status,
+                             "BAD_REQUEST")}}]}, status, headers=headers)
+
+    app = GatewayApp(routes=routes, lifespan=lifespan, exception_handlers={404: coded_refusal, 405: coded_refusal})
     app.graphql = endpoint
     app.stream = streams
     app.state.tracing = tracing

@@ -1,4 +1,5 @@
-"""The `ucgw` command: mocks, serve, demo, cluster, migrate, export-schema, schema-check, token, audit."""
+"""The `ucgw` command: mocks, serve, demo, cluster, migrate, export-schema, schema-check, token, apikey,
+documents, audit."""
 
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     settings = load_settings(toml_path=args.config)
     offices = [o.strip() for o in args.field_offices.split(",") if o.strip()] if args.field_offices else None
     print(mint_token(settings, args.role, ttl=args.ttl, subject=args.subject, field_offices=offices,
-                     client=args.client))
+                     client=args.client, trusted_documents_only=args.trusted_documents_only))
     return 0
 
 
@@ -133,10 +134,38 @@ def cmd_apikey(args: argparse.Namespace) -> int:
     if args.field_offices:
         offices = [o.strip() for o in args.field_offices.split(",") if o.strip()]
         lines.append(f"field_offices = {json.dumps(offices)}")
+    if args.trusted_documents_only:
+        lines.append("trusted_documents_only = true")
     if not args.key:
         print(f"API key (give it to the client; it is not stored anywhere): {key}\n", file=sys.stderr)
     print("\n".join(lines))
     return 0
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    """Add operations to a client's trusted-document manifest, or list the manifest."""
+    from gateway.manifests import ManifestError, read_documents
+    from stores.documents import TrustedDocuments
+
+    settings = _settings(args, **({"data_dir": args.data_dir} if args.data_dir else {}))
+    trusted = TrustedDocuments(settings.documents_path)
+    try:
+        if args.action == "list":
+            for digest, name in trusted.manifest(args.client):
+                print(f"sha256:{digest}\t{name or ''}")
+            return 0
+        if not args.files:
+            raise ConfigError("documents add: name at least one .graphql file or JSON manifest")
+        try:
+            found = [doc for path in args.files for doc in read_documents(path)]
+        except ManifestError as exc:
+            raise ConfigError(str(exc)) from exc
+        for text, name in found:
+            print(f"sha256:{trusted.add(args.client, text, name)}\t{name or ''}")
+        print(f"{len(found)} documents in the manifest of {args.client}", file=sys.stderr)
+        return 0
+    finally:
+        trusted.close()
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -365,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     token_p.add_argument("--subject", help="the `sub` claim (default <role>-demo)")
     token_p.add_argument("--client", type=client_name, default="ucgw-cli", help="the `client` claim (default ucgw-cli)")
     token_p.add_argument("--field-offices", help="comma-separated ERO field offices the token is limited to")
+    token_p.add_argument("--trusted-documents-only", action="store_true",
+                         help="the token runs only its client's trusted documents (`ucgw documents add`)")
     token_p.set_defaults(func=cmd_token)
 
     key_p = sub.add_parser("apikey", help="make (or hash) a partner API key; prints the keys-file entry")
@@ -372,12 +403,25 @@ def build_parser() -> argparse.ArgumentParser:
     key_p.add_argument("--role", default="partner", choices=ROLES, help="role of the key (default partner)")
     key_p.add_argument("--field-offices", help="comma-separated ERO field offices the key is limited to")
     key_p.add_argument("--key", help="hash this key instead of making a new one")
+    key_p.add_argument("--trusted-documents-only", action="store_true",
+                       help="the key runs only its client's trusted documents (`ucgw documents add`)")
     key_p.set_defaults(func=cmd_apikey)
 
     migrate_p = sub.add_parser("migrate", help="apply pending PostgreSQL migrations (UCGW_DATABASE_MIGRATE_URL)")
     migrate_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
     migrate_p.add_argument("--status", action="store_true", help="only list the migrations not applied yet")
     migrate_p.set_defaults(func=cmd_migrate)
+
+    docs_p = sub.add_parser("documents", help="trusted documents: `add` operations to a client's manifest (.graphql "
+                                              "files, or JSON manifests as Relay, graphql-codegen or Apollo emit "
+                                              "them), or `list` it")
+    docs_p.add_argument("action", choices=("add", "list"))
+    docs_p.add_argument("files", nargs="*", help="add: .graphql files and JSON manifests")
+    docs_p.add_argument("--client", type=client_name, required=True,
+                        help="the client (API-key entry's client, or the token's `client` claim) the manifest is for")
+    docs_p.add_argument("--config", help="TOML settings file (also UCGW_CONFIG)")
+    docs_p.add_argument("--data-dir", help="data directory holding documents.sqlite3 (default UCGW_DATA_DIR)")
+    docs_p.set_defaults(func=cmd_documents)
 
     audit_p = sub.add_parser("audit", help="print audit events (JSON lines) matching every given filter; "
                                            "`audit checkpoint` prints each chain's head, `audit verify` checks "
@@ -407,6 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if args.command == "mocks":
         args.mock_args = rest
+    elif args.command == "documents" and not any(r.startswith("-") for r in rest):
+        args.files += rest  # files after an option (`add --client X a.graphql`): argparse leaves them over
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:

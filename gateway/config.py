@@ -13,6 +13,7 @@ from typing import Any
 from gateway.logs import LOG_FORMATS
 from sources.settings import Settings
 from stores.audit_trail import SYNC_MODES, hmac_key_problem
+from stores.documents import PERSISTED_QUERY_STORES
 
 DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # the old default, once printed in the README: refused
 MIN_JWT_SECRET_BYTES = 32
@@ -110,6 +111,8 @@ def _validate(settings: Settings) -> Settings:
     if settings.jwt_max_ttl_seconds < 1:
         raise ConfigError("setting 'jwt_max_ttl_seconds' must be at least 1")
     _validate_secret(settings.jwt_secret)
+    if settings.persisted_queries not in PERSISTED_QUERY_STORES:
+        raise ConfigError(f"setting 'persisted_queries' must be one of: {', '.join(PERSISTED_QUERY_STORES)}")
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.audit_hmac_key and (problem := hmac_key_problem(settings.audit_hmac_key)):

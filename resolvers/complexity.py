@@ -258,11 +258,11 @@ class RequestErrorCodes(SchemaExtension):
         try:
             yield
         except GraphQLSyntaxError as error:
-            _tag(error, _syntax_code(error))
+            _tag(error, syntax_code(error))
             raise
         for error in getattr(self.execution_context.result, "errors", None) or ():
             if isinstance(error, GraphQLSyntaxError):
-                _tag(error, _syntax_code(error))
+                _tag(error, syntax_code(error))
             elif error.path is None and isinstance(error.original_error, GraphQLError | None):
                 _tag(error, BAD_USER_INPUT)  # variables that do not coerce
 
@@ -272,7 +272,8 @@ class RequestErrorCodes(SchemaExtension):
             _tag(error, GRAPHQL_VALIDATION_FAILED)
 
 
-def _syntax_code(error: GraphQLSyntaxError) -> str:
+def syntax_code(error: GraphQLSyntaxError) -> str:
+    """QUERY_TOO_COMPLEX for a document stopped at the token limit, else GRAPHQL_PARSE_FAILED."""
     return QUERY_TOO_COMPLEX if "more than" in error.message and "tokens" in error.message else GRAPHQL_PARSE_FAILED
 
 

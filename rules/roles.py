@@ -51,6 +51,7 @@ class Principal:
     client: str  # the calling application
     method: str  # "jwt", "api_key" or "anonymous"
     field_offices: frozenset[str] | None = None  # None: every office; else only these (as `place_key`s)
+    trusted_documents_only: bool = False  # may run only its client's trusted documents (gateway/http/persisted.py)
 
     def can(self, capability: Capability) -> bool:
         """True when the caller's role grants `capability`."""

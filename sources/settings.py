@@ -99,6 +99,9 @@ class Settings:
     # scale-out: state the replicas share (docs/redis.md); empty: none, each process alone (memory)
     redis_url: str = field(default="", repr=False)  # redis://[:password@]host:port/db; may hold a password
     redis_prefix: str = "ucgw:"  # every key and channel of this deployment starts with it
+    # persisted documents (gateway/http/persisted.py, stores/documents.py)
+    persisted_queries: str = "sqlite"  # automatic persisted queries: "sqlite", "memory" or "off"
+    documents_db: str = ""  # SQLite file of persisted and trusted documents; empty: <data_dir>/documents.sqlite3
     # OpenTelemetry tracing (gateway/tracing.py); also on when OTEL_EXPORTER_OTLP_ENDPOINT is set
     tracing: bool = False
     # scale-out (docs/postgresql.md): PostgreSQL holds the audit trail, safety concerns and feed cursors
@@ -129,6 +132,11 @@ class Settings:
     def migrate_on_start(self) -> bool:
         """Whether the gateway applies pending migrations when it starts (default: outside production)."""
         return not self.production if self.database_migrate_on_start is None else self.database_migrate_on_start
+
+    @property
+    def documents_path(self) -> Path:
+        """Where persisted and trusted documents live."""
+        return Path(self.documents_db) if self.documents_db else Path(self.data_dir) / "documents.sqlite3"
 
     def source_url(self, source: Source) -> str:
         """Base URL of one backend."""

@@ -213,8 +213,8 @@ def test_demo_prints_tokens_of_a_random_secret_that_work(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------- item 8: /readyz and the admin listener
 
-DETAIL_KEYS = {"ready", "status", "sources", "answerCache", "earlyFetch", "auditTrail", "websockets", "scans",
-               "fetches", "connections", "database", "redis", "changeFeed"}
+DETAIL_KEYS = {"ready", "status", "sources", "answerCache", "earlyFetch", "persistedDocuments", "auditTrail",
+               "websockets", "scans", "fetches", "connections", "database", "redis", "changeFeed"}
 
 
 def test_public_readyz_says_only_whether_ready(gw: GatewayProcess) -> None:

@@ -22,8 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.http.asgi import address_key, header_purpose, replay_body, send_error
 from gateway.http.auth import Authenticator, AuthError
+from gateway.http.bodies import response_media_type
 from gateway.http.graphiql import wants_graphiql_page
 from gateway.http.metrics import UNKNOWN, GatewayMetrics
+from gateway.http.persisted import Documents
 from gateway.http.request_ids import REQUEST_ID, begin
 from gateway.http.request_state import REQUEST_STATE, RequestState
 from sources.settings import Settings
@@ -33,7 +35,7 @@ from stores.rate_limits import RateLimiter, retry_after
 log = logging.getLogger("ucgw.guard")
 
 UNAUTHENTICATED, RATE_LIMITED, PAYLOAD_TOO_LARGE = "UNAUTHENTICATED", "RATE_LIMITED", "PAYLOAD_TOO_LARGE"
-REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+REQUEST_TIMEOUT, NOT_ACCEPTABLE = "REQUEST_TIMEOUT", "NOT_ACCEPTABLE"
 UNAUTHENTICATED_CLASS = "unauthenticated"  # the rate-limit class of callers without valid credentials
 
 
@@ -157,8 +159,9 @@ class GraphQLGuard:
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
                  limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None,
                  early: EarlyHook | None = None, audit: AuditStore | None = None,
-                 metrics: GatewayMetrics | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, documents: Documents | None = None) -> None:
         self.app = app
+        self.documents = documents  # persisted documents named by hash (gateway/http/persisted.py)
         self.metrics = metrics
         self.audit = audit  # where refused credentials are recorded
         self.settings = settings
@@ -224,6 +227,11 @@ class GraphQLGuard:
         if wait:
             await self._rate_limited(send, wait, principal.role)
             return 429
+        media_type = response_media_type(headers.get("accept"))
+        if media_type is None:
+            await send_error(send, 406, NOT_ACCEPTABLE, "the Accept header allows no media type the gateway sends: "
+                             "accept application/graphql-response+json or application/json")
+            return 406
         watch = self.bodies.start()
         try:
             body = await read_body(receive, limit)
@@ -240,9 +248,17 @@ class GraphQLGuard:
         state = scope[REQUEST_STATE] = RequestState(principal,
                                                      time.monotonic() + self.settings.request_deadline_seconds,
                                                      request_id)
+        state.media_type = media_type
+        if self.documents is not None:
+            named = await self.documents(scope, state, headers, body, send)
+            if named is None:
+                return None  # refused, with its status in the state
+            body = named
         if self.metrics is not None:
             state.operation = self.metrics.operation(body, scope.get("query_string", b""))
         if self.shortcut is not None and await self.shortcut(scope, state, headers, body, send):
+            if state.registration is not None:  # a stored answer's document is valid: register the one it sent
+                await state.registration()
             return None
         try:
             if self.early is not None:

@@ -423,7 +423,7 @@ class AnswerShortcut:
             return False
         state.status = 200  # a stored answer holds no errors
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
+                    "headers": [(b"content-type", state.media_type.encode()),
                                 (b"content-length", str(len(payload)).encode()), *ANSWER_HEADERS,
                                 (HEADER, request_id.encode())]})
         await send({"type": "http.response.body", "body": payload})

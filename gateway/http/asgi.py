@@ -44,17 +44,19 @@ ANSWER_HEADERS: tuple[tuple[bytes, bytes], ...] = ((b"cache-control", b"no-store
 
 
 async def send_error(send: Send, status: int, code: str, message: str,
-                     headers: dict[str, str] | None = None, *, kind: str = "http.response", **facts: Any) -> None:
+                     headers: dict[str, str] | None = None, *, kind: str = "http.response",
+                     media_type: str = "application/json", **facts: Any) -> None:
     """A JSON error response `{"errors": [{"message", "extensions": {"code", ...}}]}`.
 
     `kind` "websocket.http.response" refuses a websocket handshake with this response instead (the ASGI
-    denial-response extension). The request's id (`REQUEST_ID`), when it has one, is in the error's
+    denial-response extension); `media_type` is the one the request's Accept chose (`bodies.response_media_type`).
+    The request's id (`REQUEST_ID`), when it has one, is in the error's
     `extensions.requestId` and the `X-Request-Id` header."""
     request_id = REQUEST_ID.get()
     if request_id is not None:
         facts["requestId"] = request_id
     body = json.dumps({"errors": [{"message": message, "extensions": {"code": code, **facts}}]}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *ANSWER_HEADERS]
+    raw = [(b"content-type", media_type.encode()), (b"content-length", str(len(body)).encode()), *ANSWER_HEADERS]
     if request_id is not None:
         raw.append(id_header(request_id))
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]

@@ -41,6 +41,7 @@ class ApiKey:
     client: str
     role: str
     field_offices: frozenset[str] | None
+    trusted_documents_only: bool = False  # runs only the operations of its client's trusted-document manifest
 
 
 MAX_NAME = 256  # longest `sub` or `client` a token may name (they go to every audit event)
@@ -91,7 +92,11 @@ def load_api_keys(path: str) -> dict[str, ApiKey]:
             offices = office_scope(entry.get("field_offices"))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from exc
-        keys[digest] = ApiKey(client=entry["client"], role=entry["role"], field_offices=offices)
+        trusted_only = entry.get("trusted_documents_only", False)
+        if not isinstance(trusted_only, bool):
+            raise ConfigError(f"{where}: 'trusted_documents_only' must be true or false")
+        keys[digest] = ApiKey(client=entry["client"], role=entry["role"], field_offices=offices,
+                              trusted_documents_only=trusted_only)
     return keys
 
 
@@ -217,7 +222,7 @@ class Authenticator:
         if entry is None:
             raise AuthError("unknown API key")
         return Principal(subject=entry.client, role=entry.role, client=entry.client, method="api_key",
-                         field_offices=entry.field_offices)
+                         field_offices=entry.field_offices, trusted_documents_only=entry.trusted_documents_only)
 
     def jwt(self, token: str) -> Principal:
         """The subject of a valid token (signature, exp, aud, iss, role checked; remembered until it expires)."""
@@ -283,12 +288,17 @@ class Authenticator:
             raise AuthError("token 'iat' must be a number (seconds since the epoch)")
         if exp - iat > self.max_ttl:  # a stolen long-lived token would stay good for that long
             raise AuthError(f"token lifetime (exp - iat) exceeds {self.max_ttl} seconds (UCGW_JWT_MAX_TTL_SECONDS)")
-        principal = Principal(subject=subject, role=role, client=client, method="jwt", field_offices=offices)
+        trusted_only = claims.get("trusted_documents_only", False)
+        if not isinstance(trusted_only, bool):
+            raise AuthError("token 'trusted_documents_only' must be true or false")
+        principal = Principal(subject=subject, role=role, client=client, method="jwt", field_offices=offices,
+                              trusted_documents_only=trusted_only)
         return principal, float(exp)
 
 
 def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: str | None = None,
-               field_offices: list[str] | None = None, client: str = "ucgw-cli") -> str:
+               field_offices: list[str] | None = None, client: str = "ucgw-cli",
+               trusted_documents_only: bool = False) -> str:
     """An HS256 token signed with the configured secret (demo and operator use)."""
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
@@ -306,4 +316,6 @@ def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: s
         claims["iss"] = settings.jwt_issuer
     if field_offices:
         claims["field_offices"] = field_offices
+    if trusted_documents_only:
+        claims["trusted_documents_only"] = True
     return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

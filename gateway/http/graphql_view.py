@@ -26,7 +26,7 @@ from strawberry.types import ExecutionResult
 from gateway.http.answer_memo import AnswerCache
 from gateway.http.asgi import ANSWER_HEADERS, clean_purpose, header_purpose, send_error
 from gateway.http.auth import Authenticator, AuthError
-from gateway.http.bodies import is_json_type, too_deep
+from gateway.http.bodies import GRAPHQL_RESPONSE_JSON, LEGACY_JSON, is_json_type, too_deep
 from gateway.http.graphiql import graphiql_response, wants_graphiql_page
 from gateway.http.request_ids import REQUEST_ID, id_header
 from gateway.http.request_state import REQUEST_STATE, RequestState, request_state
@@ -34,6 +34,7 @@ from gateway.http.upstream.execute_single import HTTPException, SubscriptionsRef
 from gateway.http.ws_protocol import GatewayTransportWS, SocketCount, TextFrameWebSocket
 from resolvers.answer_recording import AnswerRecording
 from resolvers.audit_reads import AUDIT_UNAVAILABLE, ReadRecorder
+from resolvers.complexity import GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, QUERY_TOO_COMPLEX
 from resolvers.context import RequestContext
 from resolvers.errors import BAD_USER_INPUT
 from resolvers.federation import build_subgraph
@@ -49,6 +50,8 @@ UNAVAILABLE_CODES = frozenset({AUDIT_UNAVAILABLE, STORE_UNAVAILABLE})
 RETRY_UNAVAILABLE = b"2"  # seconds: the stores' probe asks PostgreSQL every second
 log = logging.getLogger("ucgw.app")
 # codes of the requests strawberry refuses before any GraphQL work, by HTTP status
+# codes of the errors a request gets before execution begins (resolvers/complexity.py `RequestErrorCodes`)
+REQUEST_ERRORS = frozenset({GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, BAD_USER_INPUT, QUERY_TOO_COMPLEX})
 REFUSAL_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 415: "UNSUPPORTED_MEDIA_TYPE"}
 
 
@@ -82,6 +85,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         self.connection_init_wait_timeout = timedelta(seconds=settings.ws_init_timeout_seconds)
         self.max_subscriptions_per_connection = None
         self.operations_per_socket = settings.ws_operations_per_socket
+        self.max_tokens = settings.max_tokens  # a websocket operation's document is parsed first against it
         self.caller_operations = SocketCount(settings.subscriptions_per_client)
         self.unauthenticated = SocketCount(settings.ws_unauthenticated_per_address)
         # with Redis, the per-caller caps above count every replica's sockets and operations too
@@ -103,10 +107,14 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                 if state is not None:
                     state.status = exc.status_code
                 await send_error(send, exc.status_code, REFUSAL_CODES.get(exc.status_code, "BAD_REQUEST"),
-                                 exc.reason)
+                                 exc.reason, media_type=state.media_type if state is not None else LEGACY_JSON)
                 return
             state = request_state(scope)
             if state is not None:
+                if state.request_error and state.media_type == GRAPHQL_RESPONSE_JSON:
+                    response.status_code = 400  # the spec: a request that did not reach execution is a 4xx
+                if response.media_type == LEGACY_JSON and state.media_type != LEGACY_JSON:
+                    response.headers["content-type"] = state.media_type
                 state.status = response.status_code
             await response(scope, receive, send)
         finally:
@@ -173,6 +181,15 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
                                       request_id) for e in result.errors]
         response = await super().process_result(request, result)
         state = request_state(request.scope)
+        if state is not None and result.data is None and result.errors and request.scope["type"] == "http" and all(
+                e.path is None and (e.extensions or {}).get("code") in REQUEST_ERRORS for e in result.errors):
+            # a request error (not GraphQL, not valid, variables that do not fit, over the limits): execution never
+            # began, so the answer has no `data` entry at all (the GraphQL spec; `"data": null` says it failed)
+            response.pop("data", None)
+            state.request_error = True
+        elif state is not None and state.registration is not None:  # parsed and valid: its hash may name it now
+            registration, state.registration = state.registration, None
+            await registration()
         if state is not None and result.errors:
             state.errors = True  # the metrics' outcome (gateway/http/metrics.py)
         key, context = (state.answer_key, state.context) if state is not None else (None, None)

@@ -4,7 +4,7 @@ the guard when it admits a request (or a websocket handshake with credentials) a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,9 @@ class RequestState:
     operation: str = "unknown"  # the metrics' operation-name label (gateway/http/metrics.py), when metrics are on
     status: int = 0  # the answer's HTTP status, set by whoever answers (the stored answer, the GraphQL view)
     errors: bool = False  # the answer held GraphQL errors
+    request_error: bool = False  # the answer's errors came before execution (parse, validation, variables)
+    registration: Callable[[], Awaitable[None]] | None = None  # stores the APQ document it sent, once valid
+    media_type: str = "application/json"  # what the answer is sent as, chosen from its Accept header (bodies.py)
 
 
 def request_state(scope: Scope) -> RequestState | None:

@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any, cast
 
+from graphql import GraphQLSyntaxError, parse
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter
 from strawberry.http.exceptions import WebSocketDisconnected
@@ -49,6 +50,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import Messag
 
 from gateway.http.admission import RATE_LIMITED
 from gateway.http.asgi import address_key
+from resolvers.complexity import syntax_code
 from rules.roles import Principal
 from stores.rate_limits import RateLimiter, retry_after
 from stores.redis_slots import ClusterSlots
@@ -89,6 +91,18 @@ def _subscribe_problem(message: dict[str, Any]) -> str | None:
     if not isinstance(message.get("payload"), dict) or not isinstance(message["payload"].get("query"), str):
         return "subscribe needs a payload with a string query"
     return request_problem(message["payload"])
+
+
+def _syntax_error(query: str, max_tokens: int | None) -> dict[str, Any] | None:
+    """The coded error of a document that does not parse (or passes `max_tokens`), as an `error` message's
+    payload holds it; None for one that parses."""
+    try:
+        parse(query, max_tokens=max_tokens, no_location=True)
+    except GraphQLSyntaxError as error:
+        formatted = dict(error.formatted)
+        formatted["extensions"] = {"code": syntax_code(error)}
+        return formatted
+    return None
 
 
 class SocketCount:
@@ -240,6 +254,11 @@ class GatewayTransportWS(BaseGraphQLTransportWSHandler[Any, Any]):
                 return
         if not self.connection_acknowledged or message["id"] in self.operations:
             await super().handle_subscribe(message)  # strawberry's answer (closing the socket) stands
+            return
+        unparsed = _syntax_error(message["payload"]["query"], getattr(self.view, "max_tokens", None))
+        if unparsed is not None:  # strawberry sent a bare `complete`: the client never learnt why
+            log.info("websocket operation refused: %s", unparsed["extensions"]["code"])
+            await self.send_message(cast(Message, {"id": message["id"], "type": "error", "payload": [unparsed]}))
             return
         cap: int = getattr(self.view, "operations_per_socket", 0)
         running: SocketCount | None = getattr(self.view, "caller_operations", None)

@@ -37,7 +37,8 @@ class SubscriptionsRefusedOverHTTP:
                              context: Any, root_value: Any, request_data: Any) -> ExecutionResult:
         """strawberry's, except that over HTTP a subscription is refused (400 BAD_REQUEST, `__call__`) once
         parsed, before validation or any resolver: strawberry lets it run as a query, which fails inside
-        its root field with an internal TypeError. Queries (GET and POST) and mutations (POST) as before."""
+        its root field with an internal TypeError. A mutation over GET is a 405 (strawberry: 400). Queries
+        (GET and POST) and mutations (POST) as before."""
         allowed = HTTP_OPERATIONS.get(request_adapter.method, frozenset())
         if request_adapter.method == "GET" and not self.allow_queries_via_get:
             allowed = frozenset()
@@ -52,6 +53,9 @@ class SubscriptionsRefusedOverHTTP:
         except InvalidOperationTypeError as e:
             if e.operation_type is OperationType.SUBSCRIPTION:
                 raise HTTPException(400, SUBSCRIPTION_OVER_HTTP) from e
+            if e.operation_type is OperationType.MUTATION and request_adapter.method == "GET":
+                # the GraphQL-over-HTTP spec: a mutation over GET is a 405 (it must not run: GETs may be repeated)
+                raise HTTPException(405, "mutations need POST") from e
             raise HTTPException(400, e.as_http_error_reason(request_adapter.method)) from e
         except MissingQueryError as e:
             raise HTTPException(400, "No GraphQL query found in the request") from e
