@@ -785,7 +785,8 @@ async def run(plan: Plan, only: set[str], quick: bool, save: bool) -> int:
     m = result["machine"]
     print(f"\n{result['table']}\n")
     print(f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}. "
-          f"Mocks: {plan.children:,} children, {DEFAULT_LATENCY_MS:g} ms added latency, no jitter. "
+          f"Mocks: {plan.children:,} children, {DEFAULT_LATENCY_MS:g} ms added latency"
+          f"{f' ({CPU_LATENCY_MS:g} ms in scenario 8)' if '8' in only else ''}, no jitter. "
           f"Rate limit raised for the load test. CPU calibration (10M-addition Python loop): "
           f"{result['cpu_calibration_seconds_before']} s before, {result['cpu_calibration_seconds_after']} s after.")
     if save:
