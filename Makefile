@@ -9,7 +9,7 @@ LOCK     := requirements.lock
 E2E_LOCK := requirements-e2e.lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv lock test test-deps cluster-deps lint demo mocks cluster bench soak e2e e2e-deps clean
+.PHONY: venv lock test test-deps cluster-deps lint demo mocks cluster bench bench-deps soak e2e e2e-deps clean
 
 # The venv installs the locked dependencies (hash-checked), then the project itself without resolving any:
 # a fresh clone gets exactly what CI tested.
@@ -85,8 +85,13 @@ cluster: venv cluster-deps
 soak: venv
 	$(PY) bench/soak.py
 
+# `make bench` drives the warm path and its floor with Debian's wrk as well (scenario 8): installed when absent.
+bench-deps:
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+
+
 # bench/run.py: one gateway against its sources; bench/cluster.py: the replicas of `make cluster` through HAProxy.
-bench: venv test-deps
+bench: venv test-deps bench-deps
 	$(PY) bench/run.py
 	$(PY) bench/cluster.py
 

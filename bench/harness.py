@@ -262,9 +262,10 @@ class Gateway(_Proc):
 
 
 class Floor(_Proc):
-    """bench/floor_app.py serving `body` at POST /graphql under the same uvicorn settings as the gateway."""
+    """bench/floor_app.py under the same uvicorn settings as the gateway: serving `body` at POST /graphql, or
+    with `sources` (source name → base URL) the cold floor, which makes the three backend calls per request."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes = b"{}", sources: dict[str, str] | None = None) -> None:
         fd, self.body_path = tempfile.mkstemp(prefix="ucgw-floor-", suffix=".json")
         with os.fdopen(fd, "wb") as f:
             f.write(body)
@@ -272,8 +273,11 @@ class Floor(_Proc):
         self.url = f"http://127.0.0.1:{self.port}"
         self.graphql = f"{self.url}/graphql"
         env = {**os.environ, "UCGW_FLOOR_BODY": self.body_path}
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(self.port)],
-                                     cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        argv = [sys.executable, str(ROOT / "bench" / "floor_app.py"), "--port", str(self.port)]
+        if sources:
+            argv += ["--sources", ",".join(f"{name}={url}" for name, url in sources.items())]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True)
         self.drain = _Drain(self.proc)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -408,6 +412,42 @@ async def one_at_a_time(items: Iterable[Any], send: Callable[[Any], Awaitable[tu
             on_response(item, status, data)
     sample.seconds = time.perf_counter() - began
     return sample
+
+
+WRK_SCRIPT = """wrk.method = "POST"
+wrk.body = io.open(os.getenv("UCGW_WRK_BODY"), "rb"):read()
+wrk.headers["Content-Type"] = "application/json"
+local token = os.getenv("UCGW_WRK_TOKEN")
+if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+"""
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, body: bytes, token: str | None, concurrency: int, seconds: float) -> dict[str, Any]:
+    """Debian's wrk (one thread, `concurrency` keep-alive connections) POSTing `body` to `url` for `seconds`:
+    requests, req/s, p50/p99 ms and non-2xx answers, from its `--latency` report."""
+    with tempfile.TemporaryDirectory(prefix="ucgw-wrk-") as tmp:
+        script, payload = Path(tmp) / "post.lua", Path(tmp) / "body.json"
+        script.write_text(WRK_SCRIPT, encoding="utf-8")
+        payload.write_bytes(body)
+        out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+                              "-s", str(script), url],
+                             env={**os.environ, "UCGW_WRK_BODY": str(payload), "UCGW_WRK_TOKEN": token or ""},
+                             capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    result: dict[str, Any] = {"non_2xx": 0}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = round(float(words[1]), 1)
+        elif len(words) >= 2 and words[1] == "requests" and words[0].isdigit():
+            result["requests"] = int(words[0])
+        elif line.startswith("  Non-2xx or 3xx responses:"):
+            result["non_2xx"] = int(words[-1])
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            number = words[1].rstrip("umsµ")
+            unit = words[1][len(number):]
+            result[f"p{words[0][:-1]}_ms"] = round(float(number) * _WRK_UNITS[unit], 3)
+    return result
 
 
 def _cpu_seconds(process: psutil.Process) -> float:

@@ -21,6 +21,11 @@ Starts the mocks (fixed added latency, default 40 ms, no jitter) and the gateway
    slow-header connections, against the same without them, in one run (a fresh gateway whose header deadline
    outlasts the run and with no per-address cap, so that all 1,000 stay open while measured). Not in the
    default set: `--only 7`.
+8. CPU per request (issue 29): the gateway process's user + system CPU over each window divided by the
+   requests it answered, with req/s and p50/p99, for a cold single child (c=1, 16), a cold batch of 100
+   (c=1, 4, 16) and a warm single child (c=1, 16), mocks at 5 ms; the cold rows beside the cold floor (a
+   bare Starlette + aiohttp app making the same three backend calls, bench/floor_app.py `--sources`); then
+   warm c=16 and the warm floor driven by Debian's wrk (`make bench` installs it), alternating.
 
 Prints a Markdown table and writes bench/results/<date>.json (<date>-quick.json with --quick).
 Timings are reported, never asserted; the exit status is 1 only when a call-count requirement fails
@@ -61,6 +66,7 @@ from harness import (  # noqa: E402  (bench/ is not a package)
     Floor,
     Gateway,
     Sample,
+    admin,
     all_a_numbers,
     batch_calls,
     closed_loop,
@@ -72,6 +78,7 @@ from harness import (  # noqa: E402  (bench/ is not a package)
     session,
     set_faults,
     start_mocks,
+    wrk,
 )
 
 RESULTS = ROOT / "bench" / "results"
@@ -98,13 +105,20 @@ class Plan:
     outage_seconds: float = 5.0
     memory_children: int = 100_000
     memory_concurrency: int = 4
+    cpu_seconds: float = 3.0  # scenario 8: each row's window
+    cpu_cold_max: int = 1_500  # ... at most this many cold single requests (distinct children) per window
+    cpu_batch_max: int = 30  # ... and this many cold batches of 100
+    wrk_seconds: float = 4.0  # scenario 8 under wrk: per side and turn (two turns each)
 
 
 WARM_SLICES = 4  # scenario 2: floor and gateway measured in turns, each turn a quarter of the window
 SLICE_WARMUP = 0.2  # seconds unmeasured at the start of each turn after the first (the plan's before it)
 
 QUICK = Plan(children=5_000, fanout_queries=40, warm_seconds=2.0, warm_warmup=0.5, batch_rounds=3,
-             stampede_rounds=2, outage_seconds=2.0, memory_children=2_000)
+             stampede_rounds=2, outage_seconds=2.0, memory_children=2_000, cpu_seconds=1.0, cpu_cold_max=200,
+             cpu_batch_max=4, wrk_seconds=1.0)
+CPU_LATENCY_MS = 5.0  # scenario 8: the mocks' added latency (as bench/ab_cpu.py), restored afterwards
+CPU_ROWS = (("cold single", (1, 16)), ("cold batch", (1, 4, 16)), ("warm", (1, 16)))
 
 
 def say(*parts: object) -> None:
@@ -483,6 +497,121 @@ class Bench:
 
 # ---------------------------------------------------------------------------------------------- report
 
+    # ------------------------------------------------------------------------------------------ scenario 8
+
+    async def cpu(self) -> dict[str, Any]:
+        """Gateway CPU milliseconds per request (user + system from /proc over the window, divided by the
+        requests answered) with req/s and p50/p99: cold single child, cold batch of 100 and warm single child at
+        each concurrency, against the cold floor (bench/floor_app.py `--sources`: the same three backend calls,
+        their bytes returned); then warm c=16 and the warm floor under wrk, in alternating turns.
+
+        A fresh gateway (TTL 3,600 s, so that a cold child stays cold only until it is read); the mocks' added
+        latency is `CPU_LATENCY_MS` meanwhile."""
+        say("8. CPU per request: cold single, cold batch of 100, warm; cold floor; wrk")
+        plan = self.plan
+        gw = Gateway(self.mocks, UCGW_CACHE_TTL_SECONDS="3600")
+        cold_floor = Floor(sources=self.mocks.urls)
+        faults = await admin(self.client, self.mocks, "orr", "GET", "/_admin/faults")
+        await set_faults(self.client, self.mocks, {"latency_ms": CPU_LATENCY_MS, "jitter_ms": 0})
+        pool = iter(self.a_numbers)
+        cycle = _cycled(self.a_numbers)  # the floor keeps nothing: any child is cold for it
+        rows: dict[str, Any] = {}
+        try:
+            for _ in range(20):  # warm-up: connections, compiled completions, the warm child's answer
+                await post(self.client, gw.graphql, graphql_body(FULL_STATUS, {"a": self.warm_child}), gw.headers)
+            for kind, concurrencies in CPU_ROWS:
+                for c in concurrencies:
+                    for name, server, stream in (("gateway", gw, pool), ("floor", cold_floor, cycle)):
+                        if kind == "warm" and name == "floor":
+                            continue  # the warm floor is wrk's below (and scenario 2's)
+                        rows.setdefault(kind, {}).setdefault(str(c), {})[name] = \
+                            await self._cpu_window(server, kind, c, stream)
+                    row = rows[kind][str(c)]
+                    floor_cpu = row.get("floor", {}).get("cpu_ms_per_request")
+                    if floor_cpu:
+                        row["cpu_ratio_to_floor"] = round(row["gateway"]["cpu_ms_per_request"] / floor_cpu, 2)
+                    say(f"   {kind} c={c}: " + "; ".join(
+                        f"{n} {r['cpu_ms_per_request']} ms CPU/req, {r['rps']} req/s, p50 {r['p50_ms']} "
+                        f"p99 {r['p99_ms']} ms" for n, r in row.items() if isinstance(r, dict)))
+            rows["wrk"] = await self._wrk_warm(gw)
+        finally:
+            await set_faults(self.client, self.mocks, {"latency_ms": faults["latency_ms"],
+                                                       "jitter_ms": faults["jitter_ms"]})
+            cold_floor.stop()
+            self.log_counts["scenario 8"] = dict(gw.drain.counts)
+            gw.stop()
+        bad = sum(r.get("bad_responses", 0) for kind in CPU_ROWS for run in rows[kind[0]].values()
+                  for r in run.values() if isinstance(r, dict))
+        return {"mock_latency_ms": CPU_LATENCY_MS, "seconds_per_window": plan.cpu_seconds, "rows": rows,
+                "bad_responses": bad + rows["wrk"]["bad_responses"]}
+
+    async def _cpu_window(self, server: Gateway | Floor, kind: str, concurrency: int,
+                          children: Iterator[str]) -> dict[str, Any]:
+        """One row of scenario 8 on one server: a closed loop for `cpu_seconds` (or its request bound)."""
+        if kind == "warm":
+            body = graphql_body(FULL_STATUS, {"a": self.warm_child})
+            limit = 10_000_000
+        elif kind == "cold single":
+            def body() -> bytes:
+                return graphql_body(FULL_STATUS, {"a": next(children)})
+            limit = self.plan.cpu_cold_max
+        else:
+            def body() -> bytes:
+                return graphql_body(FULL_STATUS_MANY, {"as": [next(children) for _ in range(100)]})
+            limit = self.plan.cpu_batch_max
+        headers = server.headers if isinstance(server, Gateway) else JSON_HEADERS
+        bad = 0
+
+        def check(status: int, data: bytes) -> None:
+            nonlocal bad
+            bad += int(status != 200 or b'"errors"' in data or (kind == "warm" and b'"MISS"' in data))
+
+        tally = CpuTally()
+        with tally.measuring(server.pid):
+            sample = await closed_loop(self.client, server.graphql, body, headers, concurrency, self.plan.cpu_seconds,
+                                       max_requests=limit, on_response=check if isinstance(server, Gateway) else None)
+        out = sample.summary()
+        return {"requests": out["requests"], "rps": out.get("rps"), "p50_ms": out["p50_ms"], "p99_ms": out["p99_ms"],
+                "cpu_ms_per_request": round(1000 * tally.cpu / max(1, out["requests"]), 3), "bad_responses": bad}
+
+    async def _wrk_warm(self, gw: Gateway) -> dict[str, Any]:
+        """Warm full status at c=16 under wrk against the warm floor (the same answer's bytes), two turns each,
+        floor first; req/s summed over the turns."""
+        _, status, warm_body = await post(self.client, gw.graphql, graphql_body(FULL_STATUS, {"a": self.warm_child}),
+                                          gw.headers)
+        if status != 200 or b'"MISS"' in warm_body:
+            raise RuntimeError(f"warm answer expected, got {status}: {warm_body[:300]!r}")
+        floor = Floor(warm_body)
+        body = graphql_body(FULL_STATUS, {"a": self.warm_child})
+        runs: dict[str, list[dict[str, Any]]] = {"gateway": [], "floor": []}
+        cpu = {"gateway": CpuTally(), "floor": CpuTally()}
+        try:
+            for _ in range(2):
+                for name, server, token in (("floor", floor, None), ("gateway", gw, gw.token)):
+                    with cpu[name].measuring(server.pid):
+                        runs[name].append(await asyncio.to_thread(wrk, server.graphql, body, token, 16,
+                                                                  self.plan.wrk_seconds))
+        finally:
+            floor.stop()
+        out: dict[str, Any] = {"concurrency": 16, "turns": 2, "seconds_per_turn": self.plan.wrk_seconds}
+        for name, turns in runs.items():
+            requests = sum(t.get("requests", 0) for t in turns)
+            out[name] = {"rps": round(sum(t.get("rps", 0.0) for t in turns) / len(turns), 1),
+                         "p50_ms": max(t.get("p50_ms", 0.0) for t in turns),
+                         "p99_ms": max(t.get("p99_ms", 0.0) for t in turns),
+                         "cpu_ms_per_request": round(1000 * cpu[name].cpu / max(1, requests), 3),
+                         "non_2xx": sum(t["non_2xx"] for t in turns)}
+        out["rps_ratio"] = round(out["gateway"]["rps"] / out["floor"]["rps"], 3) if out["floor"]["rps"] else None
+        out["bad_responses"] = out["gateway"]["non_2xx"] + out["floor"]["non_2xx"]
+        say(f"   wrk warm c=16: gateway {out['gateway']['rps']} req/s, floor {out['floor']['rps']} req/s: "
+            f"{out['rps_ratio']} of floor")
+        return out
+
+def _cycled(items: list[str]) -> Iterator[str]:
+    while True:
+        yield from items
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("yes" if ok else "**no**")
 
@@ -546,7 +675,42 @@ def table(r: dict[str, Any]) -> str:
                     f"{u['attacked']['rps']} vs {u['calm']['rps']} req/s (**{u['rps_ratio']}**), p99 "
                     f"{u['attacked']['p99_ms']} vs {u['calm']['p99_ms']} ms (**{u['p99_ratio']}×**) | ≥ 0.8, ≤ 2× | "
                     f"{verdict(met)} |")
+    if "8" in s:
+        rows += _cpu_table(s["8"])
     return "\n".join(rows)
+
+
+def _cpu_table(e: dict[str, Any]) -> list[str]:
+    """Scenario 8's rows: CPU per request (gateway, and the cold floor for cold reads), req/s, p50/p99; wrk."""
+    rows = []
+    for kind, runs in e["rows"].items():
+        if kind == "wrk":
+            continue
+        for c, run in runs.items():
+            g, fl = run["gateway"], run.get("floor")
+            measured = (f"gateway **{g['cpu_ms_per_request']} ms CPU**/req, {g['rps']} req/s, p50 {g['p50_ms']} ms, "
+                        f"p99 {g['p99_ms']} ms")
+            aim, met = "no regression (A/B)", None
+            if fl is not None:
+                measured += (f"; cold floor {fl['cpu_ms_per_request']} ms CPU/req, {fl['rps']} req/s, p50 "
+                             f"{fl['p50_ms']} ms; **{run['cpu_ratio_to_floor']}×** the floor's CPU")
+            if kind == "cold single":
+                aim = "≤ 1.0 ms, or ≤ 2× the floor's when it is above 0.5 ms"
+                met = g["cpu_ms_per_request"] <= 1.0 or (fl is not None and fl["cpu_ms_per_request"] > 0.5
+                                                         and run["cpu_ratio_to_floor"] <= 2)
+            elif kind == "cold batch":
+                aim, met = "≤ 15 ms", g["cpu_ms_per_request"] <= 15
+                if c == "4":
+                    aim += ", p99 ≤ 1.5 × p50"
+                    met = met and g["p99_ms"] <= 1.5 * g["p50_ms"]
+            rows.append(f"| 8 | CPU: {kind}{' of 100' if kind == 'cold batch' else ''}, concurrency {c} | {measured} "
+                        f"| {aim} | {verdict(met)} |")
+    w = e["rows"]["wrk"]
+    rows.append(f"| 8 | wrk: warm, concurrency 16 | gateway {w['gateway']['rps']} req/s, p50 {w['gateway']['p50_ms']} "
+                f"ms, p99 {w['gateway']['p99_ms']} ms ({w['gateway']['cpu_ms_per_request']} ms CPU/req); floor "
+                f"{w['floor']['rps']} req/s, p99 {w['floor']['p99_ms']} ms; **{w['rps_ratio']}** of floor | ≥ 0.35 | "
+                f"{verdict(w['rps_ratio'] is not None and w['rps_ratio'] >= 0.35)} |")
+    return rows
 
 
 async def run(plan: Plan, only: set[str], quick: bool, save: bool) -> int:
@@ -600,6 +764,8 @@ async def run(plan: Plan, only: set[str], quick: bool, save: bool) -> int:
                     s["6"] = await bench.memory()
                 if "7" in only:
                     s["7"] = await bench.under_attack()
+                if "8" in only:
+                    s["8"] = await bench.cpu()
                 if bench.gw is not None:
                     bench.log_counts["scenario 6" if "6" in only else "scenarios 1-5"] = dict(bench.gw.drain.counts)
                 result["gateway_log_counts"] = bench.log_counts
@@ -619,7 +785,8 @@ async def run(plan: Plan, only: set[str], quick: bool, save: bool) -> int:
     m = result["machine"]
     print(f"\n{result['table']}\n")
     print(f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB, Python {m['python']}. "
-          f"Mocks: {plan.children:,} children, {DEFAULT_LATENCY_MS:g} ms added latency, no jitter. "
+          f"Mocks: {plan.children:,} children, {DEFAULT_LATENCY_MS:g} ms added latency"
+          f"{f' ({CPU_LATENCY_MS:g} ms in scenario 8)' if '8' in only else ''}, no jitter. "
           f"Rate limit raised for the load test. CPU calibration (10M-addition Python loop): "
           f"{result['cpu_calibration_seconds_before']} s before, {result['cpu_calibration_seconds_after']} s after.")
     if save:
@@ -652,18 +819,18 @@ def _uvicorn_impl() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the gateway (issue 7).")
     parser.add_argument("--quick", action="store_true", help="small world, short windows: a smoke run")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="scenarios to run, e.g. 2 or 1,3 (default all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6,8", help="scenarios to run, e.g. 2 or 1,3 (default all)")
     parser.add_argument("--children", type=int, help="world size instead of the plan's (scenario 6 needs "
                                                      "2 x its children + 200)")
     args = parser.parse_args()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    if not only <= {"1", "2", "3", "4", "5", "6", "7"}:
-        parser.error("--only takes scenario numbers 1-7")
+    if not only <= {"1", "2", "3", "4", "5", "6", "7", "8"}:
+        parser.error("--only takes scenario numbers 1-8")
     plan = QUICK if args.quick else Plan()
     if args.children:
         plan = dataclasses.replace(plan, children=args.children)
     # only a complete run of the standard plan is written to bench/results/
-    save = only == {"1", "2", "3", "4", "5", "6"} and not args.children
+    save = only == {"1", "2", "3", "4", "5", "6", "8"} and not args.children
     return asyncio.run(run(plan, only, args.quick, save))
 
 

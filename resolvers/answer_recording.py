@@ -21,8 +21,13 @@ Dependency = tuple[Source, str, float | None, float]  # source, A-number, max ag
 class ResponsePath(Protocol, Hashable):
     """Where a value sits in the response (graphql-core's `graphql.pyutils.Path`)."""
 
-    def as_list(self) -> list[str | int]:
-        """The path from the root: field names and list indexes."""
+    @property
+    def prev(self) -> ResponsePath | None:
+        """The enclosing path; None at the root."""
+
+    @property
+    def key(self) -> str | int:
+        """The field name or list index of this step."""
 
 
 @dataclass
@@ -39,7 +44,7 @@ class AnswerRecording:
     open_breakers: dict[Source, float] = field(default_factory=dict)  # source → when its breaker opened
     # path → (kind, fetched_at); keyed by path, so a value completed twice (graphql-core taking over a field
     # the inline executor began) is one slot. The path is graphql-core's linked `Path` as completion has it
-    # (hashed in C); it is made a list only when the answer is rendered, after the response has gone.
+    # (hashed in C); the answer is rendered by following it, after the response has gone.
     slots: dict[ResponsePath, tuple[str, float]] = field(default_factory=dict)
     valid_until: float = math.inf  # when time alone changes the answer (a next hearing's start), epoch seconds
 

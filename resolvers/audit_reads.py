@@ -74,6 +74,9 @@ class ReadRecorder:
         self._reads: dict[str, ChildRead] = {}
         self._sections: dict[Path, tuple[str, str]] = {}  # section's response path → (A-number, section)
         self._ice: dict[str, Mapping[str, Any] | None] = {}  # A-number → the ICE record the request read
+        # the events the audit trail wrote when execution ended (`AuditTrail`): the stored answer's templates
+        # are these, not a second build of them (gateway/http/answer_memo.py re-stamps them per request)
+        self.written: list[AuditEvent] | None = None
 
     def saw_ice(self, a_number: str, record: Mapping[str, Any] | None) -> None:
         """The request read ICE's record of `a_number` (None: ICE has none); it names the scope office."""
@@ -202,10 +205,13 @@ class AuditTrail(SchemaExtension):
         services = getattr(ctx, "services", None)
         tracer = recorded(getattr(services, "tracer", None))
         if tracer is None:
-            await self._commit(store, events)
+            if await self._commit(store, events):
+                recorder.written = events
             return
         with tracer.start_as_current_span(AUDIT_SPAN, attributes={"ucgw.audit.events": len(events)}) as span:
             ok = await self._commit(store, events)
+            if ok:
+                recorder.written = events
             span.set_attribute("ucgw.outcome", "ok" if ok else "error")
             if not ok:
                 span.set_status(SPAN_ERROR)

@@ -16,6 +16,7 @@ from strawberry.extensions import (
     ParserCache,
     SchemaExtension,
 )
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext, Info
@@ -43,6 +44,7 @@ from resolvers.prefetch_plans import learn
 from resolvers.safety import SafetyMutation, SafetyQuery
 from resolvers.subscriptions import PushSubscription, StreamAudit
 from resolvers.upstream.execution_context import PlainFieldExecutor
+from resolvers.upstream.extension_hooks import HookRunner
 from resolvers.upstream.hide_suggestions import without_suggestions
 from resolvers.upstream.validate_document import validate_document
 from rules.roles import Capability
@@ -230,6 +232,11 @@ class GatewaySchema(strawberry.Schema):
                 continue
             stack = "".join(traceback.format_tb(original.__traceback__))
             log.error("unexpected %s at path %s\n%s", type(original).__name__, error.path, stack.rstrip())
+
+    def create_extensions_runner(self, execution_context: ExecutionContext,
+                                 extensions: list[SchemaExtension]) -> SchemaExtensionsRunner:
+        """strawberry's runner, its hooks' factories made once per extension class (`HookRunner`)."""
+        return HookRunner(execution_context=execution_context, extensions=extensions)
 
 
 def build_schema(settings: Settings | None = None,

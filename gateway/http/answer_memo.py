@@ -47,7 +47,7 @@ from starlette.types import Scope, Send
 from gateway.http.asgi import ANSWER_HEADERS, header_purpose
 from gateway.http.request_ids import HEADER
 from gateway.http.request_state import RequestState
-from resolvers.answer_recording import AGE, AnswerRecording, Basis
+from resolvers.answer_recording import AGE, AnswerRecording, Basis, ResponsePath
 from rules.roles import Principal
 from sources.breaker import OPEN
 from sources.errors import FORBIDDEN, SOURCE_UNAVAILABLE
@@ -129,11 +129,20 @@ def json_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None] |
     return None
 
 
-def _at(data: Any, path: list[str | int]) -> tuple[Any, str | int]:
-    """The container holding the last element of `path`, and that element's key."""
-    for step in path[:-1]:
-        data = data[step]
-    return data, path[-1]
+def _holder(data: Any, path: ResponsePath, seen: dict[int, Any]) -> Any:
+    """The container holding the value at `path` in `data`.
+
+    `seen` maps the id of each enclosing path already resolved to its container's value: the open values of
+    one Provenance share their parent path object, and the Provenances of a list share theirs, so most
+    slots take one lookup instead of a walk from the root (the paths are alive while the answer renders).
+    """
+    prev = path.prev
+    if prev is None:
+        return data
+    found = seen.get(id(prev))
+    if found is None:
+        found = seen[id(prev)] = _holder(data, prev, seen)[prev.key]
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +164,10 @@ def render(response: MutableMapping[str, Any], recording: AnswerRecording,
     data = response.get("data")
     slots: list[tuple[str, float]] = []
     saved: list[tuple[Any, str | int, Any]] = []
+    seen: dict[int, Any] = {}
     try:
         for path, slot in recording.slots.items():
-            holder, last = _at(data, path.as_list())
+            holder, last = _holder(data, path, seen), path.key
             saved.append((holder, last, holder[last]))
             holder[last] = f"\x00{len(slots)}\x00"
             slots.append(slot)

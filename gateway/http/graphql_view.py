@@ -197,7 +197,8 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
             # after this turn of the loop, when the response has been written: the template costs it nothing
             asyncio.get_running_loop().call_soon(
                 self.answers.store, key, response, context.answer,
-                lambda: context.reads.events(context.principal, context.purpose), self.encode_json)
+                lambda: context.reads.written or context.reads.events(context.principal, context.purpose),
+                self.encode_json)
         return response
 
     def encode_json(self, data: object) -> str | bytes:

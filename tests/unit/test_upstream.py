@@ -3,9 +3,16 @@ written against: a new upstream release that moves one fails here, by name, befo
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import ClassVar
 
+import pytest
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.context import ExtensionContextManagerBase, WrappedHook
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.http.async_base_view import AsyncBaseHTTPView
 from strawberry.schema import schema as strawberry_schema
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -14,7 +21,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway.http import edge
 from gateway.http.upstream import execute_single
-from resolvers.upstream import execution_context, hide_suggestions, raw_info, validate_document
+from resolvers.schema import build_schema
+from resolvers.upstream import execution_context, extension_hooks, hide_suggestions, raw_info, validate_document
+from sources.settings import Settings
 
 
 def _parameters(function: object) -> tuple[str, ...]:
@@ -75,3 +84,60 @@ def test_federation_entity_override_matches_strawberrys() -> None:
         assert [type(d) for d in Child.__strawberry_definition__.directives] == [Key]
         assert Child.__strawberry_definition__.origin is Child
     assert Child.__strawberry_definition__ is plain and not plain.directives
+
+
+def test_extension_context_managers_still_have_the_shape_hook_runner_builds() -> None:
+    assert tuple(WrappedHook._fields) == extension_hooks.UPSTREAM_FIELDS
+    assert tuple(ExtensionContextManagerBase.__slots__) == extension_hooks.UPSTREAM_SLOTS
+    for name in extension_hooks.UPSTREAM_RUNNER_METHODS:
+        assert _parameters(getattr(SchemaExtensionsRunner, name)) == ("self",), name
+    assert _parameters(ExtensionContextManagerBase.__init__) == ("self", "extensions")
+    assert "create_extensions_runner" in vars(strawberry_schema.Schema)
+
+
+def test_hook_runner_gives_each_phase_strawberrys_hooks_in_strawberrys_order() -> None:
+    schema = build_schema(Settings(env="production"))
+    extensions = schema.get_extensions()
+    ours = extension_hooks.HookRunner(execution_context=None, extensions=extensions)  # type: ignore[arg-type]
+    theirs = SchemaExtensionsRunner(execution_context=None, extensions=extensions)  # type: ignore[arg-type]
+    taking_part = 0
+    for name in extension_hooks.UPSTREAM_RUNNER_METHODS:
+        mine, upstream = getattr(ours, name)(), getattr(theirs, name)()
+        assert type(mine).HOOK_NAME == type(upstream).HOOK_NAME
+        assert [(h.extension, h.is_async) for h in mine.hooks] == [(h.extension, h.is_async) for h in upstream.hooks]
+        taking_part += len(mine.hooks)
+    assert taking_part >= 9  # the gateway's extensions: masking, error codes, limits, audit, answer eligibility...
+
+
+class _Recorder(SchemaExtension):
+    calls: ClassVar[list[str]] = []
+
+    def on_operation(self) -> Iterator[None]:
+        self.calls.append("enter")
+        try:
+            yield
+        except ValueError as exc:
+            self.calls.append(f"raised {exc}")
+            raise
+        self.calls.append("exit")
+
+    async def on_execute(self) -> AsyncIterator[None]:
+        self.calls.append("execute enter")
+        yield
+        self.calls.append("execute exit")
+
+
+def test_hook_runner_drives_each_hook_as_strawberry_does() -> None:
+    extension = _Recorder()
+    runner = extension_hooks.HookRunner(execution_context=None, extensions=[extension])  # type: ignore[arg-type]
+    with runner.operation():
+        pass
+    with pytest.raises(ValueError, match="refused"), runner.operation():
+        raise ValueError("refused")
+
+    async def execute() -> None:
+        async with runner.executing():
+            pass
+
+    asyncio.run(execute())
+    assert _Recorder.calls == ["enter", "exit", "enter", "raised refused", "execute enter", "execute exit"]
