@@ -89,7 +89,6 @@ soak: venv
 bench-deps:
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 
-
 # bench/run.py: one gateway against its sources; bench/cluster.py: the replicas of `make cluster` through HAProxy.
 bench: venv test-deps bench-deps
 	$(PY) bench/run.py
