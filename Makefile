@@ -9,7 +9,7 @@ LOCK     := requirements.lock
 E2E_LOCK := requirements-e2e.lock
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv lock test test-deps lint demo mocks bench soak e2e e2e-deps clean
+.PHONY: venv lock test test-deps lint demo mocks bench soak e2e e2e-deps assets clean
 
 # The venv installs the locked dependencies (hash-checked), then the project itself without resolving any:
 # a fresh clone gets exactly what CI tested.
@@ -66,6 +66,13 @@ e2e-deps: $(VENV)/.e2e-stamp
 
 e2e: e2e-deps
 	$(PY) -m pytest -q -m e2e tests/e2e
+
+# The GraphiQL page's bundle (gateway/http/static/graphiql/ucgw-graphiql.{js,css}) from gateway/http/graphiql_src:
+# `npm ci` installs exactly the lock, esbuild writes the same bytes each time (the built files are committed;
+# `make assets && git diff --exit-code gateway/http/static` checks it). Needs Node 20 and npm.
+GRAPHIQL_SRC := gateway/http/graphiql_src
+assets:
+	cd $(GRAPHIQL_SRC) && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
 
 soak: venv
 	$(PY) bench/soak.py

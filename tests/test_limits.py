@@ -587,30 +587,6 @@ def test_production_refuses_the_demo_secret(mock_services: Any, tmp_path: Any) -
     assert done.returncode == 2
 
 
-@pytest.fixture(scope="module")
-def prod(mock_services: Any) -> Iterator[GatewayProcess]:
-    gateway = GatewayProcess(gateway_env(mock_services, UCGW_ENV="production"))
-    yield gateway
-    gateway.stop()
-
-
-def test_production_hides_introspection_and_graphiql(prod: GatewayProcess, mock_services: Any) -> None:
-    a = mock_services.sample(3)[0]
-    status, body = prod.query(get_introspection_query())
-    assert status == 200 and body.get("data") is None
-    assert "introspection" in body["errors"][0]["message"].lower()
-    _, body = prod.query('{ __type(name: "Child") { fields { name } } }')
-    assert body.get("data") is None and body["errors"]
-    status, headers, page = http("GET", f"{prod.url}/graphql", headers={"Accept": "text/html"})
-    assert status == 401 and b"graphiql" not in page.lower()
-    status, headers, page = http("GET", f"{prod.url}/graphql", headers={"Accept": "text/html", **prod.headers()})
-    assert status != 200 and b"graphiql" not in page.lower()
-    status, _, _ = http("GET", f"{prod.url}/static/graphiql/graphiql.min.js")
-    assert status == 404
-    status, body = prod.query("query($a: ID!) { child(aNumber: $a) { aNumber nta { status } } }", {"a": a})
-    assert status == 200 and body["data"]["child"]["aNumber"] == a
-
-
 class _BrokenServices:
     """Services whose health report blows up with internals in the message."""
 
