@@ -3,6 +3,7 @@
 import React, { useEffect, useMemo, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { GraphiQL } from "graphiql";
+import { useEditorContext } from "@graphiql/react";
 import { explorerPlugin } from "@graphiql/plugin-explorer";
 import "graphiql/graphiql.css";
 import "@graphiql/plugin-explorer/dist/style.css";
@@ -71,8 +72,22 @@ function Page() {
               onTogglePluginVisibility={setVisible} defaultQuery={config.defaultQuery} query={initialQuery}
               isHeadersEditorEnabled shouldPersistHeaders={false}>
       <GraphiQL.Logo>UC status gateway</GraphiQL.Logo>
+      <GraphiQL.Footer><TabLeavesEditors /></GraphiQL.Footer>
     </GraphiQL>
   );
+}
+
+// CodeMirror keeps Tab for indenting, which traps keyboard users in the editors (WCAG 2.1.2): here Tab and
+// Shift-Tab move focus on, as everywhere else on the page; indenting stays on the editors' other keys.
+function TabLeavesEditors() {
+  const { queryEditor, variableEditor, headerEditor, responseEditor } = useEditorContext({ nonNull: true });
+  useEffect(() => {
+    [queryEditor, variableEditor, headerEditor, responseEditor].forEach((cm) => {
+      if (!cm) return;
+      cm.setOption("extraKeys", { ...(cm.getOption("extraKeys") || {}), Tab: false, "Shift-Tab": false });
+    });
+  }, [queryEditor, variableEditor, headerEditor, responseEditor]);
+  return null;
 }
 
 function useAuth() {

@@ -33,6 +33,8 @@ function OperationsPanel({ operations }) {
     window.setTimeout(() => {
       if (editor.queryEditor) editor.queryEditor.setValue(op.query);
       if (editor.variableEditor) editor.variableEditor.setValue(JSON.stringify(variables, null, 2));
+      const name = /^\s*(?:query|mutation|subscription)\s+(\w+)/m.exec(op.query);
+      if (name) editor.setOperationName(name[1]);  // at once: GraphiQL reads it from the editor only later
       if (editor.queryEditor) editor.queryEditor.focus();
     }, 0);
   }
