@@ -47,7 +47,7 @@ DEFAULT_QUERY: str = """# Welcome to the UC status gateway.
 # Set your bearer token (or sign in) above, pick a ready-made operation on the left,
 # or write a query, then press Ctrl-Enter.
 {
-  viewer { subject role capabilities fieldOffices }
+  __typename
 }
 """
 

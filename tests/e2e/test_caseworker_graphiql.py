@@ -256,8 +256,8 @@ def test_a_partner_sees_forbidden_sections_as_such(browser: Any, world: dict[str
 def test_the_explorer_builds_a_query_by_clicking(browser: Any, world: dict[str, Any]) -> None:
     page = Page(browser, world).open(mint("caseworker", subject="cw-explorer"))
     try:
-        page.page.click("button[aria-label='New tab']")
-        page.page.wait_for_function(f"() => ({QUERY_JS})() === ''")
+        page.page.click("button[aria-label='Add tab']")
+        page.page.wait_for_function(f"() => ({QUERY_JS})().includes('__typename')")  # a new tab: the default
         page.page.click("button[aria-label='Show GraphiQL Explorer']")
         explorer = page.page.locator(".graphiql-explorer-root")
         explorer.locator("[data-field-name=viewer]").click()

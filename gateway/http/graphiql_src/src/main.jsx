@@ -13,6 +13,7 @@ import { completeSignIn, signIn } from "./oidc.js";
 import { fetchViewer, gatewayFetcher } from "./fetcher.js";
 import { operationsPlugin } from "./operations.jsx";
 import { StatusCard } from "./card.jsx";
+import { keepAccessible } from "./a11y.js";
 import { resultStore, useStore, viewerStore } from "./store.js";
 
 const config = JSON.parse(document.getElementById("ucgw-config").textContent);
@@ -112,7 +113,10 @@ async function start() {
     input.value = saved;
     auth.setToken(saved, "pasted", auth.tokenExpiry(saved));
   }
-  createRoot(document.getElementById("graphiql")).render(<Page />);
+  document.body.classList.add("graphiql-light");
+  const root = document.getElementById("graphiql");
+  createRoot(root).render(<Page />);
+  keepAccessible(root);
 }
 
 start();
