@@ -299,20 +299,33 @@ def test_sign_in_through_the_provider_keeps_the_token_in_memory(browser: Any, wo
         page.close()
 
 
+AXE_RUN = """async () => {
+    const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}});
+    return r.violations.map(v => ({id: v.id, impact: v.impact,
+                                   nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
+}"""
+
+
 def test_axe_finds_no_wcag_a_or_aa_violation(browser: Any, world: dict[str, Any]) -> None:
-    page = Page(browser, world).open(mint("caseworker"))
+    """The whole page, no rule disabled, no region excluded: before sign-in, with a child's card, with the
+    explorer open and with the documentation explorer open."""
+    page = Page(browser, world).open()
     try:
+        page.page.evaluate(AXE.read_text())  # through the debugger protocol: the page's policy allows no inline script
+        found = {"no token": page.page.evaluate(AXE_RUN)}
+        page.page.fill("#ucgw-token", mint("caseworker"))
+        page.page.click("#ucgw-token-save")
         page.operation("child_status", a_number=_child(world, 4))
         page.run()
-        page.page.wait_for_selector("#ucgw-card [data-section=location]")
-        page.page.evaluate(AXE.read_text())  # through the debugger protocol: the page's policy allows no inline script
-        results = page.page.evaluate("""async () => {
-            const r = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a',
-                                                                                  'wcag21aa']}});
-            return r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))
-                                                                                         .slice(0, 5)}));
-        }""")
-        assert results == [], json.dumps(results, indent=1)
+        page.page.wait_for_selector("#ucgw-card [data-section=location] [data-cache-status]")
+        found["card"] = page.page.evaluate(AXE_RUN)
+        page.page.click("button[aria-label='Show GraphiQL Explorer']")
+        page.page.wait_for_selector(".graphiql-explorer-root [data-field-name=child]")
+        found["explorer"] = page.page.evaluate(AXE_RUN)
+        page.page.click("button[aria-label='Show Documentation Explorer']")
+        page.page.wait_for_selector(".graphiql-doc-explorer-section-content a")
+        found["docs"] = page.page.evaluate(AXE_RUN)
+        assert found == {"no token": [], "card": [], "explorer": [], "docs": []}, json.dumps(found, indent=1)
     finally:
         page.close()
 

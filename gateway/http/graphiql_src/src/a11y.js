@@ -1,5 +1,6 @@
 // Repairs to GraphiQL's markup that a screen reader and axe-core need (WCAG 2.1 A/AA), applied whenever
-// GraphiQL re-renders: the editors' hidden textareas get names, scrollable editor regions can take focus, and
+// GraphiQL re-renders: the editors' hidden textareas and the explorer's picker get names, scrollable editor
+// regions can take focus, and
 // the session tabs (each `role=tab` holding two buttons, which ARIA does not allow) become a group of
 // buttons, the current one marked with aria-current.
 const EDITOR_NAMES = [
@@ -14,6 +15,9 @@ function repair(root) {
     root.querySelectorAll(`${selector} .CodeMirror textarea`).forEach((t) => {
       if (t.getAttribute("aria-label") !== name) t.setAttribute("aria-label", name);
     });
+  });
+  root.querySelectorAll(".graphiql-explorer-root select:not([aria-label])").forEach((el) => {
+    el.setAttribute("aria-label", "Kind of operation to add");  // the explorer's unlabelled picker
   });
   root.querySelectorAll(".CodeMirror-scroll:not([tabindex='0'])").forEach((el) => el.setAttribute("tabindex", "0"));
   root.querySelectorAll(".CodeMirror-scroll:not([aria-label])").forEach((el) => {
