@@ -147,8 +147,8 @@ def test_answers_are_not_stored_or_sniffed_and_the_page_is_not_framed(gw: Gatewa
         assert (got["cache-control"], got["x-content-type-options"]) == ("no-store", "nosniff"), headers
     status, headers, _ = http("GET", f"{gw.url}/graphql", headers={"Accept": "text/html"})
     got = {k.lower(): v for k, v in headers.items()}
-    assert (status, got["x-frame-options"], got["content-security-policy"], got["x-content-type-options"]) \
-        == (200, "DENY", "frame-ancestors 'none'", "nosniff")
+    assert (status, got["x-frame-options"], got["x-content-type-options"]) == (200, "DENY", "nosniff")
+    assert "frame-ancestors 'none'" in got["content-security-policy"].split("; ")
 
 
 def test_depth_limit(tight: GatewayProcess, mock_services: Any) -> None:
