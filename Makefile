@@ -7,9 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 # `make lock` from pyproject.toml; the e2e lock adds Playwright's client to the same pins.
 LOCK     := requirements.lock
 E2E_LOCK := requirements-e2e.lock
+# the GraphiQL page's npm project (`make assets`)
+GRAPHIQL_SRC := gateway/http/graphiql_src
 LOCK_FLAGS := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: venv lock test test-deps cluster-deps lint demo mocks cluster bench bench-deps soak e2e e2e-deps clean
+.PHONY: venv lock test test-deps cluster-deps lint demo mocks cluster bench bench-deps soak e2e e2e-deps assets clean
 
 # The venv installs the locked dependencies (hash-checked), then the project itself without resolving any:
 # a fresh clone gets exactly what CI tested.
@@ -68,7 +70,11 @@ $(VENV)/.e2e-stamp: $(E2E_LOCK) $(STAMP)
 e2e-deps: $(VENV)/.e2e-stamp
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-e2e: e2e-deps
+# axe-core for the accessibility test comes from the page's npm lock (graphiql_src/node_modules)
+$(GRAPHIQL_SRC)/node_modules/.package-lock.json: $(GRAPHIQL_SRC)/package-lock.json
+	cd $(GRAPHIQL_SRC) && npm ci --no-audit --no-fund --loglevel=error
+
+e2e: e2e-deps $(GRAPHIQL_SRC)/node_modules/.package-lock.json
 	$(PY) -m pytest -q -m e2e tests/e2e
 
 # The replicated deployment on this machine (gateway/cluster.py): Debian's PostgreSQL, Redis and HAProxy
@@ -81,6 +87,12 @@ cluster-deps:
 
 cluster: venv cluster-deps
 	$(VENV)/bin/ucgw cluster --replicas $(UCGW_REPLICAS) --port $(CLUSTER_PORT)
+
+# The GraphiQL page's bundle (gateway/http/static/graphiql/ucgw-graphiql.{js,css}) from gateway/http/graphiql_src:
+# `npm ci` installs exactly the lock, esbuild writes the same bytes each time (the built files are committed;
+# `make assets && git diff --exit-code gateway/http/static` checks it). Needs Node 20 and npm.
+assets:
+	cd $(GRAPHIQL_SRC) && npm ci --no-audit --no-fund --loglevel=error && node build.mjs
 
 soak: venv
 	$(PY) bench/soak.py

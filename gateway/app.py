@@ -195,7 +195,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
 
     graphql_app = GatewayGraphQL(
         services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
-        graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
+        graphql_ide="graphiql", allow_queries_via_get=True,  # in production too: caseworkers use it (issue 30)
     )
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)
     guarded = GraphQLGuard(graphql_app, settings, authenticator, limiter, shortcut, in_flight, early, audit=audit_store,
@@ -253,8 +253,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
         Route("/healthz", healthz),
         Route("/readyz", readyz),
     ]
-    if not settings.production:
-        routes.append(static_mount())
+    routes.append(static_mount())
 
     async def coded_refusal(request: Request, exc: Exception) -> JSONResponse:
         """Starlette's own refusals (an unknown path, a method a route does not take) as the gateway's JSON

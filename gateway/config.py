@@ -9,6 +9,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from gateway.logs import LOG_FORMATS
 from sources.settings import Settings
@@ -113,6 +114,7 @@ def _validate(settings: Settings) -> Settings:
     _validate_secret(settings.jwt_secret)
     if settings.persisted_queries not in PERSISTED_QUERY_STORES:
         raise ConfigError(f"setting 'persisted_queries' must be one of: {', '.join(PERSISTED_QUERY_STORES)}")
+    _validate_oidc(settings)
     if settings.audit_sync not in SYNC_MODES:
         raise ConfigError(f"setting 'audit_sync' must be one of: {', '.join(SYNC_MODES)}")
     if settings.audit_hmac_key and (problem := hmac_key_problem(settings.audit_hmac_key)):
@@ -120,6 +122,23 @@ def _validate(settings: Settings) -> Settings:
     if settings.production:
         _validate_production(settings)
     return settings
+
+
+def _validate_oidc(settings: Settings) -> None:
+    """An OIDC issuer is an https URL (plain http only on a loopback address, for tests and a local
+    provider), and its tokens need an audience to be checked against: the audience or the client id."""
+    if not settings.oidc_issuer:
+        return
+    url = urlsplit(settings.oidc_issuer)
+    loopback = url.hostname in {"127.0.0.1", "localhost", "::1"}
+    if url.scheme != "https" and not (url.scheme == "http" and loopback) or not url.hostname:
+        raise ConfigError("UCGW_OIDC_ISSUER must be the provider's https URL (plain http only on a loopback "
+                          f"address), got {settings.oidc_issuer!r}")
+    if not (settings.oidc_audience or settings.oidc_client_id):
+        raise ConfigError("UCGW_OIDC_ISSUER needs UCGW_OIDC_CLIENT_ID (GraphiQL's client) or UCGW_OIDC_AUDIENCE "
+                          "(the `aud` its tokens must carry)")
+    if not settings.oidc_role_claim:
+        raise ConfigError("UCGW_OIDC_ROLE_CLAIM must name the claim holding the gateway role")
 
 
 def _validate_secret(secret: str) -> None:
@@ -140,11 +159,11 @@ def require_credentials(settings: Settings) -> None:
     """A gateway that serves must have a way to verify callers, whatever the environment: without one it
     used to fall back to a published secret."""
     if not (settings.jwt_secret or settings.jwt_public_key_file or settings.jwt_jwks_file
-            or settings.api_keys_file):
+            or settings.api_keys_file or settings.oidc_issuer):
         raise ConfigError(
             "no credentials configured: set UCGW_JWT_SECRET (a random secret of at least "
-            f"{MIN_JWT_SECRET_BYTES} bytes), UCGW_JWT_PUBLIC_KEY_FILE, UCGW_JWT_JWKS_FILE or UCGW_API_KEYS_FILE "
-            "(`ucgw demo` makes its own secret)"
+            f"{MIN_JWT_SECRET_BYTES} bytes), UCGW_JWT_PUBLIC_KEY_FILE, UCGW_JWT_JWKS_FILE, UCGW_API_KEYS_FILE "
+            "or UCGW_OIDC_ISSUER (`ucgw demo` makes its own secret)"
         )
 
 

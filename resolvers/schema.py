@@ -11,7 +11,6 @@ import strawberry
 from cachetools import LRUCache
 from graphql import FragmentDefinitionNode, GraphQLError, get_operation_ast
 from strawberry.extensions import (
-    DisableIntrospection,
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
@@ -30,6 +29,7 @@ from resolvers.complexity import Complexity, QueryLimits, RequestErrorCodes
 from resolvers.context import RequestContext
 from resolvers.errors import bad_input
 from resolvers.health import OperatorQuery, SourceStatus, source_statuses
+from resolvers.introspection import IntrospectionByCapability
 from resolvers.masking import InternalErrorMask
 from resolvers.oversight import OversightQuery
 from resolvers.permissions import (
@@ -47,6 +47,7 @@ from resolvers.upstream.execution_context import PlainFieldExecutor
 from resolvers.upstream.extension_hooks import HookRunner
 from resolvers.upstream.hide_suggestions import without_suggestions
 from resolvers.upstream.validate_document import validate_document
+from resolvers.viewer import ViewerQuery
 from rules.roles import Capability
 from sources.settings import Settings
 from sources.systems import Source
@@ -212,7 +213,7 @@ SHARED_STATE_WARNING = {
 
 
 # Each feature contributes its root fields here (one class per feature module).
-QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery, OperatorQuery)
+QUERIES: tuple[type, ...] = (StatusQuery, AuditQuery, OversightQuery, SafetyQuery, OperatorQuery, ViewerQuery)
 MUTATIONS: tuple[type, ...] = (SafetyMutation,)
 SUBSCRIPTIONS: tuple[type, ...] = (PushSubscription,)
 
@@ -257,6 +258,7 @@ def build_schema(settings: Settings | None = None,
         RequestErrorCodes,
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: ParserCache(maxsize=256),  # the parse cache itself is shared at module level
+        *([IntrospectionByCapability] if settings.production else []),  # before validation: it adds a rule
         lambda: ValidationByText(validated, settings.production),  # same text and rules, same verdict
         lambda: QueryLimits(settings.max_query_depth, settings.max_aliases, settings.max_query_cost, measured),
         AuditTrail,
@@ -264,8 +266,6 @@ def build_schema(settings: Settings | None = None,
         StreamAudit,
         ResponseWarnings,
     ]
-    if settings.production:
-        extensions.append(DisableIntrospection)
     executor = PlainFieldExecutor if settings.inline_plain_fields else None
     if settings.production:
         executor = without_suggestions(executor or StrawberryGraphQLCoreExecutionContext)

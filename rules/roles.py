@@ -25,6 +25,7 @@ class Capability(enum.StrEnum):
     AUDIT_READ = "audit:read"  # the audit trail
     HEALTH_READ = "health:read"  # backend health (`sources`)
     HEALTH_ADMIN = "health:admin"  # the gateway's own counters (`gatewayHealth`, the admin listener's /readyz)
+    SCHEMA_READ = "schema:read"  # introspection in production (GraphiQL's docs, explorer and completion)
 
 
 CASEWORKER, PARTNER, AUDITOR, OPERATOR = "caseworker", "partner", "auditor", "operator"
@@ -33,11 +34,12 @@ ANONYMOUS = "anonymous"  # no credentials while UCGW_AUTH_REQUIRED=false: a role
 ROLE_CAPABILITIES: dict[str, frozenset[Capability]] = {
     CASEWORKER: frozenset({
         Capability.CHILD_STATUS, Capability.CHILD_IDENTITY, Capability.CHILD_CONTACT, Capability.CHILD_WELFARE,
-        Capability.HEALTH_READ,
+        Capability.HEALTH_READ, Capability.SCHEMA_READ,
     }),
+    # partners work from trusted documents: no introspection in production
     PARTNER: frozenset({Capability.CHILD_STATUS, Capability.HEALTH_READ}),
-    AUDITOR: frozenset({Capability.AUDIT_READ, Capability.HEALTH_READ}),
-    OPERATOR: frozenset({Capability.HEALTH_READ, Capability.HEALTH_ADMIN}),
+    AUDITOR: frozenset({Capability.AUDIT_READ, Capability.HEALTH_READ, Capability.SCHEMA_READ}),
+    OPERATOR: frozenset({Capability.HEALTH_READ, Capability.HEALTH_ADMIN, Capability.SCHEMA_READ}),
 }
 ROLES: tuple[str, ...] = tuple(ROLE_CAPABILITIES)
 

@@ -57,6 +57,12 @@ class Settings:
     jwt_audience: str = "uc-status-gateway"
     jwt_issuer: str = "ucgw-demo"
     api_keys_file: str = ""
+    # OpenID Connect sign-in (GraphiQL's "Sign in" button; the provider's tokens verified by its JWKS)
+    oidc_issuer: str = ""  # the provider's issuer URL (its discovery document is ISSUER/.well-known/...); "": off
+    oidc_client_id: str = ""  # the public client GraphiQL signs in as (authorization code + PKCE)
+    oidc_audience: str = ""  # required `aud` of the provider's tokens; "": the client id
+    oidc_role_claim: str = "role"  # the claim holding the gateway role
+    oidc_offices_claim: str = "field_offices"  # the claim holding the field-office scope (absent: every office)
     auth_required: bool = True
     jwt_max_ttl_seconds: int = 12 * 3600  # longest `exp - iat` a token may have (`ucgw token --ttl` too)
     admin_host: str = "127.0.0.1"  # the operators' listener (detailed /readyz); never the public address

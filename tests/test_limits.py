@@ -147,8 +147,8 @@ def test_answers_are_not_stored_or_sniffed_and_the_page_is_not_framed(gw: Gatewa
         assert (got["cache-control"], got["x-content-type-options"]) == ("no-store", "nosniff"), headers
     status, headers, _ = http("GET", f"{gw.url}/graphql", headers={"Accept": "text/html"})
     got = {k.lower(): v for k, v in headers.items()}
-    assert (status, got["x-frame-options"], got["content-security-policy"], got["x-content-type-options"]) \
-        == (200, "DENY", "frame-ancestors 'none'", "nosniff")
+    assert (status, got["x-frame-options"], got["x-content-type-options"]) == (200, "DENY", "nosniff")
+    assert "frame-ancestors 'none'" in got["content-security-policy"].split("; ")
 
 
 def test_depth_limit(tight: GatewayProcess, mock_services: Any) -> None:
@@ -585,30 +585,6 @@ def test_production_refuses_the_demo_secret(mock_services: Any, tmp_path: Any) -
     assert done.returncode == 2 and "at least 32" in done.stderr + done.stdout
     done = _serve({**env, "UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_AUTH_REQUIRED": "false"})
     assert done.returncode == 2
-
-
-@pytest.fixture(scope="module")
-def prod(mock_services: Any) -> Iterator[GatewayProcess]:
-    gateway = GatewayProcess(gateway_env(mock_services, UCGW_ENV="production"))
-    yield gateway
-    gateway.stop()
-
-
-def test_production_hides_introspection_and_graphiql(prod: GatewayProcess, mock_services: Any) -> None:
-    a = mock_services.sample(3)[0]
-    status, body = prod.query(get_introspection_query())
-    assert status == 200 and body.get("data") is None
-    assert "introspection" in body["errors"][0]["message"].lower()
-    _, body = prod.query('{ __type(name: "Child") { fields { name } } }')
-    assert body.get("data") is None and body["errors"]
-    status, headers, page = http("GET", f"{prod.url}/graphql", headers={"Accept": "text/html"})
-    assert status == 401 and b"graphiql" not in page.lower()
-    status, headers, page = http("GET", f"{prod.url}/graphql", headers={"Accept": "text/html", **prod.headers()})
-    assert status != 200 and b"graphiql" not in page.lower()
-    status, _, _ = http("GET", f"{prod.url}/static/graphiql/graphiql.min.js")
-    assert status == 404
-    status, body = prod.query("query($a: ID!) { child(aNumber: $a) { aNumber nta { status } } }", {"a": a})
-    assert status == 200 and body["data"]["child"]["aNumber"] == a
 
 
 class _BrokenServices:

@@ -204,7 +204,7 @@ class GraphQLGuard:
         GraphQL view or the stored answer records its status in the request's state)."""
         request_id = begin(scope)  # every answer below carries it (send_error, the shortcut, the view)
         headers = Headers(scope=scope)
-        if not self.settings.production and wants_graphiql_page(scope["method"], headers.get("accept", "")):
+        if wants_graphiql_page(scope["method"], headers.get("accept", "")):
             await self.app(scope, receive, send)  # the page holds no data; its queries come back through here
             return 200
         limit = self.settings.max_body_bytes
@@ -213,6 +213,8 @@ class GraphQLGuard:
             await self._too_large(send)
             return 413
         try:
+            if self.authenticator.oidc is not None:
+                await self.authenticator.prepare(headers)  # a rotated provider key is read before it is needed
             principal = self.authenticator.authenticate(headers)
         except AuthError as exc:
             wait = await self.limiter.check(address_key(scope))  # slows credential guessing
@@ -283,7 +285,7 @@ class GraphQLGuard:
         principal = None
         if "authorization" in headers or "x-api-key" in headers:
             try:
-                principal = self.authenticator.authenticate(headers)
+                principal = await self.authenticator.authenticate_async(headers)
             except AuthError:
                 if await self._websocket_admitted(scope, send, address_key(scope), UNAUTHENTICATED_CLASS):
                     await self._audit_refusal(headers)

@@ -1,10 +1,12 @@
-"""Authentication: Bearer JWTs (HS256 shared secret, RS256 public key or JWKS) and hashed API keys.
+"""Authentication: Bearer JWTs (HS256 shared secret, RS256 public key or JWKS, or an OpenID Connect
+provider's tokens) and hashed API keys.
 
 Never logs or echoes a credential. Error messages say what is wrong, not what was sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 from cachetools import LRUCache
 
@@ -142,6 +145,80 @@ def _file_stamp(path: str) -> tuple[int, int] | None:
     return (st.st_mtime_ns, st.st_size) if st is not None else None
 
 
+OIDC_ALGORITHMS = ("RS256", "PS256", "ES256")  # what providers sign ID and access tokens with; never HS256 or none
+OIDC_REFETCH_SECONDS = 5.0  # least time between two reads of the provider's keys (a token naming an unknown kid)
+OIDC_FETCH_TIMEOUT_SECONDS = 5.0
+
+
+class OidcKeys:
+    """An OpenID Connect provider's signing keys, by key id: read from the `jwks_uri` of its discovery document
+    (`<issuer>/.well-known/openid-configuration`) when a token names a key id not yet known (or, naming none, fits
+    no known key), at most once per
+    `OIDC_REFETCH_SECONDS` (so a flood of tokens with made-up key ids costs the provider one call each
+    interval), which is how a rotated key is picked up. Reads are single-flight; a failed read keeps the keys
+    already known."""
+
+    def __init__(self, issuer: str, refetch_seconds: float = OIDC_REFETCH_SECONDS) -> None:
+        self.issuer = issuer.rstrip("/")
+        self.refetch_seconds = refetch_seconds
+        self.keys: dict[str, Any] = {}
+        self.fetches = 0  # reads of the key set attempted (tests and the log)
+        self._last = -float("inf")
+        self._lock = asyncio.Lock()
+
+    def key(self, token: str, kid: str | None, alg: str) -> Any:
+        """The key that signed `token`: the one with id `kid`, or, for a token naming no key id (some providers
+        send none), the known key its signature verifies with; None when no known key fits."""
+        if kid is not None:
+            return self.keys.get(kid)
+        for key in self.keys.values():
+            try:
+                jwt.PyJWS().decode(token, key=key, algorithms=[alg])
+            except jwt.PyJWTError:
+                continue
+            return key
+        return None
+
+    async def ensure(self, token: str, kid: str | None, alg: str) -> None:
+        """Read the key set again when no known key fits `token` and the last read is older than the refetch
+        interval."""
+        if self.key(token, kid, alg) is not None:
+            return
+        async with self._lock:
+            if self.key(token, kid, alg) is not None or time.monotonic() - self._last < self.refetch_seconds:
+                return
+            self._last = time.monotonic()
+            self.fetches += 1
+            try:
+                self.keys = await self._read()
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError, jwt.PyJWTError) as exc:
+                log.warning("cannot read the OIDC provider's keys (%s); keeping %d known", type(exc).__name__,
+                            len(self.keys))
+                return
+            log.info("OIDC provider keys read: %d", len(self.keys))
+
+    async def _read(self) -> dict[str, Any]:
+        timeout = aiohttp.ClientTimeout(total=OIDC_FETCH_TIMEOUT_SECONDS)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(f"{self.issuer}/.well-known/openid-configuration") as resp:
+                resp.raise_for_status()
+                discovery = await resp.json(content_type=None)
+            if discovery.get("issuer", "").rstrip("/") != self.issuer:
+                raise ValueError("the discovery document names another issuer")
+            async with session.get(discovery["jwks_uri"]) as resp:
+                resp.raise_for_status()
+                jwks = await resp.json(content_type=None)
+        keys: dict[str, Any] = {}
+        for entry in jwks.get("keys", []):
+            if entry.get("use", "sig") != "sig":
+                continue
+            try:
+                keys[str(entry.get("kid") or len(keys))] = jwt.PyJWK.from_dict(entry).key
+            except jwt.PyJWTError:
+                continue  # a key type this gateway does not verify with
+        return keys
+
+
 _CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
 # Longest Authorization or X-API-Key value read: an 8 MB token took 0.17 s to be refused, and each valid
 # token is remembered (VERIFIED_TOKENS of them), so their size bounds that memory too.
@@ -157,6 +234,8 @@ class Authenticator:
         self.secret = settings.jwt_secret or None
         self.public_keys = _load_public_keys(settings)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else {}
+        self.oidc = OidcKeys(settings.oidc_issuer) if settings.oidc_issuer else None
+        self.oidc_audience = settings.oidc_audience or settings.oidc_client_id
         self._keys_stamp = _file_stamp(settings.api_keys_file)
         self._keys_checked = time.monotonic()
         # token → (its principal, when it stops being valid): the keys are fixed at start, so a token that
@@ -194,6 +273,31 @@ class Authenticator:
         if value.count(".") != 2:  # not a JWT: an API key pasted into a Bearer-only client (GraphiQL)
             return self.api_key(value)
         return self.jwt(value)
+
+    async def prepare(self, headers: Mapping[str, str]) -> None:
+        """Before `authenticate`: when the credential is a token from the OIDC provider naming a key id not yet
+        known, read the provider's keys (rate-limited), so a rotated key works. Costs nothing otherwise."""
+        if self.oidc is None:
+            return
+        scheme, _, value = headers.get("authorization", "").strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or value.count(".") != 2 or len(value) > MAX_CREDENTIAL \
+                or value in self._verified:
+            return
+        try:
+            header = jwt.get_unverified_header(value)
+            issuer = jwt.decode(value, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return
+        alg = header.get("alg")
+        if isinstance(issuer, str) and issuer.rstrip("/") == self.oidc.issuer and alg in OIDC_ALGORITHMS:
+            kid = header.get("kid")
+            await self.oidc.ensure(value, kid if isinstance(kid, str) else None, alg)
+
+    async def authenticate_async(self, headers: Mapping[str, str]) -> Principal:
+        """`prepare`, then `authenticate`."""
+        await self.prepare(headers)
+        return self.authenticate(headers)
 
     def refresh_api_keys(self) -> None:
         """Re-read the API-key file when it changed (mtime, size), looking at most once per
@@ -240,6 +344,8 @@ class Authenticator:
         except jwt.PyJWTError:
             raise AuthError("malformed token") from None
         alg = header.get("alg")
+        if self.oidc is not None and self._from_oidc(token):
+            return self._verify_oidc(token, header)
         if alg == "HS256" and self.secret:
             key: Any = self.secret
         elif alg == "RS256" and self.public_keys:
@@ -269,14 +375,64 @@ class Authenticator:
             raise AuthError(f"token lacks the '{exc.claim}' claim") from None
         except jwt.PyJWTError:
             raise AuthError("invalid token") from None
-        role = claims.get("role")
+        return self._principal(claims, claims.get("role"), claims.get("field_offices"),
+                               claims.get("client") or claims.get("azp") or "jwt")
+
+    def _from_oidc(self, token: str) -> bool:
+        """Whether a token names the OIDC provider as its issuer (unverified: the signature is checked next)."""
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return False
+        return self.oidc is not None and isinstance(issuer, str) and issuer.rstrip("/") == self.oidc.issuer
+
+    def _verify_oidc(self, token: str, header: Mapping[str, Any]) -> tuple[Principal, float]:
+        """A token of the OIDC provider: signed by one of its keys (`OidcKeys`), for our audience, with the role
+        and offices in the configured claims."""
+        assert self.oidc is not None
+        alg = header.get("alg")
+        if alg not in OIDC_ALGORITHMS:
+            raise AuthError("token algorithm is not accepted")
+        kid = header.get("kid")
+        key = self.oidc.key(token, kid if isinstance(kid, str) else None, alg)
+        if key is None:
+            raise AuthError("token signed with a key the provider does not publish (unknown key id)")
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[alg], audience=self.oidc_audience or None,
+                issuer=[self.oidc.issuer, self.oidc.issuer + "/"], leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "sub"], "verify_aud": bool(self.oidc_audience)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError("token expired") from None
+        except jwt.InvalidSignatureError:
+            raise AuthError("token signature is invalid") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError("token audience is not accepted") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError("token issuer is not accepted") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"token lacks the '{exc.claim}' claim") from None
+        except jwt.PyJWTError:
+            raise AuthError("invalid token") from None
+        settings = self.settings
+        role = claims.get(settings.oidc_role_claim)
+        if isinstance(role, list):  # providers often carry roles as a list: exactly one must be a gateway role
+            known = [r for r in role if r in ROLES]
+            role = known[0] if len(known) == 1 else None
+        client = claims.get("azp") or settings.oidc_client_id or "oidc"
+        return self._principal(claims, role, claims.get(settings.oidc_offices_claim), client)
+
+    def _principal(self, claims: Mapping[str, Any], role: object, offices_claim: object,
+                   client: object) -> tuple[Principal, float]:
+        """The principal of verified `claims` and their `exp` (role, offices, names and lifetime checked)."""
         if role not in ROLES:
             raise AuthError(f"token role must be one of {', '.join(ROLES)}")
         try:
-            offices = office_scope(claims.get("field_offices"))
+            offices = office_scope(offices_claim)
         except ValueError as exc:
             raise AuthError(f"token {exc}") from None
-        subject, client, exp = claims["sub"], claims.get("client") or claims.get("azp") or "jwt", claims["exp"]
+        subject, exp = claims["sub"], claims["exp"]
         for name, value in (("sub", subject), ("client", client)):
             if not is_name(value):
                 raise AuthError(f"token '{name}' must be a non-blank string of at most {MAX_NAME} printable "
@@ -291,7 +447,7 @@ class Authenticator:
         trusted_only = claims.get("trusted_documents_only", False)
         if not isinstance(trusted_only, bool):
             raise AuthError("token 'trusted_documents_only' must be true or false")
-        principal = Principal(subject=subject, role=role, client=client, method="jwt", field_offices=offices,
+        principal = Principal(subject=subject, role=str(role), client=str(client), method="jwt", field_offices=offices,
                               trusted_documents_only=trusted_only)
         return principal, float(exp)
 

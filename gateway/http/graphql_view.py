@@ -156,7 +156,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         headers = {k: v for k, v in params.items() if isinstance(v, str)}
         if context.principal is None or "authorization" in headers or "x-api-key" in headers:
             try:
-                context.principal = self.authenticator.authenticate(headers)
+                context.principal = await self.authenticator.authenticate_async(headers)
             except AuthError as exc:
                 log.info("websocket refused: %s", exc)
                 raise ConnectionRejectionError({"code": "UNAUTHENTICATED", "message": str(exc)}) from None
@@ -253,7 +253,7 @@ class GatewayGraphQL(SubscriptionsRefusedOverHTTP, GraphQL):
         )
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
-        page = graphiql_response("/graphql")
+        page = graphiql_response(self.services.settings, "/graphql")
         request_id = REQUEST_ID.get()
         if request_id is not None:
             page.headers.raw.append(id_header(request_id))
