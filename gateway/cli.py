@@ -34,10 +34,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
         raise ConfigError(problem)
     app = create_app(settings)  # refuses to build without credentials, so nothing listens without them
-    server = edge_server(app, settings, settings.host, settings.port, app.state.connections, log_level="info",
-                         log_config=None, timeout_graceful_shutdown=10, access_log=False,
+    server = edge_server(app, settings, settings.host, settings.port, app.state.connections, tls=True,
+                         log_level="info", log_config=None, timeout_graceful_shutdown=10, access_log=False,
                          ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
-    logging.getLogger("ucgw.app").info("ucgw gateway on http://%s:%s/graphql", settings.host, settings.port)
+    scheme = "https" if settings.tls_cert_file else "http"
+    logging.getLogger("ucgw.app").info("ucgw gateway on %s://%s:%s/graphql", scheme, settings.host, settings.port)
     server.run()
     return 0
 
