@@ -109,7 +109,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     in_flight = InFlight()
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block)
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst)
-    services = services or Services(settings, tracer=tracing.tracer)
+    try:
+        services = services or Services(settings, tracer=tracing.tracer)
+    except ValueError as exc:  # a source's CA or client certificate file that cannot be used (source_access.py)
+        raise ConfigError(str(exc)) from exc
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers)
     early = Prefetcher(services)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)

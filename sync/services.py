@@ -10,6 +10,7 @@ from sources.client import SourceClient
 from sources.fetcher import SourceFetcher
 from sources.record_cache import Cache, MemoryCache
 from sources.settings import Settings
+from sources.source_access import SourceAccess
 from sources.systems import Source
 from sources.tracing import Tracer
 from stores.pubsub import MemoryPubSub, PubSub
@@ -29,11 +30,12 @@ class Services:
         self.cache: Cache = cache or MemoryCache(
             settings.cache_max_entries, lambda key: retain[key.split(":", 1)[0]]
         )
-        self.clients = {s: SourceClient(s, settings, tracer) for s in Source}
+        access = {s: SourceAccess(s, settings) for s in Source}  # TLS and tokens, shared by client and feed
+        self.clients = {s: SourceClient(s, settings, tracer, access[s]) for s in Source}
         self.fetchers = {s: SourceFetcher(self.clients[s], self.cache, settings) for s in Source}
         self.pubsub: PubSub = MemoryPubSub(settings.subscription_queue_size)
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
-        self.follower = ChangeFollower(settings, self.changes)
+        self.follower = ChangeFollower(settings, self.changes, access)
         self.scans: SharedRuns[Any] = SharedRuns(settings.max_concurrent_scans)  # walks of every child
         self._concerns: ConcernStore | None = None
 
