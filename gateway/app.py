@@ -135,7 +135,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                 "connections": connections.facts()}
 
     graphql_app = GatewayGraphQL(
-        services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
+        services, answers, CursorCodec(settings.cursor_secret, settings.cursor_secret_previous), audit_store,
+        authenticator, limiter, details,
         graphql_ide=None if settings.production else "graphiql", allow_queries_via_get=True,
     )
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)

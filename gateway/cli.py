@@ -9,7 +9,7 @@ import math
 import os
 import sys
 
-from gateway.config import ConfigError, load_settings, require_credentials
+from gateway.config import ConfigError, load_settings, previous_audit_keys, require_credentials
 from sources.settings import Settings
 
 
@@ -198,12 +198,14 @@ def audit_verify(args: argparse.Namespace) -> int:
             print(f"ucgw audit verify: cannot read checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             return 2
-    verdict = verify(settings.audit_path, settings.audit_hmac_key.encode(), checkpoint)
+    keys = [settings.audit_hmac_key.encode(), *(key.encode() for key in previous_audit_keys(settings))]
+    verdict = verify(settings.audit_path, keys, checkpoint)
     for broken in verdict.breaks:
         print(f"BROKEN {broken}")
     state = "broken" if verdict.breaks else "ok"
     print(f"{state}: {verdict.events} events in {verdict.chains} chains checked"
           + (f", {len(verdict.breaks)} broken" if verdict.breaks else "")
+          + (f", {verdict.previous_key_chains} under a previous key" if verdict.previous_key_chains else "")
           + (f", against a checkpoint of {len(checkpoint)} chains" if checkpoint is not None else ""))
     return 1 if verdict.breaks else 0
 
