@@ -102,7 +102,7 @@ class TokenSource:
         self._refresh_at = 0.0  # monotonic time after which the token is replaced before use
         self._fetching: asyncio.Future[str] | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.fetched = 0  # tokens received, for the log and tests' assertions via the source's own counts
+        self.fetched = 0  # tokens received (for the log)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -115,9 +115,12 @@ class TokenSource:
             return self._token
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(self._fetch())
-            fetching = self._fetching
-            fetching.add_done_callback(lambda _: setattr(self, "_fetching", None))
+            self._fetching.add_done_callback(self._fetched)
+        # shielded: a caller that gives up (its deadline) does not cancel the fetch the others wait for
         return await asyncio.shield(self._fetching)
+
+    def _fetched(self, _: asyncio.Future[str]) -> None:
+        self._fetching = None
 
     def invalidate(self, token: str) -> None:
         """The source refused `token` (401): the next call fetches another (unless one was fetched meanwhile)."""
