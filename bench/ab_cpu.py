@@ -3,6 +3,7 @@
     git worktree add /tmp/ucgw-base <commit>
     .venv/bin/python bench/ab_cpu.py --base /tmp/ucgw-base                  # warm, cold single, cold batch
     .venv/bin/python bench/ab_cpu.py --base /tmp/ucgw-base --only warm --windows 10
+    .venv/bin/python bench/ab_cpu.py --base /tmp/ucgw-base --only warm --tls-b    # B over HTTPS: TLS's cost
 
 CPU per request is the gateway process's user + system CPU (all threads, from /proc through psutil) over a
 window, divided by the requests it answered in that window. On this shared VM it is far steadier than
@@ -90,7 +91,7 @@ def bodies_for(scenario: str, pool: list[str], child: str) -> Iterator[bytes]:
 
 
 async def compare(a: Gateway, b: Gateway, pool: list[str], scenarios: list[str], windows: int) -> None:
-    async with session() as client:
+    async with session(context=b.context) as client:
         child = pool[0]
         for gateway in (a, b):  # warm-up: connections, the warm child's records and answer
             for _ in range(20):

@@ -45,6 +45,7 @@ if str(ROOT) not in sys.path:
 
 from testing.gateway import GatewayProcess, free_port, http  # noqa: E402
 from testing.mockproc import SOURCES, MockProcess  # noqa: E402
+from testing.tls import TestCA  # noqa: E402
 
 COLLECTIONS = {"orr": "children", "ice": "subjects", "eoir": "cases"}
 BATCH_ROUTES = {s: f"POST /v1/{c}/batch" for s, c in COLLECTIONS.items()}
@@ -216,9 +217,16 @@ def mint_token(env: dict[str, str], role: str = "caseworker") -> str:
 class Gateway(_Proc):
     """`ucgw serve` in production mode against the given mocks; stop() ends it and removes its data dir."""
 
-    def __init__(self, mocks: MockProcess, root: Path = ROOT, **env: str) -> None:
-        """`root`: the source tree the gateway runs from (another checkout, to compare two builds)."""
+    def __init__(self, mocks: MockProcess, root: Path = ROOT, tls: bool = False, **env: str) -> None:
+        """`root`: the source tree the gateway runs from (another checkout, to compare two builds); `tls`: serve
+        HTTPS with a certificate of a throwaway CA (`context` is then the client context that trusts it)."""
         self.data_dir = tempfile.mkdtemp(prefix="ucgw-bench-data-")
+        self.context = None
+        if tls:
+            ca = TestCA(Path(self.data_dir) / "tls", "bench CA")
+            issued = ca.issue("gateway")
+            env = {**env, "UCGW_TLS_CERT_FILE": issued.cert, "UCGW_TLS_KEY_FILE": issued.key}
+            self.context = ca.client_context()
         self.env = mocks.gateway_env(
             UCGW_ENV="production",
             UCGW_JWT_SECRET=secrets.token_urlsafe(48),  # serve refuses to start without credentials
@@ -227,7 +235,7 @@ class Gateway(_Proc):
             UCGW_DATA_DIR=self.data_dir, **env,
         )
         self.token = mint_token(self.env)
-        self._process = GatewayProcess(self.env, token=self.token, root=root)
+        self._process = GatewayProcess(self.env, token=self.token, root=root, context=self.context)
         self.proc = self._process.proc
         self.url = self._process.url
         self.admin_url = self._process.admin_url  # the detailed /readyz (a build before the admin listener: None)
@@ -303,6 +311,8 @@ def ab_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", type=Path, required=True, help="the checkout gateway A runs from")
     parser.add_argument("--env-a", action="append", default=[], metavar="UCGW_NAME=value (or OTEL_NAME=value)")
     parser.add_argument("--env-b", action="append", default=[], metavar="UCGW_NAME=value (or OTEL_NAME=value)")
+    parser.add_argument("--tls-b", action="store_true", help="B serves HTTPS (a throwaway CA's certificate): the "
+                                                             "cost of TLS, over keep-alive connections")
 
 
 @contextlib.contextmanager
@@ -317,7 +327,7 @@ def ab_pair(args: argparse.Namespace, mocks: MockProcess, **env: str) -> Iterato
     gateways: list[Gateway] = []
     try:
         gateways.append(Gateway(mocks, root=base, **{**env, **env_a}))
-        gateways.append(Gateway(mocks, **{**env, **env_b}))
+        gateways.append(Gateway(mocks, tls=getattr(args, "tls_b", False), **{**env, **env_b}))
         yield gateways[0], gateways[1]
     finally:
         for gateway in gateways:
@@ -338,11 +348,13 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------------ load driver
 
-def session(connections: int = 0) -> aiohttp.ClientSession:
-    """A keep-alive client session; `connections` 0 = no pool limit. A connection idle 4 s is not reused:
-    the servers (uvicorn) close theirs at 5 s, and a request sent on one as it closes would fail."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections, keepalive_timeout=4.0),
-                                 timeout=aiohttp.ClientTimeout(total=60))
+def session(connections: int = 0, context: Any = None) -> aiohttp.ClientSession:
+    """A keep-alive client session; `connections` 0 = no pool limit; `context`: the TLS client context for
+    https URLs (a `Gateway(tls=True)`'s). A connection idle 4 s is not reused: the servers (uvicorn) close
+    theirs at 5 s, and a request sent on one as it closes would fail."""
+    connector = aiohttp.TCPConnector(limit=connections, keepalive_timeout=4.0,
+                                     ssl=context if context is not None else True)
+    return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
 
 
 def graphql_body(query: str, variables: dict[str, Any] | None = None) -> bytes:

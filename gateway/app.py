@@ -163,7 +163,10 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     in_flight = InFlight()
     database = services.database if services is not None else open_database(settings)
     audit_store = audit_store or open_audit_store(settings, may_block=in_flight.may_block, database=database)
-    services = services or Services(settings, tracer=tracing.tracer, database=database)
+    try:
+        services = services or Services(settings, tracer=tracing.tracer, database=database)
+    except ValueError as exc:  # a source's CA or client certificate file that cannot be used (source_access.py)
+        raise ConfigError(str(exc)) from exc
     limiter = limiter or RateLimiter(settings.rate_limit_rps, settings.rate_limit_burst,
                                      None if services.redis is None else RedisBucketStore(services.redis))
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers, paused=services.redis_down)
@@ -194,7 +197,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
                                "applied": services.changes.applied, "processed": services.changes.processed}}
 
     graphql_app = GatewayGraphQL(
-        services, answers, CursorCodec(settings.cursor_secret), audit_store, authenticator, limiter, details,
+        services, answers, CursorCodec(settings.cursor_secret, settings.cursor_secret_previous), audit_store,
+        authenticator, limiter, details,
         graphql_ide="graphiql", allow_queries_via_get=True,  # in production too: caseworkers use it (issue 30)
     )
     shortcut = AnswerShortcut(answers, audit_store, tracing.tracer)

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from gateway.config import ConfigError, load_settings, require_credentials
+from gateway.config import ConfigError, load_settings, previous_audit_keys, require_credentials
 from sources.settings import Settings
 
 
@@ -36,10 +36,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if problem:  # every audit event is signed: a gateway that could not sign its trail does not start
         raise ConfigError(problem)
     app = create_app(settings)  # refuses to build without credentials, so nothing listens without them
-    server = edge_server(app, settings, settings.host, settings.port, app.state.connections, log_level="info",
-                         log_config=None, timeout_graceful_shutdown=10, access_log=False,
+    server = edge_server(app, settings, settings.host, settings.port, app.state.connections, tls=True,
+                         log_level="info", log_config=None, timeout_graceful_shutdown=10, access_log=False,
                          ws_max_size=settings.max_body_bytes)  # a websocket message is capped as a request body is
-    logging.getLogger("ucgw.app").info("ucgw gateway on http://%s:%s/graphql", settings.host, settings.port)
+    scheme = "https" if settings.tls_cert_file else "http"
+    logging.getLogger("ucgw.app").info("ucgw gateway on %s://%s:%s/graphql", scheme, settings.host, settings.port)
     server.run()
     return 0
 
@@ -279,12 +280,14 @@ def audit_verify(args: argparse.Namespace) -> int:
             print(f"ucgw audit verify: cannot read checkpoint {args.checkpoint}: {type(exc).__name__}: {exc}",
                   file=sys.stderr)
             return 2
-    verdict = verify_rows(rows, settings.audit_hmac_key.encode(), checkpoint)
+    keys = [settings.audit_hmac_key.encode(), *(key.encode() for key in previous_audit_keys(settings))]
+    verdict = verify_rows(rows, keys, checkpoint)
     for broken in verdict.breaks:
         print(f"BROKEN {broken}")
     state = "broken" if verdict.breaks else "ok"
     print(f"{state}: {verdict.events} events in {verdict.chains} chains checked"
           + (f", {len(verdict.breaks)} broken" if verdict.breaks else "")
+          + (f", {verdict.previous_key_chains} under a previous key" if verdict.previous_key_chains else "")
           + (f", against a checkpoint of {len(checkpoint)} chains" if checkpoint is not None else ""))
     return 1 if verdict.breaks else 0
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from gateway.logs import LOG_FORMATS
 from sources.settings import Settings
-from stores.audit_trail import SYNC_MODES, hmac_key_problem
+from stores.audit_trail import MIN_HMAC_KEY_BYTES, SYNC_MODES, hmac_key_problem
 from stores.documents import PERSISTED_QUERY_STORES
 
 DEMO_JWT_SECRET = "demo-only-secret-not-for-production"  # the old default, once printed in the README: refused
@@ -100,6 +100,19 @@ def _validate(settings: Settings) -> Settings:
     if settings.webhook_secret and len(settings.webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
         raise ConfigError(f"UCGW_WEBHOOK_SECRET must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes (it signs "
                           "POST /hooks/changes); leave it empty to turn the webhook off")
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        raise ConfigError("set both UCGW_TLS_CERT_FILE and UCGW_TLS_KEY_FILE for HTTPS, or neither for plain HTTP")
+    _validate_source_access(settings)
+    if settings.webhook_secret_previous and len(settings.webhook_secret_previous.encode()) < MIN_WEBHOOK_SECRET_BYTES:
+        raise ConfigError(f"UCGW_WEBHOOK_SECRET_PREVIOUS must be at least {MIN_WEBHOOK_SECRET_BYTES} bytes")
+    if settings.webhook_secret_previous and not settings.webhook_secret:
+        raise ConfigError("UCGW_WEBHOOK_SECRET_PREVIOUS is accepted beside UCGW_WEBHOOK_SECRET only (a rotation "
+                          "moves the old secret there and sets the new one)")
+    if settings.cursor_secret_previous and not settings.cursor_secret:
+        raise ConfigError("UCGW_CURSOR_SECRET_PREVIOUS is honoured beside UCGW_CURSOR_SECRET only")
+    jwt_secrets(settings)  # its form, and each secret's length
+    if any(len(key.encode()) < MIN_HMAC_KEY_BYTES for key in previous_audit_keys(settings)):
+        raise ConfigError(f"UCGW_AUDIT_HMAC_KEYS_PREVIOUS: each key must be at least {MIN_HMAC_KEY_BYTES} bytes")
     if settings.admin_port is not None and not 0 < settings.admin_port <= 65535:
         raise ConfigError(f"setting 'admin_port' must be in [1, 65535] (got {settings.admin_port})")
     if len(settings.replica_id) > 128 or not all(c.isprintable() and not c.isspace() for c in settings.replica_id):
@@ -155,10 +168,52 @@ def _validate_secret(secret: str) -> None:
                           "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
 
 
+def previous_audit_keys(settings: Settings) -> list[str]:
+    """The audit HMAC keys of earlier chains (`audit_hmac_keys_previous`, comma-separated)."""
+    return [key.strip() for key in settings.audit_hmac_keys_previous.split(",") if key.strip()]
+
+
+def jwt_secrets(settings: Settings) -> dict[str, str]:
+    """The HS256 secrets of `jwt_secrets` ("id=secret,id=secret") by key id; ConfigError for a bad list."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in settings.jwt_secrets.split(","))):
+        kid, sep, secret = item.partition("=")
+        kid = kid.strip()
+        if not sep or not kid or not secret:
+            raise ConfigError("UCGW_JWT_SECRETS must read 'id=secret,id=secret' (a key id, '=', the secret)")
+        if kid in out:
+            raise ConfigError(f"UCGW_JWT_SECRETS names key id {kid!r} twice")
+        try:
+            _validate_secret(secret)
+        except ConfigError as exc:
+            raise ConfigError(f"UCGW_JWT_SECRETS, key {kid!r}: {exc}") from None
+        out[kid] = secret
+    return out
+
+
+SOURCE_NAMES = ("orr", "ice", "eoir")
+
+
+def _validate_source_access(settings: Settings) -> None:
+    """Each source's client certificate comes with its key, and OAuth2 client credentials come whole."""
+    for name in SOURCE_NAMES:
+        env = f"UCGW_{name.upper()}"
+        cert, key = (getattr(settings, f"{name}_client_{part}_file") for part in ("cert", "key"))
+        if bool(cert) != bool(key):
+            raise ConfigError(f"set both {env}_CLIENT_CERT_FILE and {env}_CLIENT_KEY_FILE (mTLS), or neither")
+        token_url, client_id, secret = (getattr(settings, f"{name}_{part}")
+                                        for part in ("token_url", "client_id", "client_secret"))
+        if (token_url or client_id or secret) and not (token_url and client_id and secret):
+            raise ConfigError(f"OAuth2 client credentials need all of {env}_TOKEN_URL, {env}_CLIENT_ID and "
+                              f"{env}_CLIENT_SECRET")
+        if token_url and not token_url.startswith(("https://", "http://")):
+            raise ConfigError(f"{env}_TOKEN_URL must be an http(s) URL")
+
+
 def require_credentials(settings: Settings) -> None:
     """A gateway that serves must have a way to verify callers, whatever the environment: without one it
     used to fall back to a published secret."""
-    if not (settings.jwt_secret or settings.jwt_public_key_file or settings.jwt_jwks_file
+    if not (settings.jwt_secret or settings.jwt_secrets or settings.jwt_public_key_file or settings.jwt_jwks_file
             or settings.api_keys_file or settings.oidc_issuer):
         raise ConfigError(
             "no credentials configured: set UCGW_JWT_SECRET (a random secret of at least "

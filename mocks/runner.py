@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +28,7 @@ import aiohttp
 import uvicorn
 
 from mocks.service import Faults, ServiceState, create_app
+from mocks.tokens import CLIENT_ID_ENV, CLIENT_SECRET_ENV, DEFAULT_CLIENT_ID, TokenIssuer
 from mocks.util import DEFAULT_START, dumps, parse_iso, valid_datetime
 from mocks.world import MAX_SPEED, SOURCES, World, children_problem, start_problem
 
@@ -57,6 +59,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-alive-seconds", type=float, default=DEFAULT_KEEP_ALIVE,
                         help=f"close a client's connection idle this long (default {DEFAULT_KEEP_ALIVE:g}, "
                              "as uvicorn does)")
+    parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate (with --tls-key)")
+    parser.add_argument("--tls-key", default=None, help="PEM private key of --tls-cert")
+    parser.add_argument("--client-ca", default=None,
+                        help="with --tls-cert: demand a client certificate issued by this CA (mTLS)")
+    parser.add_argument("--require-token", action="store_true",
+                        help=f"serve POST /oauth/token (client credentials: ${CLIENT_ID_ENV}, default "
+                             f"{DEFAULT_CLIENT_ID}, and ${CLIENT_SECRET_ENV}) and demand its Bearer token on /v1/")
+    parser.add_argument("--token-ttl-seconds", type=float, default=300.0,
+                        help="with --require-token: how long an issued token is accepted (default 300)")
 
 
 def sign_webhook(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -123,13 +134,18 @@ class MockCluster:
     def __init__(self, world: World, host: str = "127.0.0.1", ports: dict[str, int] | None = None,
                  latency_ms: float = 0.0, error_rate: float = 0.0, webhook_url: str | None = None,
                  clock_speed: float = 0.0, keep_alive_seconds: float = DEFAULT_KEEP_ALIVE,
-                 webhook_secret: str = "") -> None:
+                 webhook_secret: str = "", tls: dict[str, Any] | None = None,
+                 tokens: tuple[str, str, float] | None = None) -> None:
         self.world = world
+        self.tls = tls or {}  # uvicorn's ssl_* options (`tls_options`)
         self.keep_alive_seconds = keep_alive_seconds
         self.host = host
         self.ports = {**DEFAULT_PORTS, **(ports or {})}
         defaults = Faults(latency_ms=latency_ms, error_rate=error_rate)
         self.states = {s: ServiceState(s, world, defaults) for s in SOURCES}
+        if tokens is not None:  # each service issues and checks tokens of its own (as separate agencies would)
+            for state in self.states.values():
+                state.tokens = TokenIssuer(*tokens)
         self.urls: dict[str, str] = {}
         if webhook_url and len(webhook_secret.encode()) < MIN_WEBHOOK_SECRET_BYTES:
             raise ValueError(webhook_secret_problem())
@@ -144,7 +160,8 @@ class MockCluster:
             sock = _bind(self.host, self.ports[source])
             config = uvicorn.Config(create_app(self.states[source]), lifespan="off", log_level="warning",
                                     access_log=False, timeout_graceful_shutdown=1,
-                                    timeout_keep_alive=self.keep_alive_seconds)  # type: ignore[arg-type]
+                                    timeout_keep_alive=self.keep_alive_seconds,
+                                    **self.tls)  # type: ignore[arg-type]
             config.load()
             server = uvicorn.Server(config)
             server.lifespan = config.lifespan_class(config)  # what Server._serve does before startup()
@@ -152,7 +169,7 @@ class MockCluster:
             self._servers.append((server, sock))
             port = sock.getsockname()[1]
             host = f"[{self.host}]" if ":" in self.host else self.host
-            self.urls[source] = f"http://{host}:{port}"
+            self.urls[source] = f"{'https' if self.tls else 'http'}://{host}:{port}"
         if self.webhook is not None:
             self.world.listeners.append(self.webhook)
             self._tasks.append(asyncio.create_task(self.webhook.run()))
@@ -211,8 +228,13 @@ async def _serve(args: argparse.Namespace) -> None:
     world = await asyncio.to_thread(World.generate, args.seed, args.children, args.start)
     log.info("generated %d children in %.1f s", args.children, time.perf_counter() - t0)
     ports = {"orr": args.orr_port, "ice": args.ice_port, "eoir": args.eoir_port}
+    tokens = None
+    if args.require_token:
+        tokens = (os.environ.get(CLIENT_ID_ENV) or DEFAULT_CLIENT_ID, os.environ[CLIENT_SECRET_ENV],
+                  args.token_ttl_seconds)
     cluster = MockCluster(world, args.host, ports, args.latency_ms, args.error_rate, args.webhook_url,
-                          args.clock_speed, args.keep_alive_seconds, os.environ.get(WEBHOOK_SECRET_ENV, ""))
+                          args.clock_speed, args.keep_alive_seconds, os.environ.get(WEBHOOK_SECRET_ENV, ""),
+                          tls_options(args), tokens)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -225,6 +247,16 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
     finally:
         await cluster.stop()
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """uvicorn's TLS options from --tls-cert, --tls-key and --client-ca (none without --tls-cert)."""
+    if not args.tls_cert:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": args.tls_cert, "ssl_keyfile": args.tls_key}
+    if args.client_ca:
+        options.update(ssl_ca_certs=args.client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
 
 
 def webhook_secret_problem() -> str:
@@ -256,6 +288,17 @@ def check_arguments(given: argparse.Namespace) -> str | None:
         return "--start must look like 2026-11-01T12:00:00Z"
     if args.webhook_url and len(os.environ.get(WEBHOOK_SECRET_ENV, "").encode()) < MIN_WEBHOOK_SECRET_BYTES:
         return webhook_secret_problem()
+    if bool(args.tls_cert) != bool(args.tls_key):
+        return "--tls-cert and --tls-key go together"
+    if args.client_ca and not args.tls_cert:
+        return "--client-ca needs --tls-cert and --tls-key"
+    for flag in ("tls_cert", "tls_key", "client_ca"):
+        if getattr(args, flag) and not os.access(getattr(args, flag), os.R_OK):
+            return f"--{flag.replace('_', '-')}: cannot read {getattr(args, flag)}"
+    if args.require_token and not os.environ.get(CLIENT_SECRET_ENV):
+        return f"--require-token needs ${CLIENT_SECRET_ENV} (the client secret the token endpoint accepts)"
+    if not (math.isfinite(args.token_ttl_seconds) and args.token_ttl_seconds > 0):
+        return "--token-ttl-seconds must be a finite number above 0"
     return start_problem(parse_iso(args.start))
 
 

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mocks.openapi import SERVICES, build
+from mocks.tokens import TokenGate, TokenIssuer, token_endpoint, tokens_admin
 from mocks.util import A_NUMBER_RE, LAST_TS, b64d, b64e, dumps, http_date, iso, parse_iso
 from mocks.world import CATEGORY_ORDER, MAX_ADVANCE_SECONDS, MAX_SPEED, SOURCES, World
 
@@ -131,6 +132,7 @@ class ServiceState:
         self.stats = Stats()
         self.rng = random.Random(f"faults:{source}")
         self.closing = False
+        self.tokens: TokenIssuer | None = None  # set with --require-token: /v1/ needs a token of ours
 
     def reset(self) -> None:
         """Default faults, zeroed stats, re-seeded fault dice (data untouched)."""
@@ -548,6 +550,12 @@ def create_app(state: ServiceState) -> Starlette:
         Route("/_admin/world", world_info, methods=["GET"]),
         Route("/_admin/records/{a_number}", records, methods=["GET", "PUT", "PATCH"]),
     ]
+    if state.tokens is not None:
+        routes += [Route("/oauth/token", token_endpoint, methods=["POST"]),
+                   Route("/_admin/tokens", tokens_admin, methods=["GET", "POST"])]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: crash})
     app.add_middleware(FaultInjector, state=state)
+    if state.tokens is not None:  # outermost: a refused request is not counted as a data request
+        app.state.tokens = state.tokens
+        app.add_middleware(TokenGate, issuer=state.tokens)
     return app

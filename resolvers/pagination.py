@@ -68,12 +68,19 @@ def _unb64(text: str) -> bytes:
 class CursorCodec:
     """Seals and opens the cursors of the oversight lists with one key: the `cursor_secret` setting's, so that
     replicas given the same secret accept each other's cursors; without one, a random key of this process.
-    Built once by `create_app` and handed to each request's context."""
+    Built once by `create_app` and handed to each request's context.
 
-    def __init__(self, secret: str = "") -> None:
+    During a rotation `previous` (`cursor_secret_previous`) opens the cursors sealed before it, so that a
+    client paging through a list goes on while the replicas restart one by one; new cursors are sealed under
+    `secret` only."""
+
+    def __init__(self, secret: str = "", previous: str = "") -> None:
         key = (hashlib.sha256(b"ucgw-cursor-key:" + secret.encode()).digest() if secret
                else secrets.token_bytes(32))
         self._aead = AESGCM(key)
+        self._openers = [self._aead]
+        if previous:
+            self._openers.append(AESGCM(hashlib.sha256(b"ucgw-cursor-key:" + previous.encode()).digest()))
 
     def encode(self, kind: str, pos: Position) -> str:
         """The opaque cursor of a scan position in list `kind`: encrypted and authenticated under the cursor
@@ -87,8 +94,7 @@ class CursorCodec:
         if cursor is None:
             return None
         try:
-            sealed = _unb64(cursor)
-            raw = self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], kind.encode())
+            raw = self._open(_unb64(cursor), kind.encode())
             version, a_number, index, listing = json.loads(raw)
             ok = (version == _VERSION and isinstance(a_number, str)
                   and CANONICAL.fullmatch(a_number) is not None and isinstance(index, int) and index >= -1
@@ -98,6 +104,16 @@ class CursorCodec:
         if not ok:
             raise bad_input(BAD_CURSOR)
         return Position(a_number, index, listing)
+
+
+    def _open(self, sealed: bytes, kind: bytes) -> bytes:
+        """The plain text of a cursor sealed under the current key, or else the previous one; InvalidTag."""
+        for aead in self._openers:
+            try:
+                return aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], kind)
+            except InvalidTag:
+                continue
+        raise InvalidTag
 
 
 def list_kind(name: str, *parts: object) -> str:

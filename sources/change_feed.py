@@ -21,12 +21,13 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
 from sources.client import source_connector
 from sources.settings import Settings
+from sources.source_access import SourceAccess
 from sources.systems import Source
 
 log = logging.getLogger("ucgw.changefeed")
@@ -137,8 +138,11 @@ class CursorRejected(Exception):
 class ChangeFollower:
     """Polls each source's change feed and hands the changes to the processor."""
 
-    def __init__(self, settings: Settings, processor: ChangeHandler, positions: FeedPositions | None = None) -> None:
+    def __init__(self, settings: Settings, processor: ChangeHandler, positions: FeedPositions | None = None,
+                 access: dict[Source, SourceAccess] | None = None) -> None:
         self.settings = settings
+        # each source's TLS and token (its client's, shared); built here when none is given
+        self.access = access or {s: SourceAccess(s, settings) for s in Source}
         self.processor = processor
         self.positions: FeedPositions = positions or AlwaysLead()
         self.interval = settings.change_feed_poll_seconds
@@ -178,7 +182,15 @@ class ChangeFollower:
         assert self._session is not None
         url = f"{self.settings.source_url(source).rstrip('/')}/v1/changes"
         params = {"since": since, "limit": str(limit)} if since else {"limit": str(limit)}
-        async with self._session.get(url, params=params) as resp:
+        access = self.access[source]
+        extra: dict[str, Any] = {"ssl": access.ssl} if access.ssl is not None else {}
+        token = await access.tokens.token() if access.tokens is not None else None
+        if token is not None:
+            extra["headers"] = {"Authorization": f"Bearer {token}"}
+        async with self._session.get(url, params=params, **extra) as resp:
+            if resp.status == 401 and token is not None and access.tokens is not None:
+                access.tokens.invalidate(token)  # the next poll asks for a new one
+                raise RuntimeError("HTTP 401: the source refused our access token")
             if resp.status == 410:
                 raise CursorExpired
             if resp.status == 400 and since not in ("", "latest"):

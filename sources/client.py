@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import statistics
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from yarl import URL
 from sources.breaker import HALF_OPEN, CircuitBreaker
 from sources.errors import BREAKER_OPEN, SOURCE_BAD_RESPONSE, SOURCE_TIMEOUT, SOURCE_UNAVAILABLE, SourceError
 from sources.settings import Settings
+from sources.source_access import SourceAccess, TokenError, connection_problem
 from sources.systems import Source
 from sources.tracing import BACKEND_SPAN, ERROR, SpanKind, Tracer, inject_traceparent, recorded
 
@@ -92,19 +94,31 @@ def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def source_connector(settings: Settings) -> aiohttp.TCPConnector:
-    """A connection pool to one backend. A connection idle `source_keepalive_seconds` is closed, not reused
-    (0: none is reused): the backend closes idle ones too, and a call sent on one as it closes is lost."""
+def source_connector(settings: Settings, context: ssl.SSLContext | None = None) -> aiohttp.TCPConnector:
+    """A connection pool to one backend (`context`: its TLS, sources/source_access.py). A connection idle
+    `source_keepalive_seconds` is closed, not reused (0: none is reused): the backend closes idle ones too,
+    and a call sent on one as it closes is lost."""
     keepalive = settings.source_keepalive_seconds
     reuse: dict[str, Any] = {"force_close": True} if keepalive == 0 else {"keepalive_timeout": keepalive}
+    if context is not None:
+        reuse["ssl"] = context
     return aiohttp.TCPConnector(limit=settings.source_connection_limit, ttl_dns_cache=300, **reuse)
+
+
+class _TokenRefused(Exception):
+    """The source answered 401 to a call that carried our access token."""
 
 
 class SourceClient:
     """One backend's client; owns one aiohttp ClientSession for the app's lifetime."""
 
-    def __init__(self, source: Source, settings: Settings, tracer: Tracer | None = None) -> None:
+    def __init__(self, source: Source, settings: Settings, tracer: Tracer | None = None,
+                 access: SourceAccess | None = None) -> None:
         self.source = source
+        self.access = access or SourceAccess(source, settings)  # TLS and our token there (shared with the feed)
+        self._tokens = self.access.tokens
+        if self._tokens is None:  # no token to attach or refresh: each call is one exchange
+            self._attempt = self._exchange  # type: ignore[method-assign]
         self.tracer = tracer  # None: tracing off, no tracer call on any path
         self.base_url = settings.source_url(source).rstrip("/")
         self.settings = settings
@@ -125,7 +139,7 @@ class SourceClient:
 
     async def start(self) -> None:
         """Open the connection pool."""
-        connector = source_connector(self.settings)
+        connector = source_connector(self.settings, self.access.ssl)
         # the backends set no cookies: no cookie jar to consult on every request and answer
         self._session = aiohttp.ClientSession(
             connector=connector, json_serialize=_json_text, raise_for_status=False,
@@ -133,7 +147,8 @@ class SourceClient:
         )
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the token endpoint's)."""
+        await self.access.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -227,7 +242,37 @@ class SourceClient:
         self, method: str, url: URL, deadline: float, validate: Callable[[Source, Any], T],
         *, payload: Any = None, params: dict[str, str] | None = None,
     ) -> T:
-        """One HTTP exchange within the deadline, through the breaker; `validate` checks the answer's shape."""
+        """`_exchange` with our access token; a 401 is answered by one new token and one retry (without a
+        token source, `__init__` makes this `_exchange` itself)."""
+        token = await self._token()
+        try:
+            return await self._exchange(method, url, deadline, validate, payload=payload, params=params, token=token)
+        except _TokenRefused:
+            assert self._tokens is not None
+            self._tokens.invalidate(token)
+        token = await self._token()
+        try:
+            return await self._exchange(method, url, deadline, validate, payload=payload, params=params, token=token)
+        except _TokenRefused:
+            detail = "refused our access token (HTTP 401), a new one too"
+            self._failed(SOURCE_UNAVAILABLE, detail)
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, detail, retryable=False) from None
+
+    async def _token(self) -> str:
+        """Our current token at the source, or SOURCE_UNAVAILABLE saying why there is none."""
+        assert self._tokens is not None
+        try:
+            return await self._tokens.token()
+        except TokenError as exc:
+            self._failed(SOURCE_UNAVAILABLE, exc.detail)
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, exc.detail, retryable=exc.retryable) from exc
+
+    async def _exchange(
+        self, method: str, url: URL, deadline: float, validate: Callable[[Source, Any], T],
+        *, payload: Any = None, params: dict[str, str] | None = None, token: str | None = None,
+    ) -> T:
+        """One HTTP exchange within the deadline, through the breaker; `validate` checks the answer's shape.
+        `token`: our access token, sent as a Bearer credential (a 401 then raises `_TokenRefused`)."""
         if self._session is None:
             raise SourceError(self.source, SOURCE_UNAVAILABLE, "client not started", retryable=False)
         remaining = deadline - time.monotonic()
@@ -246,6 +291,9 @@ class SourceClient:
         if self.tracer is not None:  # the current span (the backend call's, when recorded) goes out as the parent
             headers = {}
             inject_traceparent(headers)
+        if token is not None:
+            headers = headers if headers is not None else {}
+            headers["Authorization"] = f"Bearer {token}"
         try:
             async with asyncio.timeout(timeout):
                 async with self._session.request(method, url, json=payload, params=params, headers=headers) as resp:
@@ -253,6 +301,8 @@ class SourceClient:
                         trace.get_current_span().set_attribute("http.response.status_code", resp.status)
                     if resp.status >= 500:
                         raise SourceError(self.source, SOURCE_UNAVAILABLE, f"HTTP {resp.status}")
+                    if resp.status == 401 and token is not None:
+                        raise _TokenRefused
                     refused = resp.status in REFUSED
                     if resp.status != 200 and not refused:
                         raise SourceError(
@@ -271,9 +321,13 @@ class SourceClient:
             self._failed(SOURCE_TIMEOUT, f"no answer within {timeout:.2f} s")
             raise SourceError(self.source, SOURCE_TIMEOUT, f"no answer within {timeout:.2f} s") from exc
         except aiohttp.ClientError as exc:
-            detail = f"connection failed ({type(exc).__name__})"
+            detail, retryable = connection_problem(exc, self.access.client_cert_hint)
             self._failed(SOURCE_UNAVAILABLE, detail)
-            raise SourceError(self.source, SOURCE_UNAVAILABLE, detail) from exc
+            raise SourceError(self.source, SOURCE_UNAVAILABLE, detail, retryable=retryable) from exc
+        except _TokenRefused:  # the source is up and wants another token: no outcome for its breaker yet
+            if probe:
+                self.breaker.abandon()
+            raise
         except SourceError as exc:
             self._failed(exc.code, exc.detail)
             raise

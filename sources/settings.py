@@ -25,6 +25,10 @@ class Settings:
     env: str = "development"
     log_format: str = "text"  # "text" (one line, for people) or "json" (JSON lines, for log shippers)
     data_dir: str = "./var"
+    # TLS of the public listener (both files, or neither: plain HTTP); the admin listener stays plain HTTP
+    tls_cert_file: str = ""  # PEM certificate chain, the server's certificate first
+    tls_key_file: str = ""  # PEM private key of that certificate (unencrypted; readable by the gateway only)
+    hsts_max_age_seconds: int = 31_536_000  # Strict-Transport-Security max-age when TLS is on; 0: no header
     # cache
     cache_ttl_seconds: float = 60.0
     orr_ttl_seconds: float | None = None
@@ -50,8 +54,34 @@ class Settings:
     # a pooled connection idle this long is closed rather than reused; keep it below the backends' own
     # keep-alive timeout (uvicorn's and the mocks': 5 s), or a call may go out on a connection they are closing
     source_keepalive_seconds: float = 4.0
+    # each source's transport and our credentials there (sources/source_tls.py, sources/source_tokens.py):
+    # a CA file to verify its certificate by (empty: the system's CAs), a client certificate and key for mTLS,
+    # and OAuth2 client credentials (token URL, client id and secret, scope) for a Bearer token on every call
+    orr_ca_file: str = ""
+    orr_client_cert_file: str = ""
+    orr_client_key_file: str = ""
+    orr_token_url: str = ""
+    orr_client_id: str = ""
+    orr_client_secret: str = field(default="", repr=False)
+    orr_scope: str = ""
+    ice_ca_file: str = ""
+    ice_client_cert_file: str = ""
+    ice_client_key_file: str = ""
+    ice_token_url: str = ""
+    ice_client_id: str = ""
+    ice_client_secret: str = field(default="", repr=False)
+    ice_scope: str = ""
+    eoir_ca_file: str = ""
+    eoir_client_cert_file: str = ""
+    eoir_client_key_file: str = ""
+    eoir_token_url: str = ""
+    eoir_client_id: str = ""
+    eoir_client_secret: str = field(default="", repr=False)
+    eoir_scope: str = ""
     # access control and abuse limits
-    jwt_secret: str = ""  # no default: `serve` needs credentials of its own (`ucgw demo` makes a random secret)
+    jwt_secret: str = field(default="", repr=False)  # no default: `serve` needs credentials (`ucgw demo` makes one)
+    # more HS256 secrets, each with its key id: "id1=secret1,id2=secret2"; a token's `kid` picks one (rotation)
+    jwt_secrets: str = field(default="", repr=False)
     jwt_public_key_file: str = ""
     jwt_jwks_file: str = ""
     jwt_audience: str = "uc-status-gateway"
@@ -87,12 +117,16 @@ class Settings:
     audit_sync: str = "full"  # full: each commit flushed to the disk before the answer; normal: not flushed
     # HMAC key of the audit trail's hash chains, kept outside its database; `ucgw serve` requires one (32+ bytes)
     audit_hmac_key: str = field(default="", repr=False)
+    # keys of earlier chains, comma-separated: `ucgw audit verify` checks each chain under the key it was signed with
+    audit_hmac_keys_previous: str = field(default="", repr=False)
     # safety concerns and push
     concerns_db: str = ""  # SQLite file of safety concerns; empty: <data_dir>/concerns.sqlite3
     change_feed_poll_seconds: float = 1.0  # 0 disables following the sources' change feeds
     change_feed_batch_limit: int = 500
-    webhook_secret: str = ""  # shared secret of POST /hooks/changes; empty disables the webhook
-    cursor_secret: str = ""  # signs pagination cursors; empty: a random key per process (give replicas one)
+    webhook_secret: str = field(default="", repr=False)  # shared secret of POST /hooks/changes; empty: no webhook
+    webhook_secret_previous: str = field(default="", repr=False)  # also accepted during a rotation
+    cursor_secret: str = field(default="", repr=False)  # signs cursors; empty: a random key per process
+    cursor_secret_previous: str = field(default="", repr=False)  # cursors it sealed still open during a rotation
     subscription_queue_size: int = 1000
     websockets_per_client: int = 20  # open graphql-transport-ws connections one caller may hold; 0: no cap
     ws_init_timeout_seconds: float = 5.0  # a websocket that sends no connection_init this soon is closed (4408)
@@ -147,6 +181,10 @@ class Settings:
     def source_url(self, source: Source) -> str:
         """Base URL of one backend."""
         return {Source.ORR: self.orr_url, Source.ICE: self.ice_url, Source.EOIR: self.eoir_url}[source]
+
+    def source_option(self, source: Source, name: str) -> str:
+        """One of a source's transport settings (`ca_file`, `token_url`, ...), e.g. `orr_ca_file`."""
+        return str(getattr(self, f"{source.value.lower()}_{name}"))
 
     def ttl(self, source: Source) -> float:
         """Cache TTL of one backend: its own setting, else the common one."""

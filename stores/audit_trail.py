@@ -686,6 +686,7 @@ class Verdict:
     events: int = 0
     chains: int = 0
     breaks: list[Break] = field(default_factory=list)
+    previous_key_chains: int = 0  # chains signed with a key other than the first given (a rotation's earlier ones)
 
 
 _UNCHAINED = "(none)"  # the writer name reported for rows that carry no chain
@@ -723,16 +724,22 @@ def heads_of(rows: Iterable[tuple[Any, ...]]) -> dict[str, Head]:
     return out
 
 
-def verify(path: str | Path, key: bytes, checkpoint: dict[str, Head] | None = None) -> Verdict:
+def verify(path: str | Path, key: bytes | Sequence[bytes], checkpoint: dict[str, Head] | None = None) -> Verdict:
     """Check every chain of the trail at `path`: each event follows the one before it in its writer's chain
     (seq one more, `prev_hash` that event's hash), and its HMAC under `key` matches. With a `checkpoint`
-    (`heads` taken earlier), every chain it names must still reach its head, with the same hash."""
+    (`heads` taken earlier), every chain it names must still reach its head, with the same hash.
+
+    `key` may be several keys (the current one first, then those of a rotation's earlier chains): each chain
+    is checked under the one key its first event was signed with, so a chain cannot change keys midway."""
     return verify_rows(_read_rows(Path(path)), key, checkpoint)
 
 
-def verify_rows(rows: Iterable[tuple[Any, ...]], key: bytes, checkpoint: dict[str, Head] | None = None) -> Verdict:
+def verify_rows(rows: Iterable[tuple[Any, ...]], key: bytes | Sequence[bytes],
+                checkpoint: dict[str, Head] | None = None) -> Verdict:
     """`verify` of `rows` ((id, *_ALL) by id, from any store)."""
-    verdict, base = Verdict(), mac_base(key)
+    keys = [key] if isinstance(key, bytes) else list(key)
+    verdict, bases = Verdict(), [mac_base(k) for k in keys]
+    chain_key: dict[str, Any] = {}  # writer -> the base of the key its chain is signed with
     state: dict[str, tuple[int, str, int]] = {}  # writer -> (seq, hash, id) of its latest good event
     broken: dict[str, Break] = {}
     reached: dict[str, str] = {}  # writer -> hash of its event at the checkpoint's seq
@@ -757,7 +764,17 @@ def verify_rows(rows: Iterable[tuple[Any, ...]], key: bytes, checkpoint: dict[st
                                             "an event before it was changed or removed")
             continue
         digest = link_hash(writer, seq, prev, content)
-        if not hmac.compare_digest(mac, link_mac(base, digest)):
+        base = chain_key.get(writer)
+        if base is None:  # the chain's first event: the key it verifies under is the chain's
+            base = next((b for b in bases if hmac.compare_digest(mac, link_mac(b, digest))), None)
+            if base is None:
+                broken[name] = Break(name, id_, f"HMAC does not match under any of the {len(bases)} key(s) given: "
+                                                "the event was edited, or signed with a key not given")
+                continue
+            chain_key[writer] = base
+            if base is not bases[0]:
+                verdict.previous_key_chains += 1
+        elif not hmac.compare_digest(mac, link_mac(base, digest)):
             broken[name] = Break(name, id_, "HMAC does not match: the event was edited (or signed with another key)")
             continue
         state[writer] = (seq, digest.hex(), id_)

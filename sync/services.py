@@ -20,6 +20,7 @@ from sources.record_cache import Cache, MemoryCache
 from sources.redis_link import RedisLink, listen
 from sources.settings import Settings
 from sources.shared_records import SharedRecords
+from sources.source_access import SourceAccess
 from sources.systems import Source
 from sources.tracing import Tracer
 from stores.concerns_pg import PgConcernStore
@@ -49,7 +50,8 @@ class Services:
         self.cache: Cache = cache or MemoryCache(
             settings.cache_max_entries, lambda key: retain[key.split(":", 1)[0]]
         )
-        self.clients = {s: SourceClient(s, settings, tracer) for s in Source}
+        access = {s: SourceAccess(s, settings) for s in Source}  # TLS and tokens, shared by client and feed
+        self.clients = {s: SourceClient(s, settings, tracer, access[s]) for s in Source}
         # with UCGW_REDIS_URL: the replicas' shared cache, leases, invalidations and events (docs/redis.md)
         self.redis = RedisLink(settings.redis_url, settings.redis_prefix) if settings.redis_url else None
         self.shared = None if self.redis is None else SharedRecords(
@@ -61,7 +63,7 @@ class Services:
         self._stopping = asyncio.Event()
         self._listeners: list[asyncio.Task[None]] = []
         self.changes = ChangeProcessor(settings, self.fetchers, self.pubsub)
-        self.follower = ChangeFollower(settings, self.changes)
+        self.follower = ChangeFollower(settings, self.changes, access=access)
         # per-caller limits every replica counts together (with Redis; None: each replica's own count alone)
         self.socket_slots = self._slots("ws", settings.websockets_per_client)
         self.operation_slots = self._slots("ops", settings.subscriptions_per_client)

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -57,9 +58,11 @@ def free_port() -> int:
 
 
 def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
-         timeout: float = 30.0, raw: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP exchange: (status, lower-cased headers, body bytes); 4xx/5xx are returned, not raised."""
-    resp = request(method, url, json_body=body, headers=headers, timeout=timeout, data=raw)
+         timeout: float = 30.0, raw: bytes | None = None,
+         context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP exchange: (status, lower-cased headers, body bytes); 4xx/5xx are returned, not raised.
+    `context`: the TLS client context of an https URL."""
+    resp = request(method, url, json_body=body, headers=headers, timeout=timeout, data=raw, context=context)
     return resp.status, resp.headers, resp.body
 
 
@@ -80,9 +83,10 @@ class GatewayProcess:
     """
 
     def __init__(self, env: dict[str, str], token: str | None = None, port: int | None = None,
-                 root: Path = ROOT) -> None:
+                 root: Path = ROOT, context: ssl.SSLContext | None = None) -> None:
         self.port = port or free_port()  # a fixed port when others must know the URL first (webhooks)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.context = context  # a TLS client context: the gateway serves HTTPS (UCGW_TLS_CERT_FILE in `env`)
+        self.url = f"{'https' if context is not None else 'http'}://127.0.0.1:{self.port}"
         defaults = {"UCGW_JWT_SECRET": TEST_JWT_SECRET, "UCGW_AUDIT_HMAC_KEY": TEST_AUDIT_HMAC_KEY,
                     "UCGW_RATE_LIMIT_RPS": "10000", "UCGW_RATE_LIMIT_BURST": "100000",
                     "UCGW_ADMIN_PORT": str(free_port())}
@@ -107,7 +111,7 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited: {self.proc.stdout.read() if self.proc.stdout else ''}")
             try:
-                status, _, _ = http("GET", f"{self.url}/healthz", timeout=1)
+                status, _, _ = http("GET", f"{self.url}/healthz", timeout=1, context=context)
                 if status == 200:
                     return
             except OSError:
@@ -126,7 +130,7 @@ class GatewayProcess:
               headers: dict[str, str] | None = None, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
         """POST one GraphQL operation."""
         status, _, body = http("POST", f"{self.url}/graphql", {"query": query, "variables": variables or {}},
-                               headers=self.headers(token, headers), timeout=timeout)
+                               headers=self.headers(token, headers), timeout=timeout, context=self.context)
         return status, json.loads(body) if body else {}
 
     def stop(self, sig: int = signal.SIGTERM) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -47,8 +48,9 @@ class Resp:
 
 
 def request(method: str, url: str, json_body: Any = None, headers: dict[str, str] | None = None,
-            timeout: float = 15.0, data: bytes | None = None) -> Resp:
-    """One HTTP request; 4xx/5xx come back as a Resp instead of raising."""
+            timeout: float = 15.0, data: bytes | None = None, context: ssl.SSLContext | None = None) -> Resp:
+    """One HTTP request (`context`: the TLS client context of an https URL); 4xx/5xx come back as a Resp
+    instead of raising."""
     hdrs = dict(headers or {})
     if json_body is not None:
         data = json.dumps(json_body).encode()
@@ -56,7 +58,7 @@ def request(method: str, url: str, json_body: Any = None, headers: dict[str, str
     req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
     t0 = time.perf_counter()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             body = r.read()
             return Resp(r.status, {k.lower(): v for k, v in r.headers.items()}, body, time.perf_counter() - t0)
     except urllib.error.HTTPError as e:
@@ -73,6 +75,7 @@ class MockProcess:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)  # more environment (UCGW_WEBHOOK_SECRET for --webhook-url)
     startup_timeout: float = 60.0
+    context: ssl.SSLContext | None = None  # TLS client context for mocks started with --tls-cert
     urls: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[str] | None = None
     stderr_path: str = ""
@@ -160,7 +163,7 @@ class MockProcess:
     def request(self, source: str, method: str, path: str, json: Any = None,
                 headers: dict[str, str] | None = None, timeout: float = 15.0) -> Resp:
         """Any request to one service (path starts with '/')."""
-        return request(method, self.urls[source] + path, json, headers, timeout)
+        return request(method, self.urls[source] + path, json, headers, timeout, context=self.context)
 
     def admin(self, source: str, method: str, path: str, json: Any = None) -> tuple[int, Any]:
         """A tester-control call: (HTTP status, decoded JSON body)."""

@@ -37,6 +37,19 @@ def test_environment_overrides_toml_which_overrides_defaults(tmp_path: Path) -> 
     ({"UCGW_AUDIT_SYNC": "off"}, "'audit_sync' must be one of: full, normal"),
     ({"UCGW_REDIS_URL": "http://127.0.0.1:6379"}, "UCGW_REDIS_URL must be a redis://, rediss:// or unix:// URL"),
     ({"UCGW_REDIS_PREFIX": "ucgw prod:"}, "'redis_prefix' must be 1 to 64 printable characters without spaces"),
+    ({"UCGW_TLS_KEY_FILE": "/k.pem"}, "set both UCGW_TLS_CERT_FILE and UCGW_TLS_KEY_FILE"),
+    ({"UCGW_ICE_CLIENT_CERT_FILE": "/c.pem"}, "set both UCGW_ICE_CLIENT_CERT_FILE and UCGW_ICE_CLIENT_KEY_FILE"),
+    ({"UCGW_EOIR_TOKEN_URL": "https://t/token", "UCGW_EOIR_CLIENT_ID": "gw"},
+     "need all of UCGW_EOIR_TOKEN_URL, UCGW_EOIR_CLIENT_ID and UCGW_EOIR_CLIENT_SECRET"),
+    ({"UCGW_ORR_TOKEN_URL": "ftp://t", "UCGW_ORR_CLIENT_ID": "gw", "UCGW_ORR_CLIENT_SECRET": "s"},
+     "UCGW_ORR_TOKEN_URL must be an http"),
+    ({"UCGW_JWT_SECRETS": "k1"}, "UCGW_JWT_SECRETS must read 'id=secret,id=secret'"),
+    ({"UCGW_JWT_SECRETS": "k1=short"}, "UCGW_JWT_SECRETS, key 'k1': UCGW_JWT_SECRET must be at least 32 bytes"),
+    ({"UCGW_JWT_SECRETS": f"k1={'a' * 32},k1={'b' * 32}"}, "names key id 'k1' twice"),
+    ({"UCGW_CURSOR_SECRET_PREVIOUS": "x"}, "UCGW_CURSOR_SECRET_PREVIOUS is honoured beside UCGW_CURSOR_SECRET only"),
+    ({"UCGW_WEBHOOK_SECRET_PREVIOUS": "p" * 32}, "beside UCGW_WEBHOOK_SECRET only"),
+    ({"UCGW_WEBHOOK_SECRET": "w" * 32, "UCGW_WEBHOOK_SECRET_PREVIOUS": "short"}, "_PREVIOUS must be at least 32"),
+    ({"UCGW_AUDIT_HMAC_KEYS_PREVIOUS": "short"}, "each key must be at least 32 bytes"),
 ])
 def test_bad_values_are_config_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -1,5 +1,5 @@
-"""Authentication: Bearer JWTs (HS256 shared secret, RS256 public key or JWKS, or an OpenID Connect
-provider's tokens) and hashed API keys.
+"""Authentication: Bearer JWTs (HS256 shared secrets, by key id during a rotation; RS256 public key or JWKS;
+or an OpenID Connect provider's tokens) and hashed API keys.
 
 Never logs or echoes a credential. Error messages say what is wrong, not what was sent.
 """
@@ -23,7 +23,7 @@ import aiohttp
 import jwt
 from cachetools import LRUCache
 
-from gateway.config import ConfigError, require_credentials
+from gateway.config import ConfigError, jwt_secrets, require_credentials
 from rules.roles import ANONYMOUS, ROLES, Principal, office_scope
 from sources.settings import Settings
 
@@ -232,6 +232,7 @@ class Authenticator:
         self.settings = settings
         self.max_ttl = settings.jwt_max_ttl_seconds
         self.secret = settings.jwt_secret or None
+        self.secrets = jwt_secrets(settings)  # HS256 secrets by key id (`jwt_secrets`): several during a rotation
         self.public_keys = _load_public_keys(settings)
         self.api_keys = load_api_keys(settings.api_keys_file) if settings.api_keys_file else {}
         self.oidc = OidcKeys(settings.oidc_issuer) if settings.oidc_issuer else None
@@ -337,6 +338,25 @@ class Authenticator:
         self._verified[token] = (principal, expires + LEEWAY_SECONDS)
         return principal
 
+    def _hs256_key(self, kid: Any, token: str) -> str:
+        """The HS256 secret of a token: the one its `kid` names in `jwt_secrets`; without a kid, `jwt_secret`,
+        or else whichever listed secret its signature verifies under (tokens minted before ids were used)."""
+        if kid is not None and self.secrets:
+            if not isinstance(kid, str) or kid not in self.secrets:
+                raise AuthError("token signed with an unknown key id")
+            return self.secrets[kid]
+        if self.secret:
+            return self.secret
+        for secret in self.secrets.values():
+            try:
+                jwt.api_jws.decode(token, secret, algorithms=["HS256"])  # the signature alone
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError:
+                raise AuthError("malformed token") from None
+            return secret
+        raise AuthError("token signature is invalid")
+
     def _verify(self, token: str) -> tuple[Principal, float]:
         """The principal of a token and its `exp`, or AuthError."""
         try:
@@ -346,8 +366,8 @@ class Authenticator:
         alg = header.get("alg")
         if self.oidc is not None and self._from_oidc(token):
             return self._verify_oidc(token, header)
-        if alg == "HS256" and self.secret:
-            key: Any = self.secret
+        if alg == "HS256" and (self.secret or self.secrets):
+            key: Any = self._hs256_key(header.get("kid"), token)
         elif alg == "RS256" and self.public_keys:
             kid = header.get("kid")
             key = self.public_keys.get(kid) if kid is not None else self.public_keys.get(None)
@@ -455,11 +475,14 @@ class Authenticator:
 def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: str | None = None,
                field_offices: list[str] | None = None, client: str = "ucgw-cli",
                trusted_documents_only: bool = False) -> str:
-    """An HS256 token signed with the configured secret (demo and operator use)."""
+    """An HS256 token signed with the configured secret, or else the first of `jwt_secrets` (with its `kid`),
+    for demo and operator use."""
     if role not in ROLES:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}")
-    if not settings.jwt_secret:
-        raise ConfigError("no JWT secret configured (UCGW_JWT_SECRET); tokens cannot be minted here")
+    listed = jwt_secrets(settings)
+    if not (settings.jwt_secret or listed):
+        raise ConfigError("no JWT secret configured (UCGW_JWT_SECRET or UCGW_JWT_SECRETS); tokens cannot be "
+                          "minted here")
     if ttl > settings.jwt_max_ttl_seconds:  # the gateway would refuse it
         raise ConfigError(f"a token may live at most {settings.jwt_max_ttl_seconds} seconds "
                           f"(UCGW_JWT_MAX_TTL_SECONDS), not {ttl:g}")
@@ -474,4 +497,7 @@ def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: s
         claims["field_offices"] = field_offices
     if trusted_documents_only:
         claims["trusted_documents_only"] = True
-    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    if settings.jwt_secret:
+        return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+    kid, secret = next(iter(listed.items()))  # the first listed key signs: a rotation lists the new one first
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})

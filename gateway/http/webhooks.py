@@ -111,8 +111,11 @@ def webhook_endpoint(settings: Settings, processor: ChangeProcessor,
     credentials on /graphql do), so guessing is slowed to the rate limit (429 with Retry-After). The body
     is parsed by orjson (a JSON nesting deeper than its limit, or a NaN, is a 400) and every change is
     checked (`webhook_change_problem`): one bad change refuses the post with a 400 that names it.
+    During a rotation a post signed with `webhook_secret_previous` is accepted too (the senders move to the
+    new secret one by one).
     """
     secret = settings.webhook_secret.encode()
+    keys = [key.encode() for key in (settings.webhook_secret, settings.webhook_secret_previous) if key]
     replays = WebhookReplays(WEBHOOK_TOLERANCE_SECONDS)
     fields = RECORD_FIELDS
 
@@ -139,8 +142,9 @@ def webhook_endpoint(settings: Settings, processor: ChangeProcessor,
         if abs(time.time() - when) > WEBHOOK_TOLERANCE_SECONDS:
             return await refused(request, f"X-UCGW-Timestamp is more than {WEBHOOK_TOLERANCE_SECONDS} s from now")
         body = await request.body()
-        expected = "sha256=" + hmac.new(secret, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature):
+        signed = stamp.encode() + b"." + body
+        if not any(hmac.compare_digest("sha256=" + hmac.new(key, signed, hashlib.sha256).hexdigest(), signature)
+                   for key in keys):
             return await refused(request, "bad webhook signature")
         if not replays.first(signature) or not await first_in_cluster(redis, signature, WEBHOOK_TOLERANCE_SECONDS):
             return await refused(request, "this signed post was accepted before (a replay)")
