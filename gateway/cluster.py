@@ -252,7 +252,7 @@ class Cluster:
         with psycopg.connect(self.postgres.url, autocommit=True) as conn:  # idempotent: a second run keeps the data
             for role in (OWNER_ROLE, RUNTIME_ROLE):
                 if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    conn.execute(f"CREATE ROLE {role} LOGIN")
+                    conn.execute(f"CREATE ROLE {role} LOGIN" + (" CREATEROLE" if role == OWNER_ROLE else ""))
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
                 conn.execute(f"CREATE DATABASE {DATABASE} OWNER {OWNER_ROLE}")
         self.say(f"postgresql  {self.database_url} (runtime role; migrations as {OWNER_ROLE})")
