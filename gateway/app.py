@@ -44,6 +44,7 @@ from stores.audit_trail import AuditStore, SQLiteAuditStore
 from stores.documents import DocumentStore, MemoryDocumentStore, SQLiteDocumentStore, TrustedDocuments
 from stores.pg import Database
 from stores.rate_limits import RateLimiter, RedisBucketStore
+from stores.redis_documents import RedisDocumentStore
 from stores.schema_migrations import MigrationError, migrate
 from sync.services import Services
 
@@ -172,6 +173,8 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     answers = AnswerCache(settings.answer_cache_bytes, services.fetchers, paused=services.redis_down)
     early = Prefetcher(services)
     registered, trusted = open_documents(settings)
+    if registered is not None and services.redis is not None:  # a registration on one replica serves on all
+        registered = RedisDocumentStore(services.redis, registered)
     documents = PersistedDocuments(registered, trusted)
     connections = Connections(EdgeLimits.from_settings(settings))  # the public listener's (gateway/http/server.py)
     # Prometheus metrics, served by the admin listener only: none without one (nothing would read them)
@@ -243,7 +246,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
             await services.close()
             audit_store.close()
             trusted.close()
-            if isinstance(registered, SQLiteDocumentStore):
+            if isinstance(registered, SQLiteDocumentStore | RedisDocumentStore):
                 registered.close()
             if database is not None:
                 await database.close()

@@ -405,3 +405,28 @@ def test_a_replica_that_dies_holding_a_lease_blocks_the_others_no_longer_than_th
     assert {s: after[s] - before[s] for s in ROUTES} == {"orr": 2, "ice": 2, "eoir": 2}  # A's lost calls, B's
     facts = admin_facts(b_gw)["fetches"]
     assert sum(f["backend_records"] for f in facts.values()) == 3
+
+
+def test_a_query_persisted_on_one_replica_is_served_by_hash_on_another(mock_services: MockProcess, redis_url: str,
+                                                                        stack: ExitStack) -> None:
+    """Apollo's automatic persisted queries behind a load balancer: the hash registered through A is known to B
+    (and an unknown hash is still PERSISTED_QUERY_NOT_FOUND there, so the client falls back as it should)."""
+    a_gw, b_gw = started(stack, replicas(2, mock_services, redis_url))
+    a = mock_services.sample(1)[0]
+    query = "query Loc($a: ID!) { child(aNumber: $a) { aNumber } }"
+    digest = hashlib.sha256(query.encode()).hexdigest()
+    persisted = {"persistedQuery": {"version": 1, "sha256Hash": digest}}
+    headers = a_gw.headers(extra={"content-type": "application/json"})
+
+    def post(gw: GatewayProcess, body: dict[str, Any]) -> dict[str, Any]:
+        status, _, raw = http("POST", f"{gw.url}/graphql", body, headers)
+        assert status == 200, raw
+        return json.loads(raw)
+
+    unknown = post(b_gw, {"variables": {"a": a}, "extensions": persisted})
+    assert [e["extensions"]["code"] for e in unknown["errors"]] == ["PERSISTED_QUERY_NOT_FOUND"]
+    registered = post(a_gw, {"query": query, "variables": {"a": a}, "extensions": persisted})
+    assert registered.get("data") == {"child": {"aNumber": a}}, registered
+    served = post(b_gw, {"variables": {"a": a}, "extensions": persisted})
+    assert served.get("errors") is None and served["data"] == {"child": {"aNumber": a}}
+    assert admin_facts(b_gw)["persistedDocuments"]["sharedHits"] == 1

@@ -66,7 +66,9 @@ class PersistedDocuments:
 
     def facts(self) -> dict[str, int]:
         """Counters, for /readyz."""
-        return {"served": self.served, "registered": self.registrations}
+        shared = getattr(self.registered, "shared_hits", None)  # with Redis: hashes another replica registered
+        return {"served": self.served, "registered": self.registrations,
+                **({} if shared is None else {"sharedHits": shared})}
 
     async def __call__(self, scope: Scope, state: RequestState, headers: Headers, body: bytes,
                        send: Send) -> bytes | None:

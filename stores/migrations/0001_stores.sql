@@ -2,7 +2,9 @@
 -- role (UCGW_DATABASE_MIGRATE_URL); the gateway's runtime role gets `ucgw_runtime`'s privileges only.
 
 DO $$ BEGIN
-    CREATE ROLE ucgw_runtime NOLOGIN;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ucgw_runtime') THEN  -- a DBA may have made it already
+        CREATE ROLE ucgw_runtime NOLOGIN;
+    END IF;
 EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;  -- roles are per server: another database made it
 END $$;
 
