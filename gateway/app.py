@@ -210,7 +210,7 @@ def create_app(settings: Settings, services: Services | None = None, audit_store
     # server-sent events: the same admission (no stored answers or early fetches: every stream is its own),
     # a traffic count of its own (a stream open for hours is no request in flight for the audit's commits)
     streams = GraphQLGuard(GraphQLStreams(graphql_app, settings.sse_keepalive_seconds), settings, authenticator,
-                           limiter, audit=audit_store)
+                           limiter, audit=audit_store, negotiates=False)
     if metrics is not None:
         metrics.watch(StateCollector(metrics, services, answers, audit_store, graphql_app.sockets, connections))
     endpoint = guarded if tracing.tracer is None else TracedRequests(guarded, tracing.tracer)  # off: no wrapper

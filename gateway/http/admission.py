@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.http.asgi import address_key, header_purpose, replay_body, send_error
 from gateway.http.auth import Authenticator, AuthError
-from gateway.http.bodies import response_media_type
+from gateway.http.bodies import LEGACY_JSON, response_media_type
 from gateway.http.graphiql import wants_graphiql_page
 from gateway.http.metrics import UNKNOWN, GatewayMetrics
 from gateway.http.persisted import Documents
@@ -159,7 +159,10 @@ class GraphQLGuard:
     def __init__(self, app: ASGIApp, settings: Settings, authenticator: Authenticator,
                  limiter: RateLimiter, shortcut: Shortcut | None = None, in_flight: InFlight | None = None,
                  early: EarlyHook | None = None, audit: AuditStore | None = None,
-                 metrics: GatewayMetrics | None = None, documents: Documents | None = None) -> None:
+                 metrics: GatewayMetrics | None = None, documents: Documents | None = None,
+                 negotiates: bool = True) -> None:
+        # False for an endpoint that answers in a media type of its own (the event streams: text/event-stream)
+        self.negotiates = negotiates
         self.app = app
         self.documents = documents  # persisted documents named by hash (gateway/http/persisted.py)
         self.metrics = metrics
@@ -229,7 +232,7 @@ class GraphQLGuard:
         if wait:
             await self._rate_limited(send, wait, principal.role)
             return 429
-        media_type = response_media_type(headers.get("accept"))
+        media_type = response_media_type(headers.get("accept")) if self.negotiates else LEGACY_JSON
         if media_type is None:
             await send_error(send, 406, NOT_ACCEPTABLE, "the Accept header allows no media type the gateway sends: "
                              "accept application/graphql-response+json or application/json")
