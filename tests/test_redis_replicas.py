@@ -196,14 +196,14 @@ def test_a_change_read_by_one_replica_reaches_every_replica(redis_url: str, stac
         ws = await _subscribe(c_gw, a)
         try:
             await asyncio.sleep(0.5)  # the subscription registered, the follower at the feed's end
-            processed = admin_facts(a_gw)["changes"]["processed"]
+            processed = admin_facts(a_gw)["changeFeed"]["processed"]
             current = (await asyncio.to_thread(mocks.request, "orr", "GET", f"/v1/children/{a}")).json()
             flipped = "pending" if current["background_check"] == "cleared" else "cleared"
             await asyncio.to_thread(mocks.admin_ok, "orr", "PATCH", f"/_admin/records/{a}",
                                     {"background_check": flipped})
             event = await _next_event(ws)
             await asyncio.to_thread(wait_for, "A to count the change",
-                                    lambda: admin_facts(a_gw)["changes"]["processed"] > processed)
+                                    lambda: admin_facts(a_gw)["changeFeed"]["processed"] > processed)
             b_seen = await asyncio.to_thread(wait_for, "B to show the change",
                                              lambda: _changed(b_gw, a, old["ORR"]))
             c_seen = await asyncio.to_thread(wait_for, "C to show the change",
@@ -222,7 +222,7 @@ def test_a_change_read_by_one_replica_reaches_every_replica(redis_url: str, stac
         "HIT", orr_b["fetchedAt"], orr_b["sourceUpdatedAt"])
     orr_a = next(p for p in provenances(status_of(a_gw, a)) if p["source"] == "ORR")
     assert (orr_a["cacheStatus"], orr_a["fetchedAt"]) == ("HIT", orr_b["fetchedAt"])
-    assert admin_facts(b_gw)["changes"]["processed"] == 0  # B read no feed: Redis told it
+    assert admin_facts(b_gw)["changeFeed"]["processed"] == 0  # B read no feed: Redis told it
 
 
 def _changed(gw: GatewayProcess, a: str, old: str) -> list[dict[str, Any]] | None:
