@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 
 def free_port() -> int:
@@ -59,7 +60,46 @@ def _unprivileged() -> pwd.struct_passwd | None:
     raise RuntimeError("running as root, and neither a postgres nor a nobody user exists to run PostgreSQL")
 
 
-class PostgresServer:
+class _LocalServer:
+    """What both servers share: a child process in a folder of its own, stopped and (when the folder was
+    made here) removed by `close`; a context manager that starts it."""
+
+    proc: subprocess.Popen[bytes] | None
+    dir: Path
+    _own_dir: bool
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Send `sig` and wait for the process to exit (killed after 30 s)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        """Start again on the same port with the same data."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class PostgresServer(_LocalServer):
     """One PostgreSQL server (trust auth on loopback, superuser `postgres`) on a free port."""
 
     def __init__(self, data_dir: str | Path | None = None, port: int | None = None, fsync: bool = False) -> None:
@@ -78,7 +118,7 @@ class PostgresServer:
     def _run_as(self) -> dict[str, int]:
         return {"user": self._user.pw_uid, "group": self._user.pw_gid} if self._user else {}
 
-    def start(self) -> PostgresServer:
+    def start(self) -> Self:
         """initdb when the folder is new, then start and wait until it accepts connections."""
         data = self.dir / "data"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -112,34 +152,11 @@ class PostgresServer:
                 time.sleep(0.1)
 
     def stop(self, sig: int = signal.SIGINT) -> None:
-        """Stop the server (SIGINT: fast shutdown; SIGKILL: a crash) and wait for it to exit."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        """Start again on the same port with the same data."""
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Stop the server (SIGINT: PostgreSQL's fast shutdown; SIGKILL: a crash) and wait for it to exit."""
+        super().stop(sig)
 
 
-class RedisServer:
+class RedisServer(_LocalServer):
     """One Redis server (no persistence) on a free loopback port."""
 
     def __init__(self, data_dir: str | Path | None = None, port: int | None = None) -> None:
@@ -152,7 +169,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self) -> Self:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [_find("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
@@ -161,27 +178,3 @@ class RedisServer:
         _wait_port(self.port, self.proc, "redis-server")
         return self
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def close(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

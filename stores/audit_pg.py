@@ -35,6 +35,7 @@ from stores.audit_trail import (
     event_rows,
     mac_base,
     new_writer_id,
+    settle_all,
     stored_event,
 )
 from stores.pg import Database, StoreUnavailable
@@ -167,13 +168,7 @@ class PgAuditStore:
 
 
 def _settle(batch: list[tuple[list[_Row], asyncio.Future[None]]], outcomes: Sequence[BaseException | None]) -> None:
-    for (_, future), error in zip(batch, outcomes, strict=True):
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+    settle_all([(future, error) for (_, future), error in zip(batch, outcomes, strict=True)])
 
 
 def _query(where: AuditFilter) -> tuple[str, list[Any]]:

@@ -334,7 +334,7 @@ def unauthenticated_event(subject: str | None, purpose: str | None, request_id: 
                       sections_denied=("authentication",), purpose=purpose)
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
+def settle_all(settled: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
     """Runs on the callers' loop: report each outcome unless that caller has stopped waiting."""
     for future, error in settled:
         if future.done():
@@ -528,13 +528,13 @@ class SQLiteAuditStore:
         try:
             outcomes = self._commit_calls(batch)
         except BaseException:  # e.g. KeyboardInterrupt inside SQLite: no caller is left waiting for ever
-            _settle_all([(p.future, AuditStoreClosed("the audit commit was interrupted")) for p in batch])
+            settle_all([(p.future, AuditStoreClosed("the audit commit was interrupted")) for p in batch])
             raise
         finally:
             self._lock.release()
         self.turn_commits += 1
         self._timed(started)
-        _settle_all([(p.future, error) for p, error in zip(batch, outcomes, strict=True)])
+        settle_all([(p.future, error) for p, error in zip(batch, outcomes, strict=True)])
 
     def _to_writer(self, batch: list[_Pending]) -> None:
         """Queue `batch` for the writer thread, started on first use. Hold `self._state`."""
@@ -574,7 +574,7 @@ class SQLiteAuditStore:
             by_loop.setdefault(p.loop, []).append((p.future, error))
         for loop, settled in by_loop.items():  # one wake-up per event loop, not one per caller
             try:
-                loop.call_soon_threadsafe(_settle_all, settled)
+                loop.call_soon_threadsafe(settle_all, settled)
             except RuntimeError:  # the caller's loop is closed: nobody is waiting any more
                 pass
 

@@ -377,24 +377,7 @@ class Authenticator:
                 raise AuthError("token signed with an unknown key id")
         else:
             raise AuthError("token algorithm is not accepted")
-        try:
-            claims = jwt.decode(
-                token, key, algorithms=[alg], audience=self.settings.jwt_audience or None,
-                issuer=self.settings.jwt_issuer or None, leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "sub"], "verify_aud": bool(self.settings.jwt_audience)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
-        except jwt.InvalidSignatureError:
-            raise AuthError("token signature is invalid") from None
-        except jwt.InvalidAudienceError:
-            raise AuthError("token audience is not accepted") from None
-        except jwt.InvalidIssuerError:
-            raise AuthError("token issuer is not accepted") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthError(f"token lacks the '{exc.claim}' claim") from None
-        except jwt.PyJWTError:
-            raise AuthError("invalid token") from None
+        claims = _decode(token, key, alg, self.settings.jwt_audience, self.settings.jwt_issuer or None)
         return self._principal(claims, claims.get("role"), claims.get("field_offices"),
                                claims.get("client") or claims.get("azp") or "jwt")
 
@@ -417,24 +400,7 @@ class Authenticator:
         key = self.oidc.key(token, kid if isinstance(kid, str) else None, alg)
         if key is None:
             raise AuthError("token signed with a key the provider does not publish (unknown key id)")
-        try:
-            claims = jwt.decode(
-                token, key, algorithms=[alg], audience=self.oidc_audience or None,
-                issuer=[self.oidc.issuer, self.oidc.issuer + "/"], leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iat", "sub"], "verify_aud": bool(self.oidc_audience)},
-            )
-        except jwt.ExpiredSignatureError:
-            raise AuthError("token expired") from None
-        except jwt.InvalidSignatureError:
-            raise AuthError("token signature is invalid") from None
-        except jwt.InvalidAudienceError:
-            raise AuthError("token audience is not accepted") from None
-        except jwt.InvalidIssuerError:
-            raise AuthError("token issuer is not accepted") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise AuthError(f"token lacks the '{exc.claim}' claim") from None
-        except jwt.PyJWTError:
-            raise AuthError("invalid token") from None
+        claims = _decode(token, key, alg, self.oidc_audience, [self.oidc.issuer, self.oidc.issuer + "/"])
         settings = self.settings
         role = claims.get(settings.oidc_role_claim)
         if isinstance(role, list):  # providers often carry roles as a list: exactly one must be a gateway role
@@ -470,6 +436,27 @@ class Authenticator:
         principal = Principal(subject=subject, role=str(role), client=str(client), method="jwt", field_offices=offices,
                               trusted_documents_only=trusted_only)
         return principal, float(exp)
+
+
+def _decode(token: str, key: Any, alg: str, audience: str, issuer: str | list[str] | None) -> dict[str, Any]:
+    """A JWT's claims once its signature, expiry, audience and issuer hold; else an `AuthError` saying which
+    failed (our own tokens and the OIDC provider's alike)."""
+    try:
+        return jwt.decode(token, key, algorithms=[alg], audience=audience or None, issuer=issuer,
+                          leeway=LEEWAY_SECONDS,
+                          options={"require": ["exp", "iat", "sub"], "verify_aud": bool(audience)})
+    except jwt.ExpiredSignatureError:
+        raise AuthError("token expired") from None
+    except jwt.InvalidSignatureError:
+        raise AuthError("token signature is invalid") from None
+    except jwt.InvalidAudienceError:
+        raise AuthError("token audience is not accepted") from None
+    except jwt.InvalidIssuerError:
+        raise AuthError("token issuer is not accepted") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise AuthError(f"token lacks the '{exc.claim}' claim") from None
+    except jwt.PyJWTError:
+        raise AuthError("invalid token") from None
 
 
 def mint_token(settings: Settings, role: str, *, ttl: float = 3600.0, subject: str | None = None,
