@@ -1,9 +1,22 @@
 // The gateway fetcher: HTTP for queries and mutations, graphql-transport-ws for subscriptions (the token goes
 // in connection_init), the caller's token added, and every answer handed to `onResult` (the status card).
 import { createGraphiQLFetcher } from "@graphiql/toolkit";
+import { parse } from "graphql";
 import { createClient } from "graphql-ws";
 
 function isAsyncIterable(value) { return value && typeof value[Symbol.asyncIterator] === "function"; }
+
+// GraphiQL's fetcher sends a document over the websocket only when `operationName` names a subscription of
+// the parsed document it is handed; a tab just opened from the list can hand the name or the parsed document
+// of the tab shown before, and the subscription would go over HTTP and be refused: name the document's only
+// operation, and parse the document that is sent.
+function named(params) {
+  if (typeof params.query !== "string") return params;
+  const ops = [...params.query.matchAll(/^\s*(?:query|mutation|subscription)\s+(\w+)/gm)].map((m) => m[1]);
+  if (params.operationName && ops.includes(params.operationName)) return params;
+  // none, or a name left over from the tab shown before: the document's only operation
+  return ops.length === 1 ? { ...params, operationName: ops[0] } : params;
+}
 
 export function gatewayFetcher(config, bearer, onResult) {
   const ws = new URL(config.url, window.location.href);
@@ -16,11 +29,15 @@ export function gatewayFetcher(config, bearer, onResult) {
       connectionParams: () => (bearer ? { Authorization: `Bearer ${bearer}` } : {}),
     }),
   });
-  return (params, opts) => {
+  return (given, opts) => {
+    const params = named(given);
     const headers = { ...((opts && opts.headers) || {}) };
     const hasAuth = Object.keys(headers).some((k) => k.toLowerCase() === "authorization");
     if (bearer && !hasAuth) headers.Authorization = `Bearer ${bearer}`;
-    const result = base(params, { ...(opts || {}), headers });
+    // the document actually sent, parsed here: GraphiQL's own may still be the tab shown before
+    let documentAST;
+    try { documentAST = parse(params.query); } catch { documentAST = opts && opts.documentAST; }
+    const result = base(params, { ...(opts || {}), documentAST, headers });
     if (params.operationName === "IntrospectionQuery") return result;
     if (result && typeof result.then === "function") {
       return result.then((value) => {
